@@ -1,0 +1,177 @@
+/*
+ * The poll/drop wrappers that make misuse a defined error, and the small
+ * futures every program needs: ready, yield, join, select.
+ */
+#include <stddef.h>
+
+#include "pollux/async.h"
+#include "pollux/future.h"
+
+int px_future_poll(px_future *f, px_context *cx) {
+  if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)
+    return PX_EINVAL;
+  /* Polling again after READY (or after drop) would re-run a finished state
+   * machine, which is undefined in Rust and a crash in C: refuse instead. */
+  if (f->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  px_poll r = f->vtable->poll(f, cx);
+  if (r == PX_READY) f->state |= PX_FUTURE_DONE;
+  return (int)r;
+}
+
+void px_future_drop(px_future *f) {
+  if (f == NULL || f->vtable == NULL) return;
+  if (f->state & PX_FUTURE_DROPPED) return;
+  f->state |= PX_FUTURE_DROPPED;
+  if (f->vtable->drop != NULL) f->vtable->drop(f);
+}
+
+void px_async_drop(px_future *self) {
+  px_async *a = (px_async *)self;
+  /* The awaited sub-future is the only thing a plain async frame owns. */
+  px_future *sub = a->awaiting;
+  a->awaiting = NULL;
+  px_future_drop(sub);
+}
+
+/* ---- ready ------------------------------------------------------------ */
+
+static px_poll ready_poll(px_future *self, px_context *cx) {
+  (void)cx;
+  px_ready *f = (px_ready *)self;
+  f->base.output = f->value;
+  f->base.error = f->err;
+  return PX_READY;
+}
+
+static const px_future_vtable ready_vtable = {sizeof(px_ready), "ready",
+                                              ready_poll, NULL};
+
+px_future *px_ready_init(px_ready *f, px_value value, int err) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &ready_vtable);
+  f->value = value;
+  f->err = err;
+  return &f->base;
+}
+
+/* ---- yield ------------------------------------------------------------ */
+
+static px_poll yield_poll(px_future *self, px_context *cx) {
+  if (self->state & 1u) return PX_READY;
+  self->state |= 1u;
+  /* Wake first, then return PENDING: the task goes to the back of the run
+   * queue, behind everything that was already ready. */
+  px_waker_wake_by_ref(cx->waker);
+  return PX_PENDING;
+}
+
+static const px_future_vtable yield_vtable = {sizeof(px_yield), "yield",
+                                              yield_poll, NULL};
+
+px_future *px_yield_init(px_yield *f) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &yield_vtable);
+  return &f->base;
+}
+
+/* ---- join and select --------------------------------------------------- */
+
+/* A child is finished once it was dropped: join and select drop each child
+ * as soon as it completes, so its resources go back early. */
+static int child_finished(const px_future *f) {
+  return f == NULL || (f->state & PX_FUTURE_DROPPED) != 0;
+}
+
+static void drop_children(px_future *const *futures, size_t n) {
+  for (size_t i = 0; i < n; i++) px_future_drop(futures[i]);
+}
+
+static px_poll join_poll(px_future *self, px_context *cx) {
+  px_join *j = (px_join *)self;
+  for (size_t i = 0; i < j->n; i++) {
+    px_future *child = j->futures[i];
+    if (child_finished(child)) continue;
+    if (px_future_poll(child, cx) == PX_PENDING) continue;
+    px_future_drop(child);
+    if (j->order != NULL) j->order[j->completed] = i;
+    j->completed++;
+  }
+  if (j->completed < j->n) return PX_PENDING;
+  j->base.output = px_u64(j->n);
+  j->base.error = 0;
+  return PX_READY;
+}
+
+static void join_drop(px_future *self) {
+  px_join *j = (px_join *)self;
+  drop_children(j->futures, j->n);
+}
+
+static const px_future_vtable join_vtable = {sizeof(px_join), "join",
+                                             join_poll, join_drop};
+
+px_future *px_join_init(px_join *f, px_future *const *futures, size_t n,
+                        size_t *order) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &join_vtable);
+  f->futures = futures;
+  f->n = futures == NULL ? 0 : n;
+  f->order = order;
+  /* Children that are already finished (or NULL) count as completed now, in
+   * index order, so `order` always ends up listing every index. */
+  f->completed = 0;
+  for (size_t i = 0; i < f->n; i++) {
+    if (child_finished(futures[i])) {
+      if (order != NULL) order[f->completed] = i;
+      f->completed++;
+    }
+  }
+  return &f->base;
+}
+
+static size_t live_children(px_future *const *futures, size_t n) {
+  size_t live = 0;
+  for (size_t i = 0; i < n; i++) live += !child_finished(futures[i]);
+  return live;
+}
+
+static px_poll select_poll(px_future *self, px_context *cx) {
+  px_select *s = (px_select *)self;
+  for (size_t i = 0; i < s->n; i++) {
+    px_future *child = s->futures[i];
+    if (child_finished(child)) continue;
+    int r = px_future_poll(child, cx);
+    if (r == PX_PENDING) continue;
+    s->index = i;
+    s->base.output = child->output;
+    s->base.error = r < 0 ? r : child->error;
+    /* The losers are cancelled here, not when the select is dropped, so
+     * their timers and registrations are released as soon as we know. */
+    drop_children(s->futures, s->n);
+    return PX_READY;
+  }
+  /* Nothing left that could ever win (no futures, or all finished before
+   * the select started): that is a caller error, not a hang. */
+  if (live_children(s->futures, s->n) == 0) {
+    s->base.error = PX_EINVAL;
+    return PX_READY;
+  }
+  return PX_PENDING;
+}
+
+static void select_drop(px_future *self) {
+  px_select *s = (px_select *)self;
+  drop_children(s->futures, s->n);
+}
+
+static const px_future_vtable select_vtable = {sizeof(px_select), "select",
+                                               select_poll, select_drop};
+
+px_future *px_select_init(px_select *f, px_future *const *futures, size_t n) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &select_vtable);
+  f->futures = futures;
+  f->n = futures == NULL ? 0 : n;
+  f->index = (size_t)-1;
+  return &f->base;
+}

@@ -1,0 +1,18 @@
+/*
+ * pollux.h - the whole public API of pollux, an async runtime for C.
+ */
+#ifndef POLLUX_H
+#define POLLUX_H
+
+#include "pollux/errors.h"
+#include "pollux/poll.h"
+#include "pollux/waker.h"
+#include "pollux/context.h"
+#include "pollux/future.h"
+#include "pollux/async.h"
+#include "pollux/task.h"
+#include "pollux/runtime.h"
+#include "pollux/time.h"
+#include "pollux/net.h"
+
+#endif /* POLLUX_H */

@@ -1,0 +1,178 @@
+/*
+ * pollux/future.h - futures: polled state machines.
+ *
+ * A future is any struct whose first member is a px_future. The px_future
+ * header points to a vtable (poll, drop, size, name) and carries the output
+ * slot: when poll returns PX_READY, the future has stored its result in
+ * `output` (a small union, px_value) and its status in `error` (0 or a
+ * negative PX_E* code). The slot stays readable after the future is dropped,
+ * so whoever awaited a future reads its result from the future itself, the
+ * way a Rust caller receives the value of `.await`.
+ *
+ * Moving: a future may be copied to another address (px_spawn copies it into
+ * its task) until it is first polled. After the first poll it must stay where
+ * it is, because it may have handed out pointers to itself (Rust's Pin).
+ *
+ * Always poll and drop through px_future_poll and px_future_drop: they keep
+ * the header's done and dropped bits, which turn misuse (polling a completed
+ * future, dropping twice) into defined errors instead of undefined behaviour.
+ */
+#ifndef POLLUX_FUTURE_H
+#define POLLUX_FUTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pollux/context.h"
+#include "pollux/errors.h"
+#include "pollux/poll.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The output of a future: one machine word, interpreted by agreement. */
+typedef union px_value {
+  void *ptr;
+  int64_t i64;
+  uint64_t u64;
+  double f64;
+} px_value;
+
+static inline px_value px_ptr(const void *p) {
+  px_value v;
+  v.ptr = (void *)(uintptr_t)p;
+  return v;
+}
+static inline px_value px_i64(int64_t i) {
+  px_value v;
+  v.i64 = i;
+  return v;
+}
+static inline px_value px_u64(uint64_t u) {
+  px_value v;
+  v.u64 = u;
+  return v;
+}
+
+typedef struct px_future px_future;
+
+typedef struct px_future_vtable {
+  /* sizeof the whole future struct; px_spawn copies this many bytes. */
+  size_t size;
+  /* A short name for logs and traces ("sleep", "tcp_read", "say_after"). */
+  const char *name;
+  /*
+   * Advances the state machine. Returns PX_READY after storing the result in
+   * self->output / self->error, or PX_PENDING after arranging for
+   * cx->waker to be woken. Never called again once it returned PX_READY.
+   */
+  px_poll (*poll)(px_future *self, px_context *cx);
+  /*
+   * Releases everything the future holds (timer entries, reactor
+   * registrations, sub-futures, wakers) whether or not it completed. Called
+   * at most once. May be NULL when there is nothing to release. Must leave
+   * output and error untouched.
+   */
+  void (*drop)(px_future *self);
+} px_future_vtable;
+
+/* Bits of px_future.state that px_future_poll / px_future_drop own. */
+#define PX_FUTURE_DONE 0x80000000u    /* poll returned PX_READY */
+#define PX_FUTURE_DROPPED 0x40000000u /* drop ran */
+/* The low 30 bits are the future's own (the async macros keep the resume point there). */
+#define PX_FUTURE_USER_MASK 0x3fffffffu
+
+struct px_future {
+  const px_future_vtable *vtable;
+  px_value output; /* valid once READY */
+  int32_t error;   /* 0 or a negative PX_E* code, valid once READY */
+  uint32_t state;  /* PX_FUTURE_DONE | PX_FUTURE_DROPPED | user bits */
+};
+
+/* Initialises the header of a future about to be constructed. */
+static inline void px_future_init(px_future *f, const px_future_vtable *vt) {
+  f->vtable = vt;
+  f->output.u64 = 0;
+  f->error = 0;
+  f->state = 0;
+}
+
+#define PX_FUTURE_INIT(vt) {(vt), {0}, 0, 0}
+
+/*
+ * Polls a future. Returns PX_READY or PX_PENDING, or a negative code when the
+ * call itself is wrong: PX_EINVAL for a NULL future, context or vtable, and
+ * PX_EDONE for a future that already completed or was dropped (its output is
+ * left as it was and its poll function is not called).
+ */
+int px_future_poll(px_future *f, px_context *cx);
+
+/*
+ * Drops a future: runs its drop function once; later calls do nothing.
+ * NULL is accepted and ignored. The output slot stays readable.
+ */
+void px_future_drop(px_future *f);
+
+/* True once the future returned PX_READY. */
+static inline int px_future_is_done(const px_future *f) {
+  return f != NULL && (f->state & PX_FUTURE_DONE) != 0;
+}
+
+/* ---- Small futures every program needs ------------------------------ */
+
+/* A future that is immediately READY with the given output. */
+typedef struct px_ready {
+  px_future base;
+  px_value value;
+  int32_t err;
+} px_ready;
+px_future *px_ready_init(px_ready *f, px_value value, int err);
+
+/*
+ * Yields once to the scheduler (tokio::task::yield_now): the first poll wakes
+ * itself and returns PENDING, so every other ready task runs before this one
+ * continues.
+ */
+typedef struct px_yield {
+  px_future base;
+} px_yield;
+px_future *px_yield_init(px_yield *f);
+
+/*
+ * Waits for all of `n` futures (tokio::join!). Outputs stay in each future, in
+ * argument order. If `order` is not NULL, order[k] receives the index of the
+ * k-th future to complete, so callers can report completion order. The join's
+ * own output is n and its error is 0; the futures' errors are their own.
+ * The futures array must outlive the join; the join owns the futures from
+ * its first poll and drops each one when the join is dropped.
+ */
+typedef struct px_join {
+  px_future base;
+  px_future *const *futures;
+  size_t n;
+  size_t completed;
+  size_t *order;
+} px_join;
+px_future *px_join_init(px_join *f, px_future *const *futures, size_t n,
+                        size_t *order);
+
+/*
+ * Waits for the first of `n` futures to finish (tokio::select!): the winner's
+ * output and error become the select's own, `index` says which one won, and
+ * every other future is dropped at once. Futures are polled in index order on
+ * each poll, so a lower index wins a tie.
+ */
+typedef struct px_select {
+  px_future base;
+  px_future *const *futures;
+  size_t n;
+  size_t index;
+} px_select;
+px_future *px_select_init(px_select *f, px_future *const *futures, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POLLUX_FUTURE_H */

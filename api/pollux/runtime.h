@@ -1,0 +1,98 @@
+/*
+ * pollux/runtime.h - creating a runtime and driving futures on it.
+ *
+ * A runtime bundles the backends chosen at build time: an executor (which
+ * runs tasks), a reactor (which turns OS readiness into wake-ups) and a timer
+ * (which fires sleeps). px_build_info() names them.
+ */
+#ifndef POLLUX_RUNTIME_H
+#define POLLUX_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pollux/context.h"
+#include "pollux/future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct px_config {
+  /* Worker threads for multi-threaded executors: 1..1024. Default: CPUs. */
+  uint32_t workers;
+  /* Events fetched per reactor poll: 1..65536. Default 1024. */
+  uint32_t event_capacity;
+  /*
+   * Tasks polled between two non-blocking looks at the reactor and timers,
+   * so I/O and timers are served even when tasks are always ready:
+   * 1..1000000. Default 61 (tokio's figure).
+   */
+  uint32_t event_interval;
+} px_config;
+
+/* Fills `cfg` with the defaults. */
+void px_config_init(px_config *cfg);
+
+/*
+ * Checks a configuration: 0 when valid, PX_EINVAL otherwise, in which case
+ * px_config_error() says which field is wrong and why.
+ */
+int px_config_validate(const px_config *cfg);
+
+/* The message of the last failed validation on this thread, or "". */
+const char *px_config_error(void);
+
+/*
+ * Creates a runtime. `cfg` may be NULL for the defaults. Errors: PX_EINVAL
+ * (bad config or NULL out), PX_ENOMEM, or the OS error of the reactor setup.
+ */
+int px_runtime_new(px_runtime **out, const px_config *cfg);
+
+/*
+ * Runs `future` to completion on the calling thread, running spawned tasks,
+ * I/O and timers meanwhile (tokio's Runtime::block_on). The future is polled
+ * in place and dropped when it completes. Returns the future's error
+ * (0 on success; its output is in future->output), or a call error:
+ * PX_EINVAL (NULL), PX_EBUSY (already inside block_on of this runtime, or
+ * another thread is in it), PX_ESHUTDOWN, PX_EDONE (future already done).
+ */
+int px_runtime_block_on(px_runtime *rt, px_future *future);
+
+/*
+ * Shuts the runtime down and frees it: every task still alive is dropped
+ * exactly once (its join handle, if any, reports PX_ECANCELED), then the
+ * backends are destroyed. Must not be called from inside the runtime.
+ * NULL is ignored.
+ */
+void px_runtime_free(px_runtime *rt);
+
+/* The runtime running on this thread, or NULL. */
+px_runtime *px_runtime_current(void);
+
+/*
+ * The convenience of #[tokio::main]: a runtime with the default config,
+ * block_on(main), free. Returns main's error or the setup error.
+ */
+int px_run(px_future *main);
+
+/* "executor=fifo reactor=epoll timer=wheel": the backends built in. */
+const char *px_build_info(void);
+
+/*
+ * The allocator every pollux allocation goes through (tasks, registrations,
+ * buffers). Install before creating runtimes; NULL restores malloc/free.
+ * `alloc` returns NULL on failure, which pollux reports as PX_ENOMEM.
+ */
+typedef struct px_allocator {
+  void *(*alloc)(void *ctx, size_t size);
+  void (*free)(void *ctx, void *ptr, size_t size);
+  void *ctx;
+} px_allocator;
+void px_set_allocator(const px_allocator *allocator);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POLLUX_RUNTIME_H */

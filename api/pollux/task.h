@@ -1,0 +1,88 @@
+/*
+ * pollux/task.h - tasks, spawning, join handles.
+ *
+ * A task is a future the runtime owns and polls on its own (tokio::spawn).
+ * It is one allocation: a small header followed by a copy of the future.
+ *
+ * The header's life is governed by one atomic 64-bit state word (the model
+ * is tokio's task/state.rs); the work-stealing executor relies on it to
+ * guarantee that a task is never polled by two threads at once, that a wake
+ * arriving while the task runs is never lost, and that the task is freed
+ * exactly once. The bits:
+ *
+ *   bit 0  RUNNING        an executor is polling (or cancelling) the task;
+ *                         whoever sets it owns the future until it clears it.
+ *   bit 1  COMPLETE       the future finished or was cancelled and has been
+ *                         dropped; the output slot is final.
+ *   bit 2  NOTIFIED       the task sits in a run queue, or was woken while
+ *                         RUNNING and will be queued again when the poll ends.
+ *   bit 3  JOIN_INTEREST  a join handle exists and wants the output.
+ *   bit 4  JOIN_WAKER     the join handle stored a waker in the header; the
+ *                         bit hands ownership of that slot back and forth.
+ *   bit 5  CANCELLED      abort or shutdown asked the task to stop; the next
+ *                         executor to claim it drops the future instead of
+ *                         polling it.
+ *   bits 6-63  reference count: one for the runtime's list of live tasks,
+ *              one while the task is queued or running, one per waker, one
+ *              for the join handle. The last release frees the task.
+ */
+#ifndef POLLUX_TASK_H
+#define POLLUX_TASK_H
+
+#include <stdint.h>
+
+#include "pollux/context.h"
+#include "pollux/future.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct px_task px_task;
+
+/*
+ * A join handle is itself a future (tokio's JoinHandle): awaiting it gives
+ * the task's output and error (PX_ECANCELED if the task was aborted or the
+ * runtime shut down first). Dropping it with px_future_drop detaches the
+ * task, which keeps running; its output is then discarded.
+ */
+typedef struct px_join_handle {
+  px_future base;
+  px_task *task; /* private: NULL once joined or dropped */
+} px_join_handle;
+
+/*
+ * Spawns `future` on the runtime of the calling thread (inside block_on or
+ * a task). The future's bytes (future->vtable->size of them) are copied into
+ * the new task, so the caller's copy must not be polled or dropped after a
+ * successful spawn. `join` may be NULL to detach at once.
+ *
+ * Errors: PX_EINVAL (NULL future or vtable, size smaller than px_future,
+ * already polled future), PX_ENORUNTIME (no runtime on this thread),
+ * PX_ESHUTDOWN, PX_ENOMEM. On error the caller still owns the future.
+ */
+int px_spawn(const px_future *future, px_join_handle *join);
+
+/* Same, onto an explicit runtime, from any thread (tokio's Handle::spawn). */
+int px_runtime_spawn(px_runtime *rt, const px_future *future,
+                     px_join_handle *join);
+
+/*
+ * Asks the task to stop. It is not polled again; its future is dropped on
+ * the runtime thread, and the join handle then reports PX_ECANCELED. Aborting
+ * a finished task does nothing. Returns PX_EINVAL for a handle that has no
+ * task (NULL, already joined, or dropped).
+ */
+int px_join_handle_abort(px_join_handle *join);
+
+/* The task's id (unique within the process, starting at 1), or 0. */
+uint64_t px_join_handle_id(const px_join_handle *join);
+
+/* The id of the task being polled on this thread; 0 outside a task. */
+uint64_t px_task_current_id(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POLLUX_TASK_H */

@@ -1,0 +1,327 @@
+/*
+ * The runtime ties the three backends together: the executor runs tasks,
+ * the reactor waits for I/O, the timer orders deadlines. This file owns what
+ * they share: configuration, the list of live tasks, parking, the timer
+ * clock, entering and leaving the runtime, and shutdown.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/internal/px_internal.h"
+#include "executors/executor.h"
+#include "reactors/reactor.h"
+#include "timers/timer.h"
+
+struct px_runtime {
+  px_config cfg;
+  const px__executor_ops *exec_ops;
+  px__executor *exec;
+  const px__reactor_ops *reactor_ops;
+  px__reactor *reactor;
+  const px__timer_ops *timer_ops;
+  void *timer;
+  uint64_t start_ns; /* timer tick 0 */
+
+  /* Live tasks. A spinlock: held for a few pointer writes, never across a
+   * call, and remote spawns are the only other thread that takes it. */
+  atomic_flag owned_lock;
+  px_task *owned_head;
+  bool closed; /* under owned_lock: no new task may join */
+
+  atomic_int parked;      /* the runtime thread waits in the reactor */
+  atomic_int in_block_on; /* one block_on at a time */
+};
+
+static _Thread_local px_runtime *tls_runtime;
+
+/* ---- Configuration ---------------------------------------------------- */
+
+static _Thread_local char config_error[160];
+
+void px_config_init(px_config *cfg) {
+  if (cfg == NULL) return;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  cfg->workers = n < 1 ? 1 : (n > 1024 ? 1024 : (uint32_t)n);
+  cfg->event_capacity = 1024;
+  cfg->event_interval = 61;
+}
+
+static int config_fail(const char *field, uint32_t value, const char *range) {
+  snprintf(config_error, sizeof config_error, "px_config.%s = %u: must be %s",
+           field, value, range);
+  return PX_EINVAL;
+}
+
+int px_config_validate(const px_config *cfg) {
+  config_error[0] = '\0';
+  if (cfg == NULL) {
+    snprintf(config_error, sizeof config_error, "px_config is NULL");
+    return PX_EINVAL;
+  }
+  if (cfg->workers < 1 || cfg->workers > 1024)
+    return config_fail("workers", cfg->workers, "1..1024");
+  if (cfg->event_capacity < 1 || cfg->event_capacity > 65536)
+    return config_fail("event_capacity", cfg->event_capacity, "1..65536");
+  if (cfg->event_interval < 1 || cfg->event_interval > 1000000)
+    return config_fail("event_interval", cfg->event_interval, "1..1000000");
+  return 0;
+}
+
+const char *px_config_error(void) { return config_error; }
+
+const char *px_build_info(void) {
+  static char info[128];
+  if (info[0] == '\0') {
+    /* Benign if two threads race: both write the same bytes. */
+    snprintf(info, sizeof info, "executor=%s reactor=%s timer=%s",
+             px__executor_default->name, px__reactor_default->name,
+             px__timer_default->name);
+  }
+  return info;
+}
+
+/* ---- Creation and shutdown --------------------------------------------- */
+
+int px_runtime_new(px_runtime **out, const px_config *cfg) {
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  px_config defaults;
+  if (cfg == NULL) {
+    px_config_init(&defaults);
+    cfg = &defaults;
+  }
+  int rc = px_config_validate(cfg);
+  if (rc < 0) return rc;
+
+  px_runtime *rt = px__calloc(sizeof *rt);
+  if (rt == NULL) return PX_ENOMEM;
+  rt->cfg = *cfg;
+  atomic_flag_clear(&rt->owned_lock);
+  rt->start_ns = px__now_ns();
+
+  rt->timer_ops = px__timer_default;
+  rt->timer = px__calloc(rt->timer_ops->size);
+  if (rt->timer == NULL) {
+    rc = PX_ENOMEM;
+    goto fail;
+  }
+  rt->timer_ops->init(rt->timer, 0);
+
+  rt->reactor_ops = px__reactor_default;
+  rc = rt->reactor_ops->create(cfg, &rt->reactor);
+  if (rc < 0) goto fail;
+
+  rt->exec_ops = px__executor_default;
+  rc = rt->exec_ops->create(rt, cfg, &rt->exec);
+  if (rc < 0) goto fail;
+
+  *out = rt;
+  return 0;
+
+fail:
+  if (rt->reactor != NULL) rt->reactor_ops->destroy(rt->reactor);
+  if (rt->timer != NULL) {
+    rt->timer_ops->destroy(rt->timer);
+    px__free(rt->timer, rt->timer_ops->size);
+  }
+  px__free(rt, sizeof *rt);
+  return rc;
+}
+
+static void owned_lock(px_runtime *rt) {
+  while (atomic_flag_test_and_set_explicit(&rt->owned_lock,
+                                           memory_order_acquire)) {
+  }
+}
+
+static void owned_unlock(px_runtime *rt) {
+  atomic_flag_clear_explicit(&rt->owned_lock, memory_order_release);
+}
+
+int px__runtime_adopt(px_runtime *rt, px_task *t) {
+  owned_lock(rt);
+  if (rt->closed) {
+    owned_unlock(rt);
+    return PX_ESHUTDOWN;
+  }
+  t->owned_prev = NULL;
+  t->owned_next = rt->owned_head;
+  if (rt->owned_head != NULL) rt->owned_head->owned_prev = t;
+  rt->owned_head = t;
+  owned_unlock(rt);
+  return 0;
+}
+
+void px__runtime_disown(px_runtime *rt, px_task *t) {
+  owned_lock(rt);
+  bool linked = t->owned_prev != NULL || rt->owned_head == t;
+  if (linked) {
+    if (t->owned_prev != NULL)
+      t->owned_prev->owned_next = t->owned_next;
+    else
+      rt->owned_head = t->owned_next;
+    if (t->owned_next != NULL) t->owned_next->owned_prev = t->owned_prev;
+    t->owned_next = t->owned_prev = NULL;
+  }
+  owned_unlock(rt);
+  if (linked) px__task_ref_dec(t);
+}
+
+void px_runtime_free(px_runtime *rt) {
+  if (rt == NULL) return;
+  /* Freeing a runtime from one of its own tasks would pull the floor out
+   * from under the caller; refuse by doing nothing. */
+  if (tls_runtime == rt || atomic_load(&rt->in_block_on)) return;
+
+  owned_lock(rt);
+  rt->closed = true;
+  owned_unlock(rt);
+
+  /* Enter, so futures dropped below can still cancel their timers and
+   * deregister their sockets, and wakes they cause are queued locally. */
+  px_runtime *prev = px__runtime_enter(rt);
+  for (;;) {
+    owned_lock(rt);
+    px_task *t = rt->owned_head;
+    if (t != NULL) px__task_ref_inc(t); /* keep it alive across the unlock */
+    owned_unlock(rt);
+    if (t == NULL) break;
+    px__task_shutdown(t);
+    px__task_ref_dec(t);
+  }
+  rt->exec_ops->drain(rt->exec);
+  px__runtime_enter(prev);
+
+  rt->exec_ops->destroy(rt->exec);
+  rt->reactor_ops->destroy(rt->reactor);
+  rt->timer_ops->destroy(rt->timer);
+  px__free(rt->timer, rt->timer_ops->size);
+  px__free(rt, sizeof *rt);
+}
+
+/* ---- Entering and driving --------------------------------------------- */
+
+px_runtime *px__runtime_enter(px_runtime *rt) {
+  px_runtime *prev = tls_runtime;
+  tls_runtime = rt;
+  return prev;
+}
+
+bool px__runtime_is_current(const px_runtime *rt) { return tls_runtime == rt; }
+
+px_runtime *px_runtime_current(void) { return tls_runtime; }
+
+void px__runtime_schedule(px_runtime *rt, px_task *t) {
+  rt->exec_ops->schedule(rt->exec, t);
+}
+
+int px_runtime_block_on(px_runtime *rt, px_future *future) {
+  if (rt == NULL || future == NULL || future->vtable == NULL) return PX_EINVAL;
+  if (future->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  if (tls_runtime != NULL) return PX_EBUSY; /* nested block_on deadlocks */
+  owned_lock(rt);
+  bool closed = rt->closed;
+  owned_unlock(rt);
+  if (closed) return PX_ESHUTDOWN;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1))
+    return PX_EBUSY;
+
+  px_runtime *prev = px__runtime_enter(rt);
+  int rc = rt->exec_ops->block_on(rt->exec, future);
+  px__runtime_enter(prev);
+  px_future_drop(future);
+  atomic_store(&rt->in_block_on, 0);
+  return rc < 0 ? rc : future->error;
+}
+
+int px_run(px_future *main) {
+  px_runtime *rt;
+  int rc = px_runtime_new(&rt, NULL);
+  if (rc < 0) {
+    px_future_drop(main);
+    return rc;
+  }
+  rc = px_runtime_block_on(rt, main);
+  px_runtime_free(rt);
+  return rc;
+}
+
+/* ---- Timers ----------------------------------------------------------- */
+
+/* Ticks are whole milliseconds since the runtime started. Deadlines round
+ * up and "now" rounds down, so a timer can fire late but never early. */
+static uint64_t tick_floor(px_runtime *rt, uint64_t ns) {
+  return ns <= rt->start_ns ? 0 : (ns - rt->start_ns) / 1000000u;
+}
+
+static uint64_t tick_ceil(px_runtime *rt, uint64_t ns) {
+  return ns <= rt->start_ns ? 0 : (ns - rt->start_ns + 999999u) / 1000000u;
+}
+
+static void fire_timer(px_timer_node *node, void *arg) {
+  (void)arg;
+  px_waker_wake(&node->waker);
+}
+
+static size_t advance_timers(px_runtime *rt) {
+  return rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
+                                fire_timer, NULL);
+}
+
+int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
+                             uint64_t deadline_ns, const px_waker *waker) {
+  if (rt == NULL || node == NULL) return PX_EINVAL;
+  if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
+  px_waker_set(&node->waker, waker);
+  rt->timer_ops->insert(rt->timer, node, tick_ceil(rt, deadline_ns));
+  return 0;
+}
+
+void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node) {
+  if (rt == NULL || node == NULL) return;
+  if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
+  px_waker_drop(&node->waker);
+}
+
+/* ---- Reactor ---------------------------------------------------------- */
+
+void px__runtime_reactor(px_runtime *rt, const px__reactor_ops **ops,
+                         px__reactor **r) {
+  *ops = rt->reactor_ops;
+  *r = rt->reactor;
+}
+
+/* The reactor's wait: until the next timer tick, or forever without one. */
+static int park_timeout_ms(px_runtime *rt) {
+  uint64_t next = rt->timer_ops->next_tick(rt->timer);
+  if (next == PX__TICK_NONE) return -1;
+  uint64_t now = tick_floor(rt, px__now_ns());
+  if (next <= now) return 0;
+  uint64_t ms = next - now;
+  return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+int px__runtime_turn(px_runtime *rt) {
+  int n = rt->reactor_ops->poll(rt->reactor, 0);
+  return (n < 0 ? 0 : n) + (int)advance_timers(rt);
+}
+
+int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
+  /* Timers already due make the wait pointless. */
+  size_t fired = advance_timers(rt);
+  /* Announce the park before the last look at the queues: a remote waker
+   * either sees parked = 1 and unparks us, or pushed early enough for
+   * has_work to see it (both sides use sequentially consistent order). */
+  atomic_store(&rt->parked, 1);
+  int timeout = (fired > 0 || has_work(arg)) ? 0 : park_timeout_ms(rt);
+  int n = rt->reactor_ops->poll(rt->reactor, timeout);
+  atomic_store(&rt->parked, 0);
+  return (n < 0 ? 0 : n) + (int)fired + (int)advance_timers(rt);
+}
+
+void px__runtime_unpark(px_runtime *rt) {
+  if (atomic_load(&rt->parked)) rt->reactor_ops->wakeup(rt->reactor);
+}

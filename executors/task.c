@@ -1,0 +1,343 @@
+/*
+ * Task life: spawning, the state word's transitions, polling, completion,
+ * cancellation and join handles. Every executor uses these unchanged; the
+ * state word (bits documented in pollux/task.h) is what makes them safe when
+ * several threads poll, wake and join at once.
+ *
+ * Reference counting, in one place: a task starts with one reference for the
+ * runtime's list of live tasks (dropped at completion), one for the run queue
+ * (it starts NOTIFIED) and one for the join handle if there is one. Running
+ * a task borrows the queue's reference; a waker owns one reference.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "api/internal/px_internal.h"
+#include "executors/executor.h"
+
+#define REF_ONE PX__TASK_REF_ONE
+#define REF_COUNT(s) ((s) >> PX__TASK_REF_SHIFT)
+
+static _Atomic uint64_t next_task_id = 1;
+static _Thread_local uint64_t current_task_id;
+
+size_t px__task_alloc_size(size_t future_size) {
+  return PX__TASK_FUTURE_OFFSET + future_size;
+}
+
+static uint64_t load_state(px_task *t) {
+  return atomic_load_explicit(&t->state, memory_order_acquire);
+}
+
+/* Compare-and-swap of the whole word; on failure *s holds the fresh value. */
+static bool cas_state(px_task *t, uint64_t *s, uint64_t ns) {
+  return atomic_compare_exchange_weak_explicit(
+      &t->state, s, ns, memory_order_acq_rel, memory_order_acquire);
+}
+
+static void task_dealloc(px_task *t) {
+  /* The future was dropped at completion; only the join waker can remain. */
+  px_waker_drop(&t->join_waker);
+  px_future *f = px__task_future(t);
+  px__free(t, px__task_alloc_size(f->vtable->size));
+}
+
+void px__task_ref_inc(px_task *t) {
+  atomic_fetch_add_explicit(&t->state, REF_ONE, memory_order_relaxed);
+}
+
+void px__task_ref_dec(px_task *t) {
+  uint64_t prev =
+      atomic_fetch_sub_explicit(&t->state, REF_ONE, memory_order_acq_rel);
+  if (REF_COUNT(prev) == 1) task_dealloc(t);
+}
+
+/* ---- Spawning --------------------------------------------------------- */
+
+static void join_handle_clear(px_join_handle *join);
+
+int px_runtime_spawn(px_runtime *rt, const px_future *future,
+                     px_join_handle *join) {
+  if (join != NULL) join_handle_clear(join);
+  if (rt == NULL || future == NULL || future->vtable == NULL ||
+      future->vtable->poll == NULL ||
+      future->vtable->size < sizeof(px_future) ||
+      (future->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
+    return PX_EINVAL;
+
+  size_t size = px__task_alloc_size(future->vtable->size);
+  px_task *t = px__alloc(size);
+  if (t == NULL) return PX_ENOMEM;
+  /* The future moves into the task: legal because it was never polled. */
+  memcpy(px__task_future(t), future, future->vtable->size);
+  uint64_t refs = join != NULL ? 3 : 2;
+  atomic_init(&t->state, PX__TASK_NOTIFIED |
+                             (join != NULL ? PX__TASK_JOIN_INTEREST : 0) |
+                             refs * REF_ONE);
+  t->queue_next = NULL;
+  t->owned_next = t->owned_prev = NULL;
+  t->runtime = rt;
+  t->join_waker.vtable = NULL;
+  t->join_waker.data = NULL;
+  t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+
+  int rc = px__runtime_adopt(rt, t);
+  if (rc < 0) {
+    px__free(t, size);
+    return rc;
+  }
+  if (join != NULL) join->task = t;
+  px__runtime_schedule(rt, t);
+  return 0;
+}
+
+int px_spawn(const px_future *future, px_join_handle *join) {
+  px_runtime *rt = px_runtime_current();
+  if (rt == NULL) {
+    if (join != NULL) join_handle_clear(join);
+    return PX_ENORUNTIME;
+  }
+  return px_runtime_spawn(rt, future, join);
+}
+
+uint64_t px_task_current_id(void) { return current_task_id; }
+
+/* ---- Completion ------------------------------------------------------- */
+
+/*
+ * Called by whoever holds RUNNING once the future is finished (READY,
+ * misuse, or cancelled): drops the future, publishes COMPLETE, wakes the
+ * joiner, leaves the list of live tasks and gives back the running reference.
+ */
+static void task_complete(px_task *t, int err_override) {
+  px_future *f = px__task_future(t);
+  if (err_override < 0) {
+    f->output.u64 = 0;
+    f->error = err_override;
+  }
+  /* Dropping first releases timers, sockets and sub-futures before anyone
+   * can observe COMPLETE; the output slot survives the drop. */
+  px_future_drop(f);
+
+  uint64_t s = load_state(t);
+  while (!cas_state(t, &s,
+                    (s | PX__TASK_COMPLETE) &
+                        ~(PX__TASK_RUNNING | PX__TASK_NOTIFIED))) {
+  }
+  /* With JOIN_WAKER set when COMPLETE appeared, the join handle will not
+   * write the slot any more, so reading it here is race-free. We only read
+   * (wake by reference): the slot is dropped with the task's memory, by
+   * whoever releases the last reference, when nobody else can touch it. */
+  if ((s & PX__TASK_JOIN_INTEREST) && (s & PX__TASK_JOIN_WAKER))
+    px_waker_wake_by_ref(&t->join_waker);
+  px__runtime_disown(t->runtime, t); /* drops the list's reference */
+  px__task_ref_dec(t);               /* drops the running reference */
+}
+
+static void task_cancel(px_task *t) { task_complete(t, PX_ECANCELED); }
+
+/* ---- Running ---------------------------------------------------------- */
+
+px__run_result px__task_run(px_task *t) {
+  uint64_t s = load_state(t);
+  for (;;) {
+    if (s & (PX__TASK_RUNNING | PX__TASK_COMPLETE)) {
+      /* Finished (shutdown or abort got there first): just let go. */
+      px__task_ref_dec(t);
+      return PX__RUN_DONE;
+    }
+    if (cas_state(t, &s, (s & ~PX__TASK_NOTIFIED) | PX__TASK_RUNNING)) break;
+  }
+  if (s & PX__TASK_CANCELLED) {
+    task_cancel(t);
+    return PX__RUN_DONE;
+  }
+
+  px_future *f = px__task_future(t);
+  /* The waker handed to poll is borrowed: the running reference keeps the
+   * task alive for the poll, so making it costs no count and no allocation. */
+  px_waker waker = {&px__task_waker_vtable, t};
+  px_context cx = {&waker, t->runtime};
+  uint64_t saved_id = current_task_id;
+  current_task_id = t->id;
+  int r = px_future_poll(f, &cx);
+  current_task_id = saved_id;
+
+  if (r != PX_PENDING) {
+    task_complete(t, r < 0 ? r : 0);
+    return PX__RUN_DONE;
+  }
+
+  s = load_state(t);
+  for (;;) {
+    if (s & PX__TASK_CANCELLED) {
+      task_cancel(t);
+      return PX__RUN_DONE;
+    }
+    uint64_t ns = s & ~PX__TASK_RUNNING;
+    /* Woken while running: the running reference becomes the queue's. */
+    if (!(s & PX__TASK_NOTIFIED)) ns -= REF_ONE;
+    if (cas_state(t, &s, ns)) break;
+  }
+  return (s & PX__TASK_NOTIFIED) ? PX__RUN_RESCHEDULE : PX__RUN_DONE;
+}
+
+void px__task_drop_notified(px_task *t) { px__task_ref_dec(t); }
+
+/* Shutdown: claim an idle or queued task and cancel it on this thread. */
+void px__task_shutdown(px_task *t) {
+  uint64_t s = load_state(t);
+  for (;;) {
+    if (s & (PX__TASK_RUNNING | PX__TASK_COMPLETE)) {
+      /* Executors stop their workers before shutdown, so nothing runs now;
+       * a COMPLETE task has already left the list. Mark and move on. */
+      atomic_fetch_or_explicit(&t->state, PX__TASK_CANCELLED,
+                               memory_order_acq_rel);
+      px__runtime_disown(t->runtime, t);
+      return;
+    }
+    if (cas_state(t, &s, s | PX__TASK_RUNNING | PX__TASK_CANCELLED)) break;
+  }
+  /* Claiming took the running role; it needs a reference of its own because
+   * a queued copy of the task still holds the queue's. */
+  px__task_ref_inc(t);
+  task_cancel(t);
+}
+
+/* ---- Waking (the task waker's vtable, in wakers/, calls these) ---------- */
+
+void px__task_wake_by_val(px_task *t) {
+  uint64_t s = load_state(t);
+  bool schedule;
+  uint64_t ns;
+  do {
+    schedule = false;
+    if (s & PX__TASK_RUNNING) {
+      /* The runner requeues it when its poll ends; our reference goes. */
+      ns = (s | PX__TASK_NOTIFIED) - REF_ONE;
+    } else if (s & (PX__TASK_COMPLETE | PX__TASK_NOTIFIED)) {
+      ns = s - REF_ONE; /* nothing to do: finished, or already queued */
+    } else {
+      ns = s | PX__TASK_NOTIFIED; /* our reference becomes the queue's */
+      schedule = true;
+    }
+  } while (!cas_state(t, &s, ns));
+  if (schedule)
+    px__runtime_schedule(t->runtime, t);
+  else if (REF_COUNT(ns) == 0)
+    task_dealloc(t);
+}
+
+void px__task_wake_by_ref(px_task *t) {
+  uint64_t s = load_state(t);
+  uint64_t ns;
+  do {
+    if (s & (PX__TASK_COMPLETE | PX__TASK_NOTIFIED)) return;
+    if (s & PX__TASK_RUNNING)
+      ns = s | PX__TASK_NOTIFIED;
+    else
+      ns = (s | PX__TASK_NOTIFIED) + REF_ONE; /* a new one for the queue */
+  } while (!cas_state(t, &s, ns));
+  if (!(s & PX__TASK_RUNNING)) px__runtime_schedule(t->runtime, t);
+}
+
+/* ---- Join handles ----------------------------------------------------- */
+
+static px_poll join_poll(px_future *self, px_context *cx);
+static void join_drop(px_future *self);
+
+static const px_future_vtable join_handle_vtable = {
+    sizeof(px_join_handle), "join_handle", join_poll, join_drop};
+
+static void join_handle_clear(px_join_handle *join) {
+  px_future_init(&join->base, &join_handle_vtable);
+  join->task = NULL;
+}
+
+/* Takes the finished task's result and lets go of the handle's reference. */
+static px_poll join_finish(px_join_handle *j) {
+  px_task *t = j->task;
+  px_future *f = px__task_future(t);
+  j->base.output = f->output;
+  j->base.error = f->error;
+  j->task = NULL;
+  atomic_fetch_and_explicit(&t->state, ~PX__TASK_JOIN_INTEREST,
+                            memory_order_acq_rel);
+  px__task_ref_dec(t);
+  return PX_READY;
+}
+
+static px_poll join_poll(px_future *self, px_context *cx) {
+  px_join_handle *j = (px_join_handle *)self;
+  px_task *t = j->task;
+  if (t == NULL) {
+    j->base.error = PX_EINVAL;
+    return PX_READY;
+  }
+  uint64_t s = load_state(t);
+  if (s & PX__TASK_COMPLETE) return join_finish(j);
+
+  if (s & PX__TASK_JOIN_WAKER) {
+    /* A waker is stored. If it wakes the same task, we are done. */
+    if (px_waker_will_wake(&t->join_waker, cx->waker)) return PX_PENDING;
+    /* Take the slot back to replace it; fails only if the task completed. */
+    do {
+      if (s & PX__TASK_COMPLETE) return join_finish(j);
+    } while (!cas_state(t, &s, s & ~PX__TASK_JOIN_WAKER));
+    px_waker_drop(&t->join_waker);
+  }
+  /* JOIN_WAKER is clear: the slot is ours until we set the bit. */
+  t->join_waker = px_waker_clone(cx->waker);
+  s = load_state(t);
+  do {
+    if (s & PX__TASK_COMPLETE) {
+      px_waker_drop(&t->join_waker);
+      return join_finish(j);
+    }
+  } while (!cas_state(t, &s, s | PX__TASK_JOIN_WAKER));
+  return PX_PENDING;
+}
+
+/* Dropping an unjoined handle detaches the task (it keeps running). */
+static void join_drop(px_future *self) {
+  px_join_handle *j = (px_join_handle *)self;
+  px_task *t = j->task;
+  if (t == NULL) return;
+  j->task = NULL;
+  uint64_t s = load_state(t);
+  uint64_t ns;
+  do {
+    ns = s & ~PX__TASK_JOIN_INTEREST;
+    if (!(s & PX__TASK_COMPLETE)) ns &= ~PX__TASK_JOIN_WAKER;
+  } while (!cas_state(t, &s, ns));
+  /* Clearing JOIN_WAKER before completion handed the slot back to us. */
+  if (!(s & PX__TASK_COMPLETE) && (s & PX__TASK_JOIN_WAKER))
+    px_waker_drop(&t->join_waker);
+  px__task_ref_dec(t);
+}
+
+int px_join_handle_abort(px_join_handle *join) {
+  if (join == NULL || join->task == NULL) return PX_EINVAL;
+  px_task *t = join->task;
+  uint64_t s = load_state(t);
+  uint64_t ns;
+  bool schedule;
+  do {
+    schedule = false;
+    if (s & (PX__TASK_COMPLETE | PX__TASK_CANCELLED)) return 0;
+    ns = s | PX__TASK_CANCELLED;
+    /* An idle task would never be polled again; queue it so the executor,
+     * on the runtime's thread, drops its future. */
+    if (!(s & (PX__TASK_RUNNING | PX__TASK_NOTIFIED))) {
+      ns |= PX__TASK_NOTIFIED;
+      ns += REF_ONE;
+      schedule = true;
+    }
+  } while (!cas_state(t, &s, ns));
+  if (schedule) px__runtime_schedule(t->runtime, t);
+  return 0;
+}
+
+uint64_t px_join_handle_id(const px_join_handle *join) {
+  return (join == NULL || join->task == NULL) ? 0 : join->task->id;
+}

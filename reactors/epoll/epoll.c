@@ -1,0 +1,201 @@
+/*
+ * The epoll(7) reactor, edge-triggered.
+ *
+ * Every descriptor is added once with EPOLLIN | EPOLLOUT | EPOLLRDHUP |
+ * EPOLLET and its px__io as the event's data. Edge-triggered means the
+ * kernel reports a change (the socket *became* readable), not a state, so a
+ * descriptor never needs another epoll_ctl between operations: the px__io
+ * remembers the edge until a syscall returns EAGAIN and clears it (see
+ * reactors/io.c for why that clear is race-free). That is one system call
+ * per registration instead of one per wait, which is what mio and tokio do.
+ *
+ * Cross-thread wake-ups go through an eventfd in the same epoll set: writing
+ * to it makes a blocked epoll_wait return. Its event carries a sentinel
+ * pointer instead of a px__io so poll can tell it apart.
+ *
+ * Threading: add, modify and del may be called from any thread (epoll_ctl
+ * is thread-safe); poll must be called by one thread at a time, since the
+ * event array is shared; wakeup may be called from anywhere.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal/px_internal.h"
+#include "reactors/reactor.h"
+
+#define DEFAULT_EVENT_CAPACITY 1024u
+
+struct px__reactor {
+  int epfd;
+  int wakefd; /* eventfd: written by wakeup, drained by poll */
+  uint32_t capacity;
+  struct epoll_event *events; /* capacity entries, reused by every poll */
+};
+
+/* Its address marks the eventfd's events; no px__io can live there. */
+static char wake_sentinel;
+
+static void ep_destroy(px__reactor *r) {
+  if (r == NULL) return;
+  if (r->wakefd >= 0) close(r->wakefd);
+  if (r->epfd >= 0) close(r->epfd);
+  px__free(r->events, (size_t)r->capacity * sizeof(struct epoll_event));
+  px__free(r, sizeof(*r));
+}
+
+static int ep_create(const px_config *cfg, px__reactor **out) {
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  uint32_t capacity = DEFAULT_EVENT_CAPACITY;
+  /* px_config_validate rejects 0; treating it as "default" here keeps a
+   * zeroed config usable by callers that skip validation (tests). */
+  if (cfg != NULL && cfg->event_capacity != 0) capacity = cfg->event_capacity;
+
+  px__reactor *r = px__calloc(sizeof(*r));
+  if (r == NULL) return PX_ENOMEM;
+  r->epfd = -1;
+  r->wakefd = -1;
+  r->capacity = capacity;
+  r->events = px__alloc((size_t)capacity * sizeof(struct epoll_event));
+  if (r->events == NULL) {
+    ep_destroy(r);
+    return PX_ENOMEM;
+  }
+
+  /* CLOEXEC everywhere: a child started with exec must not inherit the
+   * runtime's descriptors (and keep its sockets open). */
+  r->epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (r->epfd < 0) goto fail;
+  r->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (r->wakefd < 0) goto fail;
+
+  /* Level-triggered on purpose: poll drains the counter, and as long as it
+   * is non-zero every epoll_wait returns at once, so a wake-up that races
+   * with the drain cannot be missed. */
+  struct epoll_event ev = {.events = EPOLLIN, .data = {.ptr = &wake_sentinel}};
+  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wakefd, &ev) < 0) goto fail;
+
+  *out = r;
+  return 0;
+
+fail:;
+  int err = px_err_from_errno(errno);
+  ep_destroy(r);
+  return err;
+}
+
+static uint32_t ep_bits(unsigned interest) {
+  /* EPOLLRDHUP tells a half-close apart from plain readability; EPOLLERR
+   * and EPOLLHUP are always reported and need not be asked for. */
+  uint32_t bits = EPOLLET | EPOLLRDHUP;
+  if (interest & PX__READABLE) bits |= EPOLLIN;
+  if (interest & PX__WRITABLE) bits |= EPOLLOUT;
+  return bits;
+}
+
+static int ep_ctl_io(px__reactor *r, int op, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
+  struct epoll_event ev = {.events = ep_bits(interest), .data = {.ptr = io}};
+  if (epoll_ctl(r->epfd, op, io->fd, &ev) < 0) return px_err_from_errno(errno);
+  io->interest = interest;
+  return 0;
+}
+
+static int ep_add(px__reactor *r, px__io *io, unsigned interest) {
+  /* With EPOLLET, ADD also reports the current state once: a socket that is
+   * already readable gets its edge on the next poll, so registering after
+   * data arrived loses nothing. */
+  return ep_ctl_io(r, EPOLL_CTL_ADD, io, interest);
+}
+
+static int ep_modify(px__reactor *r, px__io *io, unsigned interest) {
+  /* Edge-triggered registrations watch both directions for their whole
+   * life, so the usual call (same interest) costs no system call. A real
+   * change of interest is still honoured. */
+  if (io != NULL && interest == io->interest) return 0;
+  return ep_ctl_io(r, EPOLL_CTL_MOD, io, interest);
+}
+
+static int ep_del(px__reactor *r, px__io *io) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  /* The event argument is ignored by DEL but must be non-NULL before
+   * Linux 2.6.9. ENOENT (never added) and EBADF (already closed, which
+   * removed it) both mean "not watched any more", which is what we want. */
+  struct epoll_event ev = {0};
+  if (epoll_ctl(r->epfd, EPOLL_CTL_DEL, io->fd, &ev) < 0 && errno != ENOENT &&
+      errno != EBADF)
+    return px_err_from_errno(errno);
+  return 0;
+}
+
+/* Translates epoll's bits into px__io's. */
+static unsigned ready_bits(uint32_t events) {
+  unsigned ready = 0;
+  if (events & EPOLLIN) ready |= PX__READABLE;
+  if (events & EPOLLOUT) ready |= PX__WRITABLE;
+  /* A half-close by the peer: the next read returns 0, so it is readable. */
+  if (events & EPOLLRDHUP) ready |= PX__READABLE | PX__HUP;
+  if (events & EPOLLHUP) ready |= PX__HUP;
+  if (events & EPOLLERR) ready |= PX__ERROR;
+  return ready;
+}
+
+static void drain_wakefd(px__reactor *r) {
+  /* One read resets an eventfd counter to zero, however many writes. */
+  uint64_t count;
+  ssize_t n;
+  do {
+    n = read(r->wakefd, &count, sizeof(count));
+  } while (n < 0 && errno == EINTR);
+}
+
+static int ep_poll(px__reactor *r, int timeout_ms) {
+  if (r == NULL) return PX_EINVAL;
+  int n = epoll_wait(r->epfd, r->events, (int)r->capacity, timeout_ms);
+  if (n < 0) {
+    /* A signal interrupted the wait: report "nothing happened" and let the
+     * caller loop, as the interface promises. */
+    if (errno == EINTR) return 0;
+    return px_err_from_errno(errno);
+  }
+  int dispatched = 0;
+  for (int i = 0; i < n; i++) {
+    struct epoll_event *ev = &r->events[i];
+    if (ev->data.ptr == &wake_sentinel) {
+      drain_wakefd(r);
+      continue;
+    }
+    px__io_dispatch((px__io *)ev->data.ptr, ready_bits(ev->events));
+    dispatched++;
+  }
+  return dispatched;
+}
+
+static int ep_wakeup(px__reactor *r) {
+  if (r == NULL) return PX_EINVAL;
+  uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(r->wakefd, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+  /* EAGAIN means the counter is about to overflow, i.e. it is far from
+   * zero: a wake-up is already pending, which is all we need. */
+  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
+  return 0;
+}
+
+const px__reactor_ops px__epoll_ops = {
+    .name = "epoll",
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
+    .max_fd = 0,
+    .create = ep_create,
+    .destroy = ep_destroy,
+    .add = ep_add,
+    .modify = ep_modify,
+    .del = ep_del,
+    .poll = ep_poll,
+    .wakeup = ep_wakeup,
+};

@@ -1,0 +1,216 @@
+/*
+ * px__io: the readiness record of one registered file descriptor, shared by
+ * every reactor backend (tokio's ScheduledIo).
+ *
+ * The record answers one question for a future: "is it worth trying the
+ * syscall again?". Backends report what the OS said with px__io_dispatch;
+ * futures ask with px__io_poll_ready and, when the syscall still says EAGAIN,
+ * take the bit back with px__io_clear_ready.
+ *
+ * The state word packs the readiness bits (low 8) and a tick (the other 56),
+ * and every dispatch bumps the tick. That is what makes the clear safe:
+ *
+ *   future                          reactor thread
+ *   poll_ready -> READABLE @ tick 7
+ *   read() -> EAGAIN
+ *                                   data arrives, dispatch -> tick 8
+ *   clear_ready(@ tick 7)  -> tick moved, nothing is cleared
+ *   poll_ready -> still READABLE, read() again and get the data
+ *
+ * Without the tick the clear would erase the new event, and with an
+ * edge-triggered backend no second event would ever come: a lost wake-up.
+ *
+ * The two waker slots (one task waiting to read, one waiting to write) are
+ * guarded by a one-byte spinlock. Critical sections are a few word moves,
+ * never a call into a waker, so spinning is cheaper than a mutex and the
+ * record stays small and allocation-free.
+ */
+#include <stddef.h>
+
+#include "reactors/reactor.h"
+
+#define TICK_SHIFT 8
+#define READY_OF(state) ((unsigned)((state) & PX__READY_MASK))
+#define TICK_OF(state) ((state) >> TICK_SHIFT)
+
+/* The bits that come and go with the OS's answers; HUP and ERROR stay. */
+#define DIRECTION_BITS (PX__READABLE | PX__WRITABLE)
+
+static void lock(px__io *io) {
+  while (atomic_flag_test_and_set_explicit(&io->lock, memory_order_acquire)) {
+    /* Spin: the holder only moves a few words and never blocks. */
+  }
+}
+
+static void unlock(px__io *io) {
+  atomic_flag_clear_explicit(&io->lock, memory_order_release);
+}
+
+/*
+ * Moves the wakers of the directions in `mask` out of their slots. The
+ * caller wakes or drops them after unlocking, because a wake may run
+ * arbitrary code (schedule a task, free it when the last reference goes)
+ * that must never run under our spinlock.
+ */
+static void take_wakers(px__io *io, unsigned mask, px_waker *reader,
+                        px_waker *writer) {
+  px_waker empty = PX_WAKER_EMPTY;
+  *reader = empty;
+  *writer = empty;
+  lock(io);
+  if (mask & PX__READABLE) {
+    *reader = io->reader;
+    io->reader = empty;
+  }
+  if (mask & PX__WRITABLE) {
+    *writer = io->writer;
+    io->writer = empty;
+  }
+  unlock(io);
+}
+
+void px__io_init(px__io *io, int fd) {
+  px_waker empty = PX_WAKER_EMPTY;
+  atomic_init(&io->state, 0);
+  atomic_flag_clear(&io->lock);
+  io->reader = empty;
+  io->writer = empty;
+  io->fd = fd;
+  io->interest = 0;
+  io->reactor = NULL;
+  io->ops = NULL;
+}
+
+void px__io_dispatch(px__io *io, unsigned ready) {
+  ready &= PX__READY_MASK;
+  /* A hang-up or a pending error ends whatever either direction waits for:
+   * the next read sees end of stream or the error, and so does the next
+   * write. Marking both directions ready makes both waiters try. */
+  if (ready & (PX__HUP | PX__ERROR)) ready |= DIRECTION_BITS;
+
+  uint64_t cur = atomic_load_explicit(&io->state, memory_order_relaxed);
+  uint64_t next;
+  do {
+    /* The tick wraps after 2^56 dispatches; only equality matters. */
+    next = ((TICK_OF(cur) + 1) << TICK_SHIFT) | READY_OF(cur) | ready;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &io->state, &cur, next, memory_order_acq_rel, memory_order_relaxed));
+
+  /* The new bits are published before the slots are looked at, so a waiter
+   * that stored its waker after we emptied the slots re-reads the state
+   * (see px__io_poll_ready) and finds the bits instead of sleeping. */
+  px_waker reader, writer;
+  take_wakers(io, ready, &reader, &writer);
+  px_waker_wake(&reader);
+  px_waker_wake(&writer);
+}
+
+/* Fills *ev and returns true when a bit of `interest` is set in `state`. */
+static bool snapshot(uint64_t state, unsigned interest, px__io_event *ev) {
+  if ((READY_OF(state) & interest) == 0) return false;
+  /* HUP and ERROR travel with the snapshot so callers can tell why. */
+  ev->ready = READY_OF(state) & (interest | PX__HUP | PX__ERROR);
+  ev->tick = TICK_OF(state);
+  return true;
+}
+
+bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
+                       px__io_event *ev) {
+  if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
+                interest, ev))
+    return true;
+
+  /* Clone before locking: a clone is a call into foreign code (a task
+   * waker bumps a reference count) and must not run under the spinlock. */
+  const px_waker *waker = cx != NULL ? cx->waker : NULL;
+  px_waker for_reader = PX_WAKER_EMPTY, for_writer = PX_WAKER_EMPTY;
+  if (interest & PX__READABLE) for_reader = px_waker_clone(waker);
+  if (interest & PX__WRITABLE) for_writer = px_waker_clone(waker);
+  lock(io);
+  /* Swap the clone in unless the slot already wakes the same task; either
+   * way the loser (old waker or unneeded clone) ends up in for_*. */
+  if ((interest & PX__READABLE) &&
+      !px_waker_will_wake(&io->reader, &for_reader)) {
+    px_waker t = io->reader;
+    io->reader = for_reader;
+    for_reader = t;
+  }
+  if ((interest & PX__WRITABLE) &&
+      !px_waker_will_wake(&io->writer, &for_writer)) {
+    px_waker t = io->writer;
+    io->writer = for_writer;
+    for_writer = t;
+  }
+  unlock(io);
+  px_waker_drop(&for_reader);
+  px_waker_drop(&for_writer);
+
+  /* A dispatch may have run between the first look and the store above; it
+   * found an empty slot and woke nobody. Because dispatch publishes its bits
+   * before taking the lock, and we stored the waker under the same lock, one
+   * of the two sees the other: either dispatch takes our waker, or this
+   * second look sees its bits. The waker left in the slot in the latter case
+   * only costs a spurious wake-up later. */
+  return snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
+                  interest, ev);
+}
+
+void px__io_clear_ready(px__io *io, px__io_event ev) {
+  /* Only the direction bits are cleared: HUP and ERROR describe the
+   * connection, not a moment, so they stay for later snapshots. */
+  uint64_t clear = ev.ready & DIRECTION_BITS;
+  uint64_t cur = atomic_load_explicit(&io->state, memory_order_relaxed);
+  uint64_t next;
+  do {
+    /* A newer dispatch means the OS said "ready" after the syscall that
+     * returned EAGAIN may have run: keep the bits so the caller retries. */
+    if (TICK_OF(cur) != ev.tick) return;
+    next = cur & ~clear;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &io->state, &cur, next, memory_order_acq_rel, memory_order_relaxed));
+}
+
+void px__io_wake_all(px__io *io) {
+  px_waker reader, writer;
+  take_wakers(io, DIRECTION_BITS, &reader, &writer);
+  px_waker_wake(&reader);
+  px_waker_wake(&writer);
+}
+
+int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
+  if (io == NULL || ops == NULL || r == NULL) return PX_EINVAL;
+  /* Registration is lazy and idempotent: the first future to be polled
+   * registers, the others find it done. A second reactor cannot take over,
+   * since the first one would still deliver the events. */
+  if (io->reactor != NULL) return io->reactor == r ? 0 : PX_EBUSY;
+  /* Both directions at once: an edge-triggered backend then never needs
+   * another system call for this descriptor until it is deregistered. */
+  int err = ops->add(r, io, PX__READABLE | PX__WRITABLE);
+  if (err < 0) return err;
+  io->ops = ops;
+  io->reactor = r;
+  return 0;
+}
+
+void px__io_deregister(px__io *io) {
+  if (io == NULL) return;
+  if (io->reactor != NULL) {
+    /* Errors are ignored: the descriptor is about to be closed, and close
+     * removes it from every interest list anyway. */
+    (void)io->ops->del(io->reactor, io);
+    io->reactor = NULL;
+    io->ops = NULL;
+  }
+  /* Drop, not wake. Deregistration happens when the stream is closed, and
+   * net.h requires every future using it to be dropped first, so whatever
+   * is left in the slots belongs to futures that are gone (a waiter that was
+   * cancelled, or one that found the bits on its second look). Waking those
+   * would only cost tasks a spurious poll; dropping releases the task
+   * references the wakers hold, which would otherwise keep finished tasks
+   * alive. px__io_wake_all remains for owners that do want waiters to
+   * notice (a reactor shutting down under futures that are still alive). */
+  px_waker reader, writer;
+  take_wakers(io, DIRECTION_BITS, &reader, &writer);
+  px_waker_drop(&reader);
+  px_waker_drop(&writer);
+}

@@ -1,0 +1,116 @@
+/*
+ * The reactor interface every readiness backend implements (internal).
+ *
+ * A backend (epoll, ...) watches file descriptors and reports readiness by
+ * calling px__io_dispatch on the registration. The registration, px__io,
+ * keeps the readiness bits with a tick (tokio's ScheduledIo idea), so an
+ * event that arrives between a read returning EAGAIN and the clear of the
+ * readable bit is never lost: the clear only happens if the tick did not
+ * move.
+ */
+#ifndef POLLUX_REACTORS_REACTOR_H
+#define POLLUX_REACTORS_REACTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/internal/px_internal.h"
+#include "pollux/context.h"
+#include "pollux/runtime.h"
+#include "pollux/waker.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Readiness and interest bits. */
+#define PX__READABLE 0x1u
+#define PX__WRITABLE 0x2u
+#define PX__HUP 0x4u   /* peer hung up (read side closed) */
+#define PX__ERROR 0x8u /* error pending on the socket */
+#define PX__READY_MASK 0xffu
+
+/* Feature bits a backend reports. */
+#define PX__REACTOR_EDGE 0x1u     /* edge-triggered: register once */
+#define PX__REACTOR_O1 0x2u       /* poll cost independent of fd count */
+#define PX__REACTOR_FD_LIMIT 0x4u /* refuses fds >= max_fd */
+
+typedef struct px__reactor px__reactor;
+
+/*
+ * One registered file descriptor. `state` packs the readiness bits (low 8)
+ * and a tick (the rest) that changes on every dispatch.
+ */
+typedef struct px__io {
+  px__atomic(uint64_t) state;
+  px__atomic_flag lock; /* guards the two waker slots */
+  px_waker reader;
+  px_waker writer;
+  int fd;
+  unsigned interest;  /* what the backend watches (level-triggered ones) */
+  px__reactor *reactor; /* set while registered */
+  const struct px__reactor_ops *ops;
+} px__io;
+
+/* A readiness snapshot: bits plus the tick they were seen at. */
+typedef struct px__io_event {
+  unsigned ready;
+  uint64_t tick;
+} px__io_event;
+
+typedef struct px__reactor_ops {
+  const char *name;
+  unsigned features; /* PX__REACTOR_* */
+  int max_fd;        /* with PX__REACTOR_FD_LIMIT: fds must be below it */
+  int (*create)(const px_config *cfg, px__reactor **out);
+  void (*destroy)(px__reactor *r);
+  /* Starts watching io->fd for the bits in `interest`. */
+  int (*add)(px__reactor *r, px__io *io, unsigned interest);
+  /* Changes the watched bits (level-triggered backends only need this). */
+  int (*modify)(px__reactor *r, px__io *io, unsigned interest);
+  /* Stops watching; no dispatch for io happens after it returns. */
+  int (*del)(px__reactor *r, px__io *io);
+  /*
+   * Waits up to timeout_ms (-1: forever, 0: not at all) and dispatches what
+   * became ready. Returns the number of registrations dispatched, or a
+   * negative error; EINTR counts as 0 events, not an error.
+   */
+  int (*poll)(px__reactor *r, int timeout_ms);
+  /* Makes a concurrent or the next poll return at once. Any thread. */
+  int (*wakeup)(px__reactor *r);
+} px__reactor_ops;
+
+/* The backend chosen by --//reactors:reactor (defined by its *_default target). */
+extern const px__reactor_ops *const px__reactor_default;
+
+/* ---- px__io: shared by every backend (reactors/io.c) ----------------- */
+
+void px__io_init(px__io *io, int fd);
+
+/* Backends call this with what the OS reported; wakes matching waiters. */
+void px__io_dispatch(px__io *io, unsigned ready);
+
+/*
+ * Returns true with *ev filled when any bit of `interest` is ready;
+ * otherwise stores cx's waker for that direction and returns false.
+ */
+bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
+                       px__io_event *ev);
+
+/* Clears ev's bits unless a newer dispatch happened since ev was taken. */
+void px__io_clear_ready(px__io *io, px__io_event ev);
+
+/* Wakes and drops both waiters (used at deregistration). */
+void px__io_wake_all(px__io *io);
+
+/* Registers io with a reactor (both directions). */
+int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r);
+
+/* Deregisters io (if registered) and drops its wakers. */
+void px__io_deregister(px__io *io);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

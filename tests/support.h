@@ -1,0 +1,96 @@
+/*
+ * Test futures written with the async macros (which are C), for the C++
+ * GoogleTest suites, plus a counting waker and a counting allocator.
+ */
+#ifndef POLLUX_TESTS_SUPPORT_H
+#define POLLUX_TESTS_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/internal/px_internal.h"
+#include "pollux.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- A waker that counts what is done to it ---------------------------- */
+typedef struct counting_waker {
+  px__atomic(int) clones, wakes, wakes_by_ref, drops;
+} counting_waker;
+px_waker counting_waker_make(counting_waker *cw); /* counts as one clone */
+
+/* ---- An allocator that counts live bytes and can fail on demand -------- */
+typedef struct alloc_stats {
+  px__atomic(long) live_bytes, live_blocks, total_allocs;
+  px__atomic(long) fail_at; /* fail the Nth allocation from now (1-based); 0: never */
+} alloc_stats;
+extern alloc_stats g_alloc;
+void counting_allocator_install(void);
+void counting_allocator_remove(void);
+
+/* ---- Futures ----------------------------------------------------------- */
+
+/* Appends `id` to log[*len] `steps` times, yielding between appends; returns id. */
+typedef struct {
+  px_async px;
+  int id, steps, i;
+  int *log;
+  px__atomic(int) *len;
+} logger;
+px_future *logger_new(logger *f, int id, int steps, int *log, px__atomic(int) *len);
+
+/* Sleeps `delay`, then sets *flag = 1 and returns `value`. Counts drops. */
+typedef struct {
+  px_async px;
+  px_duration delay;
+  int64_t value;
+  px__atomic(int) *flag;
+  px__atomic(int) *drops;
+  px_sleep sleep;
+} sleeper;
+px_future *sleeper_new(sleeper *f, px_duration delay, int64_t value,
+                       px__atomic(int) *flag, px__atomic(int) *drops);
+
+/* Spawns a chain `depth` deep (each task spawns the next and joins it);
+ * returns the depth reached. */
+typedef struct {
+  px_async px;
+  int depth;
+  px_join_handle child;
+} chain;
+px_future *chain_new(chain *f, int depth);
+
+/* Calls block_on on the current runtime from inside; returns its result. */
+typedef struct {
+  px_async px;
+} nested_block_on;
+px_future *nested_block_on_new(nested_block_on *f);
+
+/* Spawns n counter tasks (each decrements *remaining), joins none; waits
+ * until *remaining is 0 by yielding. Output: n. */
+typedef struct {
+  px_async px;
+  int n, i;
+  px__atomic(int) *remaining;
+} spawn_many;
+px_future *spawn_many_new(spawn_many *f, int n, px__atomic(int) *remaining);
+
+/* Completes when *value >= target; stores its waker in *slot for others,
+ * then sets *stored (if not NULL) so another thread knows the slot is set. */
+typedef struct {
+  px_future base;
+  px__atomic(int) *value;
+  int target;
+  px_waker *slot;
+  px__atomic(int) *stored;
+} wait_for;
+px_future *wait_for_new(wait_for *f, px__atomic(int) *value, int target,
+                        px_waker *slot, px__atomic(int) *stored);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * The timer interface every timer backend implements (internal).
+ *
+ * A timer instance orders px_timer_node entries by deadline, measured in
+ * ticks of one millisecond since the runtime started. It does no locking and
+ * knows nothing of clocks or wakers: the runtime converts times to ticks,
+ * and `advance` hands expired nodes to a callback that wakes them.
+ */
+#ifndef POLLUX_TIMERS_TIMER_H
+#define POLLUX_TIMERS_TIMER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pollux/time.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* px_timer_node.flags */
+#define PX__TIMER_ARMED 1u /* the node is in a timer instance */
+
+/* No deadline: next_tick's answer for an empty timer. */
+#define PX__TICK_NONE UINT64_MAX
+
+typedef void (*px__timer_fire_fn)(px_timer_node *node, void *arg);
+
+typedef struct px__timer_ops {
+  const char *name;
+  /* Bytes of one instance; the runtime allocates it. */
+  size_t size;
+  /* Starts an empty instance whose current tick is `now`. */
+  void (*init)(void *timer, uint64_t now);
+  /*
+   * Arms `node` (not armed) to fire at `tick`. A tick at or before the
+   * current one fires on the next advance. O(1) for the wheel.
+   */
+  void (*insert)(void *timer, px_timer_node *node, uint64_t tick);
+  /* Disarms an armed node. O(1) for the wheel. */
+  void (*cancel)(void *timer, px_timer_node *node);
+  /*
+   * The earliest tick at which advance has work to do, or PX__TICK_NONE.
+   * It may be earlier than any deadline (a wheel must cascade), never later.
+   */
+  uint64_t (*next_tick)(void *timer);
+  /*
+   * Moves the current tick to `now` (never backwards) and calls `fire` for
+   * every node whose tick is <= now, in deadline order, equal deadlines in
+   * insertion order. Each node is disarmed before its callback runs, so the
+   * callback may re-insert it. Returns the number fired.
+   */
+  size_t (*advance)(void *timer, uint64_t now, px__timer_fire_fn fire,
+                    void *arg);
+  /* Releases the instance's own resources (nodes still armed are left alone). */
+  void (*destroy)(void *timer);
+} px__timer_ops;
+
+/* The backend chosen by --//timers:timer (defined by its *_default target). */
+extern const px__timer_ops *const px__timer_default;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
