@@ -114,10 +114,30 @@ static bool snapshot(uint64_t state, unsigned interest, px__io_event *ev) {
   return true;
 }
 
+/*
+ * Puts *w in *slot unless the slot already wakes the same target; either
+ * way the waker that is no longer needed (the old one, or *w itself) is
+ * left in *w for the caller to drop after unlocking.
+ */
+static void slot_store(px_waker *slot, px_waker *w) {
+  if (px_waker_will_wake(slot, w)) return;
+  px_waker old = *slot;
+  *slot = *w;
+  *w = old;
+}
+
+/* Empties *slot into *out if it wakes the same target as `w`. */
+static void slot_take_if(px_waker *slot, const px_waker *w, px_waker *out) {
+  if (px_waker_is_empty(w) || !px_waker_will_wake(slot, w)) return;
+  *out = *slot;
+  slot->vtable = NULL;
+  slot->data = NULL;
+}
+
 bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
                        px__io_event *ev) {
   if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
-                interest, ev))
+               interest, ev))
     return true;
 
   /* Clone before locking: a clone is a call into foreign code (a task
@@ -127,20 +147,8 @@ bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
   if (interest & PX__READABLE) for_reader = px_waker_clone(waker);
   if (interest & PX__WRITABLE) for_writer = px_waker_clone(waker);
   lock(io);
-  /* Swap the clone in unless the slot already wakes the same task; either
-   * way the loser (old waker or unneeded clone) ends up in for_*. */
-  if ((interest & PX__READABLE) &&
-      !px_waker_will_wake(&io->reader, &for_reader)) {
-    px_waker t = io->reader;
-    io->reader = for_reader;
-    for_reader = t;
-  }
-  if ((interest & PX__WRITABLE) &&
-      !px_waker_will_wake(&io->writer, &for_writer)) {
-    px_waker t = io->writer;
-    io->writer = for_writer;
-    for_writer = t;
-  }
+  if (interest & PX__READABLE) slot_store(&io->reader, &for_reader);
+  if (interest & PX__WRITABLE) slot_store(&io->writer, &for_writer);
   unlock(io);
   px_waker_drop(&for_reader);
   px_waker_drop(&for_writer);
@@ -149,10 +157,23 @@ bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
    * found an empty slot and woke nobody. Because dispatch publishes its bits
    * before taking the lock, and we stored the waker under the same lock, one
    * of the two sees the other: either dispatch takes our waker, or this
-   * second look sees its bits. The waker left in the slot in the latter case
-   * only costs a spurious wake-up later. */
-  return snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
-                  interest, ev);
+   * second look sees its bits. */
+  if (!snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
+                interest, ev))
+    return false;
+
+  /* Ready after all, so the caller will not wait: take our waker back
+   * rather than leave it behind. A stale waker is not only a spurious
+   * wake-up later; it may hold a task alive, or point into the frame of a
+   * block_on that has returned by the time some dispatch wakes it. */
+  px_waker back_reader = PX_WAKER_EMPTY, back_writer = PX_WAKER_EMPTY;
+  lock(io);
+  if (interest & PX__READABLE) slot_take_if(&io->reader, waker, &back_reader);
+  if (interest & PX__WRITABLE) slot_take_if(&io->writer, waker, &back_writer);
+  unlock(io);
+  px_waker_drop(&back_reader);
+  px_waker_drop(&back_writer);
+  return true;
 }
 
 void px__io_clear_ready(px__io *io, px__io_event ev) {

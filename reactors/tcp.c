@@ -153,22 +153,57 @@ static int ensure_registered(px__io *io, px_context *cx) {
 /* Tries the operation once; stores output on DONE. */
 typedef int (*attempt_fn)(px_future *f);
 
+/*
+ * A bit of px_future.state's user bits: the last poll returned PENDING, so
+ * our waker may still sit in the px__io slot of our direction.
+ */
+#define WAITING 0x1u
+
+/*
+ * Takes a future's waker back out of the px__io slot once it stops waiting
+ * (it completed, or it is dropped), so that a finished or cancelled
+ * operation (a read under a timeout, the loser of a select, a read that
+ * succeeded on a poll some other wake caused) neither keeps its task alive
+ * nor leaves a waker pointing into a block_on frame that is gone.
+ *
+ * Asking for readiness with no waker does exactly that: when not ready it
+ * swaps the slot's waker for the empty one; when ready, the dispatch that
+ * set the bits already took the waker. One reader and one writer at a time
+ * per socket is assumed, as everywhere in net.h, so the slot holds our
+ * waker and nobody else's.
+ */
+static void forget_waker(px_future *f, px__io *io, unsigned interest) {
+  if (!(f->state & WAITING)) return;
+  f->state &= ~WAITING;
+  px_context no_waker = {.waker = NULL, .runtime = NULL};
+  px__io_event ev;
+  (void)px__io_poll_ready(io, &no_waker, interest, &ev);
+}
+
+static px_poll finish(px_future *f, px__io *io, unsigned interest, int err) {
+  forget_waker(f, io, interest);
+  return complete(f, err);
+}
+
 /* The loop of the file comment: the one place that waits for readiness. */
 static px_poll drive(px_future *f, px_context *cx, px__io *io,
                      unsigned interest, attempt_fn attempt) {
   int err = ensure_registered(io, cx);
-  if (err < 0) return complete(f, err);
+  if (err < 0) return finish(f, io, interest, err);
 
   px__io_event ev;
   bool have_event = false;
   for (;;) {
     int r = attempt(f);
     if (r == RETRY) continue;
-    if (r != WOULD_BLOCK) return complete(f, r < 0 ? r : 0);
+    if (r != WOULD_BLOCK) return finish(f, io, interest, r < 0 ? r : 0);
     /* EAGAIN: the readiness we acted on is used up. The clear is skipped
      * if an event arrived after our snapshot, so nothing is lost. */
     if (have_event) px__io_clear_ready(io, ev);
-    if (!px__io_poll_ready(io, cx, interest, &ev)) return PX_PENDING;
+    if (!px__io_poll_ready(io, cx, interest, &ev)) {
+      f->state |= WAITING;
+      return PX_PENDING;
+    }
     have_event = true;
   }
 }
@@ -250,8 +285,13 @@ static px_poll accept_poll(px_future *self, px_context *cx) {
   return drive(self, cx, &f->listener->io, PX__READABLE, accept_attempt);
 }
 
-static const px_future_vtable accept_vtable = {sizeof(px_tcp_accept),
-                                               "tcp_accept", accept_poll, NULL};
+static void accept_drop(px_future *self) {
+  px_tcp_accept *f = (px_tcp_accept *)self;
+  forget_waker(self, &f->listener->io, PX__READABLE);
+}
+
+static const px_future_vtable accept_vtable = {
+    sizeof(px_tcp_accept), "tcp_accept", accept_poll, accept_drop};
 
 px_future *px_tcp_accept_init(px_tcp_accept *f, px_tcp_listener *l) {
   if (f == NULL) return NULL;
@@ -406,15 +446,22 @@ static px_poll write_poll(px_future *self, px_context *cx) {
   return stream_io_poll(self, cx, PX__WRITABLE, write_attempt);
 }
 
-/* No drop functions: a pending operation owns nothing. The waker it left in
- * the stream's px__io is replaced by the next operation, released by the
- * next event, or dropped when the stream is closed. */
+static void read_drop(px_future *self) {
+  px_tcp_io *f = (px_tcp_io *)self;
+  forget_waker(self, &f->stream->io, PX__READABLE);
+}
+
+static void write_drop(px_future *self) {
+  px_tcp_io *f = (px_tcp_io *)self;
+  forget_waker(self, &f->stream->io, PX__WRITABLE);
+}
+
 static const px_future_vtable read_vtable = {sizeof(px_tcp_io), "tcp_read",
-                                             read_poll, NULL};
+                                             read_poll, read_drop};
 static const px_future_vtable write_vtable = {sizeof(px_tcp_io), "tcp_write",
-                                              write_poll, NULL};
+                                              write_poll, write_drop};
 static const px_future_vtable write_all_vtable = {
-    sizeof(px_tcp_io), "tcp_write_all", write_poll, NULL};
+    sizeof(px_tcp_io), "tcp_write_all", write_poll, write_drop};
 
 static px_future *stream_io_init(px_tcp_io *f, const px_future_vtable *vt,
                                  px_tcp_stream *s, const void *buf, size_t len,

@@ -251,6 +251,22 @@ TEST_F(EpollTest, DispatchWakesTheStoredWakerExactlyOnce) {
   EXPECT_EQ(c.wakes.load(), 1);
 }
 
+TEST_F(EpollTest, PollingWithNoWakerForgetsTheStoredOne) {
+  // What a cancelled socket future does on drop (reactors/tcp.c).
+  io_ = shim_io_new(fds_[0]);
+  Counter c;
+  px_waker w = borrowed(&c);
+  unsigned ready;
+  uint64_t tick;
+  ASSERT_FALSE(shim_poll_ready(io_, &w, SHIM_READABLE, &ready, &tick));
+  EXPECT_EQ(c.live.load(), 1);
+  px_waker none = PX_WAKER_EMPTY;
+  EXPECT_FALSE(shim_poll_ready(io_, &none, SHIM_READABLE, &ready, &tick));
+  EXPECT_EQ(c.live.load(), 0);
+  shim_dispatch(io_, SHIM_READABLE);
+  EXPECT_EQ(c.wakes.load(), 0);
+}
+
 TEST_F(EpollTest, ReaderAndWriterSlotsAreIndependent) {
   io_ = shim_io_new(fds_[0]);  // not registered: dispatch by hand
   Counter r, w;
