@@ -166,3 +166,24 @@ px_future *wait_for_new(wait_for *f, atomic_int *value, int target,
   f->stored = stored;
   return &f->base;
 }
+
+/* ---- spawn_on_drop ---- */
+static px_poll spawn_on_drop_poll(px_future *self, px_context *cx) {
+  (void)self;
+  (void)cx;
+  return PX_PENDING; /* nobody will ever wake it */
+}
+static void spawn_on_drop_drop(px_future *self) {
+  spawn_on_drop *f = (spawn_on_drop *)self;
+  px_ready r;
+  px_ready_init(&r, px_i64(0), 0);
+  atomic_store(f->rc, px_spawn(&r.base, NULL));
+}
+static const px_future_vtable spawn_on_drop_vtable = {
+    sizeof(spawn_on_drop), "spawn_on_drop", spawn_on_drop_poll,
+    spawn_on_drop_drop};
+px_future *spawn_on_drop_new(spawn_on_drop *f, px__atomic(int) *rc) {
+  px_future_init(&f->base, &spawn_on_drop_vtable);
+  f->rc = rc;
+  return &f->base;
+}

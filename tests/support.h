@@ -94,3 +94,16 @@ px_future *wait_for_new(wait_for *f, px__atomic(int) *value, int target,
 #endif
 
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Pending forever; its drop tries px_spawn and stores the result in *rc. */
+typedef struct {
+  px_future base;
+  px__atomic(int) *rc;
+} spawn_on_drop;
+px_future *spawn_on_drop_new(spawn_on_drop *f, px__atomic(int) *rc);
+#ifdef __cplusplus
+}
+#endif

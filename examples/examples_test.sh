@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs the examples as a user would: the demo's exact output and timing, and
+# the echo server's argument handling and a round trip over loopback.
+set -uo pipefail
+hello=$1
+echo_bin=$2
+fail=0
+check() { if ! eval "$1"; then echo "FAIL: $2"; fail=1; else echo "ok: $2"; fi; }
+
+# --- hello: exactly two lines, in completion order, in about one second.
+start=$(date +%s%N)
+out=$("$hello")
+rc=$?
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+expected=$'Starting async operations...\nTask 2 complete, Task 1 complete'
+check '[ "$rc" -eq 0 ]' "hello exits 0"
+check '[ "$out" = "$expected" ]' "hello prints the two lines (got: $out)"
+check '[ "$ms" -ge 1000 ]' "hello takes at least 1 s (sleeps never end early): ${ms} ms"
+check '[ "$ms" -lt 1450 ]' "hello's sleeps overlap (well under 1.5 s): ${ms} ms"
+
+# --- echo: bad arguments get a usage message on stderr and exit code 2.
+for args in "" "notaport" "0" "70000" "1 2 3"; do
+  # shellcheck disable=SC2086
+  err=$("$echo_bin" $args 2>&1 >/dev/null)
+  rc=$?
+  check '[ "$rc" -eq 2 ]' "echo '$args' exits 2 (got $rc)"
+  check '[[ "$err" == *usage* || "$err" == *Usage* ]]' "echo '$args' prints usage on stderr"
+done
+
+# --- echo: a round trip on a loopback port.
+port=$(( 20000 + RANDOM % 20000 ))
+"$echo_bin" "$port" 127.0.0.1 &
+pid=$!
+reply=""
+for _ in $(seq 1 50); do
+  if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    printf 'hello pollux\n' >&3
+    read -r -t 5 reply <&3
+    exec 3>&-
+    break
+  fi
+  sleep 0.1
+done
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+check '[ "$reply" = "hello pollux" ]' "echo server echoes a line (got: $reply)"
+
+exit $fail
