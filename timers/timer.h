@@ -37,11 +37,13 @@ typedef struct px__timer_ops {
    * current one fires on the next advance. O(1) for the wheel.
    */
   void (*insert)(void *timer, px_timer_node *node, uint64_t tick);
-  /* Disarms an armed node. O(1) for the wheel. */
+  /* Disarms an armed node (a node that is not armed is left alone). O(1). */
   void (*cancel)(void *timer, px_timer_node *node);
   /*
    * The earliest tick at which advance has work to do, or PX__TICK_NONE.
-   * It may be earlier than any deadline (a wheel must cascade), never later.
+   * It may be earlier than any deadline (a wheel must cascade), never later,
+   * and may be at or before the current tick (overdue nodes): the runtime
+   * treats that as "advance now".
    */
   uint64_t (*next_tick)(void *timer);
   /*
@@ -49,10 +51,19 @@ typedef struct px__timer_ops {
    * every node whose tick is <= now, in deadline order, equal deadlines in
    * insertion order. Each node is disarmed before its callback runs, so the
    * callback may re-insert it. Returns the number fired.
+   *
+   * Inside a callback the current tick is the one being fired: a node
+   * inserted for that tick or earlier fires on the next advance (so a timer
+   * that re-arms for "now" cannot loop forever), a later one within `now`
+   * fires in this same advance. Calling advance from a callback is not
+   * supported.
    */
   size_t (*advance)(void *timer, uint64_t now, px__timer_fire_fn fire,
                     void *arg);
-  /* Releases the instance's own resources (nodes still armed are left alone). */
+  /*
+   * Releases the instance's own resources. Nodes still armed are not
+   * touched: the runtime drops every sleep (cancelling its node) first.
+   */
   void (*destroy)(void *timer);
 } px__timer_ops;
 

@@ -39,7 +39,7 @@ typedef struct px_timer_node {
   uint64_t tick;              /* private: deadline in timer ticks (ms) */
   px_waker waker;             /* private: woken when the deadline passes */
   uint32_t where;             /* private: backend slot or heap index */
-  uint32_t flags;             /* private: armed / fired */
+  uint32_t flags;             /* private: armed */
 } px_timer_node;
 
 /* Completes with error 0 once `duration` has passed (tokio::time::sleep). */

@@ -137,8 +137,8 @@ static void place(px__wheel *w, px_timer_node *n) {
   unsigned level = level_for(w->elapsed, n->tick);
   unsigned slot;
   if (level < PX__WHEEL_LEVELS) {
-    slot = (unsigned)(n->tick >> (level * PX__WHEEL_BITS)) &
-           (PX__WHEEL_SLOTS - 1);
+    slot =
+        (unsigned)(n->tick >> (level * PX__WHEEL_BITS)) & (PX__WHEEL_SLOTS - 1);
   } else {
     level = PX__WHEEL_LEVELS - 1; /* beyond this epoch: the overflow slot */
     slot = 0;

@@ -51,9 +51,6 @@ class Wheel {
     return fired_;
   }
 
-  // The target of the advance in progress (or of the last one).
-  uint64_t now() const { return now_; }
-
   // Runs after each fire, inside the callback.
   std::function<void(px_timer_node *)> on_fire;
 
@@ -146,7 +143,9 @@ class WheelDelayTest
     : public ::testing::TestWithParam<std::tuple<uint64_t, uint64_t>> {
  protected:
   uint64_t start() const { return std::get<0>(GetParam()); }
-  uint64_t tick() const { return std::get<0>(GetParam()) + std::get<1>(GetParam()); }
+  uint64_t tick() const {
+    return std::get<0>(GetParam()) + std::get<1>(GetParam());
+  }
 };
 
 TEST_P(WheelDelayTest, FiresExactlyAtItsTickWhenStepping) {
@@ -205,16 +204,35 @@ TEST_P(WheelDelayTest, DrivenByNextTick) {
 }
 
 const uint64_t kStarts[] = {0, 1234567, kEpoch - 3, 5 * kEpoch + 987654321};
-const uint64_t kDelays[] = {
-    1,          2,           63,          64,          65,
-    127,        128,         4095,        4096,        4097,
-    262143,     262144,      262145,      16777215,    16777216,
-    16777217,   1073741823,  1073741824,  1073741825,  kEpoch - 1,
-    kEpoch,     kEpoch + 1,  uint64_t{1} << 40,        (uint64_t{1} << 40) + 12345};
+const uint64_t kDelays[] = {1,
+                            2,
+                            63,
+                            64,
+                            65,
+                            127,
+                            128,
+                            4095,
+                            4096,
+                            4097,
+                            262143,
+                            262144,
+                            262145,
+                            16777215,
+                            16777216,
+                            16777217,
+                            1073741823,
+                            1073741824,
+                            1073741825,
+                            kEpoch - 1,
+                            kEpoch,
+                            kEpoch + 1,
+                            uint64_t{1} << 40,
+                            (uint64_t{1} << 40) + 12345};
 
 INSTANTIATE_TEST_SUITE_P(
     Delays, WheelDelayTest,
-    ::testing::Combine(::testing::ValuesIn(kStarts), ::testing::ValuesIn(kDelays)),
+    ::testing::Combine(::testing::ValuesIn(kStarts),
+                       ::testing::ValuesIn(kDelays)),
     [](const ::testing::TestParamInfo<WheelDelayTest::ParamType> &info) {
       return "start" + std::to_string(std::get<0>(info.param)) + "_delay" +
              std::to_string(std::get<1>(info.param));
@@ -466,7 +484,9 @@ TEST(WheelTest, RandomizedAgainstReferenceModel) {
   size_t total_fired = 0;
   Wheel w(now);
 
-  auto index = [&](px_timer_node *n) { return static_cast<int>(n - nodes.data()); };
+  auto index = [&](px_timer_node *n) {
+    return static_cast<int>(n - nodes.data());
+  };
   auto random_delay = [&]() -> uint64_t {
     uint64_t r = rng() % 100;
     if (r < 40) return rng() % 64;
@@ -489,8 +509,9 @@ TEST(WheelTest, RandomizedAgainstReferenceModel) {
     w.Cancel(&nodes[i]);
     armed[i] = false;
     if (model.erase(key[i]) == 0) {
-      auto it = std::find_if(deferred.begin(), deferred.end(),
-                             [&](const std::pair<Key, int> &d) { return d.second == i; });
+      auto it = std::find_if(
+          deferred.begin(), deferred.end(),
+          [&](const std::pair<Key, int> &d) { return d.second == i; });
       ASSERT_NE(it, deferred.end());
       deferred.erase(it);
     }
