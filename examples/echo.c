@@ -74,7 +74,18 @@ typedef struct echo_server {
   px_sleep pause;
 } echo_server;
 
-PX_ASYNC_FN(echo_server) {
+/* The server owns the listener. Closing it here, in the frame's drop, means
+ * it is closed while its runtime still exists: block_on drops the main
+ * future before px_run frees the runtime, and a registered socket must leave
+ * its reactor before the reactor goes away. */
+static void echo_server_cleanup(px_future *f) {
+  echo_server *self = (echo_server *)f;
+  px_async_drop(f);
+  px_tcp_listener_close(self->listener);
+  self->listener = NULL;
+}
+
+PX_ASYNC_FN_WITH_DROP(echo_server, echo_server_cleanup) {
   PX_BEGIN();
   for (;;) {
     PX_AWAIT(px_tcp_accept_init(&self->accept, self->listener));
@@ -82,8 +93,7 @@ PX_ASYNC_FN(echo_server) {
       serve(self->accept.base.output.ptr);
       continue;
     }
-    fprintf(stderr, "echo: accept: %s\n",
-            px_strerror(self->accept.base.error));
+    fprintf(stderr, "echo: accept: %s\n", px_strerror(self->accept.base.error));
     /* The usual cause is running out of descriptors (EMFILE). The waiting
      * connection keeps the listener readable, so retrying at once would
      * spin; a short pause gives open connections time to finish. */
@@ -130,8 +140,8 @@ int main(int argc, char **argv) {
   fflush(stdout);
 
   echo_server server = PX_ASYNC_NEW(echo_server, .listener = listener);
-  err = px_run(PX_FUTURE(&server)); /* only returns if the runtime fails */
+  /* Only returns if the runtime fails; the listener is closed by then. */
+  err = px_run(PX_FUTURE(&server));
   fprintf(stderr, "echo: %s\n", px_strerror(err));
-  px_tcp_listener_close(listener);
   return 1;
 }

@@ -23,14 +23,19 @@
  * The two waker slots (one task waiting to read, one waiting to write) are
  * guarded by a one-byte spinlock. Critical sections are a few word moves,
  * never a call into a waker, so spinning is cheaper than a mutex and the
- * record stays small and allocation-free.
+ * record stays small and allocation-free. (Registration also takes it; see
+ * px__io_register.)
+ *
+ * One slot per direction means one waiting reader and one waiting writer
+ * per descriptor: a second task waiting for the same direction evicts the
+ * first one's waker. tokio adds a list of waiters for that case.
  */
 #include <stddef.h>
 
 #include "reactors/reactor.h"
 
 #define TICK_SHIFT 8
-#define READY_OF(state) ((unsigned)((state) & PX__READY_MASK))
+#define READY_OF(state) ((unsigned)((state)&PX__READY_MASK))
 #define TICK_OF(state) ((state) >> TICK_SHIFT)
 
 /* The bits that come and go with the OS's answers; HUP and ERROR stay. */
@@ -136,8 +141,8 @@ static void slot_take_if(px_waker *slot, const px_waker *w, px_waker *out) {
 
 bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
                        px__io_event *ev) {
-  if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
-               interest, ev))
+  if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire), interest,
+               ev))
     return true;
 
   /* Clone before locking: a clone is a call into foreign code (a task
@@ -202,15 +207,29 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
   if (io == NULL || ops == NULL || r == NULL) return PX_EINVAL;
   /* Registration is lazy and idempotent: the first future to be polled
    * registers, the others find it done. A second reactor cannot take over,
-   * since the first one would still deliver the events. */
-  if (io->reactor != NULL) return io->reactor == r ? 0 : PX_EBUSY;
-  /* Both directions at once: an edge-triggered backend then never needs
-   * another system call for this descriptor until it is deregistered. */
-  int err = ops->add(r, io, PX__READABLE | PX__WRITABLE);
-  if (err < 0) return err;
-  io->ops = ops;
-  io->reactor = r;
-  return 0;
+   * since the first one would still deliver the events.
+   *
+   * The spinlock makes check-and-add atomic: with a multi-threaded executor
+   * a reader task and a writer task may make their first poll on the same
+   * socket at once, and only one of them may add it (the other would get
+   * EEXIST). This is the one place the lock is held across a system call;
+   * it happens once per socket, and nothing else can want this lock yet
+   * except a dispatch for the very events the add just enabled. */
+  int err = 0;
+  lock(io);
+  if (io->reactor != NULL) {
+    if (io->reactor != r) err = PX_EBUSY;
+  } else {
+    /* Both directions at once: an edge-triggered backend then never needs
+     * another system call for this descriptor until it is deregistered. */
+    err = ops->add(r, io, PX__READABLE | PX__WRITABLE);
+    if (err == 0) {
+      io->ops = ops;
+      io->reactor = r;
+    }
+  }
+  unlock(io);
+  return err;
 }
 
 void px__io_deregister(px__io *io) {

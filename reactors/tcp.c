@@ -287,7 +287,7 @@ static px_poll accept_poll(px_future *self, px_context *cx) {
 
 static void accept_drop(px_future *self) {
   px_tcp_accept *f = (px_tcp_accept *)self;
-  forget_waker(self, &f->listener->io, PX__READABLE);
+  if (f->listener != NULL) forget_waker(self, &f->listener->io, PX__READABLE);
 }
 
 static const px_future_vtable accept_vtable = {
@@ -414,8 +414,8 @@ static int write_attempt(px_future *self) {
   px_tcp_io *f = (px_tcp_io *)self;
   /* MSG_NOSIGNAL: writing to a connection the peer closed must come back
    * as PX_EPIPE, not raise SIGPIPE, whose default action kills us. */
-  ssize_t n = send(f->stream->fd, f->buf + f->done, f->len - f->done,
-                   MSG_NOSIGNAL);
+  ssize_t n =
+      send(f->stream->fd, f->buf + f->done, f->len - f->done, MSG_NOSIGNAL);
   if (n < 0) return after_failure();
   f->done += (size_t)n;
   /* Kept up to date even if a later chunk fails, so a write_all that ends
@@ -446,15 +446,14 @@ static px_poll write_poll(px_future *self, px_context *cx) {
   return stream_io_poll(self, cx, PX__WRITABLE, write_attempt);
 }
 
-static void read_drop(px_future *self) {
+static void stream_io_drop(px_future *self, unsigned interest) {
   px_tcp_io *f = (px_tcp_io *)self;
-  forget_waker(self, &f->stream->io, PX__READABLE);
+  if (f->stream != NULL) forget_waker(self, &f->stream->io, interest);
 }
 
-static void write_drop(px_future *self) {
-  px_tcp_io *f = (px_tcp_io *)self;
-  forget_waker(self, &f->stream->io, PX__WRITABLE);
-}
+static void read_drop(px_future *self) { stream_io_drop(self, PX__READABLE); }
+
+static void write_drop(px_future *self) { stream_io_drop(self, PX__WRITABLE); }
 
 static const px_future_vtable read_vtable = {sizeof(px_tcp_io), "tcp_read",
                                              read_poll, read_drop};

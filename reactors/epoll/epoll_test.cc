@@ -215,7 +215,7 @@ TEST_F(EpollTest, NoLostWakeupWhenDataArrivesBeforeTheClear) {
   unsigned ready;
   uint64_t tick;
   ASSERT_TRUE(shim_poll_ready(io_, nullptr, SHIM_READABLE, &ready, &tick));
-  Drain();  // the future's read returns EAGAIN here...
+  Drain();    // the future's read returns EAGAIN here...
   Send("b");  // ...then data arrives and the reactor reports it...
   ASSERT_EQ(shim_poll(reactor_, 1000), 1);
   shim_clear_ready(io_, ready, tick);  // ...before the stale clear runs.
@@ -265,6 +265,54 @@ TEST_F(EpollTest, PollingWithNoWakerForgetsTheStoredOne) {
   EXPECT_EQ(c.live.load(), 0);
   shim_dispatch(io_, SHIM_READABLE);
   EXPECT_EQ(c.wakes.load(), 0);
+}
+
+TEST_F(EpollTest, NoLostWakeupUnderConcurrentDispatch) {
+  // Another thread dispatches while this one checks readiness and stores
+  // its waker, over and over, so the dispatch lands in every window of
+  // px__io_poll_ready. Each round, either poll_ready sees the bit or the
+  // waker fires: a round in which neither happens is a lost wake-up.
+  io_ = shim_io_new(fds_[0]);
+  Counter c;
+  px_waker w = borrowed(&c);
+  std::atomic<int> round{0};
+  std::atomic<bool> stop{false};
+  std::thread reactor([&] {
+    int seen = 0;
+    while (!stop.load()) {
+      int r = round.load();
+      if (r == seen) {
+        // Yield rather than spin: on a loaded machine the two threads may
+        // share one core.
+        std::this_thread::yield();
+        continue;
+      }
+      seen = r;
+      shim_dispatch(io_, SHIM_READABLE);
+    }
+  });
+  int lost = 0;
+  for (int i = 1; i <= 50000 && lost == 0; i++) {
+    int wakes_before = c.wakes.load();
+    round.store(i);  // the other thread dispatches once, soon
+    unsigned ready;
+    uint64_t tick;
+    if (!shim_poll_ready(io_, &w, SHIM_READABLE, &ready, &tick)) {
+      auto start = Clock::now();
+      while (c.wakes.load() == wakes_before && ms_since(start) < 2000)
+        std::this_thread::yield();
+      if (c.wakes.load() == wakes_before) lost++;
+    }
+    // Wait for this round's dispatch, then consume it for the next round.
+    while (!shim_poll_ready(io_, nullptr, SHIM_READABLE, &ready, &tick))
+      std::this_thread::yield();
+    shim_clear_ready(io_, ready, tick);
+  }
+  stop.store(true);
+  reactor.join();
+  EXPECT_EQ(lost, 0);
+  shim_deregister(io_);
+  EXPECT_EQ(c.live.load(), 0);
 }
 
 TEST_F(EpollTest, ReaderAndWriterSlotsAreIndependent) {
@@ -360,8 +408,8 @@ TEST_F(EpollTest, WakeAllWakesBothWaiters) {
   px_waker w = borrowed(&c);
   unsigned ready;
   uint64_t tick;
-  ASSERT_FALSE(shim_poll_ready(io_, &w, SHIM_READABLE | SHIM_WRITABLE, &ready,
-                               &tick));
+  ASSERT_FALSE(
+      shim_poll_ready(io_, &w, SHIM_READABLE | SHIM_WRITABLE, &ready, &tick));
   EXPECT_EQ(c.live.load(), 2);
   shim_wake_all(io_);
   EXPECT_EQ(c.wakes.load(), 2);

@@ -22,8 +22,8 @@ struct shim_io {
 };
 
 int shim_reactor_new(uint32_t capacity, shim_reactor **out) {
-  px_config cfg = {.workers = 1, .event_capacity = capacity,
-                   .event_interval = 61};
+  px_config cfg = {
+      .workers = 1, .event_capacity = capacity, .event_interval = 61};
   shim_reactor *s = calloc(1, sizeof(*s));
   if (s == NULL) return PX_ENOMEM;
   int err = px__epoll_ops.create(capacity == 0 ? NULL : &cfg, &s->r);
