@@ -155,12 +155,19 @@ px_runtime *px__runtime_enter(px_runtime *rt);
 /* True when the calling thread is currently running `rt`. */
 bool px__runtime_is_current(const px_runtime *rt);
 
-/* Thread waker, used by block_on to be told that `main` must be polled. */
+/*
+ * Thread waker, used by block_on to be told that `main` must be polled. The
+ * one block_on uses lives in the runtime, not on block_on's stack, so a clone
+ * left behind in some registration after block_on returned can still be
+ * woken harmlessly for as long as the runtime exists.
+ */
 typedef struct px__thread_waker {
   atomic_int notified;
   px_runtime *runtime; /* unparked when woken from another thread */
 } px__thread_waker;
 px_waker px__thread_waker_make(px__thread_waker *tw);
+/* The runtime's block_on waker state (see above). */
+px__thread_waker *px__runtime_main_waker(px_runtime *rt);
 /* Returns whether the waker fired since the last call, and resets it. */
 bool px__thread_waker_take(px__thread_waker *tw);
 

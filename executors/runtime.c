@@ -30,6 +30,7 @@ struct px_runtime {
   px_task *owned_head;
   bool closed; /* under owned_lock: no new task may join */
 
+  px__thread_waker main_waker; /* block_on's future was woken */
   atomic_int parked;      /* the runtime thread waits in the reactor */
   atomic_int in_block_on; /* one block_on at a time */
 };
@@ -99,6 +100,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   if (rt == NULL) return PX_ENOMEM;
   rt->cfg = *cfg;
   atomic_flag_clear(&rt->owned_lock);
+  rt->main_waker.runtime = rt;
   rt->start_ns = px__now_ns();
 
   rt->timer_ops = px__timer_default;
@@ -212,6 +214,10 @@ px_runtime *px__runtime_enter(px_runtime *rt) {
 bool px__runtime_is_current(const px_runtime *rt) { return tls_runtime == rt; }
 
 px_runtime *px_runtime_current(void) { return tls_runtime; }
+
+px__thread_waker *px__runtime_main_waker(px_runtime *rt) {
+  return &rt->main_waker;
+}
 
 void px__runtime_schedule(px_runtime *rt, px_task *t) {
   rt->exec_ops->schedule(rt->exec, t);

@@ -2,8 +2,8 @@
  * The thread waker block_on parks on. block_on polls its future in place,
  * not as a task, so its waker is a flag: waking sets it and, when the
  * runtime thread may be blocked in the reactor, unparks it. The waker does
- * not own anything (the flag lives in block_on's frame, which outlives every
- * poll), so clone and drop cost nothing.
+ * not own anything (the flag lives in the runtime, which outlives every
+ * registration that could hold a clone), so clone and drop cost nothing.
  */
 #include "executors/executor.h"
 

@@ -11,8 +11,11 @@
  * Hosts are numeric addresses ("127.0.0.1", "::1", "0.0.0.0"); no name
  * resolution happens, so nothing here blocks.
  *
- * A stream or listener must outlive the futures using it: drop the futures,
- * then close.
+ * A stream or listener must outlive the futures using it, and the runtime
+ * must outlive the stream: drop the futures, close, then free the runtime.
+ * Each stream has one slot for a waiting reader and one for a waiting
+ * writer (one task reads while another writes); a listener has one slot for
+ * a waiting acceptor.
  */
 #ifndef POLLUX_NET_H
 #define POLLUX_NET_H
@@ -77,7 +80,12 @@ px_future *px_tcp_read_init(px_tcp_io *f, px_tcp_stream *s, void *buf,
 /* Writes up to len bytes: output.u64 = bytes written (at least 1). */
 px_future *px_tcp_write_init(px_tcp_io *f, px_tcp_stream *s, const void *buf,
                              size_t len);
-/* Writes all len bytes: output.u64 = len. */
+/*
+ * Writes all len bytes: output.u64 = len. On error, output.u64 holds the
+ * bytes already written. Zero-length reads and writes complete with 0 at
+ * once, even outside a runtime. A stream registered with one runtime fails
+ * with PX_EBUSY when polled from another.
+ */
 px_future *px_tcp_write_all_init(px_tcp_io *f, px_tcp_stream *s,
                                  const void *buf, size_t len);
 

@@ -103,13 +103,14 @@ static bool has_work(void *arg) {
 
 static int fifo_block_on(px__executor *ex, px_future *main) {
   /* The main future starts notified so that it is polled first. */
-  px__thread_waker tw = {1, ex->rt};
-  px_waker waker = px__thread_waker_make(&tw);
+  px__thread_waker *tw = px__runtime_main_waker(ex->rt);
+  atomic_store(&tw->notified, 1);
+  px_waker waker = px__thread_waker_make(tw);
   px_context cx = {&waker, ex->rt};
-  park_check pc = {ex, &tw};
+  park_check pc = {ex, tw};
 
   for (;;) {
-    if (px__thread_waker_take(&tw)) {
+    if (px__thread_waker_take(tw)) {
       int r = px_future_poll(main, &cx);
       if (r != PX_PENDING) return r < 0 ? r : 0;
     }
