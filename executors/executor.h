@@ -43,7 +43,10 @@ struct px_task {
   px_task *owned_next, *owned_prev;  /* runtime's list of live tasks */
   px_runtime *runtime;
   px_waker join_waker;               /* guarded by JOIN_WAKER */
-  uint64_t id;
+  /* Immutable after spawn. Packed so the header stays at 64 bytes. */
+  uint64_t id : 48;       /* unique per process, from 1 */
+  uint64_t priority : 8;  /* 0..PX_PRIORITY_LEVELS-1, higher runs first */
+  uint64_t spare : 8;
   /* The future, at offset px__task_future_offset. */
 };
 
@@ -56,6 +59,9 @@ struct px_task {
 static inline px_future *px__task_future(px_task *t) {
   return (px_future *)((char *)t + PX__TASK_FUTURE_OFFSET);
 }
+
+/* The task being polled on this thread, or NULL. */
+px_task *px__task_current(void);
 
 /* Bytes one task of a future of `future_size` bytes occupies. */
 size_t px__task_alloc_size(size_t future_size);

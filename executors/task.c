@@ -15,11 +15,25 @@
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
 
+/* The header is one cache line; growing it costs every task (see bench/). */
+_Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
+
 #define REF_ONE PX__TASK_REF_ONE
 #define REF_COUNT(s) ((s) >> PX__TASK_REF_SHIFT)
 
 static _Atomic uint64_t next_task_id = 1;
-static _Thread_local uint64_t current_task_id;
+static _Thread_local px_task *current_task;
+
+px_task *px__task_current(void) { return current_task; }
+
+void px_spawn_opts_init(px_spawn_opts *opts) {
+  if (opts != NULL) opts->priority = PX_PRIORITY_INHERIT;
+}
+
+int px_task_current_priority(void) {
+  return current_task != NULL ? (int)current_task->priority
+                              : PX_PRIORITY_DEFAULT;
+}
 
 size_t px__task_alloc_size(size_t future_size) {
   return PX__TASK_FUTURE_OFFSET + future_size;
@@ -58,7 +72,17 @@ static void join_handle_clear(px_join_handle *join);
 
 int px_runtime_spawn(px_runtime *rt, const px_future *future,
                      px_join_handle *join) {
+  return px_runtime_spawn_with(rt, future, join, NULL);
+}
+
+int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
+                          px_join_handle *join, const px_spawn_opts *opts) {
   if (join != NULL) join_handle_clear(join);
+  int priority = opts != NULL ? opts->priority : PX_PRIORITY_INHERIT;
+  if (priority == PX_PRIORITY_INHERIT)
+    priority = px_task_current_priority();
+  else if (priority < 0 || priority >= PX_PRIORITY_LEVELS)
+    return PX_EINVAL;
   if (rt == NULL || future == NULL || future->vtable == NULL ||
       future->vtable->poll == NULL ||
       future->vtable->size < sizeof(px_future) ||
@@ -80,6 +104,8 @@ int px_runtime_spawn(px_runtime *rt, const px_future *future,
   t->join_waker.vtable = NULL;
   t->join_waker.data = NULL;
   t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+  t->priority = (uint64_t)priority;
+  t->spare = 0;
 
   int rc = px__runtime_adopt(rt, t);
   if (rc < 0) {
@@ -91,16 +117,23 @@ int px_runtime_spawn(px_runtime *rt, const px_future *future,
   return 0;
 }
 
-int px_spawn(const px_future *future, px_join_handle *join) {
+int px_spawn_with(const px_future *future, px_join_handle *join,
+                  const px_spawn_opts *opts) {
   px_runtime *rt = px_runtime_current();
   if (rt == NULL) {
     if (join != NULL) join_handle_clear(join);
     return PX_ENORUNTIME;
   }
-  return px_runtime_spawn(rt, future, join);
+  return px_runtime_spawn_with(rt, future, join, opts);
 }
 
-uint64_t px_task_current_id(void) { return current_task_id; }
+int px_spawn(const px_future *future, px_join_handle *join) {
+  return px_spawn_with(future, join, NULL);
+}
+
+uint64_t px_task_current_id(void) {
+  return current_task != NULL ? current_task->id : 0;
+}
 
 /* ---- Completion ------------------------------------------------------- */
 
@@ -158,10 +191,10 @@ px__run_result px__task_run(px_task *t) {
    * task alive for the poll, so making it costs no count and no allocation. */
   px_waker waker = {&px__task_waker_vtable, t};
   px_context cx = {&waker, t->runtime};
-  uint64_t saved_id = current_task_id;
-  current_task_id = t->id;
+  px_task *saved = current_task;
+  current_task = t;
   int r = px_future_poll(f, &cx);
-  current_task_id = saved_id;
+  current_task = saved;
 
   if (r != PX_PENDING) {
     task_complete(t, r < 0 ? r : 0);

@@ -98,6 +98,28 @@ TEST_F(Rt, SpawnMisuse) {
   EXPECT_EQ(px_join_handle_id(nullptr), 0u);
 }
 
+TEST_F(Rt, SpawnOptionsPriorityIsValidatedAndInherited) {
+  px_ready r;
+  px_ready_init(&r, px_i64(1), 0);
+  px_spawn_opts opts;
+  px_spawn_opts_init(&opts);
+  EXPECT_EQ(opts.priority, PX_PRIORITY_INHERIT);
+  opts.priority = PX_PRIORITY_LEVELS;
+  px_join_handle jh;
+  EXPECT_EQ(px_runtime_spawn_with(rt, &r.base, &jh, &opts), PX_EINVAL);
+  opts.priority = -2;
+  EXPECT_EQ(px_runtime_spawn_with(rt, &r.base, &jh, &opts), PX_EINVAL);
+  EXPECT_EQ(px_spawn_with(&r.base, &jh, nullptr), PX_ENORUNTIME);
+  EXPECT_EQ(px_task_current_priority(), PX_PRIORITY_DEFAULT);
+
+  priority_probe p;
+  priority_probe_new(&p);
+  opts.priority = 6;
+  ASSERT_EQ(px_runtime_spawn_with(rt, &p.px.base, &jh, &opts), 0);
+  ASSERT_EQ(px_runtime_block_on(rt, &jh.base), 0);
+  EXPECT_EQ(jh.base.output.i64, 661);  // own 6, inherited 6, explicit 1
+}
+
 TEST_F(Rt, SpawnAndJoin) {
   sleeper s;
   sleeper_new(&s, 0, 1234, nullptr, nullptr);

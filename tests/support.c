@@ -187,3 +187,34 @@ px_future *spawn_on_drop_new(spawn_on_drop *f, px__atomic(int) *rc) {
   f->rc = rc;
   return &f->base;
 }
+
+/* ---- priority_probe ---- */
+typedef struct {
+  px_async px;
+} current_priority;
+PX_ASYNC_FN(current_priority) {
+  PX_BEGIN();
+  PX_RETURN(px_i64(px_task_current_priority()));
+  PX_END();
+}
+PX_ASYNC_FN(priority_probe) {
+  PX_BEGIN();
+  {
+    current_priority a = PX_ASYNC_NEW(current_priority);
+    current_priority b = PX_ASYNC_NEW(current_priority);
+    px_spawn_opts low = PX_SPAWN_OPTS_INIT;
+    low.priority = 1;
+    PX_TRY(px_spawn(PX_FUTURE(&a), &self->inherit));
+    PX_TRY(px_spawn_with(PX_FUTURE(&b), &self->explicit_, &low));
+  }
+  PX_TRY_AWAIT(&self->inherit.base);
+  PX_TRY_AWAIT(&self->explicit_.base);
+  PX_RETURN(px_i64(px_task_current_priority() * 100 +
+                   self->inherit.base.output.i64 * 10 +
+                   self->explicit_.base.output.i64));
+  PX_END();
+}
+px_future *priority_probe_new(priority_probe *f) {
+  *f = PX_ASYNC_NEW(priority_probe);
+  return PX_FUTURE(f);
+}

@@ -107,3 +107,17 @@ px_future *spawn_on_drop_new(spawn_on_drop *f, px__atomic(int) *rc);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Returns (own priority) * 100 + (priority seen by a child spawned with
+ * PX_PRIORITY_INHERIT) * 10 + (priority of a child spawned at level 1). */
+typedef struct {
+  px_async px;
+  px_join_handle inherit, explicit_;
+} priority_probe;
+px_future *priority_probe_new(priority_probe *f);
+#ifdef __cplusplus
+}
+#endif

@@ -51,6 +51,28 @@ typedef struct px_join_handle {
   px_task *task; /* private: NULL once joined or dropped */
 } px_join_handle;
 
+/* Priority levels: 0 (lowest) .. PX_PRIORITY_LEVELS - 1 (highest). */
+#define PX_PRIORITY_LEVELS 8
+#define PX_PRIORITY_DEFAULT 4 /* the middle level */
+#define PX_PRIORITY_INHERIT (-1) /* the spawning task's level (default outside tasks) */
+
+/*
+ * Spawn options. Zero-initialising is not the default: use
+ * px_spawn_opts_init, or PX_SPAWN_OPTS_INIT.
+ */
+typedef struct px_spawn_opts {
+  /*
+   * PX_PRIORITY_INHERIT (the default: a child runs at its parent's level,
+   * PX_PRIORITY_DEFAULT when spawned from outside any task), or a level in
+   * 0..PX_PRIORITY_LEVELS-1. Only the priority executor orders tasks by it;
+   * the FIFO and work-stealing executors accept it and ignore it.
+   */
+  int priority;
+} px_spawn_opts;
+
+#define PX_SPAWN_OPTS_INIT {PX_PRIORITY_INHERIT}
+void px_spawn_opts_init(px_spawn_opts *opts);
+
 /*
  * Spawns `future` on the runtime of the calling thread (inside block_on or
  * a task). The future's bytes (future->vtable->size of them) are copied into
@@ -66,6 +88,18 @@ int px_spawn(const px_future *future, px_join_handle *join);
 /* Same, onto an explicit runtime, from any thread (tokio's Handle::spawn). */
 int px_runtime_spawn(px_runtime *rt, const px_future *future,
                      px_join_handle *join);
+
+/*
+ * px_spawn / px_runtime_spawn with options (NULL: the defaults). An
+ * out-of-range priority gives PX_EINVAL.
+ */
+int px_spawn_with(const px_future *future, px_join_handle *join,
+                  const px_spawn_opts *opts);
+int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
+                          px_join_handle *join, const px_spawn_opts *opts);
+
+/* The priority level of the task being polled (PX_PRIORITY_DEFAULT outside tasks). */
+int px_task_current_priority(void);
 
 /*
  * Asks the task to stop. It is not polled again; its future is dropped on
