@@ -343,8 +343,8 @@ TEST_F(Rt, SleepNeverEarly) {
 TEST_F(Rt, ConcurrentSleepsOverlap) {
   px__atomic(int) f1{0}, f2{0};
   sleeper a, b;
-  sleeper_new(&a, px_ms(60), 1, &f1, nullptr);
-  sleeper_new(&b, px_ms(30), 2, &f2, nullptr);
+  sleeper_new(&a, px_ms(300), 1, &f1, nullptr);
+  sleeper_new(&b, px_ms(200), 2, &f2, nullptr);
   px_join_handle ja, jb;
   ASSERT_EQ(px_runtime_spawn(rt, &a.px.base, &ja), 0);
   ASSERT_EQ(px_runtime_spawn(rt, &b.px.base, &jb), 0);
@@ -357,8 +357,8 @@ TEST_F(Rt, ConcurrentSleepsOverlap) {
   px_duration took = px_now() - start;
   EXPECT_EQ(order[0], 1u);  // the shorter sleep finished first
   EXPECT_EQ(order[1], 0u);
-  EXPECT_GE(took, px_ms(60));
-  EXPECT_LT(took, px_ms(90));  // overlapped, not 60 + 30 in sequence
+  EXPECT_GE(took, px_ms(300));
+  EXPECT_LT(took, px_ms(500));  // overlapped, not 300 + 200 in sequence
 }
 
 TEST_F(Rt, TimeoutExpiresAndDropsInner) {
