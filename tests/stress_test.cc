@@ -1,0 +1,219 @@
+// Stress: many tasks, many timers, many sockets, shutdown under load. Each
+// test is bounded in count and finishes in seconds; they assert exact
+// counts and zero leaked bytes, never speed.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <memory>
+#include <vector>
+
+#include "tests/stress_support.h"
+
+namespace {
+
+struct Counted : ::testing::Test {
+  px_runtime *rt = nullptr;
+  void SetUp() override {
+    counting_allocator_install();
+    ASSERT_EQ(px_runtime_new(&rt, nullptr), 0);
+  }
+  void TearDown() override {
+    px_runtime_free(rt);
+    EXPECT_EQ(g_alloc.live_blocks.load(), 0) << "leaked allocations";
+    EXPECT_EQ(g_alloc.live_bytes.load(), 0);
+    counting_allocator_remove();
+  }
+};
+
+TEST_F(Counted, MillionTasksAliveAtOnce) {
+  // spawn_many spawns all of them before it first yields, so with a
+  // single-threaded executor all 1,000,000 exist at the same moment.
+  px__atomic(int) remaining{1000000};
+  spawn_many m;
+  spawn_many_new(&m, 1000000, &remaining);
+  ASSERT_EQ(px_runtime_block_on(rt, &m.px.base), 0);
+  EXPECT_EQ(remaining.load(), 0);
+  EXPECT_GE(g_alloc.total_allocs.load(), 1000000);
+}
+
+TEST_F(Counted, TimerStormHalfCancelled) {
+  constexpr int kTimers = 1000000;
+  px__atomic(int) fired{0}, drops{0};
+  px_waker slot = PX_WAKER_EMPTY;
+  std::vector<px_join_handle> handles(kTimers);
+  for (int i = 0; i < kTimers; i++) {
+    timer_task t;
+    // Distinct-ish deadlines spread over 1..64 ms, crossing wheel levels.
+    timer_task_new(&t, px_us(1000 + (uint64_t)(i % 64000)), &fired, &drops, &slot);
+    ASSERT_EQ(px_runtime_spawn(rt, &t.px.base, &handles[i]), 0);
+  }
+  px_yield y;
+  px_yield_init(&y);
+  ASSERT_EQ(px_runtime_block_on(rt, &y.base), 0);  // every task armed its timer
+  for (int i = 0; i < kTimers; i += 2)
+    ASSERT_EQ(px_join_handle_abort(&handles[i]), 0);
+  wait_for w;
+  wait_for_new(&w, &fired, kTimers / 2, &slot, nullptr);
+  ASSERT_EQ(px_runtime_block_on(rt, &w.base), 0);
+  EXPECT_EQ(fired.load(), kTimers / 2);
+  px_waker_drop(&slot);
+  // Join a few of each kind, then drop every handle.
+  px_waker nw = px_waker_noop();
+  px_context cx = {&nw, nullptr};
+  EXPECT_EQ(px_future_poll(&handles[0].base, &cx), PX_READY);
+  EXPECT_EQ(handles[0].base.error, PX_ECANCELED);
+  EXPECT_EQ(px_future_poll(&handles[1].base, &cx), PX_READY);
+  EXPECT_EQ(handles[1].base.error, 0);
+  for (auto &h : handles) px_future_drop(&h.base);
+  EXPECT_EQ(drops.load(), kTimers);  // every future dropped exactly once
+}
+
+TEST_F(Counted, AbortAndDropInEveryState) {
+  // Four groups: aborted before the first poll, detached, aborted while
+  // parked or queued (mid-flight), aborted after completion. Every future
+  // must be dropped exactly once and every handle must report the truth.
+  constexpr int kTasks = 10000;
+  px__atomic(int) fired{0}, drops{0};
+  px_waker slot = PX_WAKER_EMPTY;
+  std::vector<px_join_handle> h(kTasks);
+  for (int i = 0; i < kTasks; i++) {
+    timer_task t;
+    timer_task_new(&t, px_ms(1 + i % 3), &fired, &drops, &slot);
+    ASSERT_EQ(px_runtime_spawn(rt, &t.px.base, &h[i]), 0);
+    if (i % 4 == 0) {
+      ASSERT_EQ(px_join_handle_abort(&h[i]), 0);  // never polled
+    }
+    if (i % 4 == 1) px_future_drop(&h[i].base);  // detached
+  }
+  // Some tasks run and park on their timers; none can finish yet, since a
+  // timer needs a later turn of the loop to be polled again.
+  px_yield y;
+  px_yield_init(&y);
+  ASSERT_EQ(px_runtime_block_on(rt, &y.base), 0);
+  for (int i = 2; i < kTasks; i += 4) ASSERT_EQ(px_join_handle_abort(&h[i]), 0);
+  // The detached and the untouched groups fire.
+  wait_for w;
+  wait_for_new(&w, &fired, kTasks / 2, &slot, nullptr);
+  ASSERT_EQ(px_runtime_block_on(rt, &w.base), 0);
+  EXPECT_EQ(fired.load(), kTasks / 2);
+  for (int i = 3; i < kTasks; i += 4) ASSERT_EQ(px_join_handle_abort(&h[i]), 0);
+  px_waker nw = px_waker_noop();
+  px_context cx = {&nw, nullptr};
+  for (int i = 0; i < kTasks; i++) {
+    if (i % 4 == 1) continue;
+    ASSERT_EQ(px_future_poll(&h[i].base, &cx), PX_READY) << i;
+    EXPECT_EQ(h[i].base.error, i % 4 == 3 ? 0 : PX_ECANCELED) << i;
+  }
+  px_waker_drop(&slot);
+  EXPECT_EQ(drops.load(), kTasks);
+}
+
+TEST(Shutdown, LiveTasksOpenSocketsAndPendingTimers) {
+  counting_allocator_install();
+  px_runtime *rt;
+  ASSERT_EQ(px_runtime_new(&rt, nullptr), 0);
+  std::vector<idle_sockets> idle(50);
+  for (auto &s : idle) {
+    idle_sockets_new(&s);
+    ASSERT_EQ(px_runtime_spawn(rt, &s.px.base, nullptr), 0);
+  }
+  px_sleep nap;
+  ASSERT_EQ(px_runtime_block_on(rt, px_sleep_init(&nap, px_ms(20))), 0);
+  px_runtime_free(rt);  // must neither hang nor leak
+  EXPECT_EQ(g_alloc.live_blocks.load(), 0);
+  counting_allocator_remove();
+}
+
+// The clients' side, run in a forked child with a runtime of its own: each
+// process then needs one descriptor per connection, not two.
+int run_clients(uint16_t port, int n) {
+  px_runtime *rt;
+  if (px_runtime_new(&rt, nullptr) < 0) return 10;
+  std::vector<px_tcp_stream *> streams(n, nullptr);
+  px__atomic(int) ok{0}, bad{0}, done{0};
+  px_waker slot = PX_WAKER_EMPTY;
+  client_spawner spawner;
+  client_spawner_new(&spawner, n, port, streams.data(), &ok, &bad, &slot);
+  if (px_runtime_spawn(rt, &spawner.px.base, nullptr) < 0) return 11;
+  // Every client counts itself in ok or bad; wait for all of them.
+  struct Sum {
+    px_future base;
+    px__atomic(int) *ok, *bad;
+    px_waker *slot;
+    int target;
+  };
+  static const px_future_vtable sum_vt = {
+      sizeof(Sum), "sum",
+      [](px_future *f, px_context *cx) -> px_poll {
+        auto *s = reinterpret_cast<Sum *>(f);
+        px_waker_set(s->slot, cx->waker);
+        return s->ok->load() + s->bad->load() >= s->target ? PX_READY
+                                                           : PX_PENDING;
+      },
+      nullptr};
+  Sum sum;
+  px_future_init(&sum.base, &sum_vt);
+  sum.ok = &ok;
+  sum.bad = &bad;
+  sum.slot = &slot;
+  sum.target = n;
+  if (px_runtime_block_on(rt, &sum.base) < 0) return 12;
+  (void)done;
+  int open = 0;
+  for (auto *s : streams) open += s != nullptr;
+  // All n connections are open at this moment: that is the concurrency.
+  for (auto *s : streams) px_tcp_close(s);
+  px_waker_drop(&slot);
+  px_runtime_free(rt);
+  if (bad.load() != 0) return 13;
+  if (ok.load() != n) return 14;
+  if (open != n) return 15;
+  return 0;
+}
+
+TEST(Tcp, TenThousandConcurrentConnections) {
+  constexpr int kConns = 10000;
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  const rlim_t need = kConns + 256;
+  if (rl.rlim_cur < need) {
+    struct rlimit want = {need, rl.rlim_max < need ? need : rl.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &want) != 0)
+      GTEST_SKIP() << "the OS refused RLIMIT_NOFILE = " << need
+                   << " (hard limit " << rl.rlim_max << ")";
+  }
+  counting_allocator_install();
+  px_tcp_listener *l;
+  ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+  uint16_t port = (uint16_t)px_tcp_listener_port(l);
+
+  fflush(nullptr);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    px_tcp_listener_close(l);  // the child is only a client
+    _exit(run_clients(port, kConns));
+  }
+
+  px_runtime *rt;
+  ASSERT_EQ(px_runtime_new(&rt, nullptr), 0);
+  echo_server server;
+  echo_server_new(&server, l, kConns);
+  px_join_handle server_jh;
+  ASSERT_EQ(px_runtime_spawn(rt, &server.px.base, &server_jh), 0);
+  // The child exits once every client verified its echo and closed.
+  wait_child wc;
+  wait_child_new(&wc, pid);
+  ASSERT_EQ(px_runtime_block_on(rt, &wc.px.base), 0);
+  int status = (int)wc.px.base.output.i64;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "client side failed (see run_clients)";
+  ASSERT_EQ(px_runtime_block_on(rt, &server_jh.base), 0);
+  px_runtime_free(rt);
+  EXPECT_EQ(g_alloc.live_blocks.load(), 0);
+  counting_allocator_remove();
+}
+
+}  // namespace
