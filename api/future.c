@@ -1,6 +1,6 @@
 /*
  * The poll/drop wrappers that make misuse a defined error, and the small
- * futures every program needs: ready, yield, join, select.
+ * futures every program needs: ready, yield, join, select, race.
  */
 #include <stddef.h>
 
@@ -173,5 +173,59 @@ px_future *px_select_init(px_select *f, px_future *const *futures, size_t n) {
   f->futures = futures;
   f->n = futures == NULL ? 0 : n;
   f->index = (size_t)-1;
+  return &f->base;
+}
+
+px_future *px_join_all_init(px_join_all *f, px_future *const *futures,
+                            size_t n, size_t *order) {
+  return px_join_init(f, futures, n, order);
+}
+
+/* ---- race ------------------------------------------------------------- */
+
+static px_poll race_poll(px_future *self, px_context *cx) {
+  px_race *r = (px_race *)self;
+  for (size_t i = 0; i < r->n; i++) {
+    px_future *child = r->futures[i];
+    if (child_finished(child)) continue;
+    int rc = px_future_poll(child, cx);
+    if (rc == PX_PENDING) continue;
+    int err = rc < 0 ? rc : child->error;
+    if (err == 0) {
+      r->index = i;
+      r->base.output = child->output;
+      r->base.error = 0;
+      drop_children(r->futures, r->n); /* the losers stop now */
+      return PX_READY;
+    }
+    /* A failure only drops out of the race; remember it in case every
+     * other future fails too. Dropping it marks it finished. */
+    px_future_drop(child);
+    r->failed++;
+    r->index = i;
+    r->base.error = err;
+  }
+  if (live_children(r->futures, r->n) > 0) return PX_PENDING;
+  /* Nobody succeeded: the last failure stands, or EINVAL if nothing ran. */
+  if (r->failed == 0) r->base.error = PX_EINVAL;
+  r->base.output = px_u64(0);
+  return PX_READY;
+}
+
+static void race_drop(px_future *self) {
+  px_race *r = (px_race *)self;
+  drop_children(r->futures, r->n);
+}
+
+static const px_future_vtable race_vtable = {sizeof(px_race), "race",
+                                             race_poll, race_drop};
+
+px_future *px_race_init(px_race *f, px_future *const *futures, size_t n) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &race_vtable);
+  f->futures = futures;
+  f->n = futures == NULL ? 0 : n;
+  f->index = (size_t)-1;
+  f->failed = 0;
   return &f->base;
 }

@@ -13,6 +13,12 @@
 #include "pollux/task.h"
 #include "pollux/runtime.h"
 #include "pollux/time.h"
+#include "pollux/scope.h"
 #include "pollux/net.h"
+#include "pollux/sync.h"
+#include "pollux/channel.h"
+#include "pollux/blocking.h"
+#include "pollux/fs.h"
+#include "pollux/signal.h"
 
 #endif /* POLLUX_H */

@@ -169,9 +169,19 @@ bool px__runtime_is_current(const px_runtime *rt);
  */
 typedef struct px__thread_waker {
   atomic_int notified;
-  px_runtime *runtime; /* unparked when woken from another thread */
+  atomic_int sleeping; /* the owner blocks in px__thread_waker_park */
+  /* Unparked (a reactor wake-up) when woken, for executors whose block_on
+   * thread waits in the reactor; NULL when it waits in thread_waker_park. */
+  px_runtime *runtime;
 } px__thread_waker;
 px_waker px__thread_waker_make(px__thread_waker *tw);
+/*
+ * Blocks the calling thread (the waker's owner) until the waker fired, on a
+ * futex, without the reactor: for executors whose block_on thread only polls
+ * the main future while worker threads run tasks. Returns at once if it
+ * already fired; does not reset it (px__thread_waker_take does).
+ */
+void px__thread_waker_park(px__thread_waker *tw);
 /* The runtime's block_on waker state (see above). */
 px__thread_waker *px__runtime_main_waker(px_runtime *rt);
 /* Returns whether the waker fired since the last call, and resets it. */

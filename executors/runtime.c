@@ -5,6 +5,7 @@
  * clock, entering and leaving the runtime, and shutdown.
  */
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,6 +24,15 @@ struct px_runtime {
   const px__timer_ops *timer_ops;
   void *timer;
   uint64_t start_ns; /* timer tick 0 */
+  /* Multi-threaded executors touch timers from several threads (a sleep
+   * polled on any worker inserts and cancels, the driver advances), so every
+   * timer operation holds this lock; uncontended under fifo. Wakes of fired
+   * timers happen after it is released (see advance_timers). */
+  pthread_mutex_t timer_lock;
+  /* Under timer_lock: the tick a parked driver sleeps until (PX__TICK_NONE:
+   * forever), 0 when nobody waits. An insert for an earlier tick from
+   * another thread must interrupt that wait. */
+  uint64_t wait_until;
 
   /* Live tasks. A spinlock: held for a few pointer writes, never across a
    * call, and remote spawns are the only other thread that takes it. */
@@ -33,6 +43,10 @@ struct px_runtime {
   px__thread_waker main_waker; /* block_on's future was woken */
   atomic_int parked;      /* the runtime thread waits in the reactor */
   atomic_int in_block_on; /* one block_on at a time */
+
+  /* The blocking pool (blocking/), created on its first job; NULL until
+   * then. It starts with its shutdown function: see px_runtime_free. */
+  void *blocking_pool;
 };
 
 static _Thread_local px_runtime *tls_runtime;
@@ -47,6 +61,9 @@ void px_config_init(px_config *cfg) {
   cfg->workers = n < 1 ? 1 : (n > 1024 ? 1024 : (uint32_t)n);
   cfg->event_capacity = 1024;
   cfg->event_interval = 61;
+  cfg->blocking_threads = 64;
+  cfg->blocking_idle_ms = 10000;
+  cfg->blocking_shutdown_ms = 5000;
 }
 
 static int config_fail(const char *field, uint32_t value, const char *range) {
@@ -67,6 +84,14 @@ int px_config_validate(const px_config *cfg) {
     return config_fail("event_capacity", cfg->event_capacity, "1..65536");
   if (cfg->event_interval < 1 || cfg->event_interval > 1000000)
     return config_fail("event_interval", cfg->event_interval, "1..1000000");
+  if (cfg->blocking_threads < 1 || cfg->blocking_threads > 4096)
+    return config_fail("blocking_threads", cfg->blocking_threads, "1..4096");
+  if (cfg->blocking_idle_ms > 3600000)
+    return config_fail("blocking_idle_ms", cfg->blocking_idle_ms,
+                       "0..3600000");
+  if (cfg->blocking_shutdown_ms > 3600000)
+    return config_fail("blocking_shutdown_ms", cfg->blocking_shutdown_ms,
+                       "0..3600000");
   return 0;
 }
 
@@ -102,6 +127,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   atomic_flag_clear(&rt->owned_lock);
   rt->main_waker.runtime = rt;
   rt->start_ns = px__now_ns();
+  pthread_mutex_init(&rt->timer_lock, NULL);
 
   rt->timer_ops = px__timer_default;
   rt->timer = px__calloc(rt->timer_ops->size);
@@ -128,6 +154,7 @@ fail:
     rt->timer_ops->destroy(rt->timer);
     px__free(rt->timer, rt->timer_ops->size);
   }
+  pthread_mutex_destroy(&rt->timer_lock);
   px__free(rt, sizeof *rt);
   return rc;
 }
@@ -184,6 +211,11 @@ void px_runtime_free(px_runtime *rt) {
   /* Enter, so futures dropped below can still cancel their timers and
    * deregister their sockets, and wakes they cause are queued locally. */
   px_runtime *prev = px__runtime_enter(rt);
+  /* A first drain stops multi-threaded executors' workers, so that nothing
+   * polls a task while it is cancelled below, and drops what was queued
+   * (a queued task keeps its NOTIFIED bit, which shutdown ignores). The
+   * second drain, after the loop, drops what the cancellations woke. */
+  rt->exec_ops->drain(rt->exec);
   for (;;) {
     owned_lock(rt);
     px_task *t = rt->owned_head;
@@ -193,6 +225,17 @@ void px_runtime_free(px_runtime *rt) {
     px__task_shutdown(t);
     px__task_ref_dec(t);
   }
+  /* Every task is gone, so jobs awaited by tasks were cancelled or detached
+   * by their futures' drops; the pool cancels what is left, waits a bounded
+   * time for running jobs, and must finish before the backends go (waking a
+   * future needs them), and before the last drain (which drops the tasks
+   * those wakes queue). Called through the pointer the pool stored, so this
+   * file does not depend on blocking/ at link time. */
+  if (rt->blocking_pool != NULL) {
+    void (*const *shutdown)(void *) = rt->blocking_pool;
+    (*shutdown)(rt->blocking_pool);
+    rt->blocking_pool = NULL;
+  }
   rt->exec_ops->drain(rt->exec);
   px__runtime_enter(prev);
 
@@ -200,7 +243,16 @@ void px_runtime_free(px_runtime *rt) {
   rt->reactor_ops->destroy(rt->reactor);
   rt->timer_ops->destroy(rt->timer);
   px__free(rt->timer, rt->timer_ops->size);
+  pthread_mutex_destroy(&rt->timer_lock);
   px__free(rt, sizeof *rt);
+}
+
+/* ---- The blocking pool's slot (blocking/pool.h) ----------------------- */
+
+void **px__runtime_blocking_pool(px_runtime *rt) { return &rt->blocking_pool; }
+
+const px_config *px__runtime_blocking_config(px_runtime *rt) {
+  return &rt->cfg;
 }
 
 /* ---- Entering and driving --------------------------------------------- */
@@ -267,29 +319,103 @@ static uint64_t tick_ceil(px_runtime *rt, uint64_t ns) {
   return ns <= rt->start_ns ? 0 : (ns - rt->start_ns + 999999u) / 1000000u;
 }
 
+/*
+ * The wakers of the timers one advance fired. They are moved out of their
+ * nodes under the timer lock and woken after it is released, because a wake
+ * runs arbitrary code (scheduling a task, freeing it when the last reference
+ * goes) that must not run under the lock. Moving the waker out (rather than
+ * keeping a pointer to the node) matters: once the lock is released the
+ * node's owner may re-arm it or free it on another thread.
+ */
+#define FIRE_BATCH_INLINE 32
+
+typedef struct fire_batch {
+  px_waker *wakers; /* `inline_wakers` until it outgrows them */
+  size_t len, cap;
+  px_waker inline_wakers[FIRE_BATCH_INLINE];
+} fire_batch;
+
+static bool fire_batch_grow(fire_batch *b) {
+  size_t cap = b->cap * 2;
+  px_waker *w = px__alloc(cap * sizeof *w);
+  if (w == NULL) return false;
+  memcpy(w, b->wakers, b->len * sizeof *w);
+  if (b->wakers != b->inline_wakers)
+    px__free(b->wakers, b->cap * sizeof *b->wakers);
+  b->wakers = w;
+  b->cap = cap;
+  return true;
+}
+
 static void fire_timer(px_timer_node *node, void *arg) {
-  (void)arg;
-  px_waker_wake(&node->waker);
+  fire_batch *b = arg;
+  if (b->len == b->cap && !fire_batch_grow(b)) {
+    /* No memory for a longer batch: waking under the lock is slower but
+     * correct (no waker pollux ships touches timers when woken). */
+    px_waker_wake(&node->waker);
+    return;
+  }
+  b->wakers[b->len++] = node->waker;
+  node->waker.vtable = NULL;
+  node->waker.data = NULL;
 }
 
 static size_t advance_timers(px_runtime *rt) {
-  return rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
-                                fire_timer, NULL);
+  fire_batch b;
+  b.wakers = b.inline_wakers;
+  b.len = 0;
+  b.cap = FIRE_BATCH_INLINE;
+  pthread_mutex_lock(&rt->timer_lock);
+  size_t n = rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
+                                    fire_timer, &b);
+  pthread_mutex_unlock(&rt->timer_lock);
+  for (size_t i = 0; i < b.len; i++) px_waker_wake(&b.wakers[i]);
+  if (b.wakers != b.inline_wakers)
+    px__free(b.wakers, b.cap * sizeof *b.wakers);
+  return n;
 }
 
 int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
                              uint64_t deadline_ns, const px_waker *waker) {
   if (rt == NULL || node == NULL) return PX_EINVAL;
+  uint64_t tick = tick_ceil(rt, deadline_ns);
+  px_waker old = PX_WAKER_EMPTY;
+  pthread_mutex_lock(&rt->timer_lock);
   if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
-  px_waker_set(&node->waker, waker);
-  rt->timer_ops->insert(rt->timer, node, tick_ceil(rt, deadline_ns));
-  return 0;
+  /* Cloning a waker only bumps a count; the waker being replaced is
+   * dropped after unlocking (dropping may free a task). */
+  if (!px_waker_will_wake(&node->waker, waker)) {
+    old = node->waker;
+    node->waker = px_waker_clone(waker);
+  }
+  /* A heap timer may fail to grow: the node stays unarmed, so release the
+   * waker clone it would have woken and let the caller report the error. */
+  int rc = rt->timer_ops->insert(rt->timer, node, tick);
+  px_waker unarmed = PX_WAKER_EMPTY;
+  if (rc < 0) {
+    unarmed = node->waker;
+    node->waker.vtable = NULL;
+    node->waker.data = NULL;
+  }
+  /* A driver parked on another thread sleeps until wait_until: a deadline
+   * before that must interrupt its wait, or the sleep would fire late. */
+  bool earlier = rc == 0 && tick < rt->wait_until;
+  pthread_mutex_unlock(&rt->timer_lock);
+  px_waker_drop(&old);
+  px_waker_drop(&unarmed);
+  if (earlier) px__runtime_unpark(rt);
+  return rc;
 }
 
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node) {
   if (rt == NULL || node == NULL) return;
+  pthread_mutex_lock(&rt->timer_lock);
   if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
-  px_waker_drop(&node->waker);
+  px_waker old = node->waker;
+  node->waker.vtable = NULL;
+  node->waker.data = NULL;
+  pthread_mutex_unlock(&rt->timer_lock);
+  px_waker_drop(&old);
 }
 
 /* ---- Reactor ---------------------------------------------------------- */
@@ -302,7 +428,10 @@ void px__runtime_reactor(px_runtime *rt, const px__reactor_ops **ops,
 
 /* The reactor's wait: until the next timer tick, or forever without one. */
 static int park_timeout_ms(px_runtime *rt) {
+  pthread_mutex_lock(&rt->timer_lock);
   uint64_t next = rt->timer_ops->next_tick(rt->timer);
+  rt->wait_until = next; /* see px__runtime_timer_insert */
+  pthread_mutex_unlock(&rt->timer_lock);
   if (next == PX__TICK_NONE) return -1;
   uint64_t now = tick_floor(rt, px__now_ns());
   if (next <= now) return 0;
@@ -325,6 +454,9 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
   int timeout = (fired > 0 || has_work(arg)) ? 0 : park_timeout_ms(rt);
   int n = rt->reactor_ops->poll(rt->reactor, timeout);
   atomic_store(&rt->parked, 0);
+  pthread_mutex_lock(&rt->timer_lock);
+  rt->wait_until = 0;
+  pthread_mutex_unlock(&rt->timer_lock);
   return (n < 0 ? 0 : n) + (int)fired + (int)advance_timers(rt);
 }
 

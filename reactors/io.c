@@ -29,6 +29,27 @@
  * One slot per direction means one waiting reader and one waiting writer
  * per descriptor: a second task waiting for the same direction evicts the
  * first one's waker. tokio adds a list of waiters for that case.
+ *
+ * Edge- and level-triggered backends. An edge-triggered backend (epoll,
+ * kqueue with EV_CLEAR, ...) is told once, at registration, to watch both
+ * directions, and reports changes; it is never called again until the
+ * descriptor is deregistered. A level-triggered backend (select, poll)
+ * reports a *state*, and a socket is writable almost all the time: watching
+ * WRITABLE permanently would make every wait return at once, a busy loop.
+ * So for those backends the interest is one-shot:
+ *
+ *   - registration watches nothing (ops->add with interest 0);
+ *   - a future that finds its direction not ready stores its waker, and
+ *     then px__io_poll_ready asks the backend, through ops->modify, to watch
+ *     exactly the directions that have a waiter (rearm below);
+ *   - when the backend reports a direction it dispatches it and stops
+ *     watching it, under its own lock, in the same step.
+ *
+ * Nothing is lost by not watching: the readiness bits stay in the state
+ * word until a syscall returns EAGAIN, and a backend that starts watching a
+ * direction that is already ready reports it on its next wait, because it
+ * reports states. EDGE backends never take this path (one feature-bit test),
+ * so epoll's path is unchanged.
  */
 #include <stddef.h>
 
@@ -139,6 +160,44 @@ static void slot_take_if(px_waker *slot, const px_waker *w, px_waker *out) {
   slot->data = NULL;
 }
 
+/* The directions that have a waker waiting in their slot. */
+static unsigned waiting_directions(px__io *io) {
+  lock(io);
+  unsigned bits = (px_waker_is_empty(&io->reader) ? 0u : PX__READABLE) |
+                  (px_waker_is_empty(&io->writer) ? 0u : PX__WRITABLE);
+  unlock(io);
+  return bits;
+}
+
+/*
+ * Tells a level-triggered backend to watch the directions that have a
+ * waiter (see the file comment). modify runs outside our spinlock: the
+ * backend dispatches under its own lock, so calling into it while holding
+ * ours could deadlock against a dispatch waiting for ours.
+ *
+ * Two threads may rearm the same descriptor at once (a reader task and a
+ * writer task on different workers), and their modify calls may land in
+ * either order, the older set last. Each caller therefore looks at the slots
+ * again after its modify and repeats it if they changed: the last modify of
+ * whoever saw a stale set is followed by one with the current set. A set
+ * that is too large only costs one spurious event, after which the backend
+ * drops the direction again.
+ */
+static void rearm(px__io *io) {
+  const px__reactor_ops *ops = io->ops;
+  px__reactor *r = io->reactor;
+  if (ops == NULL || r == NULL || (ops->features & PX__REACTOR_EDGE)) return;
+  unsigned want = waiting_directions(io);
+  for (;;) {
+    /* A level-triggered backend's modify only updates its table for a
+     * descriptor it accepted at registration, so it does not fail. */
+    (void)ops->modify(r, io, want);
+    unsigned now = waiting_directions(io);
+    if (now == want) return;
+    want = now;
+  }
+}
+
 bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
                        px__io_event *ev) {
   if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire), interest,
@@ -164,8 +223,12 @@ bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
    * of the two sees the other: either dispatch takes our waker, or this
    * second look sees its bits. */
   if (!snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
-                interest, ev))
+                interest, ev)) {
+    /* Not ready: make sure the backend watches what we now wait for (a
+     * no-op for edge-triggered backends, which watch everything). */
+    rearm(io);
     return false;
+  }
 
   /* Ready after all, so the caller will not wait: take our waker back
    * rather than leave it behind. A stale waker is not only a spurious
@@ -221,8 +284,12 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
     if (io->reactor != r) err = PX_EBUSY;
   } else {
     /* Both directions at once: an edge-triggered backend then never needs
-     * another system call for this descriptor until it is deregistered. */
-    err = ops->add(r, io, PX__READABLE | PX__WRITABLE);
+     * another system call for this descriptor until it is deregistered. A
+     * level-triggered one starts with no interest; waiters arm it (rearm). */
+    unsigned interest = (ops->features & PX__REACTOR_EDGE)
+                            ? (PX__READABLE | PX__WRITABLE)
+                            : 0u;
+    err = ops->add(r, io, interest);
     if (err == 0) {
       io->ops = ops;
       io->reactor = r;

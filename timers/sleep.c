@@ -11,42 +11,82 @@
 
 px_instant px_now(void) { return px__now_ns(); }
 
+/*
+ * A registration: the node, the runtime whose timer holds it, and a clone
+ * of the waker it was armed for. The node's own fields belong to the timer
+ * and are only touched under the runtime's timer lock (a driver on another
+ * thread may be firing it), so questions like "armed for this task?" are
+ * answered from `waker`, which only the future's owner touches.
+ */
+typedef struct timer_reg {
+  void **timer;
+  px_waker *waker;
+  px_timer_node *node;
+} timer_reg;
+
+/* Leaves the timer (if in it) and lets go of the waker. */
+static void reg_release(timer_reg r) {
+  if (*r.timer != NULL) {
+    px__runtime_timer_cancel(*r.timer, r.node);
+    *r.timer = NULL;
+  }
+  px_waker_drop(r.waker);
+}
+
+/*
+ * The part of a poll that sleeps and interval ticks share: READY with *err
+ * = 0 once `deadline` has passed (the node has then left the timer), READY
+ * with *err < 0 when the timer cannot take the node, PENDING once the node
+ * is armed to wake cx->waker.
+ */
+static px_poll timer_wait(timer_reg r, px_instant deadline, px_context *cx,
+                          int *err) {
+  *err = 0;
+  /* The clock, not the timer, decides: a sleep never completes early even
+   * if a timer backend rounds or a spurious wake polls us. */
+  if (px__now_ns() >= deadline) {
+    reg_release(r);
+    return PX_READY;
+  }
+  /*
+   * Registered for the same task: nothing to change. The node cannot have
+   * fired meanwhile, since it fires only once the deadline passed (ticks
+   * round deadlines up), and px_sleep_reset re-arms it when the deadline
+   * moves.
+   */
+  if (*r.timer != NULL && px_waker_will_wake(r.waker, cx->waker))
+    return PX_PENDING;
+  int rc = px__runtime_timer_insert(cx->runtime, r.node, deadline, cx->waker);
+  if (rc < 0) {
+    reg_release(r);
+    *err = rc;
+    return PX_READY;
+  }
+  px_waker_set(r.waker, cx->waker);
+  *r.timer = cx->runtime;
+  return PX_PENDING;
+}
+
+static timer_reg sleep_reg(px_sleep *s) {
+  timer_reg r = {&s->timer, &s->waker, &s->node};
+  return r;
+}
+
 static px_poll sleep_poll(px_future *self, px_context *cx) {
   px_sleep *s = (px_sleep *)self;
   if (cx->runtime == NULL) {
     s->base.error = PX_ENORUNTIME;
     return PX_READY;
   }
-  /* The clock, not the timer, decides: a sleep never completes early even
-   * if a timer backend rounds or a spurious wake polls us. */
-  if (px__now_ns() >= s->deadline) {
-    if (s->timer != NULL) {
-      px__runtime_timer_cancel(s->timer, &s->node);
-      s->timer = NULL;
-    }
-    s->base.error = 0;
-    return PX_READY;
-  }
-  /* Already armed for the same task: nothing to change. */
-  if ((s->node.flags & PX__TIMER_ARMED) &&
-      px_waker_will_wake(&s->node.waker, cx->waker))
+  int err;
+  if (timer_wait(sleep_reg(s), s->deadline, cx, &err) == PX_PENDING)
     return PX_PENDING;
-  int rc = px__runtime_timer_insert(cx->runtime, &s->node, s->deadline,
-                                    cx->waker);
-  if (rc < 0) {
-    s->base.error = rc;
-    return PX_READY;
-  }
-  s->timer = cx->runtime;
-  return PX_PENDING;
+  s->base.error = err;
+  return PX_READY;
 }
 
 static void sleep_drop(px_future *self) {
-  px_sleep *s = (px_sleep *)self;
-  if (s->timer != NULL) {
-    px__runtime_timer_cancel(s->timer, &s->node);
-    s->timer = NULL;
-  }
+  reg_release(sleep_reg((px_sleep *)self));
 }
 
 static const px_future_vtable sleep_vtable = {sizeof(px_sleep), "sleep",
@@ -57,15 +97,46 @@ px_future *px_sleep_until_init(px_sleep *s, px_instant deadline) {
   px_future_init(&s->base, &sleep_vtable);
   s->deadline = deadline;
   s->timer = NULL;
+  s->waker.vtable = NULL;
+  s->waker.data = NULL;
   memset(&s->node, 0, sizeof s->node);
   return &s->base;
 }
 
+/* a + b, saturated: a duration past the end of time means "never". */
+static uint64_t add_sat(uint64_t a, uint64_t b) {
+  return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
 px_future *px_sleep_init(px_sleep *s, px_duration duration) {
-  uint64_t now = px__now_ns();
-  /* Saturate: a duration past the end of time means "never". */
-  uint64_t deadline = duration > UINT64_MAX - now ? UINT64_MAX : now + duration;
-  return px_sleep_until_init(s, deadline);
+  return px_sleep_until_init(s, add_sat(px__now_ns(), duration));
+}
+
+int px_sleep_reset(px_sleep *s, px_instant new_deadline) {
+  if (s == NULL) return PX_EINVAL;
+  /* Finished or dropped: its node has left the timer, so starting over is
+   * exactly what tokio's reset of an elapsed sleep does. */
+  if (s->base.state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) {
+    px_sleep_until_init(s, new_deadline);
+    return 0;
+  }
+  s->deadline = new_deadline;
+  /*
+   * Pending: move the node now, for the waker it was armed for, so the task
+   * is not woken for nothing at the old deadline, nor left asleep past an
+   * earlier new one. If the node fired already, this arms it again, which
+   * is harmless: the woken task's poll sees the new deadline. If the timer
+   * cannot take it, forget the registration and wake the task, whose next
+   * poll tries again and reports the error.
+   */
+  if (s->timer != NULL) {
+    if (px__runtime_timer_insert(s->timer, &s->node, new_deadline,
+                                 &s->waker) < 0) {
+      s->timer = NULL;
+      px_waker_wake(&s->waker);
+    }
+  }
+  return 0;
 }
 
 /* ---- timeout ---------------------------------------------------------- */
@@ -104,4 +175,92 @@ px_future *px_timeout_init(px_timeout *t, px_future *inner,
   t->inner = inner;
   px_sleep_init(&t->sleep, duration);
   return &t->base;
+}
+
+/* ---- interval --------------------------------------------------------- */
+
+/* How late a tick may complete before it counts as missed (tokio's 5 ms):
+ * a 1 ms timer fires a little late all the time, and that is not a miss. */
+#define PX__INTERVAL_TOLERANCE_NS 5000000u
+
+/*
+ * The instant of the tick after the one due at `due`, which completed at
+ * `now` (tokio's MissedTickBehavior::next_timeout; see pollux/time.h).
+ */
+static px_instant interval_next(const px_interval *iv, px_instant due,
+                                px_instant now) {
+  if (now <= add_sat(due, PX__INTERVAL_TOLERANCE_NS) ||
+      iv->policy == PX_MISSED_BURST)
+    return add_sat(due, iv->period);
+  if (iv->policy == PX_MISSED_DELAY) return add_sat(now, iv->period);
+  /* SKIP: the first instant of the original schedule after now. */
+  return add_sat(now, iv->period - (now - due) % iv->period);
+}
+
+static timer_reg interval_reg(px_interval *iv) {
+  timer_reg r = {&iv->timer, &iv->waker, &iv->node};
+  return r;
+}
+
+static px_poll tick_poll(px_future *self, px_context *cx) {
+  px_interval *iv = (px_interval *)self; /* the tick is the first member */
+  if (iv->period == 0) {
+    self->error = PX_EINVAL; /* px_interval_init refused it */
+    return PX_READY;
+  }
+  if (cx->runtime == NULL) {
+    self->error = PX_ENORUNTIME;
+    return PX_READY;
+  }
+  int err;
+  if (timer_wait(interval_reg(iv), iv->next, cx, &err) == PX_PENDING)
+    return PX_PENDING;
+  if (err < 0) {
+    self->error = err; /* the schedule stays: the next tick retries it */
+    return PX_READY;
+  }
+  px_instant due = iv->next;
+  iv->next = interval_next(iv, due, px__now_ns());
+  self->output = px_u64(due);
+  self->error = 0;
+  return PX_READY;
+}
+
+static void tick_drop(px_future *self) {
+  reg_release(interval_reg((px_interval *)self));
+}
+
+static const px_future_vtable tick_vtable = {sizeof(px_interval),
+                                             "interval_tick", tick_poll,
+                                             tick_drop};
+
+int px_interval_init_at(px_interval *iv, px_instant start, px_duration period,
+                        px_missed_tick policy) {
+  if (iv == NULL) return PX_EINVAL;
+  px_future_init(&iv->tick, &tick_vtable);
+  iv->next = start;
+  iv->timer = NULL;
+  iv->waker.vtable = NULL;
+  iv->waker.data = NULL;
+  memset(&iv->node, 0, sizeof iv->node);
+  int valid = period > 0 && (policy == PX_MISSED_BURST ||
+                             policy == PX_MISSED_DELAY ||
+                             policy == PX_MISSED_SKIP);
+  /* A period of 0 marks the interval invalid for its ticks to report. */
+  iv->period = valid ? period : 0;
+  iv->policy = valid ? policy : PX_MISSED_BURST;
+  return valid ? 0 : PX_EINVAL;
+}
+
+int px_interval_init(px_interval *iv, px_duration period,
+                     px_missed_tick policy) {
+  return px_interval_init_at(iv, px__now_ns(), period, policy);
+}
+
+px_future *px_interval_tick(px_interval *iv) {
+  if (iv == NULL) return NULL;
+  /* A tick still pending is abandoned: release its node first. */
+  tick_drop(&iv->tick);
+  px_future_init(&iv->tick, &tick_vtable);
+  return &iv->tick;
 }

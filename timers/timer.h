@@ -34,10 +34,16 @@ typedef struct px__timer_ops {
   void (*init)(void *timer, uint64_t now);
   /*
    * Arms `node` (not armed) to fire at `tick`. A tick at or before the
-   * current one fires on the next advance. O(1) for the wheel.
+   * current one fires on the next advance. Returns 0, or PX_ENOMEM when a
+   * backend that grows storage (the heap) cannot: the node is then left
+   * unarmed. The node must not be armed already: the runtime always
+   * cancels first (the heap reports PX_EINVAL, the wheel asserts). O(1) for the wheel, O(log n) for the heap.
    */
-  void (*insert)(void *timer, px_timer_node *node, uint64_t tick);
-  /* Disarms an armed node (a node that is not armed is left alone). O(1). */
+  int (*insert)(void *timer, px_timer_node *node, uint64_t tick);
+  /*
+   * Disarms an armed node (a node that is not armed is left alone). O(1)
+   * for the wheel, O(log n) for the heap. Never allocates.
+   */
   void (*cancel)(void *timer, px_timer_node *node);
   /*
    * The earliest tick at which advance has work to do, or PX__TICK_NONE.

@@ -4,7 +4,25 @@
  * runtime thread may be blocked in the reactor, unparks it. The waker does
  * not own anything (the flag lives in the runtime, which outlives every
  * registration that could hold a clone), so clone and drop cost nothing.
+ *
+ * Two ways to wait for the flag:
+ *   - single-threaded executors (fifo) wait in the reactor, because the same
+ *     thread also drives I/O and timers; waking unparks the runtime;
+ *   - multi-threaded executors (work_stealing) let worker threads drive I/O,
+ *     so block_on's thread only sleeps until its future is woken:
+ *     px__thread_waker_park, a futex wait on the flag itself.
+ *
+ * The futex wake is only paid when the owner really sleeps: the owner
+ * announces `sleeping` before its last look at the flag, and the waker sets
+ * the flag before looking at `sleeping`. Both use sequentially consistent
+ * order, so at least one of them sees the other (a Dekker handshake): either
+ * the owner sees the flag and does not sleep, or the waker sees the sleeper
+ * and wakes it.
  */
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include "executors/executor.h"
 
 static const px_waker_vtable thread_vtable;
@@ -17,9 +35,11 @@ static px_waker thread_clone(void *data) {
 static void thread_wake(void *data) {
   px__thread_waker *tw = data;
   /* Only the first wake since the last take needs to unpark. */
-  if (atomic_exchange_explicit(&tw->notified, 1, memory_order_seq_cst) == 0 &&
-      tw->runtime != NULL)
-    px__runtime_unpark(tw->runtime);
+  if (atomic_exchange_explicit(&tw->notified, 1, memory_order_seq_cst) != 0)
+    return;
+  if (tw->runtime != NULL) px__runtime_unpark(tw->runtime);
+  if (atomic_load_explicit(&tw->sleeping, memory_order_seq_cst) != 0)
+    syscall(SYS_futex, &tw->notified, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 static void thread_drop(void *data) { (void)data; }
@@ -36,4 +56,14 @@ bool px__thread_waker_take(px__thread_waker *tw) {
   if (atomic_load_explicit(&tw->notified, memory_order_relaxed) == 0)
     return false;
   return atomic_exchange_explicit(&tw->notified, 0, memory_order_acq_rel) != 0;
+}
+
+void px__thread_waker_park(px__thread_waker *tw) {
+  atomic_store_explicit(&tw->sleeping, 1, memory_order_seq_cst);
+  /* The futex compares the flag with 0 in the kernel, atomically with going
+   * to sleep, so a wake between our load and the wait makes it return at
+   * once (EAGAIN). Spurious returns (signals) just loop. */
+  while (atomic_load_explicit(&tw->notified, memory_order_seq_cst) == 0)
+    syscall(SYS_futex, &tw->notified, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+  atomic_store_explicit(&tw->sleeping, 0, memory_order_relaxed);
 }

@@ -52,6 +52,7 @@ extern "C" {
   XX(EIO, -EIO, "i/o error")                                                  \
   XX(EDONE, -4001, "future already completed or dropped")                     \
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
+  XX(ECLOSED, -4003, "channel closed")                                        \
   XX(EOF, -4095, "end of file")                                               \
   XX(EUNKNOWN, -4094, "unknown error")
 

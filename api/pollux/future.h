@@ -171,6 +171,40 @@ typedef struct px_select {
 } px_select;
 px_future *px_select_init(px_select *f, px_future *const *futures, size_t n);
 
+/*
+ * join_all (futures::future::join_all): px_join under the name other
+ * runtimes use for "wait for every one of n futures". Same struct, same
+ * behaviour, same output; the alias exists so the name can be found.
+ */
+typedef px_join px_join_all;
+px_future *px_join_all_init(px_join_all *f, px_future *const *futures,
+                            size_t n, size_t *order);
+
+/*
+ * Waits for the first of `n` futures to finish *successfully* (error 0),
+ * like futures::future::select_ok or JavaScript's Promise.any: the winner's
+ * output becomes the race's own, `index` says which one won, and every
+ * other future is dropped at once. A future that fails is dropped and
+ * ignored while others are still running; when all have failed, the race
+ * fails with the error of the last one to fail (and `index` names it).
+ *
+ * The difference from px_select: select ends with the first future to
+ * finish, success or failure, so one fast failure decides it; race lets the
+ * others keep trying (hedged requests: ask three replicas, take the first
+ * answer that worked). `failed` counts the futures that failed. Futures are
+ * polled in index order, so a lower index wins a tie. With no future left
+ * that could finish the race fails with PX_EINVAL. The futures array must
+ * outlive the race; the race owns the futures from its first poll.
+ */
+typedef struct px_race {
+  px_future base;
+  px_future *const *futures;
+  size_t n;
+  size_t index;  /* the winner, or the last to fail; (size_t)-1 before */
+  size_t failed; /* how many futures failed */
+} px_race;
+px_future *px_race_init(px_race *f, px_future *const *futures, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

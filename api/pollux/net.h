@@ -1,29 +1,42 @@
 /*
- * pollux/net.h - TCP over the reactor.
+ * pollux/net.h - sockets, pipes and other descriptors over the reactor.
  *
- * Sockets are non-blocking and registered with the reactor of the runtime
- * that first polls one of their futures. Operations are futures: a read
- * completes with the number of bytes read (0 at end of stream), a write with
- * the number written (possibly fewer than asked), write_all with all of them.
- * Errors are PX_E* codes: PX_ECONNRESET, PX_EPIPE, PX_ECONNREFUSED, ...
+ * Descriptors are non-blocking and registered with the reactor of the
+ * runtime that first polls one of their futures. Operations are futures: a
+ * read completes with the number of bytes read (0 at end of stream), a write
+ * with the number written (possibly fewer than asked), write_all with all of
+ * them. Errors are PX_E* codes: PX_ECONNRESET, PX_EPIPE, PX_ECONNREFUSED, ...
  * Writes never raise SIGPIPE.
  *
  * Hosts are numeric addresses ("127.0.0.1", "::1", "0.0.0.0"); no name
  * resolution happens, so nothing here blocks.
+ *
+ * Streams: px_stream is any byte stream (a TCP or Unix connection, a pipe
+ * end, a wrapped descriptor). It is the same type as px_tcp_stream, so the
+ * px_tcp_read/write/shutdown/close functions serve all of them.
  *
  * A stream or listener must outlive the futures using it, and the runtime
  * must outlive the stream: drop the futures, close, then free the runtime.
  * Each stream has one slot for a waiting reader and one for a waiting
  * writer (one task reads while another writes); a listener has one slot for
  * a waiting acceptor.
+ *
+ * Cancel safety: dropping a read, write, accept or connect future (through
+ * px_timeout, px_select or an aborted task) loses nothing. A read that had
+ * read bytes has completed and returns them; a dropped pending read has
+ * read nothing, so the data waits for the next read. The descriptor stays
+ * usable. A dropped write or write_all may have written a prefix: its own
+ * output.u64 (not the timeout's or select's) says how many bytes went out.
  */
 #ifndef POLLUX_NET_H
 #define POLLUX_NET_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "pollux/future.h"
+#include "pollux/time.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +44,31 @@ extern "C" {
 
 typedef struct px_tcp_listener px_tcp_listener;
 typedef struct px_tcp_stream px_tcp_stream;
+/* Any byte stream: TCP, Unix, pipes, wrapped descriptors. */
+typedef struct px_tcp_stream px_stream;
+
+/* ---- Addresses ------------------------------------------------------ */
+
+/* A socket address of any family (IPv4, IPv6, Unix) and its length. */
+typedef struct px_addr {
+  struct sockaddr_storage storage;
+  socklen_t len;
+} px_addr;
+
+/* Fills *out from a numeric host and a port. PX_EINVAL for names. */
+int px_addr_parse(const char *host, uint16_t port, px_addr *out);
+
+/*
+ * Writes "127.0.0.1:8080", "[::1]:8080" or a Unix socket's path into buf
+ * (NUL-terminated). Returns the length, or PX_EINVAL (bad address) or
+ * PX_ERANGE (buf too small; 64 bytes fit any IP address, 110 any path).
+ */
+int px_addr_format(const px_addr *a, char *buf, size_t size);
+
+/* The port of an IPv4 or IPv6 address, or PX_EAFNOSUPPORT. */
+int px_addr_port(const px_addr *a);
+
+/* ---- TCP (listeners and accept serve Unix sockets too) -------------- */
 
 /*
  * Binds and listens (SO_REUSEADDR set). Port 0 picks a free port; see
@@ -41,26 +79,57 @@ int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out);
 /* The local port, or a negative error. */
 int px_tcp_listener_port(const px_tcp_listener *l);
 
+/* The address the listener is bound to. */
+int px_tcp_listener_addr(const px_tcp_listener *l, px_addr *out);
+
 /* Closes the listener and frees it. NULL is ignored. */
 void px_tcp_listener_close(px_tcp_listener *l);
 
-/* Completes with output.ptr = a new px_tcp_stream *. */
+/*
+ * Completes with output.ptr = a new px_tcp_stream *. Works on TCP and Unix
+ * listeners alike. Running out of descriptors (EMFILE, ENFILE) does not end
+ * it: each listener keeps one spare descriptor, and when accept finds the
+ * table full it gives up the spare, accepts the waiting connection and
+ * closes it at once (the client sees its connection closed), takes the
+ * spare back and goes on waiting. Serving resumes when descriptors free up.
+ */
 typedef struct px_tcp_accept {
   px_future base;
   px_tcp_listener *listener; /* private */
 } px_tcp_accept;
 px_future *px_tcp_accept_init(px_tcp_accept *f, px_tcp_listener *l);
 
-/* Completes with output.ptr = a connected px_tcp_stream *. */
+/*
+ * Completes with output.ptr = a connected px_tcp_stream *. A bad host makes
+ * the first poll fail with PX_EINVAL. Dropping the future before it
+ * completes closes the half-open socket, so a connect under px_timeout
+ * leaves nothing behind when the time runs out.
+ */
 typedef struct px_tcp_connect {
   px_future base;
-  int fd;              /* private */
-  uint16_t port;       /* private */
-  char host[46];       /* private: INET6_ADDRSTRLEN */
+  px_addr addr;           /* private */
+  int err;                /* private: a bad argument, reported by poll */
   px_tcp_stream *pending; /* private */
 } px_tcp_connect;
 px_future *px_tcp_connect_init(px_tcp_connect *f, const char *host,
                                uint16_t port);
+/* Same, to an address from px_addr_parse or px_tcp_peer_addr. */
+px_future *px_tcp_connect_addr_init(px_tcp_connect *f, const px_addr *addr);
+
+/*
+ * A connect with a time limit: px_tcp_connect under px_timeout, in one
+ * struct. Completes like the connect, or with PX_ETIMEDOUT after `limit`
+ * (the half-open socket is closed). Await the returned future; the result
+ * is in f->timeout.base. Initialise it where it will be polled: it points
+ * into itself, so it must not be copied afterwards.
+ */
+typedef struct px_tcp_connect_timeout {
+  px_timeout timeout;
+  px_tcp_connect connect;
+} px_tcp_connect_timeout;
+px_future *px_tcp_connect_timeout_init(px_tcp_connect_timeout *f,
+                                       const char *host, uint16_t port,
+                                       px_duration limit);
 
 /* One read or write on a stream. */
 typedef struct px_tcp_io {
@@ -95,8 +164,83 @@ int px_tcp_shutdown(px_tcp_stream *s);
 /* The socket's file descriptor (for setsockopt and the like), or -1. */
 int px_tcp_stream_fd(const px_tcp_stream *s);
 
+/* This end's and the peer's address (sockets only; PX_ENOTSUP for pipes). */
+int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out);
+int px_tcp_peer_addr(const px_tcp_stream *s, px_addr *out);
+
 /* Closes the stream and frees it. NULL is ignored. */
 void px_tcp_close(px_tcp_stream *s);
+
+/* ---- Unix domain stream sockets ------------------------------------- */
+
+/*
+ * Binds and listens on a filesystem path (at most 107 bytes). The path must
+ * not exist yet (PX_EADDRINUSE), and closing does not remove it: unlink it
+ * yourself. Accept with px_tcp_accept_init; the streams are px_streams.
+ */
+int px_unix_bind(const char *path, px_tcp_listener **out);
+
+/* Connects to a Unix socket path; completes like px_tcp_connect. */
+px_future *px_unix_connect_init(px_tcp_connect *f, const char *path);
+
+/* ---- Pipes and other descriptors ------------------------------------ */
+
+/*
+ * Wraps an open descriptor the reactor can watch (a pipe, socket, tty,
+ * eventfd; not a regular file: PX_EINVAL) as a stream, making it
+ * non-blocking. The stream owns fd from then on: px_tcp_close closes it.
+ * Writes to a pipe whose reader is gone fail with PX_EPIPE, without SIGPIPE.
+ */
+int px_fd_wrap(int fd, px_stream **out);
+
+/* A new pipe as two streams: read from *r what is written to *w. */
+int px_pipe(px_stream **r, px_stream **w);
+
+/* ---- UDP ------------------------------------------------------------ */
+
+typedef struct px_udp_socket px_udp_socket;
+
+/* A UDP socket bound to host:port (port 0: any free port). */
+int px_udp_bind(const char *host, uint16_t port, px_udp_socket **out);
+
+/* The bound address, and its port (or a negative error). */
+int px_udp_local_addr(const px_udp_socket *s, px_addr *out);
+int px_udp_port(const px_udp_socket *s);
+
+/*
+ * Sets the default peer (no packets are sent: UDP connect only filters
+ * what arrives and fixes where px_udp_send goes). Synchronous.
+ */
+int px_udp_connect(px_udp_socket *s, const char *host, uint16_t port);
+
+/*
+ * One datagram. Sends complete with output.u64 = bytes sent (the whole
+ * datagram). Receives complete with output.u64 = bytes stored: a datagram
+ * longer than the buffer is truncated, the rest of it discarded.
+ */
+typedef struct px_udp_io {
+  px_future base;
+  px_udp_socket *sock; /* private */
+  unsigned char *buf;  /* private */
+  size_t len;          /* private */
+  px_addr to;          /* private: send_to's destination */
+  px_addr *from;       /* private: recv_from's output, may be NULL */
+  int err;             /* private */
+} px_udp_io;
+
+px_future *px_udp_send_to_init(px_udp_io *f, px_udp_socket *s,
+                               const void *buf, size_t len, const px_addr *to);
+/* *from (if not NULL) receives the sender's address; it must outlive f. */
+px_future *px_udp_recv_from_init(px_udp_io *f, px_udp_socket *s, void *buf,
+                                 size_t len, px_addr *from);
+/* To and from the connected peer (PX_ENOTCONN / PX_EINVAL without one). */
+px_future *px_udp_send_init(px_udp_io *f, px_udp_socket *s, const void *buf,
+                            size_t len);
+px_future *px_udp_recv_init(px_udp_io *f, px_udp_socket *s, void *buf,
+                            size_t len);
+
+/* Closes the socket and frees it. NULL is ignored. */
+void px_udp_close(px_udp_socket *s);
 
 #ifdef __cplusplus
 }

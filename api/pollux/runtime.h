@@ -29,6 +29,15 @@ typedef struct px_config {
    * 1..1000000. Default 61 (tokio's figure).
    */
   uint32_t event_interval;
+  /* Blocking pool (pollux/blocking.h): at most this many threads run
+   * px_spawn_blocking jobs at once: 1..4096. Default 64. */
+  uint32_t blocking_threads;
+  /* A pool thread idle this long exits: 0..3600000 ms. Default 10000. */
+  uint32_t blocking_idle_ms;
+  /* px_runtime_free waits this long for running blocking jobs, then
+   * abandons them with a message on stderr: 0 (do not wait)..3600000 ms.
+   * Default 5000. */
+  uint32_t blocking_shutdown_ms;
 } px_config;
 
 /* Fills `cfg` with the defaults. */

@@ -47,11 +47,93 @@ typedef struct px_sleep {
   px_future base;
   px_instant deadline;    /* private */
   void *timer;            /* private: the runtime whose timer holds node */
+  px_waker waker;         /* private: the waker node was armed for */
   px_timer_node node;     /* private */
 } px_sleep;
 
 px_future *px_sleep_init(px_sleep *s, px_duration duration);
 px_future *px_sleep_until_init(px_sleep *s, px_instant deadline);
+
+/*
+ * Moves a sleep's deadline (tokio's Sleep::reset), earlier or later. Before
+ * the first poll it just changes the deadline. While the sleep is pending
+ * its timer entry is re-registered at once, for the same waker, so the
+ * awaiting task is woken at the new deadline and not the old one; call it
+ * on the runtime's thread (from the task that owns the sleep). A sleep that
+ * completed or was dropped becomes a fresh sleep until `new_deadline`, which
+ * may be awaited again. Returns 0, or PX_EINVAL for NULL.
+ */
+int px_sleep_reset(px_sleep *s, px_instant new_deadline);
+
+/*
+ * What an interval does when ticks were missed because the task awaiting it
+ * was late by more than 5 ms (tokio's MissedTickBehavior and tolerance).
+ * With a period of 10 ms, ticks scheduled at 10, 20, 30, ..., and a task
+ * that only gets back to the interval at 35, the tick due at 10 completes
+ * late, at 35. Then:
+ *
+ *   PX_MISSED_BURST  the missed ticks fire at once, back to back (20 and 30
+ *                    complete immediately), then the schedule resumes at 40:
+ *                    the count of ticks over a long run is kept. The default.
+ *   PX_MISSED_DELAY  one tick fires now, and the schedule restarts from it:
+ *                    the next tick is a full period after the late one (45).
+ *   PX_MISSED_SKIP   one tick fires now, and the next is the next one of the
+ *                    original schedule still ahead (40): the phase is kept,
+ *                    the missed ticks are dropped.
+ */
+typedef enum px_missed_tick {
+  PX_MISSED_BURST = 0,
+  PX_MISSED_DELAY = 1,
+  PX_MISSED_SKIP = 2
+} px_missed_tick;
+
+/*
+ * A periodic timer (tokio::time::interval). Each tick is awaited as a
+ * future the interval owns and hands out again and again:
+ *
+ *   px_interval_init(&self->iv, px_ms(10), PX_MISSED_SKIP);
+ *   for (;;) {
+ *     PX_AWAIT(px_interval_tick(&self->iv));   // output: the tick's instant
+ *     ...
+ *   }
+ *
+ * The first tick completes immediately (at the instant of init), the next
+ * ones at init + period, + 2 * period, ..., never early. The tick's output
+ * (u64) is the instant it was scheduled for, not when it completed. The
+ * interval holds no resources between ticks, so it needs no drop; dropping a
+ * pending tick future (as PX_AWAIT does after completion, or a select that
+ * lost) releases its timer entry. Like any future, the interval must stay
+ * where it is once a tick was polled.
+ */
+typedef struct px_interval {
+  px_future tick;         /* private: the future px_interval_tick returns */
+  px_duration period;     /* private */
+  px_instant next;        /* private: the instant of the next tick */
+  px_missed_tick policy;  /* private */
+  void *timer;            /* private: the runtime whose timer holds node */
+  px_waker waker;         /* private: the waker node was armed for */
+  px_timer_node node;     /* private */
+} px_interval;
+
+/*
+ * Starts an interval whose first tick is now. Returns 0, or PX_EINVAL for a
+ * NULL interval, a zero period or an unknown policy (a tick of an interval
+ * that failed to initialise then completes with PX_EINVAL).
+ */
+int px_interval_init(px_interval *iv, px_duration period,
+                     px_missed_tick policy);
+
+/* Same, with the first tick at `start` (tokio::time::interval_at). */
+int px_interval_init_at(px_interval *iv, px_instant start, px_duration period,
+                        px_missed_tick policy);
+
+/*
+ * The future of the interval's next tick, re-armed: await it once, then
+ * call again for the tick after. Calling again while the previous tick is
+ * still pending abandons that one (its timer entry is released). Returns
+ * NULL for a NULL interval.
+ */
+px_future *px_interval_tick(px_interval *iv);
 
 /*
  * Runs `inner` with a time limit (tokio::time::timeout). If `inner` finishes

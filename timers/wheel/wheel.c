@@ -230,11 +230,13 @@ static void wheel_init(void *timer, uint64_t now) {
   w->elapsed = now;
 }
 
-static void wheel_insert(void *timer, px_timer_node *node, uint64_t tick) {
+/* The wheel needs no memory of its own to arm a node: it never fails. */
+static int wheel_insert(void *timer, px_timer_node *node, uint64_t tick) {
   assert(!(node->flags & PX__TIMER_ARMED));
   node->tick = tick;
   node->flags |= PX__TIMER_ARMED;
   place(timer, node);
+  return 0;
 }
 
 /* Disarms `node`; a node that is not armed (it fired already) is left be. */

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Runs every benchmark once with a tiny count, so they keep building and
+# working as the runtime changes (tools/bench measures; this only checks).
+# Each must exit 0 and print one well-formed result line. Arguments: the
+# benchmark binaries, each followed by its tiny count, then the HTTP floor
+# server, the echo client and an echo server (examples/echo) to aim it at.
+set -euo pipefail
+
+fail=0
+while [ $# -gt 3 ]; do
+  bin=$1 n=$2
+  shift 2
+  out=$("$bin" "$n" 2>&1) || { echo "FAIL $bin exited $?: $out"; fail=1; continue; }
+  if ! grep -Eq '^name=[a-z_]+ config="[^"]+" ops=[0-9]+ seconds=[0-9.]+ ops_per_s=[0-9]+ cpu_s=[0-9.]+ peak_rss_kb=[0-9]+ ' <<<"$out"; then
+    echo "FAIL $bin: bad result line: $out"
+    fail=1
+    continue
+  fi
+  echo "ok   $(basename "$bin") $n"
+done
+
+wait_port() {
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  return 1
+}
+
+http=$1 client=$2 echo_server=$3
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+# The raw epoll server answers both of two pipelined requests.
+port=$((20000 + RANDOM % 20000))
+"$http" "$port" >/dev/null &
+pids+=($!)
+wait_port "$port"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3
+answers=$(timeout 5 head -c 156 <&3 | grep -o 'Hello, World!' | wc -l || true)
+exec 3>&-
+if [ "$answers" != 2 ]; then
+  echo "FAIL raw_epoll_http: $answers answers to 2 pipelined requests"
+  fail=1
+else
+  echo "ok   raw_epoll_http pipelined"
+fi
+
+# The echo client completes (and checks) its round trips.
+port=$((20000 + RANDOM % 20000))
+"$echo_server" "$port" 127.0.0.1 >/dev/null &
+pids+=($!)
+wait_port "$port"
+if out=$(timeout 20 "$client" 127.0.0.1 "$port" 4 50) &&
+   grep -q ' failed=0$' <<<"$out"; then
+  echo "ok   echo_client 4 x 50"
+else
+  echo "FAIL echo_client: $out"
+  fail=1
+fi
+exit $fail

@@ -1,0 +1,95 @@
+/*
+ * echo_client: load for echo servers. N connections, each on its own
+ * thread with a plain blocking socket, each doing M round trips of a
+ * 64-byte message (write it, read all 64 bytes back, check them). Prints
+ * the usual result line; tools/bench adds the server's CPU time.
+ *
+ *   echo_client HOST PORT CONNECTIONS ROUNDS [SIZE]
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct sockaddr_in server;
+static long rounds;
+static size_t size = 64;
+
+static void *client(void *arg) {
+  long *failed = arg;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, (struct sockaddr *)&server, sizeof server) < 0) {
+    perror("echo_client: connect");
+    *failed = 1;
+    close(fd);
+    return NULL;
+  }
+  char out[4096], in[4096];
+  for (size_t i = 0; i < size; i++) out[i] = (char)('a' + i % 26);
+  for (long r = 0; r < rounds && !*failed; r++) {
+    out[0] = (char)r; /* so a stale echo cannot pass the check */
+    if (write(fd, out, size) != (ssize_t)size) *failed = 1;
+    size_t got = 0;
+    while (got < size && !*failed) {
+      ssize_t n = read(fd, in + got, size - got);
+      if (n <= 0) *failed = 1;
+      else got += (size_t)n;
+    }
+    if (!*failed && memcmp(in, out, size) != 0) *failed = 1;
+  }
+  close(fd);
+  return NULL;
+}
+
+static double now(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 5 || argc > 6) {
+    fprintf(stderr, "usage: echo_client HOST PORT CONNECTIONS ROUNDS [SIZE]\n");
+    return 2;
+  }
+  long conns = atol(argv[3]);
+  rounds = atol(argv[4]);
+  if (argc == 6) size = (size_t)atol(argv[5]);
+  server.sin_family = AF_INET;
+  server.sin_port = htons((uint16_t)atoi(argv[2]));
+  if (inet_pton(AF_INET, argv[1], &server.sin_addr) != 1 || conns < 1 ||
+      conns > 10000 || rounds < 1 || size < 1 || size > 4096) {
+    fprintf(stderr, "echo_client: bad arguments\n");
+    return 2;
+  }
+  pthread_t *threads = calloc((size_t)conns, sizeof *threads);
+  long *failed = calloc((size_t)conns, sizeof *failed);
+  double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
+  for (long i = 0; i < conns; i++)
+    pthread_create(&threads[i], NULL, client, &failed[i]);
+  long bad = 0;
+  for (long i = 0; i < conns; i++) {
+    pthread_join(threads[i], NULL);
+    bad += failed[i];
+  }
+  double secs = now(CLOCK_MONOTONIC) - t0;
+  double cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+  double ops = (double)conns * (double)rounds;
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  printf("name=echo config=\"client\" ops=%.0f seconds=%.4f ops_per_s=%.0f "
+         "cpu_s=%.4f peak_rss_kb=%ld connections=%ld failed=%ld\n",
+         ops, secs, ops / secs, cpu, (long)ru.ru_maxrss, conns, bad);
+  free(threads);
+  free(failed);
+  return bad ? 1 : 0;
+}

@@ -1,0 +1,453 @@
+//! The tokio peer of pollux's benchmarks (bench/*.c): the same shapes and
+//! the same one-line report, so tools/bench can put them side by side.
+//!
+//!   tokio-peer BENCH FLAVOR [N]     FLAVOR: ct (current_thread) | mt (2 workers)
+//!   tokio-peer http|echo FLAVOR PORT
+//!
+//! Every benchmark mirrors its C twin line by line; where the two cannot be
+//! the same (Arc instead of a plain pointer, Notify instead of a waker slot)
+//! the cost is the idiomatic tokio one.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+// ---- Counting allocator: bytes and calls, like bench/common.c ----------
+struct Counting;
+static BYTES: AtomicUsize = AtomicUsize::new(0);
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        BYTES.fetch_add(l.size(), Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        BYTES.fetch_add(n, Ordering::Relaxed);
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// VmHWM: getrusage's ru_maxrss would carry the parent's peak across exec.
+fn peak_rss_kb() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(-1)
+}
+
+/// Measures `f` and prints the result line.
+struct Meter {
+    wall: Instant,
+    cpu: f64,
+    bytes: usize,
+    calls: usize,
+}
+
+impl Meter {
+    fn start() -> Meter {
+        Meter {
+            wall: Instant::now(),
+            cpu: cpu_seconds(),
+            bytes: BYTES.load(Ordering::Relaxed),
+            calls: CALLS.load(Ordering::Relaxed),
+        }
+    }
+    fn report(self, name: &str, config: &str, ops: f64, extra: &str) {
+        let secs = self.wall.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - self.cpu;
+        let bytes = (BYTES.load(Ordering::Relaxed) - self.bytes) as f64;
+        let calls = (CALLS.load(Ordering::Relaxed) - self.calls) as f64;
+        println!(
+            "name={} config=\"{}\" ops={:.0} seconds={:.4} ops_per_s={:.0} cpu_s={:.4} \
+             peak_rss_kb={} ops_per_cpu_s={:.0} bytes_per_op={:.1} allocs_per_op={:.2}{}{}",
+            name, config, ops, secs, ops / secs, cpu, peak_rss_kb(),
+            ops / cpu.max(1e-9), bytes / ops, calls / ops,
+            if extra.is_empty() { "" } else { " " }, extra
+        );
+    }
+}
+
+/// A countdown: the last task to finish wakes the waiting one.
+struct Latch {
+    remaining: AtomicUsize,
+    done: Notify,
+}
+
+impl Latch {
+    fn new(n: usize) -> Arc<Latch> {
+        Arc::new(Latch { remaining: AtomicUsize::new(n), done: Notify::new() })
+    }
+    fn count_down(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+}
+
+const SPAWN_PER_ROUND: usize = 10_000;
+
+async fn spawn_many(rounds: usize) {
+    for _ in 0..rounds {
+        let latch = Latch::new(SPAWN_PER_ROUND);
+        for _ in 0..SPAWN_PER_ROUND {
+            let l = latch.clone();
+            tokio::spawn(async move { l.count_down() });
+        }
+        latch.done.notified().await;
+    }
+}
+
+const YIELD_TASKS: usize = 200;
+const YIELDS: usize = 1_000;
+
+async fn yield_many(rounds: usize) {
+    for _ in 0..rounds {
+        let latch = Latch::new(YIELD_TASKS);
+        for _ in 0..YIELD_TASKS {
+            let l = latch.clone();
+            tokio::spawn(async move {
+                for _ in 0..YIELDS {
+                    tokio::task::yield_now().await;
+                }
+                l.count_down();
+            });
+        }
+        latch.done.notified().await;
+    }
+}
+
+const CHAIN_DEPTH: usize = 1_000;
+
+fn chain(latch: Arc<Latch>, depth: usize) {
+    if depth == 0 {
+        latch.count_down();
+    } else {
+        tokio::spawn(async move { chain(latch, depth - 1) });
+    }
+}
+
+async fn chained_spawn(rounds: usize) {
+    for _ in 0..rounds {
+        let latch = Latch::new(1);
+        let l = latch.clone();
+        tokio::spawn(async move { chain(l, CHAIN_DEPTH - 1) });
+        latch.done.notified().await;
+    }
+}
+
+/// libuv's million_timers: n sleeps with distinct deadlines 1 us apart,
+/// starting 1 ms from now; each in its own task, as tokio code would.
+async fn million_timers(n: usize) {
+    let base = tokio::time::Instant::now() + Duration::from_millis(1);
+    let latch = Latch::new(n);
+    for i in 0..n {
+        let l = latch.clone();
+        let deadline = base + Duration::from_micros(i as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(deadline).await;
+            l.count_down();
+        });
+    }
+    latch.done.notified().await;
+}
+
+const ARM_BATCH: usize = 10_000;
+
+/// Arms (first poll) a batch of sleeps, then cancels (drops) them all; the
+/// sleeps live in a preallocated slot array, as in the C version.
+///
+/// `unconstrained`: tokio's cooperative budget (128 polls per task turn)
+/// would otherwise make every later Sleep::poll return Pending without
+/// arming anything, and the benchmark would measure nothing.
+async fn timer_arm_cancel(n: usize) {
+    let mut slots: Vec<Option<tokio::time::Sleep>> = Vec::with_capacity(ARM_BATCH);
+    slots.resize_with(ARM_BATCH, || None);
+    tokio::task::unconstrained(std::future::poll_fn(move |cx| {
+        let mut done = 0;
+        while done < n {
+            let batch = ARM_BATCH.min(n - done);
+            // Per batch: a loaded machine may take over a second in all.
+            let base = tokio::time::Instant::now() + Duration::from_secs(1);
+            for i in 0..batch {
+                slots[i] = Some(tokio::time::sleep_until(base + Duration::from_micros(i as u64)));
+                // SAFETY: the slot is not moved until it is dropped in place.
+                let s = unsafe { Pin::new_unchecked(slots[i].as_mut().unwrap()) };
+                assert!(s.poll(cx).is_pending());
+            }
+            for slot in slots.iter_mut().take(batch) {
+                *slot = None;
+            }
+            done += batch;
+        }
+        Poll::Ready(())
+    }))
+    .await
+}
+
+const PINGS: usize = 1_000;
+
+/// tokio's ping_pong: each ping spawns a helper, sends it a oneshot and
+/// awaits the answer on a second one.
+async fn ping_pong(rounds: usize) {
+    for _ in 0..rounds {
+        let latch = Latch::new(PINGS);
+        for _ in 0..PINGS {
+            let l = latch.clone();
+            tokio::spawn(async move {
+                let (tx1, rx1) = tokio::sync::oneshot::channel::<u64>();
+                let (tx2, rx2) = tokio::sync::oneshot::channel::<u64>();
+                tokio::spawn(async move {
+                    let v = rx1.await.unwrap();
+                    tx2.send(v).unwrap();
+                });
+                tx1.send(1).unwrap();
+                rx2.await.unwrap();
+                l.count_down();
+            });
+        }
+        latch.done.notified().await;
+    }
+}
+
+const PRODUCERS: usize = 5;
+const PER_PRODUCER: usize = 1_000;
+const VALUES: usize = PRODUCERS * PER_PRODUCER;
+
+/// tokio's contention_bounded_full (5 x 1,000 through capacity 100) or
+/// uncontended_bounded (5,000 sent, then received, by one task).
+async fn mpsc(rounds: usize, contended: bool) -> u64 {
+    let mut sum = 0u64;
+    for _ in 0..rounds {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<u64>(if contended { 100 } else { VALUES });
+        if contended {
+            for _ in 0..PRODUCERS {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..PER_PRODUCER {
+                        tx.send(i as u64).await.unwrap();
+                    }
+                });
+            }
+        } else {
+            for i in 0..VALUES {
+                tx.send(i as u64).await.unwrap();
+            }
+        }
+        drop(tx);
+        for _ in 0..VALUES {
+            sum += rx.recv().await.unwrap();
+        }
+    }
+    sum
+}
+
+/// Counts "\r\n\r\n" across reads: one per request, pipelining included.
+struct RequestEnds {
+    state: usize,
+}
+
+impl RequestEnds {
+    fn feed(&mut self, data: &[u8]) -> usize {
+        const END: &[u8] = b"\r\n\r\n";
+        let mut n = 0;
+        for &b in data {
+            if b == END[self.state] {
+                self.state += 1;
+                if self.state == 4 {
+                    n += 1;
+                    self.state = 0;
+                }
+            } else {
+                self.state = if b == b'\r' { 1 } else { 0 };
+            }
+        }
+        n
+    }
+}
+
+const RESPONSE: &[u8] =
+    b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+
+async fn http_server(port: u16) {
+    let l = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
+    println!("tokio-peer http: listening on port {}", port);
+    loop {
+        let (mut s, _) = match l.accept().await {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut out = Vec::new();
+            let mut ends = RequestEnds { state: 0 };
+            loop {
+                let n = match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                out.clear();
+                for _ in 0..ends.feed(&buf[..n]) {
+                    out.extend_from_slice(RESPONSE);
+                }
+                if !out.is_empty() && s.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn echo_server(port: u16) {
+    let l = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
+    println!("tokio-peer echo: listening on port {}", port);
+    loop {
+        let (mut s, _) = match l.accept().await {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 16384];
+            loop {
+                let n = match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                if s.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: tokio-peer BENCH ct|mt [N]\n  BENCH: spawn_many spawn_many_remote_idle yield_many \
+         chained_spawn million_timers timer_arm_cancel\n       ping_pong mpsc_contended mpsc_uncontended\n       tokio-peer http|echo ct|mt PORT"
+    );
+    std::process::exit(2)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        usage();
+    }
+    let bench = args[1].as_str();
+    let (rt, config) = match args[2].as_str() {
+        "ct" => (
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+            "tokio current_thread",
+        ),
+        "mt" => (
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap(),
+            "tokio multi_thread workers=2",
+        ),
+        _ => usage(),
+    };
+    let arg = |default: usize| -> usize {
+        match args.get(3) {
+            None => default,
+            Some(s) => match s.parse::<usize>() {
+                Ok(v) if v >= 1 => v,
+                _ => usage(),
+            },
+        }
+    };
+    match bench {
+        "spawn_many" => {
+            let rounds = arg(300);
+            rt.block_on(spawn_many(1)); // warm-up, as in the C version
+            let m = Meter::start();
+            rt.block_on(spawn_many(rounds));
+            m.report(bench, config, (rounds * SPAWN_PER_ROUND) as f64, "");
+        }
+        "spawn_many_remote_idle" => {
+            let rounds = arg(100);
+            let mut handles = Vec::with_capacity(SPAWN_PER_ROUND);
+            let m = Meter::start();
+            for _ in 0..rounds {
+                for _ in 0..SPAWN_PER_ROUND {
+                    handles.push(rt.spawn(async {}));
+                }
+                rt.block_on(async {
+                    for h in handles.drain(..) {
+                        h.await.unwrap();
+                    }
+                });
+            }
+            m.report(bench, config, (rounds * SPAWN_PER_ROUND) as f64, "");
+        }
+        "yield_many" => {
+            let rounds = arg(20);
+            let m = Meter::start();
+            rt.block_on(yield_many(rounds));
+            m.report(bench, config, (rounds * YIELD_TASKS * YIELDS) as f64, "");
+        }
+        "chained_spawn" => {
+            let rounds = arg(2000);
+            let m = Meter::start();
+            rt.block_on(chained_spawn(rounds));
+            m.report(bench, config, (rounds * CHAIN_DEPTH) as f64, "");
+        }
+        "million_timers" => {
+            let n = arg(1_000_000);
+            let m = Meter::start();
+            rt.block_on(million_timers(n));
+            m.report(bench, config, n as f64, "");
+        }
+        "timer_arm_cancel" => {
+            let n = arg(1_000_000);
+            let m = Meter::start();
+            rt.block_on(timer_arm_cancel(n));
+            m.report(bench, config, n as f64, "");
+        }
+        "ping_pong" => {
+            let rounds = arg(300);
+            let m = Meter::start();
+            rt.block_on(ping_pong(rounds));
+            m.report(bench, config, (rounds * PINGS) as f64, "");
+        }
+        "mpsc_contended" | "mpsc_uncontended" => {
+            let rounds = arg(200);
+            let m = Meter::start();
+            let sum = rt.block_on(mpsc(rounds, bench == "mpsc_contended"));
+            assert!(sum > 0);
+            m.report(bench, config, (rounds * VALUES) as f64, "");
+        }
+        "http" => rt.block_on(http_server(arg(8080) as u16)),
+        "echo" => rt.block_on(echo_server(arg(7000) as u16)),
+        _ => usage(),
+    }
+}

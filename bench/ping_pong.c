@@ -1,0 +1,116 @@
+/*
+ * ping_pong: tokio's benchmark of the same name. Each round starts 1,000
+ * pings at once; a ping spawns a helper task, sends it a oneshot, and
+ * awaits the helper's answer on a second oneshot. One op is one ping:
+ * two spawns, two oneshot channels, two cross-task wake-ups.
+ *
+ *   bazel run -c opt //bench:ping_pong [-- ROUNDS]
+ */
+#include "bench/common.h"
+
+enum { PINGS = 1000 };
+
+/* ---- The helper: wait for the ping, answer it -------------------------- */
+typedef struct {
+  px_async px;
+  px_oneshot_receiver *rx;
+  px_oneshot_sender *tx;
+  px_oneshot_recv recv;
+} helper;
+
+/* The helper owns both ends; if it is dropped half-way (at shutdown) they
+ * must still be released, after the awaited recv that uses rx. */
+static void helper_cleanup(px_future *f) {
+  helper *self = (helper *)f;
+  px_async_drop(f);
+  px_oneshot_receiver_drop(self->rx);
+  px_oneshot_sender_drop(self->tx);
+  self->rx = NULL;
+  self->tx = NULL;
+}
+
+PX_ASYNC_FN_WITH_DROP(helper, helper_cleanup) {
+  PX_BEGIN();
+  PX_TRY_AWAIT(px_oneshot_recv_init(&self->recv, self->rx));
+  PX_TRY(px_oneshot_send(self->tx, self->recv.base.output));
+  PX_END();
+}
+
+/* ---- One ping ------------------------------------------------------------- */
+typedef struct {
+  px_async px;
+  bench_latch *latch;
+  px_oneshot_sender *tx;   /* to the helper */
+  px_oneshot_receiver *rx; /* from the helper */
+  px_oneshot_recv recv;
+} ping;
+
+static void ping_cleanup(px_future *f) {
+  ping *self = (ping *)f;
+  px_async_drop(f);
+  px_oneshot_sender_drop(self->tx);
+  px_oneshot_receiver_drop(self->rx);
+  self->tx = NULL;
+  self->rx = NULL;
+}
+
+PX_ASYNC_FN_WITH_DROP(ping, ping_cleanup) {
+  PX_BEGIN();
+  {
+    px_oneshot_sender *to_ping;
+    px_oneshot_receiver *from_ping;
+    PX_TRY(px_oneshot_new(&self->tx, &from_ping));
+    if (px_oneshot_new(&to_ping, &self->rx) < 0) {
+      px_oneshot_receiver_drop(from_ping);
+      PX_FAIL(PX_ENOMEM);
+    }
+    helper h = PX_ASYNC_NEW(helper, .rx = from_ping, .tx = to_ping);
+    int rc = px_spawn(PX_FUTURE(&h), NULL);
+    if (rc < 0) {
+      px_oneshot_receiver_drop(from_ping);
+      px_oneshot_sender_drop(to_ping);
+      PX_FAIL(rc);
+    }
+  }
+  PX_TRY(px_oneshot_send(self->tx, px_u64(1)));
+  PX_TRY_AWAIT(px_oneshot_recv_init(&self->recv, self->rx));
+  bench_latch_count_down(self->latch);
+  PX_END();
+}
+
+/* ---- main ----------------------------------------------------------------- */
+typedef struct {
+  px_async px;
+  long rounds, r, i;
+  bench_latch *latch;
+  bench_latch_wait wait;
+} bench_main;
+
+PX_ASYNC_FN(bench_main) {
+  PX_BEGIN();
+  for (self->r = 0; self->r < self->rounds; self->r++) {
+    bench_latch_reset(self->latch, PINGS);
+    for (self->i = 0; self->i < PINGS; self->i++) {
+      ping p = PX_ASYNC_NEW(ping, .latch = self->latch);
+      PX_TRY(px_spawn(PX_FUTURE(&p), NULL));
+    }
+    PX_AWAIT(bench_latch_wait_init(&self->wait, self->latch));
+  }
+  PX_END();
+}
+
+int main(int argc, char **argv) {
+  long rounds = bench_arg(argc, argv, 300, "ping_pong [ROUNDS >= 1]");
+  bench_count_allocations();
+  px_runtime *rt = bench_runtime_new("ping_pong");
+  bench_latch latch;
+  bench_latch_init(&latch, 0);
+  bench_main m = PX_ASYNC_NEW(bench_main, .rounds = rounds, .latch = &latch);
+  bench_meter meter;
+  bench_meter_start(&meter);
+  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), "ping_pong");
+  bench_report(&meter, "ping_pong", (double)rounds * PINGS, NULL);
+  px_runtime_free(rt);
+  bench_latch_destroy(&latch);
+  return 0;
+}

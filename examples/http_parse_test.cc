@@ -1,0 +1,128 @@
+// Unit tests of the HTTP request parser (examples/http_parse.c).
+
+#include "examples/http_parse.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace {
+
+constexpr size_t kHead = 8192;
+constexpr size_t kBody = 8192;
+
+long Parse(const std::string &s, http_request *req) {
+  return http_parse_request(s.data(), s.size(), kHead, kBody, req);
+}
+
+long Parse(const std::string &s) {
+  http_request req;
+  return Parse(s, &req);
+}
+
+TEST(HttpParse, SimpleGet) {
+  std::string s = "GET /plaintext HTTP/1.1\r\nHost: x\r\n\r\n";
+  http_request req;
+  ASSERT_EQ(Parse(s, &req), static_cast<long>(s.size()));
+  EXPECT_EQ(std::string(req.method, req.method_len), "GET");
+  EXPECT_EQ(std::string(req.target, req.target_len), "/plaintext");
+  EXPECT_EQ(req.minor, 1);
+  EXPECT_EQ(req.keep_alive, 1);
+  EXPECT_EQ(req.content_length, 0u);
+}
+
+TEST(HttpParse, EveryPrefixIsIncomplete) {
+  std::string s = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+  for (size_t n = 0; n < s.size(); n++)
+    EXPECT_EQ(Parse(s.substr(0, n)), HTTP_INCOMPLETE) << "prefix " << n;
+  EXPECT_EQ(Parse(s), static_cast<long>(s.size()));
+}
+
+TEST(HttpParse, PipelinedRequestsParseOneByOne) {
+  std::string one = "GET / HTTP/1.1\r\n\r\n";
+  std::string s = one + one + "GET /x HT";
+  http_request req;
+  long n = Parse(s, &req);
+  ASSERT_EQ(n, static_cast<long>(one.size()));
+  s = s.substr(static_cast<size_t>(n));
+  n = Parse(s, &req);
+  ASSERT_EQ(n, static_cast<long>(one.size()));
+  EXPECT_EQ(Parse(s.substr(static_cast<size_t>(n))), HTTP_INCOMPLETE);
+}
+
+TEST(HttpParse, KeepAliveRules) {
+  http_request req;
+  ASSERT_GT(Parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &req), 0);
+  EXPECT_EQ(req.keep_alive, 0);
+  ASSERT_GT(Parse("GET / HTTP/1.0\r\n\r\n", &req), 0);
+  EXPECT_EQ(req.keep_alive, 0);
+  EXPECT_EQ(req.minor, 0);
+  ASSERT_GT(Parse("GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n", &req),
+            0);
+  EXPECT_EQ(req.keep_alive, 1);
+  ASSERT_GT(Parse("GET / HTTP/1.1\r\nConnection: upgrade, CLOSE\r\n\r\n", &req),
+            0);
+  EXPECT_EQ(req.keep_alive, 0);
+}
+
+TEST(HttpParse, HeaderWhitespaceIsTrimmed) {
+  http_request req;
+  ASSERT_GT(Parse("GET / HTTP/1.1\r\nContent-Length: \t 2 \t\r\n\r\nok", &req),
+            0);
+  EXPECT_EQ(req.content_length, 2u);
+}
+
+TEST(HttpParse, MalformedRequestsAreBad) {
+  const char *bad[] = {
+      "garbage\r\n\r\n",
+      "\x01\x02\x03",                          // binary, no line end yet
+      "GET\r\n\r\n",                           // no target
+      "GET  / HTTP/1.1\r\n\r\n",               // two spaces
+      "GET / HTTP/2.0\r\n\r\n",                // not 1.x
+      "GET / HTTP/1.1 \r\n\r\n",               // trailing space
+      "GET / HTTP/1.1\n\n",                    // bare LF
+      "GET / HTTP/1.1\r\nHost x\r\n\r\n",      // no colon
+      "GET / HTTP/1.1\r\nHost : x\r\n\r\n",    // space before colon
+      "GET / HTTP/1.1\r\n folded\r\n\r\n",     // obsolete folding
+      "GET / HTTP/1.1\r\nX: a\001b\r\n\r\n",   // control character
+      "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+      "GET /a\x7f HTTP/1.1\r\n\r\n",
+  };
+  for (const char *s : bad) EXPECT_EQ(Parse(s), HTTP_BAD) << s;
+}
+
+TEST(HttpParse, RepeatedEqualContentLengthIsAccepted) {
+  http_request req;
+  std::string s =
+      "PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz";
+  EXPECT_EQ(Parse(s, &req), static_cast<long>(s.size()));
+}
+
+TEST(HttpParse, OversizedHeadIsTooLarge) {
+  std::string s = "GET / HTTP/1.1\r\nX-Big: " + std::string(9000, 'a');
+  EXPECT_EQ(Parse(s), HTTP_TOO_LARGE);  // no end in sight within 8 KiB
+  EXPECT_EQ(Parse(s + "\r\n\r\n"), HTTP_TOO_LARGE);
+  // Just under the limit is fine.
+  std::string ok = "GET / HTTP/1.1\r\nX: ";
+  ok += std::string(kHead - ok.size() - 4, 'b') + "\r\n\r\n";
+  ASSERT_EQ(ok.size(), kHead);
+  EXPECT_EQ(Parse(ok), static_cast<long>(kHead));
+}
+
+TEST(HttpParse, BodyLimitAndTransferEncoding) {
+  EXPECT_EQ(Parse("POST / HTTP/1.1\r\nContent-Length: 8193\r\n\r\n"),
+            HTTP_BODY_TOO_LARGE);
+  EXPECT_EQ(Parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            HTTP_UNSUPPORTED);
+}
+
+TEST(HttpParse, NullArgumentsAreBad) {
+  http_request req;
+  EXPECT_EQ(http_parse_request(nullptr, 0, kHead, kBody, &req), HTTP_BAD);
+  EXPECT_EQ(http_parse_request("GET", 3, kHead, kBody, nullptr), HTTP_BAD);
+}
+
+}  // namespace

@@ -1,0 +1,762 @@
+/*
+ * The work-stealing executor: N worker threads run tasks; the thread in
+ * block_on only polls the main future. The model is tokio's multi-threaded
+ * scheduler (runtime/scheduler/multi_thread): names below follow it, so its
+ * comments and papers explain this file too.
+ *
+ * Where a ready task waits (see docs/BACKENDS.md for a picture):
+ *
+ *   - the LIFO slot of the worker that woke it: a task woken by a task is
+ *     usually the one that should run next (a message was just sent to it),
+ *     while its data is still in the cache. At most 3 LIFO polls in a row,
+ *     so two tasks waking each other cannot starve the rest of the queue;
+ *   - the worker's local queue: a 256-slot ring, pushed and popped only by
+ *     its owner, from which other workers steal half at a time. Its head is
+ *     two 32-bit indices packed in one atomic word (`steal`, `real`): a
+ *     stealer first moves `real` to claim tasks, copies them, then moves
+ *     `steal` up to `real` to hand the slots back, so the owner never reuses
+ *     a slot a stealer is still reading, and no CAS can succeed on a stale
+ *     value (the ABA problem) without both indices matching;
+ *   - the injection queue: a mutex-protected list for tasks spawned or woken
+ *     from threads that are not workers, and for the half of a full local
+ *     queue that overflows.
+ *
+ * Idle workers park, so an idle runtime uses no CPU. A worker that finds no
+ * work first searches (steals); at most half of the workers search at once
+ * (the throttle), since more searchers only fight over the same queues.
+ * Whoever makes work available wakes one parked worker, but only when no
+ * worker is searching already: a searcher will find it, and the last
+ * searcher to give up looks at every queue once more before parking (that
+ * handshake, on one atomic word with sequentially consistent order, is what
+ * makes "no searcher and nobody woken" impossible while work is queued).
+ *
+ * The reactor and the timers have no thread of their own: a parking worker
+ * that wins the driver try-lock waits in the reactor (px__runtime_park, with
+ * the next timer deadline as timeout) instead of on its futex, and so turns
+ * I/O events and expired timers into wakes. Every event_interval ticks a
+ * busy worker that can take the lock polls the reactor without blocking, so
+ * I/O and timers are served while every worker is busy.
+ *
+ * Workers start in create and stop in the first drain (px_runtime_free),
+ * before the runtime cancels the remaining tasks.
+ */
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "api/internal/px_internal.h"
+#include "executors/executor.h"
+
+#define LOCAL_CAP 256u
+#define LOCAL_MASK (LOCAL_CAP - 1u)
+#define MAX_LIFO_POLLS 3      /* LIFO polls in a row before the queue's turn */
+#define GLOBAL_INTERVAL 61u   /* local polls between two looks at injection */
+
+/* A worker's parker: where it sleeps, so unpark knows how to wake it. */
+enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
+
+/* The idle state word: workers searching (low 16 bits), unparked (high). */
+#define SEARCHING_MASK 0xffffu
+#define UNPARKED_ONE (1u << 16)
+
+typedef struct task_list {
+  px_task *head, *tail;
+} task_list;
+
+typedef struct local_queue {
+  _Atomic uint64_t head; /* steal << 32 | real */
+  _Atomic uint32_t tail; /* written by the owner only */
+  /* Slots are atomics only so that the hand-over between owner and stealer
+   * is visible to the compiler and to TSan; relaxed loads and stores cost
+   * nothing more than plain ones. The ordering comes from head and tail. */
+  _Atomic(px_task *) buffer[LOCAL_CAP];
+} local_queue;
+
+typedef struct worker {
+  px__executor *ex;
+  uint32_t index;
+  pthread_t thread;
+  local_queue queue; /* stealable */
+  atomic_int park_state;
+  /* Touched by the worker's own thread only (and by drain once joined). */
+  px_task *lifo;
+  bool lifo_enabled;
+  bool searching;
+  bool parking; /* inside park: wakes it causes are announced afterwards */
+  uint32_t tick;
+  uint32_t rand;
+} worker;
+
+struct px__executor {
+  px_runtime *rt;
+  uint32_t n;
+  uint32_t event_interval;
+  worker *workers;
+  uint32_t started;
+
+  /* Guards the injection queue and the list of parked workers. */
+  pthread_mutex_t lock;
+  task_list inject;
+  _Atomic size_t inject_len; /* read without the lock for a quick look */
+  uint32_t *sleepers;        /* indices of parked workers, a stack */
+  uint32_t num_sleepers;
+
+  _Atomic uint32_t idle; /* SEARCHING_MASK / UNPARKED_ONE */
+  atomic_int driver;     /* try-lock: who may wait in the reactor */
+  atomic_bool shutdown;
+  bool stopped; /* workers joined (drain) */
+};
+
+static _Thread_local worker *tls_worker;
+
+/* ---- Intrusive lists -------------------------------------------------- */
+
+static void list_push(task_list *l, px_task *t) {
+  t->queue_next = NULL;
+  if (l->tail != NULL)
+    l->tail->queue_next = t;
+  else
+    l->head = t;
+  l->tail = t;
+}
+
+static px_task *list_pop(task_list *l) {
+  px_task *t = l->head;
+  if (t != NULL) {
+    l->head = t->queue_next;
+    if (l->head == NULL) l->tail = NULL;
+  }
+  return t;
+}
+
+/* ---- Futex ------------------------------------------------------------ */
+
+static void futex_wait(atomic_int *addr, int expected) {
+  syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake(atomic_int *addr) {
+  syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+/* ---- The injection queue ---------------------------------------------- */
+
+static void inject_push(px__executor *ex, px_task *t) {
+  pthread_mutex_lock(&ex->lock);
+  list_push(&ex->inject, t);
+  atomic_fetch_add(&ex->inject_len, 1);
+  pthread_mutex_unlock(&ex->lock);
+}
+
+static void inject_push_batch(px__executor *ex, task_list *batch, size_t n) {
+  pthread_mutex_lock(&ex->lock);
+  if (ex->inject.tail != NULL)
+    ex->inject.tail->queue_next = batch->head;
+  else
+    ex->inject.head = batch->head;
+  ex->inject.tail = batch->tail;
+  atomic_fetch_add(&ex->inject_len, n);
+  pthread_mutex_unlock(&ex->lock);
+}
+
+static px_task *inject_pop(px__executor *ex) {
+  if (atomic_load_explicit(&ex->inject_len, memory_order_acquire) == 0)
+    return NULL;
+  pthread_mutex_lock(&ex->lock);
+  px_task *t = list_pop(&ex->inject);
+  if (t != NULL) atomic_fetch_sub(&ex->inject_len, 1);
+  pthread_mutex_unlock(&ex->lock);
+  return t;
+}
+
+/* ---- The local queue (tokio's queue.rs) ------------------------------- */
+
+static uint64_t pack(uint32_t steal, uint32_t real) {
+  return (uint64_t)steal << 32 | real;
+}
+static uint32_t steal_of(uint64_t head) { return (uint32_t)(head >> 32); }
+static uint32_t real_of(uint64_t head) { return (uint32_t)head; }
+
+/* Tasks in a queue; exact for its owner, a snapshot for anyone else. */
+static uint32_t queue_len(local_queue *q) {
+  /* Head first: real only grows and never passes tail, so tail read after
+   * it is at least as far on and the difference cannot wrap. */
+  uint32_t real = real_of(atomic_load_explicit(&q->head, memory_order_acquire));
+  uint32_t tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+  return tail - real;
+}
+
+/* Free slots, counting those a stealer is still copying out as taken. */
+static uint32_t queue_remaining(local_queue *q) {
+  uint32_t steal =
+      steal_of(atomic_load_explicit(&q->head, memory_order_acquire));
+  uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+  return LOCAL_CAP - (tail - steal);
+}
+
+/*
+ * The queue is full: move half of it, plus `t`, to the injection queue in
+ * one lock. Claiming the half is a CAS on head, so it fails (and the caller
+ * retries the push) if a stealer got in first and made room anyway.
+ */
+static bool push_overflow(worker *w, px_task *t, uint32_t head,
+                          uint32_t tail) {
+  local_queue *q = &w->queue;
+  const uint32_t half = LOCAL_CAP / 2;
+  (void)tail;
+  uint64_t prev = pack(head, head);
+  if (!atomic_compare_exchange_strong_explicit(&q->head, &prev,
+                                               pack(head + half, head + half),
+                                               memory_order_release,
+                                               memory_order_relaxed))
+    return false;
+  task_list batch = {NULL, NULL};
+  for (uint32_t i = 0; i < half; i++)
+    list_push(&batch, atomic_load_explicit(&q->buffer[(head + i) & LOCAL_MASK],
+                                           memory_order_relaxed));
+  list_push(&batch, t);
+  inject_push_batch(w->ex, &batch, half + 1);
+  return true;
+}
+
+/* Owner only: appends `t`, overflowing to the injection queue when full. */
+static void push_back(worker *w, px_task *t) {
+  local_queue *q = &w->queue;
+  for (;;) {
+    uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+    uint32_t steal = steal_of(head), real = real_of(head);
+    uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (tail - steal < LOCAL_CAP) {
+      atomic_store_explicit(&q->buffer[tail & LOCAL_MASK], t,
+                            memory_order_relaxed);
+      atomic_store_explicit(&q->tail, tail + 1, memory_order_release);
+      return;
+    }
+    if (steal != real) {
+      /* A stealer is emptying part of the queue right now; rather than wait
+       * for it, send this one task through the injection queue. */
+      inject_push(w->ex, t);
+      return;
+    }
+    if (push_overflow(w, t, real, tail)) return;
+  }
+}
+
+/* Owner only: takes the oldest task. */
+static px_task *pop(worker *w) {
+  local_queue *q = &w->queue;
+  uint64_t head = atomic_load_explicit(&q->head, memory_order_acquire);
+  for (;;) {
+    uint32_t steal = steal_of(head), real = real_of(head);
+    uint32_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
+    if (real == tail) return NULL;
+    /* With no steal in progress both indices move together; during one,
+     * only real moves, and the stealer settles steal when it is done. */
+    uint64_t next =
+        steal == real ? pack(real + 1, real + 1) : pack(steal, real + 1);
+    if (atomic_compare_exchange_weak_explicit(&q->head, &head, next,
+                                              memory_order_acq_rel,
+                                              memory_order_acquire))
+      return atomic_load_explicit(&q->buffer[real & LOCAL_MASK],
+                                  memory_order_relaxed);
+  }
+}
+
+/* Moves half of src's tasks to dst's slots from dst_tail on; returns how many. */
+static uint32_t steal_half(local_queue *src, local_queue *dst,
+                           uint32_t dst_tail) {
+  uint64_t prev = atomic_load_explicit(&src->head, memory_order_acquire);
+  uint64_t next;
+  uint32_t n;
+  for (;;) {
+    uint32_t steal = steal_of(prev), real = real_of(prev);
+    uint32_t src_tail = atomic_load_explicit(&src->tail, memory_order_acquire);
+    if (steal != real) return 0; /* another worker is stealing from it */
+    n = src_tail - real;
+    n -= n / 2; /* half, rounded up: a queue of one can be stolen */
+    if (n == 0) return 0;
+    next = pack(steal, real + n);
+    if (atomic_compare_exchange_weak_explicit(&src->head, &prev, next,
+                                              memory_order_acq_rel,
+                                              memory_order_acquire))
+      break;
+  }
+  uint32_t first = steal_of(next);
+  for (uint32_t i = 0; i < n; i++) {
+    px_task *t = atomic_load_explicit(&src->buffer[(first + i) & LOCAL_MASK],
+                                      memory_order_relaxed);
+    atomic_store_explicit(&dst->buffer[(dst_tail + i) & LOCAL_MASK], t,
+                          memory_order_relaxed);
+  }
+  /* Hand the slots back: steal catches up with real (which the owner may
+   * have moved on meanwhile by popping). */
+  prev = next;
+  for (;;) {
+    uint32_t real = real_of(prev);
+    if (atomic_compare_exchange_weak_explicit(&src->head, &prev,
+                                              pack(real, real),
+                                              memory_order_acq_rel,
+                                              memory_order_acquire))
+      return n;
+  }
+}
+
+/* Steals half of victim's queue into w's; returns one of the tasks. */
+static px_task *steal_into(worker *victim, worker *w) {
+  local_queue *dst = &w->queue;
+  uint32_t dst_tail = atomic_load_explicit(&dst->tail, memory_order_relaxed);
+  /* Half of the victim's queue must fit into ours. */
+  if (queue_remaining(dst) < LOCAL_CAP / 2) return NULL;
+  uint32_t n = steal_half(&victim->queue, dst, dst_tail);
+  if (n == 0) return NULL;
+  n--; /* the last one is run at once, the rest become ours */
+  px_task *ret = atomic_load_explicit(
+      &dst->buffer[(dst_tail + n) & LOCAL_MASK], memory_order_relaxed);
+  if (n > 0)
+    atomic_store_explicit(&dst->tail, dst_tail + n, memory_order_release);
+  return ret;
+}
+
+/* ---- Parking one worker ----------------------------------------------- */
+
+static void unpark(worker *w) {
+  int prev = atomic_exchange(&w->park_state, PARK_NOTIFIED);
+  if (prev == PARK_FUTEX)
+    futex_wake(&w->park_state);
+  else if (prev == PARK_DRIVER)
+    px__runtime_unpark(w->ex->rt);
+}
+
+static bool driver_has_work(void *arg) {
+  worker *w = arg;
+  return atomic_load(&w->park_state) == PARK_NOTIFIED ||
+         atomic_load(&w->ex->shutdown);
+}
+
+/* Waits in the reactor until an event, a timer or unpark. */
+static void park_driver(worker *w) {
+  int expected = PARK_EMPTY;
+  if (!atomic_compare_exchange_strong(&w->park_state, &expected,
+                                      PARK_DRIVER)) {
+    atomic_store(&w->park_state, PARK_EMPTY); /* it was NOTIFIED */
+    return;
+  }
+  /* park_state = DRIVER is announced before px__runtime_park marks the
+   * runtime parked and asks driver_has_work: unpark swaps NOTIFIED in
+   * before it looks at the runtime's parked flag, so one side sees the
+   * other (the same handshake the runtime documents). */
+  px__runtime_park(w->ex->rt, driver_has_work, w);
+  atomic_store(&w->park_state, PARK_EMPTY);
+}
+
+static void park_futex(worker *w) {
+  int expected = PARK_EMPTY;
+  if (!atomic_compare_exchange_strong(&w->park_state, &expected, PARK_FUTEX)) {
+    atomic_store(&w->park_state, PARK_EMPTY);
+    return;
+  }
+  for (;;) {
+    /* The kernel re-checks the word, so an unpark between the CAS and the
+     * wait makes the wait return at once. */
+    futex_wait(&w->park_state, PARK_FUTEX);
+    expected = PARK_NOTIFIED;
+    if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
+      return;
+  }
+}
+
+static bool try_lock_driver(px__executor *ex) {
+  return atomic_load_explicit(&ex->driver, memory_order_relaxed) == 0 &&
+         atomic_exchange_explicit(&ex->driver, 1, memory_order_acquire) == 0;
+}
+
+static void unlock_driver(px__executor *ex) {
+  atomic_store_explicit(&ex->driver, 0, memory_order_release);
+}
+
+static void parker_park(worker *w) {
+  /* A notification often arrives just after we decided to park. */
+  for (int i = 0; i < 3; i++) {
+    int expected = PARK_NOTIFIED;
+    if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
+      return;
+    sched_yield();
+  }
+  if (try_lock_driver(w->ex)) {
+    park_driver(w);
+    unlock_driver(w->ex);
+  } else {
+    park_futex(w);
+  }
+}
+
+/* ---- Idle bookkeeping (tokio's idle.rs) ------------------------------- */
+
+static bool idle_should_wake(px__executor *ex) {
+  /* A read-modify-write, not a load: it takes part in the idle word's
+   * single order of modifications, which the parking side relies on. */
+  uint32_t s = atomic_fetch_add(&ex->idle, 0);
+  return (s & SEARCHING_MASK) == 0 && (s >> 16) < ex->n;
+}
+
+/* Wakes one parked worker, unless someone is searching already. */
+static void notify_parked(px__executor *ex) {
+  if (atomic_load(&ex->shutdown) || !idle_should_wake(ex)) return;
+  pthread_mutex_lock(&ex->lock);
+  if (!idle_should_wake(ex) || ex->num_sleepers == 0) {
+    pthread_mutex_unlock(&ex->lock);
+    return;
+  }
+  /* The woken worker starts out searching: counted before it runs, so a
+   * second notification does not wake a second worker for the same work. */
+  atomic_fetch_add(&ex->idle, UNPARKED_ONE + 1);
+  uint32_t index = ex->sleepers[--ex->num_sleepers];
+  pthread_mutex_unlock(&ex->lock);
+  unpark(&ex->workers[index]);
+}
+
+static void notify_if_work_pending(px__executor *ex) {
+  for (uint32_t i = 0; i < ex->n; i++) {
+    if (queue_len(&ex->workers[i].queue) > 0) {
+      notify_parked(ex);
+      return;
+    }
+  }
+  if (atomic_load(&ex->inject_len) > 0) notify_parked(ex);
+}
+
+static bool transition_to_searching(worker *w) {
+  if (!w->searching) {
+    px__executor *ex = w->ex;
+    uint32_t s = atomic_load(&ex->idle);
+    /* The throttle. Two workers may pass it at once; it is only a limit
+     * on contention, not a rule anything depends on. */
+    if (2 * (s & SEARCHING_MASK) >= ex->n) return false;
+    atomic_fetch_add(&ex->idle, 1);
+    w->searching = true;
+  }
+  return true;
+}
+
+static void transition_from_searching(worker *w) {
+  if (!w->searching) return;
+  w->searching = false;
+  /* The last searcher found work: there may be more, so wake another
+   * worker to keep searching. */
+  if ((atomic_fetch_sub(&w->ex->idle, 1) & SEARCHING_MASK) == 1)
+    notify_parked(w->ex);
+}
+
+/* Returns whether the worker should really park (nothing of its own). */
+static bool transition_to_parked(worker *w) {
+  px__executor *ex = w->ex;
+  if (w->lifo != NULL || queue_len(&w->queue) > 0) return false;
+  pthread_mutex_lock(&ex->lock);
+  uint32_t prev =
+      atomic_fetch_sub(&ex->idle, UNPARKED_ONE + (w->searching ? 1u : 0u));
+  ex->sleepers[ex->num_sleepers++] = w->index;
+  pthread_mutex_unlock(&ex->lock);
+  bool last_searcher = w->searching && (prev & SEARCHING_MASK) == 1;
+  w->searching = false;
+  /* Work pushed while we were searching saw a searcher and woke nobody;
+   * the last searcher to leave must look once more. */
+  if (last_searcher) notify_if_work_pending(ex);
+  return true;
+}
+
+/* Removes w from the sleepers if it is still there; returns whether it was. */
+static bool unpark_by_id(px__executor *ex, uint32_t index) {
+  bool found = false;
+  pthread_mutex_lock(&ex->lock);
+  for (uint32_t i = 0; i < ex->num_sleepers; i++) {
+    if (ex->sleepers[i] == index) {
+      ex->sleepers[i] = ex->sleepers[--ex->num_sleepers];
+      atomic_fetch_add(&ex->idle, UNPARKED_ONE);
+      found = true;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&ex->lock);
+  return found;
+}
+
+/* Returns whether the worker should leave park (false: a spurious wake). */
+static bool transition_from_parked(worker *w) {
+  if (w->lifo != NULL || queue_len(&w->queue) > 0) {
+    /* The driver woke tasks into our own queue. If nobody notified us we
+     * are still listed as parked: unlist ourselves, not as a searcher. */
+    w->searching = !unpark_by_id(w->ex, w->index);
+    return true;
+  }
+  bool listed = false;
+  pthread_mutex_lock(&w->ex->lock);
+  for (uint32_t i = 0; i < w->ex->num_sleepers; i++)
+    if (w->ex->sleepers[i] == w->index) listed = true;
+  pthread_mutex_unlock(&w->ex->lock);
+  if (listed) return false;
+  w->searching = true; /* notify_parked counted us as searching */
+  return true;
+}
+
+/* ---- The worker loop -------------------------------------------------- */
+
+/* More than one task of ours is ready: worth waking a parked worker. */
+static bool should_notify_others(worker *w) {
+  if (w->searching) return false;
+  return (w->lifo != NULL ? 1u : 0u) + queue_len(&w->queue) > 1;
+}
+
+static void park(worker *w) {
+  px__executor *ex = w->ex;
+  if (!transition_to_parked(w)) return;
+  while (!atomic_load(&ex->shutdown)) {
+    w->parking = true;
+    parker_park(w);
+    w->parking = false;
+    if (should_notify_others(w)) notify_parked(ex);
+    if (transition_from_parked(w)) break;
+  }
+}
+
+/* Non-blocking I/O and timers, so they are served while all are busy. */
+static void maintenance(worker *w) {
+  if (try_lock_driver(w->ex)) {
+    w->parking = true; /* what it wakes is announced below */
+    px__runtime_turn(w->ex->rt);
+    w->parking = false;
+    unlock_driver(w->ex);
+    if (should_notify_others(w)) notify_parked(w->ex);
+  }
+}
+
+static px_task *next_local(worker *w) {
+  px_task *t = w->lifo;
+  if (t != NULL) {
+    w->lifo = NULL;
+    return t;
+  }
+  return pop(w);
+}
+
+static px_task *next_task(worker *w) {
+  px__executor *ex = w->ex;
+  if (w->tick % GLOBAL_INTERVAL == 0) {
+    /* Injected tasks get a turn even while local work never runs out. */
+    px_task *t = inject_pop(ex);
+    return t != NULL ? t : next_local(w);
+  }
+  px_task *t = next_local(w);
+  if (t != NULL) return t;
+  size_t len = atomic_load(&ex->inject_len);
+  if (len == 0) return NULL;
+  /* Take a fair share of the injection queue in one lock: 1/N of it, at
+   * most half a local queue, at least the one returned. */
+  size_t cap = queue_remaining(&w->queue);
+  if (cap > LOCAL_CAP / 2) cap = LOCAL_CAP / 2;
+  size_t n = len / ex->n + 1;
+  if (n > cap) n = cap;
+  if (n < 1) n = 1;
+  task_list batch = {NULL, NULL};
+  pthread_mutex_lock(&ex->lock);
+  t = list_pop(&ex->inject);
+  size_t taken = t != NULL ? 1 : 0;
+  px_task *u;
+  while (taken < n && (u = list_pop(&ex->inject)) != NULL) {
+    list_push(&batch, u);
+    taken++;
+  }
+  atomic_fetch_sub(&ex->inject_len, taken);
+  pthread_mutex_unlock(&ex->lock);
+  /* Only thieves remove from our queue, so the room counted above is
+   * still there and these pushes never overflow back into the lock. */
+  while ((u = list_pop(&batch)) != NULL) push_back(w, u);
+  return t;
+}
+
+static px_task *steal_work(worker *w) {
+  px__executor *ex = w->ex;
+  if (!transition_to_searching(w)) return NULL;
+  /* xorshift32: a different first victim each time spreads the thieves. */
+  w->rand ^= w->rand << 13;
+  w->rand ^= w->rand >> 17;
+  w->rand ^= w->rand << 5;
+  uint32_t start = w->rand % ex->n;
+  for (uint32_t i = 0; i < ex->n; i++) {
+    uint32_t v = (start + i) % ex->n;
+    if (v == w->index) continue;
+    px_task *t = steal_into(&ex->workers[v], w);
+    if (t != NULL) return t;
+  }
+  return inject_pop(ex);
+}
+
+static void run_task(worker *w, px_task *t) {
+  transition_from_searching(w);
+  int lifo_polls = 0;
+  for (;;) {
+    /* A task that woke itself (a yield) goes to the back of the queue, not
+     * into the LIFO slot: everything else ready runs before it again. */
+    if (px__task_run(t) == PX__RUN_RESCHEDULE) {
+      push_back(w, t);
+      notify_parked(w->ex);
+    }
+    t = w->lifo;
+    if (t == NULL) {
+      w->lifo_enabled = true;
+      return;
+    }
+    w->lifo = NULL;
+    if (++lifo_polls >= MAX_LIFO_POLLS) w->lifo_enabled = false;
+  }
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  px__executor *ex = w->ex;
+  tls_worker = w;
+  /* So px_spawn and leaf futures inside tasks find the runtime. */
+  px__runtime_enter(ex->rt);
+  while (!atomic_load(&ex->shutdown)) {
+    w->tick++;
+    if (w->tick % ex->event_interval == 0) maintenance(w);
+    px_task *t = next_task(w);
+    if (t == NULL) t = steal_work(w);
+    if (t != NULL)
+      run_task(w, t);
+    else
+      park(w);
+  }
+  px__runtime_enter(NULL);
+  tls_worker = NULL;
+  return NULL;
+}
+
+/* ---- The ops table ---------------------------------------------------- */
+
+static void schedule_local(worker *w, px_task *t) {
+  bool notify;
+  if (!w->lifo_enabled) {
+    push_back(w, t);
+    notify = true;
+  } else {
+    /* The newest wake runs next; the one it displaces joins the queue,
+     * where another worker can steal it. */
+    px_task *prev = w->lifo;
+    w->lifo = t;
+    if (prev != NULL) push_back(w, prev);
+    notify = prev != NULL;
+  }
+  if (notify && !w->parking) notify_parked(w->ex);
+}
+
+static void ws_schedule(px__executor *ex, px_task *t) {
+  worker *w = tls_worker;
+  if (w != NULL && w->ex == ex) {
+    schedule_local(w, t);
+    return;
+  }
+  inject_push(ex, t);
+  notify_parked(ex);
+}
+
+static void stop_workers(px__executor *ex) {
+  if (ex->stopped) return;
+  atomic_store(&ex->shutdown, true);
+  /* Every park loop checks shutdown after each wake, and an unpark that
+   * comes before the park is remembered as NOTIFIED. */
+  for (uint32_t i = 0; i < ex->started; i++) unpark(&ex->workers[i]);
+  for (uint32_t i = 0; i < ex->started; i++)
+    pthread_join(ex->workers[i].thread, NULL);
+  ex->stopped = true;
+}
+
+static void ws_destroy(px__executor *ex) {
+  stop_workers(ex);
+  pthread_mutex_destroy(&ex->lock);
+  px__free(ex->sleepers, ex->n * sizeof *ex->sleepers);
+  px__free(ex->workers, ex->n * sizeof *ex->workers);
+  px__free(ex, sizeof *ex);
+}
+
+static int ws_create(px_runtime *rt, const px_config *cfg,
+                     px__executor **out) {
+  px__executor *ex = px__calloc(sizeof *ex);
+  if (ex == NULL) return PX_ENOMEM;
+  ex->rt = rt;
+  ex->n = cfg->workers;
+  ex->event_interval = cfg->event_interval;
+  ex->workers = px__calloc(ex->n * sizeof *ex->workers);
+  ex->sleepers = px__calloc(ex->n * sizeof *ex->sleepers);
+  pthread_mutex_init(&ex->lock, NULL);
+  if (ex->workers == NULL || ex->sleepers == NULL) {
+    ex->stopped = true;
+    ws_destroy(ex);
+    return PX_ENOMEM;
+  }
+  atomic_init(&ex->idle, ex->n * UNPARKED_ONE);
+  /* block_on's thread waits on its own futex, never in the reactor, so
+   * waking the main future must not interrupt the driver. No other thread
+   * exists yet, so this write races with nothing. */
+  px__runtime_main_waker(rt)->runtime = NULL;
+  for (uint32_t i = 0; i < ex->n; i++) {
+    worker *w = &ex->workers[i];
+    w->ex = ex;
+    w->index = i;
+    w->lifo_enabled = true;
+    w->rand = i * 0x9e3779b9u + 0x7f4a7c15u;
+    if (w->rand == 0) w->rand = 1;
+  }
+  for (uint32_t i = 0; i < ex->n; i++) {
+    int rc = pthread_create(&ex->workers[i].thread, NULL, worker_main,
+                            &ex->workers[i]);
+    if (rc != 0) {
+      ws_destroy(ex); /* stops the ones already started */
+      return px_err_from_errno(rc);
+    }
+    ex->started++;
+  }
+  *out = ex;
+  return 0;
+}
+
+static int ws_block_on(px__executor *ex, px_future *main) {
+  /* The main future starts notified so that it is polled first. */
+  px__thread_waker *tw = px__runtime_main_waker(ex->rt);
+  atomic_store(&tw->notified, 1);
+  px_waker waker = px__thread_waker_make(tw);
+  px_context cx = {&waker, ex->rt};
+  for (;;) {
+    if (px__thread_waker_take(tw)) {
+      int r = px_future_poll(main, &cx);
+      if (r != PX_PENDING) return r < 0 ? r : 0;
+    }
+    px__thread_waker_park(tw);
+  }
+}
+
+static void ws_drain(px__executor *ex) {
+  stop_workers(ex);
+  for (uint32_t i = 0; i < ex->n; i++) {
+    worker *w = &ex->workers[i];
+    if (w->lifo != NULL) {
+      px__task_drop_notified(w->lifo);
+      w->lifo = NULL;
+    }
+    px_task *t;
+    while ((t = pop(w)) != NULL) px__task_drop_notified(t);
+  }
+  px_task *t;
+  while ((t = inject_pop(ex)) != NULL) px__task_drop_notified(t);
+}
+
+const px__executor_ops px__ws_ops = {
+    .name = "work_stealing",
+    .create = ws_create,
+    .destroy = ws_destroy,
+    .schedule = ws_schedule,
+    .block_on = ws_block_on,
+    .drain = ws_drain,
+};

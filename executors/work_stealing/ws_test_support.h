@@ -1,0 +1,99 @@
+/*
+ * Test futures for the work-stealing suite, written with the async macros
+ * (which are C) for the C++ GoogleTest file. They link pollux_ws, not
+ * //tests:support, which brings the flag-selected executor with it.
+ */
+#ifndef POLLUX_EXECUTORS_WORK_STEALING_WS_TEST_SUPPORT_H
+#define POLLUX_EXECUTORS_WORK_STEALING_WS_TEST_SUPPORT_H
+
+#include <stdint.h>
+
+#include "api/internal/px_internal.h"
+#include "pollux.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Marks seen[index] (which must be 0: exactly once), then counts itself. */
+typedef struct {
+  px_async px;
+  px__atomic(long) *count;
+  px__atomic(unsigned char) *seen;
+  long index;
+} ws_counter;
+px_future *ws_counter_new(ws_counter *f, px__atomic(long) *count,
+                          px__atomic(unsigned char) *seen, long index);
+
+/* Sleeps 1 ms at a time until *count reaches target. */
+typedef struct {
+  px_async px;
+  px__atomic(long) *count;
+  long target;
+  px_sleep sleep;
+} ws_wait_count;
+px_future *ws_wait_count_new(ws_wait_count *f, px__atomic(long) *count,
+                             long target);
+
+/* Yields `yields` times (forever with -1, or until *stop is set), then
+ * returns 42. Counts polls and drops. */
+typedef struct {
+  px_async px;
+  int yields, i;
+  px__atomic(int) *stop;
+  px__atomic(int) *drops;
+} ws_yielder;
+px_future *ws_yielder_new(ws_yielder *f, int yields, px__atomic(int) *stop,
+                          px__atomic(int) *drops);
+
+/* Spawns a child that reports its thread id and joins it. Output: the
+ * child's thread id (gettid). */
+typedef struct {
+  px_async px;
+  px_join_handle child;
+} ws_spawn_probe;
+px_future *ws_spawn_probe_new(ws_spawn_probe *f);
+
+/* Spawns n sleepers of 1..n ms (each checks it did not wake early) and joins
+ * them all. Output: how many woke on time; error: the first failure. */
+#define WS_MAX_SLEEPERS 64
+typedef struct {
+  px_async px;
+  int n, i;
+  long on_time;
+  px_join_handle joins[WS_MAX_SLEEPERS];
+} ws_sleep_many;
+px_future *ws_sleep_many_new(ws_sleep_many *f, int n);
+
+/* Spawns `busy` tasks that yield until *stop, sleeps `ms`, sets *stop and
+ * joins them: the sleep must fire while every worker is busy. */
+typedef struct {
+  px_async px;
+  int busy, i;
+  uint64_t ms;
+  px__atomic(int) *stop;
+  px_join_handle joins[WS_MAX_SLEEPERS];
+  px_sleep sleep;
+} ws_sleep_while_busy;
+px_future *ws_sleep_while_busy_new(ws_sleep_while_busy *f, int busy,
+                                   uint64_t ms, px__atomic(int) *stop);
+
+/* A TCP round trip on loopback: an acceptor task serving `clients` echo
+ * connections, and `clients` client tasks that each send `len` bytes and
+ * check the echo. Output: clients that got their bytes back intact. */
+typedef struct {
+  px_async px;
+  int clients, i;
+  size_t len;
+  long ok;
+  px_tcp_listener *listener;
+  px_join_handle acceptor;
+  px_join_handle joins[WS_MAX_SLEEPERS];
+} ws_tcp_echo;
+px_future *ws_tcp_echo_new(ws_tcp_echo *f, int clients, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * Async operations on file descriptors (internal), shared by TCP, UDP, Unix
+ * sockets, pipes and signals.
+ *
+ * Every operation is a future with the same shape, mio's and tokio's:
+ *
+ *   loop {
+ *     try the non-blocking syscall;
+ *     success or a real error -> READY;
+ *     EAGAIN -> clear the readiness we acted on, and ask px__io again:
+ *               not ready -> our waker is stored, PENDING;
+ *               ready     -> an event came in meanwhile, try again.
+ *   }
+ *
+ * That loop lives once, in px__fd_drive(); each operation only supplies its
+ * syscall as an `attempt` function. The syscall is tried before looking at
+ * readiness at all, so an operation that can complete at once (data already
+ * buffered, a connection already queued) does so on its first poll.
+ *
+ * Only the px__io API of reactors/reactor.h is used, so the same code runs
+ * over every reactor backend, edge- or level-triggered.
+ */
+#ifndef POLLUX_REACTORS_FD_IO_H
+#define POLLUX_REACTORS_FD_IO_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "pollux/net.h"
+#include "reactors/reactor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What one attempt at a syscall came to (negative values are errors). */
+enum { PX__FD_WOULD_BLOCK = 0, PX__FD_DONE = 1, PX__FD_RETRY = 2 };
+
+/* Tries the operation once; stores the future's output on PX__FD_DONE. */
+typedef int (*px__fd_attempt_fn)(px_future *f);
+
+/* Sorts a failed syscall's errno into "retry now", "wait" or an error. */
+int px__fd_after_failure(void);
+
+/* Stores `err` in the future and returns PX_READY. */
+px_poll px__fd_complete(px_future *f, int err);
+
+/* The loop of the file comment: the one place that waits for readiness. */
+px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
+                     unsigned interest, px__fd_attempt_fn attempt);
+
+/* Completes like px__fd_complete after taking our waker back from io. */
+px_poll px__fd_finish(px_future *f, px__io *io, unsigned interest, int err);
+
+/*
+ * For a future's drop: takes its waker back out of io's slot if its last
+ * poll left one there, so a cancelled operation keeps no task alive.
+ */
+void px__fd_forget_waker(px_future *f, px__io *io, unsigned interest);
+
+/* Deregisters io and closes its descriptor. */
+void px__fd_close(px__io *io);
+
+/* ---- Streams: TCP, Unix, pipes and wrapped descriptors ---------------- */
+
+#define PX__STREAM_SOCKET 0x1u /* send/recv (no SIGPIPE); else read/write */
+
+struct px_tcp_stream {
+  int fd;
+  unsigned flags; /* PX__STREAM_* */
+  px__io io;
+};
+
+/* Wraps a non-blocking descriptor. On failure fd is left open. */
+int px__stream_new(int fd, unsigned flags, px_tcp_stream **out);
+
+/* ---- Listeners: TCP and Unix ------------------------------------------ */
+
+struct px_tcp_listener {
+  int fd;
+  /*
+   * A descriptor held in reserve (on /dev/null) for the day accept fails
+   * with EMFILE: closing it frees one slot, so the pending connection can
+   * be accepted and closed instead of waking us forever (libuv's trick).
+   * -1 when it could not be reopened.
+   */
+  int spare;
+  int family;
+  px__io io;
+};
+
+/* Binds `fd` to addr and listens; on success *out owns fd. */
+int px__listener_new(int fd, const struct sockaddr *addr, socklen_t len,
+                     px_tcp_listener **out);
+
+/* Connects to any address (TCP or Unix); the future is px_tcp_connect's. */
+px_future *px__connect_init(px_tcp_connect *f, const px_addr *addr, int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

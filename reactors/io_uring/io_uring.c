@@ -1,0 +1,431 @@
+/*
+ * The io_uring reactor: readiness through IORING_OP_POLL_ADD (liburing).
+ *
+ * io_uring is Linux's completion interface: requests go into a submission
+ * queue (SQ), results come back in a completion queue (CQ), both rings
+ * shared with the kernel. pollux asks it for readiness, not for the I/O
+ * itself, so it fits the same reactor interface as epoll: each registration
+ * is one *multishot* poll request (IORING_POLL_ADD_MULTI, Linux 5.13+) for
+ * POLLIN | POLLOUT | POLLRDHUP. A multishot poll stays armed and posts a
+ * completion (CQE, flagged IORING_CQE_F_MORE) every time the descriptor's
+ * wait queue is woken with a matching event: edge-triggered, like EPOLLET,
+ * so one submission per registration and the px__io record keeps the edges.
+ *
+ * Why not one-shot polls re-armed after each completion, which older
+ * kernels support? A re-armed one-shot poll reports the *state* again, so a
+ * writable socket would complete over and over: it is level-triggered, and
+ * edge-triggered backends are never told when a waiter wants a direction
+ * again (reactors/io.c). create therefore checks that multishot polls work
+ * and fails with PX_ENOSYS on a kernel without them. The kernel may still
+ * end a multishot poll (a CQE without IORING_CQE_F_MORE, e.g. when the CQ
+ * overflowed); such a poll is re-armed, which reports the current state
+ * once more, so nothing is lost.
+ *
+ * del submits IORING_OP_POLL_REMOVE for the request. Removal completes
+ * asynchronously and CQEs of the old request may already be queued, so the
+ * request's record (user_data) is marked dead and freed only when its final
+ * CQE arrives; a dead record's CQEs are never dispatched.
+ *
+ * Wake-ups: an eventfd with its own multishot poll in the ring. Timeouts:
+ * io_uring_wait_cqe_timeout, which with IORING_FEAT_EXT_ARG (Linux 5.11+,
+ * also checked by create) passes the timeout to the kernel directly instead
+ * of queueing a timeout request, so waiting never touches the SQ.
+ *
+ * Threading: a mutex guards the SQ, the records and CQ processing. add,
+ * modify and del submit under it from any thread, also while another thread
+ * waits (the kernel allows concurrent io_uring_enter calls, and waiting does
+ * not touch the SQ); the poller waits without it and handles CQEs under
+ * it, so once del has returned no CQE of that registration is dispatched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "internal/px_internal.h"
+#include "reactors/reactor.h"
+
+#define MIN_ENTRIES 8u
+#define MAX_ENTRIES 4096u
+
+/* user_data values that are not records (records are aligned pointers). */
+#define TAG_WAKE 1u   /* the eventfd's poll */
+#define TAG_IGNORE 2u /* completions of removals: nothing to do */
+
+/* One poll request. Lives until its final CQE, even after del. */
+typedef struct rec {
+  px__io *io;
+  unsigned mask; /* POLL* bits asked for */
+  bool dead;     /* deregistered: drop its CQEs, free it at the last one */
+  struct rec *next_dead;
+} rec;
+
+struct px__reactor {
+  struct io_uring ring;
+  bool ring_ok;
+  int wakefd;
+  pthread_mutex_t mu;
+  rec **recs; /* descriptor -> its registration's live request */
+  size_t cap;
+  rec *dead; /* removed requests still waiting for their final CQE */
+};
+
+static void rec_free(rec *c) { px__free(c, sizeof(*c)); }
+
+static bool table_cover(px__reactor *r, int fd);
+
+static void ur_destroy(px__reactor *r) {
+  if (r == NULL) return;
+  /* Closing the ring cancels what is still armed. Linux does that from a
+   * worker that then queues task work to the threads that used the ring,
+   * which interrupts one later blocking call of theirs: an epoll_wait in
+   * this thread may return EINTR once, which reactor.h already counts as
+   * "0 events". */
+  if (r->ring_ok) io_uring_queue_exit(&r->ring);
+  /* With the ring gone no CQE can arrive: every record can go. */
+  for (size_t fd = 0; fd < r->cap; fd++)
+    if (r->recs[fd] != NULL) rec_free(r->recs[fd]);
+  px__free(r->recs, r->cap * sizeof(*r->recs));
+  while (r->dead != NULL) {
+    rec *next = r->dead->next_dead;
+    rec_free(r->dead);
+    r->dead = next;
+  }
+  if (r->wakefd >= 0) close(r->wakefd);
+  pthread_mutex_destroy(&r->mu);
+  px__free(r, sizeof(*r));
+}
+
+/* An SQE, submitting what is queued first if the SQ is full. mu held. */
+static struct io_uring_sqe *get_sqe(px__reactor *r) {
+  struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+  if (sqe == NULL) {
+    (void)io_uring_submit(&r->ring);
+    sqe = io_uring_get_sqe(&r->ring);
+  }
+  return sqe;
+}
+
+/* Queues a multishot poll for `fd` with user_data `data`. mu held. */
+static int queue_poll(px__reactor *r, int fd, unsigned mask, uint64_t data) {
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe == NULL) return PX_EBUSY;
+  io_uring_prep_poll_multishot(sqe, fd, mask);
+  io_uring_sqe_set_data64(sqe, data);
+  return 0;
+}
+
+static int submit(px__reactor *r) {
+  int n;
+  do {
+    n = io_uring_submit(&r->ring);
+  } while (n == -EINTR);
+  return n < 0 ? px_err_from_errno(-n) : 0;
+}
+
+static void drain_wakefd(px__reactor *r) {
+  uint64_t count;
+  ssize_t n;
+  do {
+    n = read(r->wakefd, &count, sizeof(count));
+  } while (n < 0 && errno == EINTR);
+}
+
+/*
+ * Checks at create time that this kernel accepts multishot polls: arm the
+ * eventfd's poll, make it ready, and look at the CQE. An old kernel
+ * rejects the flag with -EINVAL.
+ */
+static int probe_multishot(px__reactor *r) {
+  uint64_t one = 1;
+  if (write(r->wakefd, &one, sizeof(one)) < 0) return px_err_from_errno(errno);
+  struct io_uring_cqe *cqe;
+  int rc;
+  do {
+    rc = io_uring_wait_cqe(&r->ring, &cqe);
+  } while (rc == -EINTR);
+  if (rc < 0) return px_err_from_errno(-rc);
+  int res = cqe->res;
+  bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  io_uring_cqe_seen(&r->ring, cqe);
+  drain_wakefd(r);
+  if (res < 0 || !more) return PX_ENOSYS;
+  return 0;
+}
+
+static int ur_create(const px_config *cfg, px__reactor **out) {
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  unsigned entries = 1024;
+  if (cfg != NULL && cfg->event_capacity != 0) entries = cfg->event_capacity;
+  if (entries < MIN_ENTRIES) entries = MIN_ENTRIES;
+  if (entries > MAX_ENTRIES) entries = MAX_ENTRIES;
+
+  px__reactor *r = px__calloc(sizeof(*r));
+  if (r == NULL) return PX_ENOMEM;
+  r->wakefd = -1;
+  if (pthread_mutex_init(&r->mu, NULL) != 0) {
+    px__free(r, sizeof(*r));
+    return PX_ENOMEM;
+  }
+  /* A CQ four times the SQ: every registration may have a completion
+   * queued between two polls, more than requests submitted per batch. */
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  p.flags = IORING_SETUP_CQSIZE;
+  p.cq_entries = entries * 4;
+  int rc = io_uring_queue_init_params(entries, &r->ring, &p);
+  if (rc < 0) {
+    /* ENOSYS (no io_uring, or seccomp), EPERM (disabled by sysctl), ... */
+    ur_destroy(r);
+    return px_err_from_errno(-rc);
+  }
+  r->ring_ok = true;
+  if (!(p.features & IORING_FEAT_EXT_ARG)) {
+    ur_destroy(r);
+    return PX_ENOSYS; /* see the file comment: Linux 5.11+ */
+  }
+  r->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (r->wakefd < 0) {
+    int err = px_err_from_errno(errno);
+    ur_destroy(r);
+    return err;
+  }
+  int err = queue_poll(r, r->wakefd, POLLIN, TAG_WAKE);
+  if (err == 0) err = submit(r);
+  if (err == 0) err = probe_multishot(r);
+  if (err < 0) {
+    ur_destroy(r);
+    return err;
+  }
+  /* The table's first size up front: a program with a few sockets then
+   * allocates nothing per registration beyond what add itself needs. */
+  if (!table_cover(r, 63)) {
+    ur_destroy(r);
+    return PX_ENOMEM;
+  }
+  *out = r;
+  return 0;
+}
+
+static unsigned poll_mask(unsigned interest) {
+  unsigned mask = 0;
+  if (interest & PX__READABLE) mask |= POLLIN | POLLRDHUP;
+  if (interest & PX__WRITABLE) mask |= POLLOUT;
+  return mask;
+}
+
+/* Makes the table cover `fd`. mu held. */
+static bool table_cover(px__reactor *r, int fd) {
+  size_t need = (size_t)fd + 1;
+  if (need <= r->cap) return true;
+  size_t n = r->cap ? r->cap : 64;
+  while (n < need) n *= 2;
+  rec **t = px__calloc(n * sizeof(*t));
+  if (t == NULL) return false;
+  if (r->recs != NULL) memcpy(t, r->recs, r->cap * sizeof(*t));
+  px__free(r->recs, r->cap * sizeof(*t));
+  r->recs = t;
+  r->cap = n;
+  return true;
+}
+
+/* Starts a request for io with `interest`. mu held. */
+static int start(px__reactor *r, px__io *io, unsigned interest) {
+  if (!table_cover(r, io->fd)) return PX_ENOMEM;
+  rec *c = px__calloc(sizeof(*c));
+  if (c == NULL) return PX_ENOMEM;
+  c->io = io;
+  c->mask = poll_mask(interest);
+  if (c->mask != 0) {
+    int err = queue_poll(r, io->fd, c->mask, (uint64_t)(uintptr_t)c);
+    if (err == 0) err = submit(r);
+    if (err < 0) {
+      rec_free(c);
+      return err;
+    }
+  }
+  r->recs[io->fd] = c;
+  io->interest = interest;
+  return 0;
+}
+
+/* Ends io's request: dead now, freed at its last CQE. mu held. */
+static void stop(px__reactor *r, rec *c) {
+  r->recs[c->io->fd] = NULL;
+  c->dead = true;
+  if (c->mask == 0) {
+    rec_free(c); /* never submitted: no CQE will come */
+    return;
+  }
+  c->next_dead = r->dead;
+  r->dead = c;
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe != NULL) {
+    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c);
+    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
+    (void)submit(r);
+  }
+}
+
+static rec *find(px__reactor *r, px__io *io) {
+  if (io->fd < 0 || (size_t)io->fd >= r->cap) return NULL;
+  rec *c = r->recs[io->fd];
+  return (c != NULL && c->io == io) ? c : NULL;
+}
+
+static int ur_add(px__reactor *r, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
+  /* A poll on a closed descriptor would fail only in its CQE, later. */
+  if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
+  pthread_mutex_lock(&r->mu);
+  int err = 0;
+  if ((size_t)io->fd < r->cap && r->recs[io->fd] != NULL)
+    err = PX_EBUSY;
+  else
+    err = start(r, io, interest & (PX__READABLE | PX__WRITABLE));
+  pthread_mutex_unlock(&r->mu);
+  return err;
+}
+
+static int ur_modify(px__reactor *r, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  interest &= PX__READABLE | PX__WRITABLE;
+  pthread_mutex_lock(&r->mu);
+  int err = 0;
+  rec *c = find(r, io);
+  if (c == NULL) {
+    err = PX_ENOENT;
+  } else if (poll_mask(interest) != c->mask) {
+    /* A poll's mask is fixed: replace the request. (Edge-triggered
+     * registrations never come here from px__io.) */
+    stop(r, c);
+    err = start(r, io, interest);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return err;
+}
+
+static int ur_del(px__reactor *r, px__io *io) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  pthread_mutex_lock(&r->mu);
+  rec *c = find(r, io);
+  if (c != NULL) stop(r, c);
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+static void unlink_dead(px__reactor *r, rec *c) {
+  for (rec **p = &r->dead; *p != NULL; p = &(*p)->next_dead) {
+    if (*p == c) {
+      *p = c->next_dead;
+      return;
+    }
+  }
+}
+
+static unsigned ready_bits(int res) {
+  unsigned ready = 0;
+  if (res & POLLIN) ready |= PX__READABLE;
+  if (res & POLLOUT) ready |= PX__WRITABLE;
+  if (res & POLLRDHUP) ready |= PX__READABLE | PX__HUP;
+  if (res & POLLHUP) ready |= PX__HUP;
+  if (res & (POLLERR | POLLNVAL)) ready |= PX__ERROR;
+  return ready;
+}
+
+/* Handles one CQE; returns 1 when a registration was dispatched. mu held. */
+static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
+  uint64_t data = io_uring_cqe_get_data64(cqe);
+  bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  if (data == TAG_IGNORE) return 0;
+  if (data == TAG_WAKE) {
+    drain_wakefd(r);
+    if (!more) (void)queue_poll(r, r->wakefd, POLLIN, TAG_WAKE);
+    return 0;
+  }
+  rec *c = (rec *)(uintptr_t)data;
+  if (c->dead) {
+    if (!more) {
+      unlink_dead(r, c);
+      rec_free(c);
+    }
+    return 0;
+  }
+  int dispatched = 0;
+  if (cqe->res > 0) {
+    px__io_dispatch(c->io, ready_bits(cqe->res));
+    dispatched = 1;
+  } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
+    /* The poll itself failed (EBADF: closed without deregistering). Tell
+     * the waiters; re-arming would fail the same way. */
+    px__io_dispatch(c->io, PX__ERROR);
+    return 1;
+  }
+  /* The kernel ended the multishot poll (CQ overflow, ...): arm it again,
+   * which reports the current state once more. */
+  if (!more) (void)queue_poll(r, c->io->fd, c->mask, data);
+  return dispatched;
+}
+
+static int ur_poll(px__reactor *r, int timeout_ms) {
+  if (r == NULL) return PX_EINVAL;
+  struct io_uring_cqe *cqe = NULL;
+  int rc;
+  if (timeout_ms < 0) {
+    rc = io_uring_wait_cqe(&r->ring, &cqe);
+  } else if (timeout_ms == 0) {
+    rc = io_uring_peek_cqe(&r->ring, &cqe);
+  } else {
+    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
+                                   .tv_nsec = (timeout_ms % 1000) * 1000000L};
+    rc = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+  }
+  /* ETIME: the timeout passed; EAGAIN: nothing to peek; EINTR: a signal.
+   * None of them is an error of the reactor. */
+  if (rc == -ETIME || rc == -EAGAIN || rc == -EINTR) return 0;
+  if (rc < 0) return px_err_from_errno(-rc);
+
+  int dispatched = 0;
+  pthread_mutex_lock(&r->mu);
+  unsigned head, seen = 0;
+  io_uring_for_each_cqe(&r->ring, head, cqe) {
+    dispatched += handle(r, cqe);
+    seen++;
+  }
+  io_uring_cq_advance(&r->ring, seen);
+  /* Re-arms queued by handle(). */
+  if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
+  pthread_mutex_unlock(&r->mu);
+  return dispatched;
+}
+
+static int ur_wakeup(px__reactor *r) {
+  if (r == NULL) return PX_EINVAL;
+  uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(r->wakefd, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
+  return 0;
+}
+
+const px__reactor_ops px__io_uring_ops = {
+    .name = "io_uring",
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
+    .max_fd = 0,
+    .create = ur_create,
+    .destroy = ur_destroy,
+    .add = ur_add,
+    .modify = ur_modify,
+    .del = ur_del,
+    .poll = ur_poll,
+    .wakeup = ur_wakeup,
+};

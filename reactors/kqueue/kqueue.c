@@ -1,0 +1,313 @@
+/*
+ * The kqueue(2) reactor: FreeBSD, macOS and the other BSDs.
+ *
+ * Written against the system's <sys/event.h> and nothing else, so it
+ * builds unchanged wherever kqueue exists. (Linux has none; there the build
+ * links a test-only emulation on epoll, tests/kqueue_emu, so this file runs
+ * through the same conformance suite and integration tests.)
+ *
+ * kqueue's unit is the knote, one per (descriptor, filter): a registration
+ * adds an EVFILT_READ and an EVFILT_WRITE knote with EV_ADD | EV_CLEAR and
+ * its px__io as udata. EV_CLEAR resets a knote's state when it is reported,
+ * so each is reported once per change: edge-triggered, like EPOLLET, and
+ * one kevent() call per registration for its whole life. A peer's close
+ * comes as EV_EOF on the read filter (readable + HUP); a socket error as
+ * EV_EOF with the error in fflags (ERROR).
+ *
+ * Wake-ups: an EVFILT_USER knote (EV_CLEAR) that wakeup fires with
+ * NOTE_TRIGGER; where EVFILT_USER is missing (older BSDs), a self-pipe
+ * watched by EVFILT_READ.
+ *
+ * Threading: add, modify and del may be called from any thread. kevent
+ * copies events out to the poller, and another thread may delete a knote
+ * right after; so the poller checks each event's px__io against a table
+ * (descriptor -> px__io) under a mutex and dispatches under that mutex,
+ * which del also takes: once del has returned no dispatch reaches its
+ * px__io.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/event.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal/px_internal.h"
+#include "reactors/reactor.h"
+
+#define DEFAULT_EVENT_CAPACITY 1024u
+#define WAKE_IDENT 0 /* EVFILT_USER idents are ours to choose */
+
+struct px__reactor {
+  int kq;
+  int wake_rd, wake_wr; /* the self-pipe without EVFILT_USER, else -1 */
+  pthread_mutex_t mu;   /* guards table */
+  px__io **table;       /* descriptor -> its registration */
+  size_t cap;
+  uint32_t capacity;
+  struct kevent *events; /* capacity entries, reused by every poll */
+};
+
+static bool table_cover(px__reactor *r, int fd);
+
+static void kq_destroy(px__reactor *r) {
+  if (r == NULL) return;
+  if (r->kq >= 0) close(r->kq);
+  if (r->wake_rd >= 0) close(r->wake_rd);
+  if (r->wake_wr >= 0) close(r->wake_wr);
+  px__free(r->table, r->cap * sizeof(*r->table));
+  px__free(r->events, (size_t)r->capacity * sizeof(*r->events));
+  pthread_mutex_destroy(&r->mu);
+  px__free(r, sizeof(*r));
+}
+
+/* Applies changes; returns 0 or a PX_E* code. */
+static int apply(px__reactor *r, struct kevent *changes, int n) {
+  if (n == 0) return 0;
+  int rc;
+  do {
+    rc = kevent(r->kq, changes, n, NULL, 0, NULL);
+  } while (rc < 0 && errno == EINTR);
+  return rc < 0 ? px_err_from_errno(errno) : 0;
+}
+
+static int make_wake(px__reactor *r) {
+#ifdef EVFILT_USER
+  struct kevent kev;
+  EV_SET(&kev, WAKE_IDENT, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
+  return apply(r, &kev, 1);
+#else
+  int p[2];
+  if (pipe(p) < 0) return px_err_from_errno(errno);
+  r->wake_rd = p[0];
+  r->wake_wr = p[1];
+  for (int i = 0; i < 2; i++) {
+    int fl = fcntl(p[i], F_GETFL);
+    if (fl < 0 || fcntl(p[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
+        fcntl(p[i], F_SETFD, FD_CLOEXEC) < 0)
+      return px_err_from_errno(errno);
+  }
+  /* Level-triggered (no EV_CLEAR): reported until poll drains it. */
+  struct kevent kev;
+  EV_SET(&kev, r->wake_rd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+  return apply(r, &kev, 1);
+#endif
+}
+
+static int kq_create(const px_config *cfg, px__reactor **out) {
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  uint32_t capacity = DEFAULT_EVENT_CAPACITY;
+  if (cfg != NULL && cfg->event_capacity != 0) capacity = cfg->event_capacity;
+  px__reactor *r = px__calloc(sizeof(*r));
+  if (r == NULL) return PX_ENOMEM;
+  r->kq = r->wake_rd = r->wake_wr = -1;
+  if (pthread_mutex_init(&r->mu, NULL) != 0) {
+    px__free(r, sizeof(*r));
+    return PX_ENOMEM;
+  }
+  r->capacity = capacity;
+  r->events = px__alloc((size_t)capacity * sizeof(*r->events));
+  if (r->events == NULL) {
+    kq_destroy(r);
+    return PX_ENOMEM;
+  }
+  r->kq = kqueue();
+  if (r->kq < 0) {
+    int err = px_err_from_errno(errno);
+    kq_destroy(r);
+    return err;
+  }
+  /* kqueue descriptors are not inherited by fork; CLOEXEC covers exec
+   * where the system allows setting it. */
+  (void)fcntl(r->kq, F_SETFD, FD_CLOEXEC);
+  int err = make_wake(r);
+  if (err < 0) {
+    kq_destroy(r);
+    return err;
+  }
+  /* The table's first size up front: a program with a few sockets then
+   * allocates nothing per registration beyond what add itself needs. */
+  if (!table_cover(r, 63)) {
+    kq_destroy(r);
+    return PX_ENOMEM;
+  }
+  *out = r;
+  return 0;
+}
+
+/* Makes the table cover `fd`. mu held. */
+static bool table_cover(px__reactor *r, int fd) {
+  size_t need = (size_t)fd + 1;
+  if (need <= r->cap) return true;
+  size_t n = r->cap ? r->cap : 64;
+  while (n < need) n *= 2;
+  px__io **t = px__calloc(n * sizeof(*t));
+  if (t == NULL) return false;
+  if (r->table != NULL) memcpy(t, r->table, r->cap * sizeof(*t));
+  px__free(r->table, r->cap * sizeof(*t));
+  r->table = t;
+  r->cap = n;
+  return true;
+}
+
+/* Fills changes that add the filters in `on` and delete those in `off`. */
+static int changes_for(px__io *io, unsigned on, unsigned off,
+                       struct kevent ch[2]) {
+  int n = 0;
+  static const struct {
+    unsigned bit;
+    short filter;
+  } filters[2] = {{PX__READABLE, EVFILT_READ}, {PX__WRITABLE, EVFILT_WRITE}};
+  for (int i = 0; i < 2; i++) {
+    if (on & filters[i].bit)
+      EV_SET(&ch[n++], io->fd, filters[i].filter, EV_ADD | EV_CLEAR, 0, 0,
+             (void *)io);
+    else if (off & filters[i].bit)
+      EV_SET(&ch[n++], io->fd, filters[i].filter, EV_DELETE, 0, 0, NULL);
+  }
+  return n;
+}
+
+static int kq_add(px__reactor *r, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
+  interest &= PX__READABLE | PX__WRITABLE;
+  pthread_mutex_lock(&r->mu);
+  int err = 0;
+  if (!table_cover(r, io->fd)) {
+    err = PX_ENOMEM;
+  } else if (r->table[io->fd] != NULL) {
+    err = PX_EBUSY;
+  } else {
+    struct kevent ch[2];
+    /* A closed descriptor fails here with EBADF. */
+    err = apply(r, ch, changes_for(io, interest, 0, ch));
+    if (err == 0) {
+      r->table[io->fd] = io;
+      io->interest = interest;
+    }
+  }
+  pthread_mutex_unlock(&r->mu);
+  return err;
+}
+
+static bool registered(px__reactor *r, px__io *io) {
+  return io->fd >= 0 && (size_t)io->fd < r->cap && r->table[io->fd] == io;
+}
+
+static int kq_modify(px__reactor *r, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  interest &= PX__READABLE | PX__WRITABLE;
+  pthread_mutex_lock(&r->mu);
+  int err = PX_ENOENT;
+  if (registered(r, io)) {
+    /* Only filters that change are touched. (Edge-triggered registrations
+     * never come here from px__io.) */
+    struct kevent ch[2];
+    unsigned on = interest & ~io->interest, off = io->interest & ~interest;
+    err = apply(r, ch, changes_for(io, on, off, ch));
+    if (err == 0) io->interest = interest;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return err;
+}
+
+static int kq_del(px__reactor *r, px__io *io) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  pthread_mutex_lock(&r->mu);
+  if (registered(r, io)) {
+    r->table[io->fd] = NULL;
+    struct kevent ch[2];
+    /* ENOENT (a filter never added) and EBADF (the descriptor was closed,
+     * which removed its knotes) both mean "not watched any more". Each
+     * filter separately, so one failure does not hide the other. */
+    int n = changes_for(io, 0, io->interest, ch);
+    for (int i = 0; i < n; i++) (void)apply(r, &ch[i], 1);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+static unsigned ready_bits(const struct kevent *ev) {
+  unsigned ready = ev->filter == EVFILT_READ ? PX__READABLE : PX__WRITABLE;
+  if (ev->flags & EV_EOF) {
+    /* Read side: the peer will send nothing more. Write side: the peer is
+     * gone. Either way a hang-up; fflags carries a socket error, if any. */
+    ready |= PX__HUP;
+    if (ev->fflags != 0) ready |= PX__ERROR;
+  }
+  if (ev->flags & EV_ERROR) ready |= PX__ERROR;
+  return ready;
+}
+
+static int kq_poll(px__reactor *r, int timeout_ms) {
+  if (r == NULL) return PX_EINVAL;
+  struct timespec ts, *tsp = NULL;
+  if (timeout_ms >= 0) {
+    ts.tv_sec = timeout_ms / 1000;
+    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+    tsp = &ts;
+  }
+  int n = kevent(r->kq, NULL, 0, r->events, (int)r->capacity, tsp);
+  if (n < 0) {
+    /* A signal: "nothing happened", as reactor.h promises. */
+    if (errno == EINTR) return 0;
+    return px_err_from_errno(errno);
+  }
+  int dispatched = 0;
+  pthread_mutex_lock(&r->mu);
+  for (int i = 0; i < n; i++) {
+    struct kevent *ev = &r->events[i];
+#ifdef EVFILT_USER
+    if (ev->filter == EVFILT_USER) continue; /* a wake-up, EV_CLEAR'd */
+#else
+    if (ev->filter == EVFILT_READ && (int)ev->ident == r->wake_rd) {
+      char buf[64];
+      while (read(r->wake_rd, buf, sizeof buf) > 0) {
+      }
+      continue;
+    }
+#endif
+    px__io *io = (px__io *)(uintptr_t)ev->udata;
+    /* Deregistered since kevent returned? Then this event is stale. */
+    if (io == NULL || !registered(r, io)) continue;
+    px__io_dispatch(io, ready_bits(ev));
+    dispatched++;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return dispatched;
+}
+
+static int kq_wakeup(px__reactor *r) {
+  if (r == NULL) return PX_EINVAL;
+#ifdef EVFILT_USER
+  struct kevent kev;
+  EV_SET(&kev, WAKE_IDENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
+  return apply(r, &kev, 1);
+#else
+  ssize_t n;
+  do {
+    n = write(r->wake_wr, "", 1);
+  } while (n < 0 && errno == EINTR);
+  /* A full pipe already holds a pending wake-up. */
+  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
+  return 0;
+#endif
+}
+
+const px__reactor_ops px__kqueue_ops = {
+    .name = "kqueue",
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
+    .max_fd = 0,
+    .create = kq_create,
+    .destroy = kq_destroy,
+    .add = kq_add,
+    .modify = kq_modify,
+    .del = kq_del,
+    .poll = kq_poll,
+    .wakeup = kq_wakeup,
+};

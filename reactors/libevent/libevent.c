@@ -1,0 +1,372 @@
+/*
+ * The libevent reactor: the same job done through libevent 2.1's
+ * event_base, to show how pollux sits on an existing event library.
+ *
+ * One struct event per registration, created with
+ * EV_READ | EV_WRITE | EV_PERSIST | EV_ET (and EV_CLOSED where the method
+ * reports half-closes): persistent and edge-triggered, so, as with epoll,
+ * each descriptor is set up once and the px__io record keeps the edges.
+ * The base is created requiring EV_FEATURE_ET and EV_FEATURE_O1, which
+ * libevent's epoll (Linux) and kqueue (BSD, macOS) methods provide; where
+ * neither exists create fails with PX_ENOTSUP instead of silently falling
+ * back to a level-triggered method that would spin on writability.
+ *
+ * poll(timeout) is one event_base_loop(EVLOOP_ONCE): it blocks until some
+ * event is active, runs the callbacks, and returns. A timeout is a timer
+ * event added for the call (its activation ends the loop); timeout 0 is
+ * EVLOOP_NONBLOCK. The callbacks call px__io_dispatch and count.
+ *
+ * Wake-ups: an eventfd (a pipe where there is none) registered as a plain
+ * persistent read event. Writing to it activates that event, which ends a
+ * concurrent loop and, because the descriptor stays readable until
+ * drained, also the next one. (event_base_loopbreak would not do: a
+ * loopbreak before the loop starts is forgotten.)
+ *
+ * Threading: libevent's locking is switched on (evthread_use_pthreads, once
+ * per process), so add, modify and del may run in any thread while another
+ * is inside the loop. event_del waits for a callback of that event running
+ * in another thread to finish, which gives reactor.h's promise: no dispatch
+ * once del has returned. The descriptor -> event table is guarded by a
+ * mutex of ours.
+ *
+ * Allocation: each struct event lives in memory from px__alloc (event_assign
+ * instead of event_new). libevent's own internal allocations (the base, its
+ * epoll buffers) use libevent's allocator, which is process-wide and not
+ * ours to replace.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "internal/px_internal.h"
+#include "reactors/reactor.h"
+
+struct px__reactor {
+  struct event_base *base;
+  short extra;        /* EV_CLOSED when the method supports it, else 0 */
+  struct event *wake; /* the wake-up descriptor's read event */
+  struct event *timer;
+  int wake_rd, wake_wr; /* the same eventfd twice, or a pipe */
+  int dispatched;       /* counted by the callbacks during one poll */
+  pthread_mutex_t mu;   /* guards regs */
+  struct reg **regs;    /* descriptor -> its registration */
+  size_t cap;
+};
+
+/*
+ * One registration: who to dispatch to and where to count, followed by
+ * the struct event itself (whose size only libevent knows), in one block.
+ */
+typedef struct reg {
+  px__reactor *r;
+  px__io *io;
+  _Alignas(max_align_t) unsigned char event[];
+} reg;
+
+#define EVENT_OF(g) ((struct event *)(void *)(g)->event)
+
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+static int threads_rc;
+
+static void use_threads(void) { threads_rc = evthread_use_pthreads(); }
+
+static struct event *event_alloc(void) {
+  return px__alloc(event_get_struct_event_size());
+}
+
+static void event_release(struct event *ev) {
+  if (ev == NULL) return;
+  event_del(ev);
+  px__free(ev, event_get_struct_event_size());
+}
+
+static size_t reg_size(void) {
+  return sizeof(reg) + event_get_struct_event_size();
+}
+
+static void reg_release(reg *g) {
+  if (g == NULL) return;
+  event_del(EVENT_OF(g));
+  px__free(g, reg_size());
+}
+
+static bool table_cover(px__reactor *r, int fd);
+
+static void le_destroy(px__reactor *r) {
+  if (r == NULL) return;
+  /* Registrations left behind by their owners: their events go too. */
+  for (size_t fd = 0; fd < r->cap; fd++) reg_release(r->regs[fd]);
+  px__free(r->regs, r->cap * sizeof(*r->regs));
+  event_release(r->wake);
+  event_release(r->timer);
+  if (r->base != NULL) event_base_free(r->base);
+  if (r->wake_wr >= 0 && r->wake_wr != r->wake_rd) close(r->wake_wr);
+  if (r->wake_rd >= 0) close(r->wake_rd);
+  pthread_mutex_destroy(&r->mu);
+  px__free(r, sizeof(*r));
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg) {
+  (void)what;
+  (void)arg;
+  /* One read empties an eventfd; a pipe may need several. */
+  char buf[64];
+  while (read(fd, buf, sizeof buf) > 0) {
+  }
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg) {
+  /* Nothing to do: being active is what ends the loop. */
+  (void)fd;
+  (void)what;
+  (void)arg;
+}
+
+static void on_event(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  reg *g = arg;
+  unsigned ready = 0;
+  /* libevent folds EPOLLERR and EPOLLHUP into EV_READ | EV_WRITE, so a
+   * full hang-up reads as both directions ready (which px__io_dispatch
+   * would make of HUP anyway); the next syscall tells which. */
+  if (what & EV_READ) ready |= PX__READABLE;
+  if (what & EV_WRITE) ready |= PX__WRITABLE;
+  if (what & EV_CLOSED) ready |= PX__READABLE | PX__HUP;
+  px__io_dispatch(g->io, ready);
+  /* Callbacks run in the polling thread only: a plain counter will do. */
+  g->r->dispatched++;
+}
+
+static int make_wake_fds(px__reactor *r) {
+#ifdef __linux__
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return px_err_from_errno(errno);
+  r->wake_rd = r->wake_wr = fd;
+#else
+  int p[2];
+  if (pipe(p) < 0) return px_err_from_errno(errno);
+  r->wake_rd = p[0];
+  r->wake_wr = p[1];
+  for (int i = 0; i < 2; i++) {
+    if (evutil_make_socket_nonblocking(p[i]) < 0 ||
+        evutil_make_socket_closeonexec(p[i]) < 0)
+      return PX_EIO;
+  }
+#endif
+  return 0;
+}
+
+static int le_create(const px_config *cfg, px__reactor **out) {
+  (void)cfg; /* libevent sizes its own event buffers */
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  pthread_once(&threads_once, use_threads);
+  if (threads_rc != 0) return PX_ENOTSUP;
+
+  px__reactor *r = px__calloc(sizeof(*r));
+  if (r == NULL) return PX_ENOMEM;
+  r->wake_rd = r->wake_wr = -1;
+  if (pthread_mutex_init(&r->mu, NULL) != 0) {
+    px__free(r, sizeof(*r));
+    return PX_ENOMEM;
+  }
+
+  struct event_config *ec = event_config_new();
+  if (ec == NULL) {
+    le_destroy(r);
+    return PX_ENOMEM;
+  }
+  event_config_require_features(ec, EV_FEATURE_ET | EV_FEATURE_O1);
+  r->base = event_base_new_with_config(ec);
+  event_config_free(ec);
+  if (r->base == NULL) {
+    le_destroy(r);
+    return PX_ENOTSUP; /* no edge-triggered O(1) method here */
+  }
+  if (event_base_get_features(r->base) & EV_FEATURE_EARLY_CLOSE)
+    r->extra = EV_CLOSED;
+
+  int err = make_wake_fds(r);
+  if (err < 0) {
+    le_destroy(r);
+    return err;
+  }
+  r->wake = event_alloc();
+  r->timer = event_alloc();
+  if (r->wake == NULL || r->timer == NULL) {
+    px__free(r->wake, event_get_struct_event_size());
+    px__free(r->timer, event_get_struct_event_size());
+    r->wake = r->timer = NULL;
+    le_destroy(r);
+    return PX_ENOMEM;
+  }
+  /* Level-triggered on purpose: it stays active until drained, so a
+   * wake-up written before or during a loop always ends it. */
+  if (event_assign(r->wake, r->base, r->wake_rd, EV_READ | EV_PERSIST,
+                   on_wake, r) < 0 ||
+      evtimer_assign(r->timer, r->base, on_timer, r) < 0 ||
+      event_add(r->wake, NULL) < 0) {
+    le_destroy(r);
+    return PX_EIO;
+  }
+  /* The table's first size up front: a program with a few sockets then
+   * allocates nothing per registration beyond what add itself needs. */
+  if (!table_cover(r, 63)) {
+    le_destroy(r);
+    return PX_ENOMEM;
+  }
+  *out = r;
+  return 0;
+}
+
+/* Makes the table cover `fd`. Called with r->mu held. */
+static bool table_cover(px__reactor *r, int fd) {
+  size_t need = (size_t)fd + 1;
+  if (need <= r->cap) return true;
+  size_t n = r->cap ? r->cap : 64;
+  while (n < need) n *= 2;
+  reg **p = px__calloc(n * sizeof(*p));
+  if (p == NULL) return false;
+  if (r->regs != NULL) memcpy(p, r->regs, r->cap * sizeof(*p));
+  px__free(r->regs, r->cap * sizeof(*p));
+  r->regs = p;
+  r->cap = n;
+  return true;
+}
+
+static short ev_bits(px__reactor *r, unsigned interest) {
+  short what = EV_PERSIST | EV_ET;
+  if (interest & PX__READABLE) what |= EV_READ | r->extra;
+  if (interest & PX__WRITABLE) what |= EV_WRITE;
+  return what;
+}
+
+/* (Re)arms g's event for interest; an empty interest leaves it unarmed. */
+static int arm(reg *g, unsigned interest) {
+  px__reactor *r = g->r;
+  if (event_assign(EVENT_OF(g), r->base, g->io->fd, ev_bits(r, interest),
+                   on_event, g) < 0)
+    return PX_EINVAL;
+  if (interest != 0 && event_add(EVENT_OF(g), NULL) < 0) return PX_EIO;
+  return 0;
+}
+
+static int le_add(px__reactor *r, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
+  if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
+  interest &= PX__READABLE | PX__WRITABLE;
+  pthread_mutex_lock(&r->mu);
+  int err = 0;
+  if (!table_cover(r, io->fd)) {
+    err = PX_ENOMEM;
+  } else if (r->regs[io->fd] != NULL) {
+    err = PX_EBUSY;
+  } else {
+    reg *g = px__alloc(reg_size());
+    if (g == NULL) {
+      err = PX_ENOMEM;
+    } else {
+      g->r = r;
+      g->io = io;
+      err = arm(g, interest);
+      if (err < 0) {
+        px__free(g, reg_size());
+      } else {
+        r->regs[io->fd] = g;
+        io->interest = interest;
+      }
+    }
+  }
+  pthread_mutex_unlock(&r->mu);
+  return err;
+}
+
+/* io's registration, or NULL. Called with r->mu held. */
+static reg *find(px__reactor *r, px__io *io) {
+  if (io->fd < 0 || (size_t)io->fd >= r->cap) return NULL;
+  reg *g = r->regs[io->fd];
+  return (g != NULL && g->io == io) ? g : NULL;
+}
+
+static int le_modify(px__reactor *r, px__io *io, unsigned interest) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  interest &= PX__READABLE | PX__WRITABLE;
+  pthread_mutex_lock(&r->mu);
+  int err = 0;
+  reg *g = find(r, io);
+  if (g == NULL) {
+    err = PX_ENOENT;
+  } else if (interest != io->interest) {
+    /* An event's flags are fixed while it is added: delete, reassign,
+     * add. Edge-triggered registrations never come here from px__io. */
+    event_del(EVENT_OF(g));
+    err = arm(g, interest);
+    if (err == 0) io->interest = interest;
+  }
+  pthread_mutex_unlock(&r->mu);
+  return err;
+}
+
+static int le_del(px__reactor *r, px__io *io) {
+  if (r == NULL || io == NULL) return PX_EINVAL;
+  pthread_mutex_lock(&r->mu);
+  reg *g = find(r, io);
+  if (g != NULL) r->regs[io->fd] = NULL;
+  pthread_mutex_unlock(&r->mu);
+  /* Outside our mutex: event_del may wait for this event's callback to
+   * finish in the polling thread, and that callback must not wait for us. */
+  reg_release(g);
+  return 0;
+}
+
+static int le_poll(px__reactor *r, int timeout_ms) {
+  if (r == NULL) return PX_EINVAL;
+  r->dispatched = 0;
+  int flags = EVLOOP_ONCE;
+  if (timeout_ms == 0) {
+    flags = EVLOOP_NONBLOCK;
+  } else if (timeout_ms > 0) {
+    struct timeval tv = {.tv_sec = timeout_ms / 1000,
+                         .tv_usec = (timeout_ms % 1000) * 1000};
+    if (evtimer_add(r->timer, &tv) < 0) return PX_EIO;
+  }
+  /* A signal makes libevent's epoll_wait return EINTR, which it treats as
+   * "nothing yet" and, with EVLOOP_ONCE, waits again: never an error. */
+  int rc = event_base_loop(r->base, flags);
+  if (timeout_ms > 0) evtimer_del(r->timer);
+  if (rc < 0) return PX_EIO;
+  return r->dispatched;
+}
+
+static int le_wakeup(px__reactor *r) {
+  if (r == NULL) return PX_EINVAL;
+  uint64_t one = 1; /* an eventfd takes 8 bytes; a pipe takes any */
+  ssize_t n;
+  do {
+    n = write(r->wake_wr, &one, sizeof(one));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
+  return 0;
+}
+
+const px__reactor_ops px__libevent_ops = {
+    .name = "libevent",
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
+    .max_fd = 0,
+    .create = le_create,
+    .destroy = le_destroy,
+    .add = le_add,
+    .modify = le_modify,
+    .del = le_del,
+    .poll = le_poll,
+    .wakeup = le_wakeup,
+};
