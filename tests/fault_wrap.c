@@ -1,0 +1,66 @@
+/*
+ * Syscall fault injection for tests/fault_test.cc. The test binary is linked
+ * with -Wl,--wrap=recv,--wrap=send,--wrap=accept4, so every call pollux
+ * makes to those functions lands here first; we decide whether to pass it
+ * to the real one (__real_*) or to fail it the way the kernel could:
+ * EINTR, a short transfer, or EMFILE. The test's own client sockets use
+ * read()/write(), which are not wrapped.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "tests/fault_wrap.h"
+
+fault_plan g_fault;
+
+ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
+ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
+int __real_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags);
+
+/* A tiny deterministic generator: faults are random-looking but
+ * reproducible run to run. */
+static unsigned next_rand(void) {
+  static _Atomic unsigned state = 12345u;
+  unsigned s = atomic_load(&state) * 1103515245u + 12345u;
+  atomic_store(&state, s);
+  return s >> 16;
+}
+
+static int inject_eintr(void) {
+  int every = atomic_load(&g_fault.eintr_every);
+  if (every <= 0) return 0;
+  if (atomic_fetch_add(&g_fault.calls, 1) % every != 0) return 0;
+  atomic_fetch_add(&g_fault.eintr_injected, 1);
+  errno = EINTR;
+  return 1;
+}
+
+static size_t shorten(size_t len) {
+  if (!atomic_load(&g_fault.short_io) || len <= 1) return len;
+  size_t n = 1 + next_rand() % len;
+  if (n < len) atomic_fetch_add(&g_fault.short_injected, 1);
+  return n;
+}
+
+ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags) {
+  if (inject_eintr()) return -1;
+  return __real_recv(fd, buf, shorten(len), flags);
+}
+
+ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags) {
+  if (inject_eintr()) return -1;
+  return __real_send(fd, buf, shorten(len), flags);
+}
+
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
+  int left = atomic_load(&g_fault.emfile_next);
+  if (left > 0 && atomic_compare_exchange_strong(&g_fault.emfile_next, &left, left - 1)) {
+    atomic_fetch_add(&g_fault.emfile_injected, 1);
+    errno = EMFILE;
+    return -1;
+  }
+  return __real_accept4(fd, addr, alen, flags);
+}
