@@ -20,5 +20,6 @@
 #include "pollux/blocking.h"
 #include "pollux/fs.h"
 #include "pollux/signal.h"
+#include "pollux/observe.h"
 
 #endif /* POLLUX_H */

@@ -19,23 +19,35 @@ while [ $# -gt 3 ]; do
   echo "ok   $(basename "$bin") $n"
 done
 
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  return 1
-}
-
 http=$1 client=$2 echo_server=$3
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
+# Starts a server on a random free-looking port, trying another when the
+# one picked is taken (other tests run beside this one); sets $port.
+start_server() {
+  for _ in 1 2 3 4 5; do
+    port=$((20000 + RANDOM % 20000))
+    "$@" "$port" >/dev/null 2>&1 &
+    local pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do
+      if ! kill -0 "$pid" 2>/dev/null; then break; fi
+      # Connected, and to ours: a port taken by someone else kills ours.
+      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        sleep 0.1
+        if kill -0 "$pid" 2>/dev/null; then return 0; fi
+        break
+      fi
+      sleep 0.1
+    done
+  done
+  echo "FAIL cannot start $1"
+  exit 1
+}
+
 # The raw epoll server answers both of two pipelined requests.
-port=$((20000 + RANDOM % 20000))
-"$http" "$port" >/dev/null &
-pids+=($!)
-wait_port "$port"
+start_server "$http"
 exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3
 answers=$(timeout 5 head -c 156 <&3 | grep -o 'Hello, World!' | wc -l || true)
@@ -48,10 +60,7 @@ else
 fi
 
 # The echo client completes (and checks) its round trips.
-port=$((20000 + RANDOM % 20000))
-"$echo_server" "$port" 127.0.0.1 >/dev/null &
-pids+=($!)
-wait_port "$port"
+start_server "$echo_server"
 if out=$(timeout 20 "$client" 127.0.0.1 "$port" 4 50) &&
    grep -q ' failed=0$' <<<"$out"; then
   echo "ok   echo_client 4 x 50"

@@ -18,6 +18,14 @@ check '[ "$out" = "$expected" ]' "hello prints the two lines (got: $out)"
 check '[ "$ms" -ge 1000 ]' "hello takes at least 1 s (sleeps never end early): ${ms} ms"
 check '[ "$ms" -lt 1450 ]' "hello's sleeps overlap (well under 1.5 s): ${ms} ms"
 
+# --- hello with PX_TRACE: the trace file shows both sleeping tasks' polls.
+trace="${TEST_TMPDIR:-/tmp}/t.json"
+rm -f "$trace"
+PX_TRACE="$trace" "$hello" >/dev/null
+polls=$(grep -o '"name":"say_after","cat":"poll"' "$trace" 2>/dev/null | wc -l)
+check '[ "$polls" -ge 2 ]' "PX_TRACE shows the say_after tasks (polls: $polls)"
+check 'tail -c 4 "$trace" | grep -q "]}"' "the trace file is closed JSON"
+
 # --- echo: bad arguments get a usage message on stderr and exit code 2.
 for args in "" "notaport" "0" "70000" "1 2 3"; do
   # shellcheck disable=SC2086

@@ -46,9 +46,12 @@ struct px_task {
   /* Immutable after spawn. Packed so the header stays at 64 bytes. */
   uint64_t id : 48;       /* unique per process, from 1 */
   uint64_t priority : 8;  /* 0..PX_PRIORITY_LEVELS-1, higher runs first */
-  uint64_t spare : 8;
+  uint64_t spare : 8;      /* PX__TASK_SPARE_* bits, owned by the runner */
   /* The future, at offset px__task_future_offset. */
 };
+
+/* px_task.spare: the slow-poll warning was given (observe/). */
+#define PX__TASK_SPARE_SLOW_POLL 0x1u
 
 /* Where the future starts: the header rounded up to the strictest alignment. */
 #define PX__TASK_FUTURE_OFFSET                                       \

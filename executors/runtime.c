@@ -12,6 +12,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "observe/observe.h"
 #include "reactors/reactor.h"
 #include "timers/timer.h"
 
@@ -47,6 +48,9 @@ struct px_runtime {
   /* The blocking pool (blocking/), created on its first job; NULL until
    * then. It starts with its shutdown function: see px_runtime_free. */
   void *blocking_pool;
+
+  /* Counters, trace and slow-poll settings (observe/). */
+  px__observe *observe;
 };
 
 static _Thread_local px_runtime *tls_runtime;
@@ -64,6 +68,7 @@ void px_config_init(px_config *cfg) {
   cfg->blocking_threads = 64;
   cfg->blocking_idle_ms = 10000;
   cfg->blocking_shutdown_ms = 5000;
+  cfg->slow_poll_ms = 100;
 }
 
 static int config_fail(const char *field, uint32_t value, const char *range) {
@@ -92,6 +97,8 @@ int px_config_validate(const px_config *cfg) {
   if (cfg->blocking_shutdown_ms > 3600000)
     return config_fail("blocking_shutdown_ms", cfg->blocking_shutdown_ms,
                        "0..3600000");
+  if (cfg->slow_poll_ms > 3600000)
+    return config_fail("slow_poll_ms", cfg->slow_poll_ms, "0..3600000");
   return 0;
 }
 
@@ -128,6 +135,9 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->main_waker.runtime = rt;
   rt->start_ns = px__now_ns();
   pthread_mutex_init(&rt->timer_lock, NULL);
+  /* First, so that nothing below can count into a missing observer. */
+  rc = px__observe_new(rt, cfg, &rt->observe);
+  if (rc < 0) goto fail;
 
   rt->timer_ops = px__timer_default;
   rt->timer = px__calloc(rt->timer_ops->size);
@@ -155,6 +165,7 @@ fail:
     px__free(rt->timer, rt->timer_ops->size);
   }
   pthread_mutex_destroy(&rt->timer_lock);
+  px__observe_free(rt->observe);
   px__free(rt, sizeof *rt);
   return rc;
 }
@@ -244,6 +255,8 @@ void px_runtime_free(px_runtime *rt) {
   rt->timer_ops->destroy(rt->timer);
   px__free(rt->timer, rt->timer_ops->size);
   pthread_mutex_destroy(&rt->timer_lock);
+  /* Last: the trace file gets every worker's events once they all stopped. */
+  px__observe_free(rt->observe);
   px__free(rt, sizeof *rt);
 }
 
@@ -264,6 +277,8 @@ px_runtime *px__runtime_enter(px_runtime *rt) {
 }
 
 bool px__runtime_is_current(const px_runtime *rt) { return tls_runtime == rt; }
+
+px__observe *px__runtime_observe(px_runtime *rt) { return rt->observe; }
 
 px_runtime *px_runtime_current(void) { return tls_runtime; }
 
@@ -369,6 +384,7 @@ static size_t advance_timers(px_runtime *rt) {
   size_t n = rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
                                     fire_timer, &b);
   pthread_mutex_unlock(&rt->timer_lock);
+  if (n > 0) PX__COUNT(rt, timers_fired, n);
   for (size_t i = 0; i < b.len; i++) px_waker_wake(&b.wakers[i]);
   if (b.wakers != b.inline_wakers)
     px__free(b.wakers, b.cap * sizeof *b.wakers);
@@ -403,6 +419,7 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   pthread_mutex_unlock(&rt->timer_lock);
   px_waker_drop(&old);
   px_waker_drop(&unarmed);
+  if (rc == 0) PX__COUNT(rt, timers_armed, 1);
   if (earlier) px__runtime_unpark(rt);
   return rc;
 }
@@ -410,11 +427,13 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node) {
   if (rt == NULL || node == NULL) return;
   pthread_mutex_lock(&rt->timer_lock);
-  if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
+  bool armed = (node->flags & PX__TIMER_ARMED) != 0;
+  if (armed) rt->timer_ops->cancel(rt->timer, node);
   px_waker old = node->waker;
   node->waker.vtable = NULL;
   node->waker.data = NULL;
   pthread_mutex_unlock(&rt->timer_lock);
+  if (armed) PX__COUNT(rt, timers_cancelled, 1);
   px_waker_drop(&old);
 }
 
@@ -441,7 +460,28 @@ static int park_timeout_ms(px_runtime *rt) {
 
 int px__runtime_turn(px_runtime *rt) {
   int n = rt->reactor_ops->poll(rt->reactor, 0);
+  PX__COUNT(rt, reactor_polls, 1);
+  if (n > 0) PX__COUNT(rt, reactor_events, n);
   return (n < 0 ? 0 : n) + (int)advance_timers(rt);
+}
+
+/* Counts one reactor wait of px__runtime_park (a park when it could block). */
+static void observe_park(px_runtime *rt, int timeout,
+                                     uint64_t start, int events) {
+  px__counters *b = px__obs_block(rt);
+  if (!b->shared) b->mark = 0; /* time passed outside any poll */
+  px__obs_add(b, &b->reactor_polls, 1);
+  if (events > 0) px__obs_add(b, &b->reactor_events, (uint64_t)events);
+  if (timeout == 0) return; /* a look, not a park */
+  uint64_t end = px__now_ns();
+  px__obs_add(b, &b->parks, 1);
+  px__obs_add(b, &b->idle_ns, end - start);
+  if (px__unlikely(b->obs->flags & PX__OBS_TRACE)) {
+    px__trace_emit(b, PX__TRACE_PARK, NULL, 0, start, 0);
+    px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
+  }
+  PX__LOG(PX__LOG_TRACE, "parked %llu us, %d events",
+          (unsigned long long)((end - start) / 1000u), events);
 }
 
 int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
@@ -452,7 +492,10 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
    * has_work to see it (both sides use sequentially consistent order). */
   atomic_store(&rt->parked, 1);
   int timeout = (fired > 0 || has_work(arg)) ? 0 : park_timeout_ms(rt);
+  /* Idle time and the trace's reactor span cover the wait alone. */
+  uint64_t wait_start = px__now_ns();
   int n = rt->reactor_ops->poll(rt->reactor, timeout);
+  observe_park(rt, timeout, wait_start, n);
   atomic_store(&rt->parked, 0);
   pthread_mutex_lock(&rt->timer_lock);
   rt->wait_until = 0;

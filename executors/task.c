@@ -14,6 +14,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "observe/observe.h"
 
 /* The header is one cache line; growing it costs every task (see bench/). */
 _Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
@@ -113,6 +114,9 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
     return rc;
   }
   if (join != NULL) join->task = t;
+  PX__COUNT(rt, spawned, 1);
+  PX__LOG(PX__LOG_DEBUG, "spawn task %llu (%s)", (unsigned long long)t->id,
+          future->vtable->name != NULL ? future->vtable->name : "?");
   px__runtime_schedule(rt, t);
   return 0;
 }
@@ -144,6 +148,9 @@ uint64_t px_task_current_id(void) {
  */
 static void task_complete(px_task *t, int err_override) {
   px_future *f = px__task_future(t);
+  PX__COUNT(t->runtime, completed, 1);
+  PX__LOG(PX__LOG_DEBUG, "task %llu finished (error %d)",
+          (unsigned long long)t->id, err_override < 0 ? err_override : f->error);
   if (err_override < 0) {
     f->output.u64 = 0;
     f->error = err_override;
@@ -193,7 +200,10 @@ px__run_result px__task_run(px_task *t) {
   px_context cx = {&waker, t->runtime};
   px_task *saved = current_task;
   current_task = t;
+  px__poll_probe probe;
+  px__observe_poll_begin(t->runtime, &probe);
   int r = px_future_poll(f, &cx);
+  px__observe_poll_end(t, f, &probe);
   current_task = saved;
 
   if (r != PX_PENDING) {
@@ -239,6 +249,18 @@ void px__task_shutdown(px_task *t) {
 
 /* ---- Waking (the task waker's vtable, in wakers/, calls these) ---------- */
 
+/* Counts a wake that notified the task: local when the waking thread is one
+ * of the task's runtime's workers, remote otherwise. */
+static void observe_wake(px_task *t) {
+  px__counters *b = px__obs_block(t->runtime);
+  if (px__likely(!b->shared))
+    px__obs_add(b, &b->wakes_local, 1);
+  else
+    px__obs_add(b, &b->wakes_remote, 1);
+  if (px__unlikely(b->obs->flags & PX__OBS_TRACE))
+    px__trace_emit(b, PX__TRACE_WAKE, NULL, t->id, px__now_ns(), 0);
+}
+
 void px__task_wake_by_val(px_task *t) {
   uint64_t s = load_state(t);
   bool schedule;
@@ -255,6 +277,7 @@ void px__task_wake_by_val(px_task *t) {
       schedule = true;
     }
   } while (!cas_state(t, &s, ns));
+  if (!(s & (PX__TASK_COMPLETE | PX__TASK_NOTIFIED))) observe_wake(t);
   if (schedule)
     px__runtime_schedule(t->runtime, t);
   else if (REF_COUNT(ns) == 0)
@@ -271,6 +294,7 @@ void px__task_wake_by_ref(px_task *t) {
     else
       ns = (s | PX__TASK_NOTIFIED) + REF_ONE; /* a new one for the queue */
   } while (!cas_state(t, &s, ns));
+  observe_wake(t);
   if (!(s & PX__TASK_RUNNING)) px__runtime_schedule(t->runtime, t);
 }
 

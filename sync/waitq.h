@@ -3,7 +3,9 @@
  *
  *  - px__waitq: a FIFO of px_wait_node, intrusive, guarded by the owner's lock;
  *  - px__wake_list: wakers collected under the lock and woken after it is
- *    released, so a woken task can never run into a lock its waker holds;
+ *    released, because waking runs foreign code (a task waker queues the
+ *    task and may unpark a thread; a test waker may poll at once) that must
+ *    never run, or re-enter this primitive, while we hold its lock;
  *  - px__sem: the semaphore core (permits + FIFO waiters) that the
  *    semaphore, the mutex and the bounded mpsc channel share;
  *  - px__block_on_thread: polls one future on a plain thread, parking it on

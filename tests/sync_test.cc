@@ -185,6 +185,24 @@ TEST_F(SyncRt, OneshotAcrossTasksWithASleep) {
   px_oneshot_receiver_drop(rx);
 }
 
+TEST_F(SyncRt, OneshotCancelledRecvLosesNothing) {
+  px_oneshot_sender *tx;
+  px_oneshot_receiver *rx;
+  ASSERT_EQ(px_oneshot_new(&tx, &rx), 0);
+  px_oneshot_recv r;
+  px_timeout to;
+  EXPECT_EQ(px_runtime_block_on(
+                rt, px_timeout_init(&to, px_oneshot_recv_init(&r, rx), px_ms(2))),
+            PX_ETIMEDOUT);
+  ASSERT_EQ(px_oneshot_send(tx, px_i64(3)), 0);
+  px_oneshot_sender_drop(tx);
+  oneshot_waiter w;
+  oneshot_waiter_new(&w, rx);
+  EXPECT_EQ(px_runtime_block_on(rt, &w.px.base), 0);
+  EXPECT_EQ(w.px.base.output.i64, 3);
+  px_oneshot_receiver_drop(rx);
+}
+
 TEST_F(SyncRt, OneshotFromAnotherThread) {
   px_oneshot_sender *tx;
   px_oneshot_receiver *rx;
@@ -803,6 +821,31 @@ TEST_F(Sync, SemaphoreCloseFailsWaiters) {
   ASSERT_EQ(px_semaphore_close(s2), 0);
   px_future_drop(&c.base);
   EXPECT_EQ(px_semaphore_free(s2), 0);
+  EXPECT_EQ(px_semaphore_free(s), 0);
+}
+
+TEST_F(SyncRt, SemaphoreAcquireThatLosesASelectTakesNothing) {
+  px_semaphore *s;
+  ASSERT_EQ(px_semaphore_new(&s, 1), 0);
+  ASSERT_EQ(px_semaphore_try_acquire(s, 1), 0);
+  px_semaphore_acquire a;
+  px_sleep nap;
+  px_future *both[] = {px_semaphore_acquire_init(&a, s, 1),
+                       px_sleep_init(&nap, px_ms(2))};
+  px_select sel;
+  ASSERT_EQ(px_runtime_block_on(rt, px_select_init(&sel, both, 2)), 0);
+  EXPECT_EQ(sel.index, 1u);
+  ASSERT_EQ(px_semaphore_release(s, 1), 0);
+  EXPECT_EQ(px_semaphore_available(s), 1u);
+  // And a notified future cancelled by a timeout leaves no trace either.
+  px_notify *n;
+  ASSERT_EQ(px_notify_new(&n), 0);
+  px_notified f;
+  px_timeout to;
+  EXPECT_EQ(px_runtime_block_on(
+                rt, px_timeout_init(&to, px_notified_init(&f, n), px_ms(2))),
+            PX_ETIMEDOUT);
+  EXPECT_EQ(px_notify_free(n), 0);
   EXPECT_EQ(px_semaphore_free(s), 0);
 }
 

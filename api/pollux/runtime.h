@@ -38,6 +38,9 @@ typedef struct px_config {
    * abandons them with a message on stderr: 0 (do not wait)..3600000 ms.
    * Default 5000. */
   uint32_t blocking_shutdown_ms;
+  /* A task whose single poll runs this long gets one warning on stderr
+   * (docs/OBSERVABILITY.md): 0 (off)..3600000 ms. Default 100. */
+  uint32_t slow_poll_ms;
 } px_config;
 
 /* Fills `cfg` with the defaults. */

@@ -30,8 +30,10 @@ px_instant px_now(void);
 
 /*
  * A timer registration, embedded in whatever waits on a deadline. Its fields
- * belong to the timer backend (a wheel slot list or a heap index); the size
- * is part of the contract: at most 64 bytes (tests/timer checks it).
+ * belong to the timer backend (a wheel slot list, or a heap index with the
+ * links holding the heap's short deferred list); the size is part of the
+ * contract: at most 64 bytes, 48 on 64-bit targets
+ * (timers/conformance_test.cc checks it).
  */
 typedef struct px_timer_node {
   struct px_timer_node *next; /* private */

@@ -11,9 +11,11 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "observe/observe.h"
 
 typedef struct task_list {
   px_task *head, *tail;
+  size_t len; /* for the metrics' queue depths */
 } task_list;
 
 struct px__executor {
@@ -32,6 +34,7 @@ static void list_push(task_list *l, px_task *t) {
   else
     l->head = t;
   l->tail = t;
+  l->len++;
 }
 
 static px_task *list_pop(task_list *l) {
@@ -39,6 +42,7 @@ static px_task *list_pop(task_list *l) {
   if (t != NULL) {
     l->head = t->queue_next;
     if (l->head == NULL) l->tail = NULL;
+    l->len--;
   }
   return t;
 }
@@ -51,7 +55,9 @@ static void list_splice(task_list *to, task_list *from) {
   else
     to->head = from->head;
   to->tail = from->tail;
+  to->len += from->len;
   from->head = from->tail = NULL;
+  from->len = 0;
 }
 
 static int fifo_create(px_runtime *rt, const px_config *cfg,
@@ -77,6 +83,8 @@ static void fifo_schedule(px__executor *ex, px_task *t) {
   }
   pthread_mutex_lock(&ex->remote_lock);
   list_push(&ex->remote, t);
+  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth,
+                   ex->remote.len, __ATOMIC_RELAXED);
   atomic_store(&ex->has_remote, 1);
   pthread_mutex_unlock(&ex->remote_lock);
   px__runtime_unpark(ex->rt);
@@ -87,6 +95,8 @@ static void take_remote(px__executor *ex) {
   pthread_mutex_lock(&ex->remote_lock);
   atomic_store_explicit(&ex->has_remote, 0, memory_order_relaxed);
   list_splice(&ex->local, &ex->remote);
+  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth, 0,
+                   __ATOMIC_RELAXED);
   pthread_mutex_unlock(&ex->remote_lock);
 }
 
@@ -108,11 +118,19 @@ static int fifo_block_on(px__executor *ex, px_future *main) {
   px_waker waker = px__thread_waker_make(tw);
   px_context cx = {&waker, ex->rt};
   park_check pc = {ex, tw};
+  /* The block_on thread is worker 0: its counters, trace track, log id. */
+  px__observe_worker_enter(ex->rt, 0);
 
   for (;;) {
     if (px__thread_waker_take(tw)) {
+      px__poll_probe probe;
+      px__observe_poll_begin(ex->rt, &probe);
       int r = px_future_poll(main, &cx);
-      if (r != PX_PENDING) return r < 0 ? r : 0;
+      px__observe_block_on_end(main, &probe);
+      if (r != PX_PENDING) {
+        px__observe_worker_leave();
+        return r < 0 ? r : 0;
+      }
     }
     take_remote(ex);
 
@@ -121,10 +139,13 @@ static int fifo_block_on(px__executor *ex, px_future *main) {
      * starve sockets and sleeps (tokio's event_interval). */
     uint32_t n = 0;
     px_task *t;
+    PX__GAUGE(ex->rt, local_depth, ex->local.len);
+    uint64_t busy_start = ex->local.head != NULL ? px__now_ns() : 0;
     while (n < ex->event_interval && (t = list_pop(&ex->local)) != NULL) {
       if (px__task_run(t) == PX__RUN_RESCHEDULE) list_push(&ex->local, t);
       n++;
     }
+    if (n > 0) PX__COUNT(ex->rt, busy_ns, px__now_ns() - busy_start);
     if (ex->local.head == NULL)
       px__runtime_park(ex->rt, has_work, &pc);
     else

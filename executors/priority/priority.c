@@ -52,6 +52,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "observe/observe.h"
 
 _Static_assert(PX_PRIORITY_LEVELS <= 32, "levels must fit the bitmap");
 _Static_assert((PX__PRIORITY_GUARD_INTERVAL &
@@ -61,6 +62,7 @@ _Static_assert((PX__PRIORITY_GUARD_INTERVAL &
 
 typedef struct task_list {
   px_task *head, *tail;
+  size_t len; /* for the metrics' queue depths */
 } task_list;
 
 struct px__executor {
@@ -68,6 +70,7 @@ struct px__executor {
   uint32_t event_interval;
   task_list levels[PX_PRIORITY_LEVELS];
   uint32_t ready;  /* bit L set while levels[L] is not empty */
+  size_t queued;   /* tasks in all levels together (the local_depth gauge) */
   uint32_t polls;  /* task polls so far (wraps; K divides 2^32) */
   uint32_t cursor; /* the level the last guard poll served */
   pthread_mutex_t remote_lock;
@@ -82,6 +85,7 @@ static void list_push(task_list *l, px_task *t) {
   else
     l->head = t;
   l->tail = t;
+  l->len++;
 }
 
 static px_task *list_pop(task_list *l) {
@@ -89,6 +93,7 @@ static px_task *list_pop(task_list *l) {
   if (t != NULL) {
     l->head = t->queue_next;
     if (l->head == NULL) l->tail = NULL;
+    l->len--;
   }
   return t;
 }
@@ -106,6 +111,7 @@ static void push_local(px__executor *ex, px_task *t) {
                                                     : PX_PRIORITY_LEVELS - 1;
   list_push(&ex->levels[level], t);
   ex->ready |= 1u << level;
+  ex->queued++;
 }
 
 /*
@@ -126,6 +132,7 @@ static px_task *pick(px__executor *ex) {
   task_list *l = &ex->levels[level];
   px_task *t = list_pop(l);
   if (l->head == NULL) ex->ready &= ~(1u << level);
+  ex->queued--;
   return t;
 }
 
@@ -154,6 +161,8 @@ static void priority_schedule(px__executor *ex, px_task *t) {
   }
   pthread_mutex_lock(&ex->remote_lock);
   list_push(&ex->remote, t);
+  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth,
+                   ex->remote.len, __ATOMIC_RELAXED);
   atomic_store(&ex->has_remote, 1);
   pthread_mutex_unlock(&ex->remote_lock);
   px__runtime_unpark(ex->rt);
@@ -166,6 +175,9 @@ static void take_remote(px__executor *ex) {
   atomic_store_explicit(&ex->has_remote, 0, memory_order_relaxed);
   task_list taken = ex->remote;
   ex->remote.head = ex->remote.tail = NULL;
+  ex->remote.len = 0;
+  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth, 0,
+                   __ATOMIC_RELAXED);
   pthread_mutex_unlock(&ex->remote_lock);
   /* Sorting happens outside the lock: the list is ours now. */
   px_task *t;
@@ -190,11 +202,19 @@ static int priority_block_on(px__executor *ex, px_future *main) {
   px_waker waker = px__thread_waker_make(tw);
   px_context cx = {&waker, ex->rt};
   park_check pc = {ex, tw};
+  /* The block_on thread is worker 0: its counters, trace track, log id. */
+  px__observe_worker_enter(ex->rt, 0);
 
   for (;;) {
     if (px__thread_waker_take(tw)) {
+      px__poll_probe probe;
+      px__observe_poll_begin(ex->rt, &probe);
       int r = px_future_poll(main, &cx);
-      if (r != PX_PENDING) return r < 0 ? r : 0;
+      px__observe_block_on_end(main, &probe);
+      if (r != PX_PENDING) {
+        px__observe_worker_leave();
+        return r < 0 ? r : 0;
+      }
     }
     take_remote(ex);
 
@@ -203,10 +223,13 @@ static int priority_block_on(px__executor *ex, px_future *main) {
      * sockets and sleeps (tokio's event_interval). */
     uint32_t n = 0;
     px_task *t;
+    PX__GAUGE(ex->rt, local_depth, ex->queued);
+    uint64_t busy_start = ex->ready != 0 ? px__now_ns() : 0;
     while (n < ex->event_interval && (t = pick(ex)) != NULL) {
       if (px__task_run(t) == PX__RUN_RESCHEDULE) push_local(ex, t);
       n++;
     }
+    if (n > 0) PX__COUNT(ex->rt, busy_ns, px__now_ns() - busy_start);
     if (ex->ready == 0)
       px__runtime_park(ex->rt, has_work, &pc);
     else
@@ -222,6 +245,7 @@ static void priority_drain(px__executor *ex) {
       px__task_drop_notified(t);
   }
   ex->ready = 0;
+  ex->queued = 0;
 }
 
 const px__executor_ops px__priority_ops = {

@@ -22,9 +22,12 @@
  * once more, so nothing is lost.
  *
  * del submits IORING_OP_POLL_REMOVE for the request. Removal completes
- * asynchronously and CQEs of the old request may already be queued, so the
- * request's record (user_data) is marked dead and freed only when its final
- * CQE arrives; a dead record's CQEs are never dispatched.
+ * asynchronously and CQEs of the old request may already be queued, so a
+ * CQE must never lead to a px__io that is gone. Its user_data is therefore
+ * not a pointer but the descriptor and a generation number, looked up in a
+ * table (descriptor -> px__io, generation): a CQE whose generation is not
+ * the current one belongs to a request that was removed, and is dropped.
+ * Nothing is allocated per registration.
  *
  * Wake-ups: an eventfd with its own multishot poll in the ring. Timeouts:
  * io_uring_wait_cqe_timeout, which with IORING_FEAT_EXT_ARG (Linux 5.11+,
@@ -58,25 +61,22 @@
 #define TAG_WAKE 1u   /* the eventfd's poll */
 #define TAG_IGNORE 2u /* completions of removals: nothing to do */
 
-/* One poll request. Lives until its final CQE, even after del. */
-typedef struct rec {
+/* The registration of one descriptor (io NULL: none). */
+typedef struct slot {
   px__io *io;
-  unsigned mask; /* POLL* bits asked for */
-  bool dead;     /* deregistered: drop its CQEs, free it at the last one */
-  struct rec *next_dead;
-} rec;
-
+  uint32_t gen;  /* of its current request: user_data's high half */
+  unsigned mask; /* POLL* bits asked for; 0: no request in flight */
+} slot;
 struct px__reactor {
   struct io_uring ring;
   bool ring_ok;
   int wakefd;
   pthread_mutex_t mu;
-  rec **recs; /* descriptor -> its registration's live request */
+  slot *slots; /* indexed by descriptor */
   size_t cap;
-  rec *dead; /* removed requests still waiting for their final CQE */
+  uint32_t gen; /* the last generation handed out */
 };
 
-static void rec_free(rec *c) { px__free(c, sizeof(*c)); }
 
 static bool table_cover(px__reactor *r, int fd);
 
@@ -88,15 +88,7 @@ static void ur_destroy(px__reactor *r) {
    * this thread may return EINTR once, which reactor.h already counts as
    * "0 events". */
   if (r->ring_ok) io_uring_queue_exit(&r->ring);
-  /* With the ring gone no CQE can arrive: every record can go. */
-  for (size_t fd = 0; fd < r->cap; fd++)
-    if (r->recs[fd] != NULL) rec_free(r->recs[fd]);
-  px__free(r->recs, r->cap * sizeof(*r->recs));
-  while (r->dead != NULL) {
-    rec *next = r->dead->next_dead;
-    rec_free(r->dead);
-    r->dead = next;
-  }
+  px__free(r->slots, r->cap * sizeof(*r->slots));
   if (r->wakefd >= 0) close(r->wakefd);
   pthread_mutex_destroy(&r->mu);
   px__free(r, sizeof(*r));
@@ -227,57 +219,53 @@ static bool table_cover(px__reactor *r, int fd) {
   if (need <= r->cap) return true;
   size_t n = r->cap ? r->cap : 64;
   while (n < need) n *= 2;
-  rec **t = px__calloc(n * sizeof(*t));
+  slot *t = px__calloc(n * sizeof(*t));
   if (t == NULL) return false;
-  if (r->recs != NULL) memcpy(t, r->recs, r->cap * sizeof(*t));
-  px__free(r->recs, r->cap * sizeof(*t));
-  r->recs = t;
+  if (r->slots != NULL) memcpy(t, r->slots, r->cap * sizeof(*t));
+  px__free(r->slots, r->cap * sizeof(*t));
+  r->slots = t;
   r->cap = n;
   return true;
+}
+
+static uint64_t data_of(int fd, uint32_t gen) {
+  return ((uint64_t)gen << 32) | (uint32_t)fd;
 }
 
 /* Starts a request for io with `interest`. mu held. */
 static int start(px__reactor *r, px__io *io, unsigned interest) {
   if (!table_cover(r, io->fd)) return PX_ENOMEM;
-  rec *c = px__calloc(sizeof(*c));
-  if (c == NULL) return PX_ENOMEM;
-  c->io = io;
-  c->mask = poll_mask(interest);
-  if (c->mask != 0) {
-    int err = queue_poll(r, io->fd, c->mask, (uint64_t)(uintptr_t)c);
+  slot *s = &r->slots[io->fd];
+  /* Generation 0 is never used, so user_data never equals a TAG_*. */
+  if (++r->gen == 0) r->gen = 1;
+  s->gen = r->gen;
+  s->mask = poll_mask(interest);
+  if (s->mask != 0) {
+    int err = queue_poll(r, io->fd, s->mask, data_of(io->fd, s->gen));
     if (err == 0) err = submit(r);
-    if (err < 0) {
-      rec_free(c);
-      return err;
-    }
+    if (err < 0) return err;
   }
-  r->recs[io->fd] = c;
+  s->io = io;
   io->interest = interest;
   return 0;
 }
 
-/* Ends io's request: dead now, freed at its last CQE. mu held. */
-static void stop(px__reactor *r, rec *c) {
-  r->recs[c->io->fd] = NULL;
-  c->dead = true;
-  if (c->mask == 0) {
-    rec_free(c); /* never submitted: no CQE will come */
-    return;
-  }
-  c->next_dead = r->dead;
-  r->dead = c;
+/* Ends the request of the registration in `s`. mu held. */
+static void stop(px__reactor *r, slot *s, int fd) {
+  s->io = NULL;
+  if (s->mask == 0) return; /* nothing in flight */
   struct io_uring_sqe *sqe = get_sqe(r);
   if (sqe != NULL) {
-    io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c);
+    io_uring_prep_poll_remove(sqe, data_of(fd, s->gen));
     io_uring_sqe_set_data64(sqe, TAG_IGNORE);
     (void)submit(r);
   }
 }
 
-static rec *find(px__reactor *r, px__io *io) {
+static slot *find(px__reactor *r, px__io *io) {
   if (io->fd < 0 || (size_t)io->fd >= r->cap) return NULL;
-  rec *c = r->recs[io->fd];
-  return (c != NULL && c->io == io) ? c : NULL;
+  slot *s = &r->slots[io->fd];
+  return s->io == io ? s : NULL;
 }
 
 static int ur_add(px__reactor *r, px__io *io, unsigned interest) {
@@ -286,7 +274,7 @@ static int ur_add(px__reactor *r, px__io *io, unsigned interest) {
   if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
   pthread_mutex_lock(&r->mu);
   int err = 0;
-  if ((size_t)io->fd < r->cap && r->recs[io->fd] != NULL)
+  if ((size_t)io->fd < r->cap && r->slots[io->fd].io != NULL)
     err = PX_EBUSY;
   else
     err = start(r, io, interest & (PX__READABLE | PX__WRITABLE));
@@ -299,13 +287,13 @@ static int ur_modify(px__reactor *r, px__io *io, unsigned interest) {
   interest &= PX__READABLE | PX__WRITABLE;
   pthread_mutex_lock(&r->mu);
   int err = 0;
-  rec *c = find(r, io);
-  if (c == NULL) {
+  slot *s = find(r, io);
+  if (s == NULL) {
     err = PX_ENOENT;
-  } else if (poll_mask(interest) != c->mask) {
+  } else if (poll_mask(interest) != s->mask) {
     /* A poll's mask is fixed: replace the request. (Edge-triggered
      * registrations never come here from px__io.) */
-    stop(r, c);
+    stop(r, s, io->fd);
     err = start(r, io, interest);
   }
   pthread_mutex_unlock(&r->mu);
@@ -315,19 +303,10 @@ static int ur_modify(px__reactor *r, px__io *io, unsigned interest) {
 static int ur_del(px__reactor *r, px__io *io) {
   if (r == NULL || io == NULL) return PX_EINVAL;
   pthread_mutex_lock(&r->mu);
-  rec *c = find(r, io);
-  if (c != NULL) stop(r, c);
+  slot *s = find(r, io);
+  if (s != NULL) stop(r, s, io->fd);
   pthread_mutex_unlock(&r->mu);
   return 0;
-}
-
-static void unlink_dead(px__reactor *r, rec *c) {
-  for (rec **p = &r->dead; *p != NULL; p = &(*p)->next_dead) {
-    if (*p == c) {
-      *p = c->next_dead;
-      return;
-    }
-  }
 }
 
 static unsigned ready_bits(int res) {
@@ -350,27 +329,24 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
     if (!more) (void)queue_poll(r, r->wakefd, POLLIN, TAG_WAKE);
     return 0;
   }
-  rec *c = (rec *)(uintptr_t)data;
-  if (c->dead) {
-    if (!more) {
-      unlink_dead(r, c);
-      rec_free(c);
-    }
-    return 0;
-  }
+  int fd = (int)(uint32_t)data;
+  uint32_t gen = (uint32_t)(data >> 32);
+  slot *s = (size_t)fd < r->cap ? &r->slots[fd] : NULL;
+  /* A request that was removed (or replaced) since: drop its CQEs. */
+  if (s == NULL || s->io == NULL || s->gen != gen) return 0;
   int dispatched = 0;
   if (cqe->res > 0) {
-    px__io_dispatch(c->io, ready_bits(cqe->res));
+    px__io_dispatch(s->io, ready_bits(cqe->res));
     dispatched = 1;
   } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
     /* The poll itself failed (EBADF: closed without deregistering). Tell
      * the waiters; re-arming would fail the same way. */
-    px__io_dispatch(c->io, PX__ERROR);
+    px__io_dispatch(s->io, PX__ERROR);
     return 1;
   }
   /* The kernel ended the multishot poll (CQ overflow, ...): arm it again,
    * which reports the current state once more. */
-  if (!more) (void)queue_poll(r, c->io->fd, c->mask, data);
+  if (!more) (void)queue_poll(r, fd, s->mask, data);
   return dispatched;
 }
 

@@ -54,9 +54,23 @@ struct px__reactor {
 
 static bool table_cover(px__reactor *r, int fd);
 
+/*
+ * Closes the kqueue: close() with a real one. The test-only emulation on
+ * Linux keeps descriptors of its own behind each kqueue and cannot see
+ * close(), so it has a call of its own; this is the one place this file
+ * knows about it.
+ */
+static void close_kqueue(int kq) {
+#ifdef PX_KQUEUE_EMULATION
+  (void)kqueue_emu_close(kq);
+#else
+  close(kq);
+#endif
+}
+
 static void kq_destroy(px__reactor *r) {
   if (r == NULL) return;
-  if (r->kq >= 0) close(r->kq);
+  if (r->kq >= 0) close_kqueue(r->kq);
   if (r->wake_rd >= 0) close(r->wake_rd);
   if (r->wake_wr >= 0) close(r->wake_wr);
   px__free(r->table, r->cap * sizeof(*r->table));
@@ -195,8 +209,14 @@ static int kq_add(px__reactor *r, px__io *io, unsigned interest) {
   return err;
 }
 
+/* Whether `io` is registered as `fd`; never reads *io, which the poller
+ * may hold from an event whose registration was freed since. */
+static bool registered_as(px__reactor *r, uintptr_t fd, const px__io *io) {
+  return fd < r->cap && r->table[fd] == io;
+}
+
 static bool registered(px__reactor *r, px__io *io) {
-  return io->fd >= 0 && (size_t)io->fd < r->cap && r->table[io->fd] == io;
+  return io->fd >= 0 && registered_as(r, (uintptr_t)io->fd, io);
 }
 
 static int kq_modify(px__reactor *r, px__io *io, unsigned interest) {
@@ -274,7 +294,7 @@ static int kq_poll(px__reactor *r, int timeout_ms) {
 #endif
     px__io *io = (px__io *)(uintptr_t)ev->udata;
     /* Deregistered since kevent returned? Then this event is stale. */
-    if (io == NULL || !registered(r, io)) continue;
+    if (io == NULL || !registered_as(r, ev->ident, io)) continue;
     px__io_dispatch(io, ready_bits(ev));
     dispatched++;
   }

@@ -208,11 +208,19 @@ static int pl_add(px__reactor *r, px__io *io, unsigned interest) {
   return err;
 }
 
-/* The index of io's entry, or 0 when io is not registered here. */
-static size_t find(px__reactor *r, px__io *io) {
-  if (io->fd < 0 || (size_t)io->fd >= r->map_cap) return 0;
-  size_t i = r->index_of[io->fd];
+/*
+ * The index of the entry of `io` registered as `fd`, or 0 when there is
+ * none. It never reads *io: the poller asks with pointers from its copy,
+ * whose registrations may have been deregistered and freed meanwhile.
+ */
+static size_t find_fd(px__reactor *r, int fd, const px__io *io) {
+  if (fd < 0 || (size_t)fd >= r->map_cap) return 0;
+  size_t i = r->index_of[fd];
   return (i != 0 && r->ios[i] == io) ? i : 0;
+}
+
+static size_t find(px__reactor *r, px__io *io) {
+  return find_fd(r, io->fd, io);
 }
 
 static int pl_modify(px__reactor *r, px__io *io, unsigned interest) {
@@ -306,7 +314,7 @@ static int pl_poll(px__reactor *r, int timeout_ms) {
     got--;
     /* Still the same registration? It may have been deregistered (and the
      * entries moved) while we waited. */
-    size_t i = find(r, r->wait_ios[k]);
+    size_t i = find_fd(r, w->fd, r->wait_ios[k]);
     if (i == 0) continue;
     unsigned ready = ready_bits(w->revents);
     /* Only directions still watched, plus what cannot be masked. */

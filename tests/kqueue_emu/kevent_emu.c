@@ -24,10 +24,10 @@
  * nothing, it blocks on the outer epoll and tries again.
  *
  * The state of each kqueue lives in a registry indexed by the outer
- * descriptor. A kqueue is released with close(), which this library never
- * sees, so a state is freed when kqueue() hands out the same descriptor
- * number again (the old one must have been closed); until then its three
- * inner descriptors stay open. That bounded leak is acceptable in tests.
+ * descriptor. kqueue_emu_close() releases it with the descriptor. A kqueue
+ * closed with plain close(), which this library never sees, keeps its
+ * state and three inner descriptors until kqueue() hands out the same
+ * number again (the old one must have been closed by then).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -164,6 +164,21 @@ int kqueue(void) {
     return -1;
   }
   return k->fd;
+}
+
+int kqueue_emu_close(int fd) {
+  struct stat st;
+  kq *k = NULL;
+  pthread_mutex_lock(&registry_mu);
+  if (fd >= 0 && (size_t)fd < registry_cap && fstat(fd, &st) == 0 &&
+      registry[fd] != NULL && registry[fd]->dev == st.st_dev &&
+      registry[fd]->ino == st.st_ino) {
+    k = registry[fd];
+    registry[fd] = NULL;
+  }
+  pthread_mutex_unlock(&registry_mu);
+  if (k != NULL) kq_free(k);
+  return close(fd);
 }
 
 static kq *lookup(int fd) {

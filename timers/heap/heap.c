@@ -12,8 +12,9 @@
  * O(log n): the node's entry is found directly and replaced by the last.
  *
  * Why 4-ary: the tree is half as deep as a binary heap's, and the four
- * children of a node are adjacent in memory, so a sift-down reads one or two
- * cache lines per level instead of jumping around (libev measured it).
+ * children of a node sit side by side in memory (96 bytes), so a sift-down
+ * reads a couple of neighbouring cache lines per level instead of jumping
+ * around twice as many levels (libev measured it).
  *
  * The first PX__HEAP_INLINE entries live inside the instance itself, so a
  * runtime with a handful of timers never allocates (like the wheel). Past
@@ -52,7 +53,7 @@ typedef struct px__heap_entry {
 typedef struct px__heap {
   px__heap_entry *entries; /* inline_entries, or memory from px__alloc */
   size_t len;            /* entries in the heap */
-  size_t cap;            /* entries entries can hold */
+  size_t cap;            /* how many entries the array can hold */
   uint64_t elapsed;      /* the current tick */
   uint64_t next_seq;     /* the next insertion's sequence number */
   px_timer_node *deferred_head, *deferred_tail;

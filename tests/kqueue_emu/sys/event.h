@@ -10,7 +10,8 @@
  * header and kernel are used and none of this is compiled.
  *
  * What is emulated (semantics follow FreeBSD's kqueue(2)):
- *   - kqueue() returns a descriptor that close() releases;
+ *   - kqueue() returns a descriptor (released by kqueue_emu_close, see
+ *     below);
  *   - knotes are per (ident, filter): EVFILT_READ and EVFILT_WRITE on
  *     descriptors, EVFILT_USER on any ident;
  *   - EV_ADD (also to modify an existing knote), EV_DELETE (ENOENT when
@@ -88,6 +89,14 @@ struct kevent {
 #define NOTE_TRIGGER 0x01000000
 
 int kqueue(void);
+/*
+ * Emulation only: closes a kqueue and everything behind it. A real kqueue
+ * is released by close(), which this library cannot see; close() alone
+ * leaves the emulation's three inner descriptors open until kqueue() hands
+ * out the same number again. Code that must build against the real header
+ * tests PX_KQUEUE_EMULATION before calling this.
+ */
+int kqueue_emu_close(int kq);
 int kevent(int kq, const struct kevent *changelist, int nchanges,
            struct kevent *eventlist, int nevents,
            const struct timespec *timeout);

@@ -1,0 +1,206 @@
+/*
+ * The runtime's observer: per-worker counter blocks, the worker identity of
+ * each thread, the slow-poll warning and px_runtime_metrics.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "observe/observe.h"
+#include "pollux/blocking.h"
+
+_Thread_local px__observe_tls px__obs_tls
+    __attribute__((tls_model("initial-exec")));
+
+/* Bit of px_task.spare: the slow-poll warning was given for this task. */
+#define SPARE_SLOW_REPORTED PX__TASK_SPARE_SLOW_POLL
+
+static void block_init(px__counters *b, px__observe *obs, int worker,
+                       bool shared) {
+  memset(b, 0, sizeof *b);
+  b->obs = obs;
+  b->worker = worker;
+  b->shared = shared;
+}
+
+/* The allocator promises max_align_t, not a cache line: over-allocate and
+ * round up, remembering what to free. */
+#define LINE 64
+
+static void *calloc_lines(size_t size, void **raw) {
+  char *p = px__calloc(size + LINE);
+  *raw = p;
+  if (p == NULL) return NULL;
+  return (void *)(((uintptr_t)p + LINE - 1) & ~(uintptr_t)(LINE - 1));
+}
+
+int px__observe_new(px_runtime *rt, const px_config *cfg, px__observe **out) {
+  px__log_init();
+  *out = NULL;
+  void *raw;
+  px__observe *obs = calloc_lines(sizeof *obs, &raw);
+  if (obs == NULL) return PX_ENOMEM;
+  obs->raw = raw;
+  obs->rt = rt;
+  obs->max_worker = -1;
+  obs->start_ns = px__now_ns();
+  obs->nworkers = cfg->workers;
+  obs->workers = calloc_lines(obs->nworkers * sizeof *obs->workers,
+                              &obs->workers_raw);
+  if (obs->workers == NULL) {
+    px__free(raw, sizeof *obs + LINE);
+    return PX_ENOMEM;
+  }
+  block_init(&obs->outside, obs, -1, true);
+  for (uint32_t i = 0; i < obs->nworkers; i++)
+    block_init(&obs->workers[i], obs, (int)i, false);
+  if (cfg->slow_poll_ms > 0) {
+    obs->slow_poll_ns = (uint64_t)cfg->slow_poll_ms * 1000000u;
+    obs->flags |= PX__OBS_SLOW;
+  }
+  const char *path = getenv("PX_TRACE");
+  if (path != NULL && path[0] != '\0' && px__trace_open(obs, path) == 0)
+    obs->flags |= PX__OBS_TRACE;
+  *out = obs;
+  return 0;
+}
+
+void px__observe_free(px__observe *obs) {
+  if (obs == NULL) return;
+  px__trace_close(obs);
+  px__free(obs->workers_raw, obs->nworkers * sizeof *obs->workers + LINE);
+  px__free(obs->raw, sizeof *obs + LINE);
+}
+
+void px__observe_worker_enter(px_runtime *rt, int id) {
+  px__observe *obs = px__runtime_observe(rt);
+  px__counters *b = &obs->outside;
+  if (id >= 0 && (uint32_t)id < obs->nworkers) {
+    b = &obs->workers[id];
+    int seen = __atomic_load_n(&obs->max_worker, __ATOMIC_RELAXED);
+    while (seen < id &&
+           !__atomic_compare_exchange_n(&obs->max_worker, &seen, id, true,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+  }
+  px__obs_tls.rt = rt;
+  px__obs_tls.block = b;
+  px__observe_set_worker(id);
+}
+
+void px__observe_worker_leave(void) {
+  /* A worker's trace events go to the file before it stops being one, so
+   * the ring is never written by two threads. */
+  px__counters *b = px__obs_tls.block;
+  if (b != NULL && !b->shared) px__trace_flush(b);
+  px__obs_tls.rt = NULL;
+  px__obs_tls.block = NULL;
+  px__observe_set_worker(-1);
+}
+
+/* ---- Per poll ------------------------------------------------------------ */
+
+void px__observe_poll_end_slow(px_task *t, const px_future *f,
+                               px__poll_probe *p, bool slow) {
+  px__observe *obs = p->b->obs;
+  const char *name = f->vtable != NULL ? f->vtable->name : NULL;
+  if (p->flags & PX__OBS_TRACE) {
+    uint64_t end = px__now_ns();
+    px__trace_emit(p->b, PX__TRACE_POLL, name, t->id, p->t0, end - p->t0);
+  }
+  if (slow && !(t->spare & SPARE_SLOW_REPORTED)) {
+    uint64_t took = p->coarse0; /* the duration, see poll_end */
+    {
+      /* Only the thread that holds RUNNING touches `spare` after spawn. */
+      t->spare |= SPARE_SLOW_REPORTED;
+      PX__LOG(PX__LOG_WARN,
+              "slow poll: task %llu (%s) ran %llu ms in one poll "
+              "(slow_poll_ms = %llu); a future must not block",
+              (unsigned long long)t->id, name != NULL ? name : "?",
+              (unsigned long long)(took / 1000000u),
+              (unsigned long long)(obs->slow_poll_ns / 1000000u));
+    }
+  }
+}
+
+void px__observe_block_on_end(const px_future *main, px__poll_probe *p) {
+  px__obs_add(p->b, &p->b->block_on_polls, 1);
+  /* The main future's poll is not a task poll: the next one times itself. */
+  if (!p->b->shared) p->b->mark = 0;
+  if (px__unlikely(p->flags & PX__OBS_TRACE)) {
+    uint64_t end = px__now_ns();
+    px__trace_emit(p->b, PX__TRACE_BLOCK_ON,
+                   main->vtable != NULL ? main->vtable->name : NULL, 0, p->t0,
+                   end - p->t0);
+  }
+}
+
+/* ---- px_runtime_metrics -------------------------------------------------- */
+
+/*
+ * The blocking pool is optional at link time (pollux variants without
+ * //blocking exist), so its accessors are weak: absent, the pool reads as
+ * empty.
+ */
+extern int px_runtime_blocking_threads(px_runtime *rt) __attribute__((weak));
+extern int px__blocking_queued(px_runtime *rt) __attribute__((weak));
+
+static uint64_t rd(const uint64_t *c) {
+  return __atomic_load_n(c, __ATOMIC_RELAXED);
+}
+
+/* Adds block b's counters to the totals. */
+static void sum_block(px_metrics *m, const px__counters *b) {
+  m->tasks_spawned += rd(&b->spawned);
+  m->tasks_completed += rd(&b->completed);
+  m->polls += rd(&b->polls);
+  m->block_on_polls += rd(&b->block_on_polls);
+  m->wakes_local += rd(&b->wakes_local);
+  m->wakes_remote += rd(&b->wakes_remote);
+  m->reactor_polls += rd(&b->reactor_polls);
+  m->reactor_events += rd(&b->reactor_events);
+  m->timers_armed += rd(&b->timers_armed);
+  m->timers_fired += rd(&b->timers_fired);
+  m->timers_cancelled += rd(&b->timers_cancelled);
+}
+
+int px_runtime_metrics(px_runtime *rt, px_metrics *out) {
+  if (rt == NULL || out == NULL) return PX_EINVAL;
+  px__observe *obs = px__runtime_observe(rt);
+  memset(out, 0, sizeof *out);
+  sum_block(out, &obs->outside);
+  int max = __atomic_load_n(&obs->max_worker, __ATOMIC_RELAXED);
+  out->workers = (uint32_t)(max + 1);
+  out->workers_reported = out->workers < PX_METRICS_MAX_WORKERS
+                              ? out->workers
+                              : PX_METRICS_MAX_WORKERS;
+  for (uint32_t i = 0; i < out->workers; i++) {
+    const px__counters *b = &obs->workers[i];
+    sum_block(out, b);
+    if (i < out->workers_reported) {
+      px_worker_metrics *w = &out->worker[i];
+      w->polls = rd(&b->polls);
+      w->steals = rd(&b->steals);
+      w->parks = rd(&b->parks);
+      w->lifo_hits = rd(&b->lifo_hits);
+      w->busy_ns = rd(&b->busy_ns);
+      w->idle_ns = rd(&b->idle_ns);
+      w->local_queue_depth = rd(&b->local_depth);
+    }
+  }
+  /* Blocks are read one after the other while tasks come and go, so the
+   * difference is clamped rather than trusted to be positive. */
+  out->tasks_alive = out->tasks_spawned > out->tasks_completed
+                         ? out->tasks_spawned - out->tasks_completed
+                         : 0;
+  out->injection_queue_depth =
+      __atomic_load_n(&obs->injection_depth, __ATOMIC_RELAXED);
+  if (px_runtime_blocking_threads != NULL) {
+    int n = px_runtime_blocking_threads(rt);
+    out->blocking_threads = n > 0 ? (uint64_t)n : 0;
+  }
+  if (px__blocking_queued != NULL) {
+    int n = px__blocking_queued(rt);
+    out->blocking_queue_depth = n > 0 ? (uint64_t)n : 0;
+  }
+  return 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * Async test futures for observe_test.cc (the async macros are C).
+ */
+#ifndef POLLUX_TESTS_OBSERVE_SUPPORT_H
+#define POLLUX_TESTS_OBSERVE_SUPPORT_H
+
+#include "pollux.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Spawns n tasks that each yield k times, and joins them all. */
+int obs_run_yielders(px_runtime *rt, int n, int k);
+
+/* Sleeps 2 ms (armed, fired), then races a 1 ms sleep against a 10 s one
+ * (two armed, one fired, the loser cancelled). */
+int obs_run_timers(px_runtime *rt);
+
+/* Writes a message through a connected socket pair, a spawned task echoes
+ * it back, and the main future reads it: returns 0 when it came back. */
+int obs_run_socket_round_trip(px_runtime *rt);
+
+/* Spawns one task whose first poll blocks `block_ms` then yields once, and
+ * `fast` tasks that yield once; joins them all. */
+int obs_run_slow(px_runtime *rt, int block_ms, int fast);
+
+/* Re-reads a PX_LOG value (observe/log.c), for tests only. */
+void obs_log_parse(const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

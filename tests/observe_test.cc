@@ -1,0 +1,276 @@
+// Observability: px_runtime_metrics against known workloads, the PX_TRACE
+// file (valid JSON, one span per poll, no overlap on a track), PX_LOG lines
+// and the slow-poll warning.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "tests/observe_support.h"
+
+namespace {
+
+px_runtime *NewRuntime(uint32_t slow_poll_ms = 100) {
+  px_config cfg;
+  px_config_init(&cfg);
+  cfg.slow_poll_ms = slow_poll_ms;
+  px_runtime *rt = nullptr;
+  EXPECT_EQ(px_runtime_new(&rt, &cfg), 0) << px_config_error();
+  return rt;
+}
+
+px_metrics Metrics(px_runtime *rt) {
+  px_metrics m;
+  EXPECT_EQ(px_runtime_metrics(rt, &m), 0);
+  return m;
+}
+
+int CountOf(const std::string &haystack, const std::string &needle) {
+  int n = 0;
+  for (size_t at = haystack.find(needle); at != std::string::npos;
+       at = haystack.find(needle, at + 1))
+    n++;
+  return n;
+}
+
+// Skips digits; returns how many.
+size_t Digits(const std::string &s, size_t *at) {
+  size_t start = *at;
+  while (*at < s.size() && s[*at] >= '0' && s[*at] <= '9') ++*at;
+  return *at - start;
+}
+
+bool Expect(const std::string &s, size_t *at, const std::string &word) {
+  if (s.compare(*at, word.size(), word) != 0) return false;
+  *at += word.size();
+  return true;
+}
+
+// "12.345678 pollux debug w=0 t=7: message" (w and t may be "-").
+bool IsLogLine(const std::string &l) {
+  size_t at = 0;
+  if (Digits(l, &at) == 0 || !Expect(l, &at, ".") || Digits(l, &at) != 6 ||
+      !Expect(l, &at, " pollux "))
+    return false;
+  while (at < l.size() && l[at] >= 'a' && l[at] <= 'z') at++;
+  while (at < l.size() && l[at] == ' ') at++;
+  if (!Expect(l, &at, "w=")) return false;
+  if (!Expect(l, &at, "-") && Digits(l, &at) == 0) return false;
+  if (!Expect(l, &at, " t=")) return false;
+  if (!Expect(l, &at, "-") && Digits(l, &at) == 0) return false;
+  return Expect(l, &at, ": ") && at < l.size();
+}
+
+std::string TempPath(const char *name) {
+  const char *dir = std::getenv("TEST_TMPDIR");
+  return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
+}
+
+TEST(ObserveTest, MetricsRejectNull) {
+  px_metrics m;
+  EXPECT_EQ(px_runtime_metrics(nullptr, &m), PX_EINVAL);
+  px_runtime *rt = NewRuntime();
+  EXPECT_EQ(px_runtime_metrics(rt, nullptr), PX_EINVAL);
+  px_runtime_free(rt);
+}
+
+TEST(ObserveTest, SlowPollMsIsValidated) {
+  px_config cfg;
+  px_config_init(&cfg);
+  EXPECT_EQ(cfg.slow_poll_ms, 100u);
+  cfg.slow_poll_ms = 3600001;
+  EXPECT_EQ(px_config_validate(&cfg), PX_EINVAL);
+  EXPECT_NE(std::string(px_config_error()).find("slow_poll_ms"),
+            std::string::npos);
+  cfg.slow_poll_ms = 0;
+  EXPECT_EQ(px_config_validate(&cfg), 0);
+}
+
+TEST(ObserveTest, FreshRuntimeCountsNothing) {
+  px_runtime *rt = NewRuntime();
+  px_metrics m = Metrics(rt);
+  EXPECT_EQ(m.tasks_spawned, 0u);
+  EXPECT_EQ(m.polls, 0u);
+  EXPECT_EQ(m.tasks_alive, 0u);
+  EXPECT_EQ(m.blocking_threads, 0u);
+  EXPECT_EQ(m.blocking_queue_depth, 0u);
+  px_runtime_free(rt);
+}
+
+// N tasks that each yield K times: N spawns and completions, N * (K + 1)
+// polls, and one wake per yield.
+TEST(ObserveTest, TaskCountsMatchTheWorkload) {
+  const int n = 100, k = 3;
+  px_runtime *rt = NewRuntime();
+  ASSERT_EQ(obs_run_yielders(rt, n, k), 0);
+  px_metrics m = Metrics(rt);
+  EXPECT_EQ(m.tasks_spawned, (uint64_t)n);
+  EXPECT_EQ(m.tasks_completed, (uint64_t)n);
+  EXPECT_EQ(m.tasks_alive, 0u);
+  EXPECT_EQ(m.polls, (uint64_t)(n * (k + 1)));
+  EXPECT_GE(m.block_on_polls, 1u);
+  EXPECT_EQ(m.wakes_local + m.wakes_remote, (uint64_t)(n * k));
+  ASSERT_GE(m.workers, 1u);
+  ASSERT_EQ(m.workers_reported,
+            m.workers < PX_METRICS_MAX_WORKERS ? m.workers
+                                               : PX_METRICS_MAX_WORKERS);
+  uint64_t worker_polls = 0;
+  for (uint32_t i = 0; i < m.workers_reported; i++)
+    worker_polls += m.worker[i].polls;
+  EXPECT_EQ(worker_polls, m.polls);
+  px_runtime_free(rt);
+}
+
+TEST(ObserveTest, TimersArmedFiredCancelled) {
+  px_runtime *rt = NewRuntime();
+  ASSERT_EQ(obs_run_timers(rt), 0);
+  px_metrics m = Metrics(rt);
+  EXPECT_GE(m.timers_armed, 3u);
+  EXPECT_EQ(m.timers_fired, 2u);
+  EXPECT_EQ(m.timers_cancelled, 1u);
+  uint64_t parks = 0, idle = 0;
+  for (uint32_t i = 0; i < m.workers_reported; i++) {
+    parks += m.worker[i].parks;
+    idle += m.worker[i].idle_ns;
+  }
+  EXPECT_GE(parks, 1u);  // nothing else to do while the sleeps run
+  EXPECT_GE(idle, 1000000u);  // at least a millisecond asleep
+  px_runtime_free(rt);
+}
+
+TEST(ObserveTest, ReactorEventsForASocketRoundTrip) {
+  px_runtime *rt = NewRuntime();
+  ASSERT_EQ(obs_run_socket_round_trip(rt), 0);
+  px_metrics m = Metrics(rt);
+  EXPECT_GE(m.reactor_polls, 1u);
+  EXPECT_GE(m.reactor_events, 1u);
+  px_runtime_free(rt);
+}
+
+// The checker: valid JSON, spans that never overlap on one track, the
+// number of poll spans, and the task names.
+const char kTraceChecker[] = R"PY(
+import json, sys
+doc = json.load(open(sys.argv[1]))
+ev = doc["traceEvents"]
+polls = [e for e in ev if e.get("ph") == "X" and e.get("cat") in ("poll", "block_on")]
+tracks = {}
+for e in ev:
+    if e.get("ph") == "X":
+        tracks.setdefault(e["tid"], []).append(e)
+for tid, spans in tracks.items():
+    spans.sort(key=lambda e: (e["ts"], -e["dur"]))
+    end = -1.0
+    for e in spans:
+        if e["ts"] < end - 1e-9:
+            print("overlap on track", tid, e); sys.exit(2)
+        end = max(end, e["ts"] + e["dur"])
+names = set(e["name"] for e in polls)
+print(len(polls), " ".join(sorted(names)))
+)PY";
+
+TEST(ObserveTest, TraceFileHasOneSpanPerPoll) {
+  std::string trace = TempPath("observe_trace.json");
+  std::string script = TempPath("check_trace.py");
+  std::string result = TempPath("check_trace.out");
+  std::remove(trace.c_str());
+  ASSERT_EQ(setenv("PX_TRACE", trace.c_str(), 1), 0);
+  px_runtime *rt = NewRuntime();
+  unsetenv("PX_TRACE");
+  ASSERT_EQ(obs_run_yielders(rt, 20, 2), 0);
+  ASSERT_EQ(obs_run_timers(rt), 0);
+  px_metrics m = Metrics(rt);
+  px_runtime_free(rt);  // writes the file
+
+  std::ofstream(script) << kTraceChecker;
+  std::string cmd = "python3 " + script + " " + trace + " > " + result;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << "trace checker failed";
+  std::ifstream in(result);
+  uint64_t spans = 0;
+  std::string names;
+  in >> spans;
+  std::getline(in, names);
+  EXPECT_EQ(spans, m.polls + m.block_on_polls);
+  EXPECT_NE(names.find("obs_yielder"), std::string::npos) << names;
+  EXPECT_NE(names.find("obs_spawner"), std::string::npos) << names;
+
+  std::stringstream text;
+  text << std::ifstream(trace).rdbuf();
+  EXPECT_NE(text.str().find("\"reactor_wait\""), std::string::npos);
+  EXPECT_NE(text.str().find("\"cat\":\"wake\""), std::string::npos);
+}
+
+TEST(ObserveTest, NoTraceFileWithoutPxTrace) {
+  unsetenv("PX_TRACE");
+  px_runtime *rt = NewRuntime();
+  ASSERT_EQ(obs_run_yielders(rt, 5, 1), 0);
+  px_runtime_free(rt);  // nothing to write, nothing to crash on
+}
+
+TEST(ObserveTest, DebugLogLinesHaveTimestampWorkerAndTask) {
+  obs_log_parse("debug");
+  px_runtime *rt = NewRuntime();
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_yielders(rt, 3, 1), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  obs_log_parse(nullptr);
+
+  std::istringstream lines(err);
+  std::string l;
+  int n = 0;
+  while (std::getline(lines, l)) {
+    EXPECT_TRUE(IsLogLine(l)) << l;
+    n++;
+  }
+  EXPECT_GE(n, 6);  // three spawns, three completions
+  EXPECT_EQ(CountOf(err, "spawn task"), 3) << err;
+  EXPECT_EQ(CountOf(err, "(obs_yielder)"), 3) << err;
+}
+
+TEST(ObserveTest, InvalidLogLevelWarnsOnceAndFallsBackToWarn) {
+  testing::internal::CaptureStderr();
+  obs_log_parse("loud");
+  px_runtime *rt = NewRuntime();
+  ASSERT_EQ(obs_run_yielders(rt, 3, 1), 0);
+  px_runtime_free(rt);
+  std::string err = testing::internal::GetCapturedStderr();
+  obs_log_parse(nullptr);
+  EXPECT_EQ(CountOf(err, "\n"), 1) << err;
+  EXPECT_EQ(CountOf(err, "PX_LOG=loud"), 1) << err;
+  EXPECT_EQ(CountOf(err, " warn "), 1) << err;
+  EXPECT_EQ(CountOf(err, "spawn task"), 0) << err;  // debug stays off
+}
+
+TEST(ObserveTest, SlowPollWarnsOncePerSlowTask) {
+  px_runtime *rt = NewRuntime();
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(rt, 150, 20), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  EXPECT_EQ(CountOf(err, "slow poll"), 1) << err;
+  EXPECT_EQ(CountOf(err, "(obs_blocker)"), 1) << err;
+  EXPECT_EQ(CountOf(err, "obs_yielder"), 0) << err;
+  // The line is a log line, and its task column is the slow task.
+  size_t at = err.find("slow poll: task ");
+  ASSERT_NE(at, std::string::npos);
+  size_t id_at = at + strlen("slow poll: task ");
+  std::string id = err.substr(id_at, err.find(' ', id_at) - id_at);
+  EXPECT_NE(err.find(" t=" + id + ": slow poll"), std::string::npos) << err;
+  EXPECT_TRUE(IsLogLine(err.substr(0, err.find('\n')))) << err;
+}
+
+TEST(ObserveTest, SlowPollOffWithZero) {
+  px_runtime *rt = NewRuntime(0);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(rt, 120, 2), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  EXPECT_EQ(CountOf(err, "slow poll"), 0) << err;
+}
+
+}  // namespace
