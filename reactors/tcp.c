@@ -166,7 +166,7 @@ int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out) {
   px_addr addr;
   int err = px_addr_parse(host, port, &addr);
   if (err < 0) return err;
-  int fd;
+  int fd = -1;
   err = open_socket(addr.storage.ss_family, &fd);
   if (err < 0) return err;
 
@@ -307,7 +307,7 @@ static int connect_start(px_tcp_connect *f, px_context *cx) {
   /* Checked before the socket exists, so failing leaves nothing behind. */
   if (cx->runtime == NULL) return PX_ENORUNTIME;
   int family = f->addr.storage.ss_family;
-  int fd;
+  int fd = -1;
   int err = open_socket(family, &fd);
   if (err < 0) return err;
   px_tcp_stream *s;

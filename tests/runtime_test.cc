@@ -131,6 +131,10 @@ TEST_F(Rt, SpawnAndJoin) {
 }
 
 TEST_F(Rt, FifoOrderOfWakes) {
+  if (std::string(px_build_info()).find("executor=work_stealing") !=
+      std::string::npos)
+    GTEST_SKIP() << "work stealing runs tasks on several workers: no global "
+                    "wake order is promised";
   // Three tasks, each logging its id and yielding three times: a FIFO
   // executor interleaves them round-robin, in spawn order.
   int log[64];
@@ -282,10 +286,10 @@ TEST(Shutdown, SpawnDuringShutdownIsRefused) {
 }
 
 TEST_F(Rt, RemoteSpawnFromAnotherThread) {
-  px__atomic(int) done{0};
+  px__atomic(int) done{0}, stored{0};
   px_waker slot = PX_WAKER_EMPTY;
   wait_for w;
-  wait_for_new(&w, &done, 1, &slot, nullptr);
+  wait_for_new(&w, &done, 1, &slot, &stored);
   std::thread other([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     sleeper s;
@@ -296,7 +300,9 @@ TEST_F(Rt, RemoteSpawnFromAnotherThread) {
   // remote spawn must unpark the runtime, and the main future is polled
   // again only once woken, so wake it from the other side as well.
   std::thread waker_thread([&] {
-    while (done.load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    // `stored` orders our read of the slot after the runtime wrote it.
+    while (done.load() == 0 || stored.load() == 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     px_waker_wake_by_ref(&slot);
   });
   EXPECT_EQ(px_runtime_block_on(rt, &w.base), 0);

@@ -177,7 +177,7 @@ PX_ASYNC_FN_WITH_DROP(timer_task, timer_task_drop) {
   PX_BEGIN();
   PX_TRY_AWAIT(px_sleep_init(&self->sleep, self->delay));
   atomic_fetch_add(self->fired, 1);
-  px_waker_wake_by_ref(self->slot);
+  if (self->slot != NULL) px_waker_wake_by_ref(self->slot);
   PX_END();
 }
 
@@ -208,5 +208,18 @@ PX_ASYNC_FN(wait_child) {
 
 px_future *wait_child_new(wait_child *f, int pid) {
   *f = PX_ASYNC_NEW(wait_child, .pid = pid);
+  return PX_FUTURE(f);
+}
+
+/* ---- await a counter ---- */
+PX_ASYNC_FN(await_count) {
+  PX_BEGIN();
+  while (atomic_load(self->value) < self->target)
+    PX_AWAIT(px_sleep_init(&self->nap, px_ms(1)));
+  PX_END();
+}
+
+px_future *await_count_new(await_count *f, px__atomic(int) *value, int target) {
+  *f = PX_ASYNC_NEW(await_count, .value = value, .target = target);
   return PX_FUTURE(f);
 }

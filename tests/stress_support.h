@@ -90,3 +90,19 @@ px_future *wait_child_new(wait_child *f, int pid);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Completes once *value >= target, checking every millisecond. Polling a
+ * counter needs no shared waker, so it is race-free with any executor. */
+typedef struct {
+  px_async px;
+  px__atomic(int) *value;
+  int target;
+  px_sleep nap;
+} await_count;
+px_future *await_count_new(await_count *f, px__atomic(int) *value, int target);
+#ifdef __cplusplus
+}
+#endif

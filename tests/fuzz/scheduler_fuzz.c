@@ -7,6 +7,8 @@
  *
  *   tools/fuzz scheduler      (built with clang's -fsanitize=fuzzer,address)
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,14 +18,17 @@
 
 enum { SLOTS = 16 };
 
-/* Per-slot bookkeeping the futures report into. */
+/* Per-slot bookkeeping the futures report into. With a multi-threaded
+ * executor the futures run on workers, so the table has a lock and the
+ * counters are atomic. */
+static pthread_mutex_t slots_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct {
-  int drops, completions;
+  atomic_int drops, completions;
   int gate;        /* the gate future completes once this is set */
   px_waker waiter; /* the gate future's waker */
 } slots[SLOTS];
 
-static long live_bytes;
+static atomic_long live_bytes;
 
 static void *fz_alloc(void *ctx, size_t n) {
   (void)ctx;
@@ -44,9 +49,11 @@ typedef struct {
 
 static px_poll gate_poll(px_future *f, px_context *cx) {
   int s = ((gate_future *)f)->slot;
-  if (slots[s].gate) return PX_READY;
-  px_waker_set(&slots[s].waiter, cx->waker);
-  return PX_PENDING;
+  pthread_mutex_lock(&slots_lock);
+  int open = slots[s].gate;
+  if (!open) px_waker_set(&slots[s].waiter, cx->waker);
+  pthread_mutex_unlock(&slots_lock);
+  return open ? PX_READY : PX_PENDING;
 }
 
 static const px_future_vtable gate_vtable = {sizeof(gate_future), "gate",
@@ -85,8 +92,14 @@ PX_ASYNC_FN_WITH_DROP(fz_frame, fz_frame_drop) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  memset(slots, 0, sizeof slots);
-  live_bytes = 0;
+  for (int s = 0; s < SLOTS; s++) {
+    atomic_store(&slots[s].drops, 0);
+    atomic_store(&slots[s].completions, 0);
+    slots[s].gate = 0;
+    slots[s].waiter.vtable = NULL;
+    slots[s].waiter.data = NULL;
+  }
+  atomic_store(&live_bytes, 0);
   px_allocator a = {fz_alloc, fz_free, NULL};
   px_set_allocator(&a);
   px_runtime *rt;
@@ -107,8 +120,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         break;
       case 1: /* open the gate and wake */
+      {
+        pthread_mutex_lock(&slots_lock);
         slots[s].gate = 1;
-        px_waker_wake(&slots[s].waiter);
+        px_waker w = slots[s].waiter;
+        slots[s].waiter.vtable = NULL;
+        pthread_mutex_unlock(&slots_lock);
+        px_waker_wake(&w); /* outside the lock: waking may run code */
+      }
         break;
       case 2:
         if (have_handle[s]) px_join_handle_abort(&handles[s]);
@@ -143,13 +162,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     px_waker_drop(&slots[s].waiter);
     if (have_handle[s]) px_future_drop(&handles[s].base);
     if (spawned[s] && slots[s].drops != 1) {
-      fprintf(stderr, "slot %d dropped %d times\n", s, slots[s].drops);
+      fprintf(stderr, "slot %d dropped %d times\n", s, atomic_load(&slots[s].drops));
       abort();
     }
     if (slots[s].completions > 1) abort();
   }
   if (live_bytes != 0) {
-    fprintf(stderr, "leaked %ld bytes\n", live_bytes);
+    fprintf(stderr, "leaked %ld bytes\n", atomic_load(&live_bytes));
     abort();
   }
   px_set_allocator(NULL);
