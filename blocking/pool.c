@@ -502,3 +502,15 @@ int px_runtime_blocking_threads(px_runtime *rt) {
   pthread_mutex_unlock(&p->mu);
   return n;
 }
+
+/* Jobs waiting for a thread, for px_runtime_metrics (observe/, which links
+ * it weakly so builds without this library still link). */
+int px__blocking_queued(px_runtime *rt) {
+  if (rt == NULL) return PX_EINVAL;
+  pool *p = __atomic_load_n(px__runtime_blocking_pool(rt), __ATOMIC_ACQUIRE);
+  if (p == NULL) return 0;
+  pthread_mutex_lock(&p->mu);
+  int n = (int)p->queued;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}

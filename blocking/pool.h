@@ -48,6 +48,9 @@ px_future *px__blocking_init_hooks(px_blocking *f,
  */
 void **px__runtime_blocking_pool(px_runtime *rt);
 
+/* Jobs queued and not started yet (for px_runtime_metrics), or PX_EINVAL. */
+int px__blocking_queued(px_runtime *rt);
+
 /* The configuration the runtime was created with (executors/runtime.c). */
 const px_config *px__runtime_blocking_config(px_runtime *rt);
 

@@ -466,20 +466,15 @@ int px__runtime_turn(px_runtime *rt) {
 }
 
 /* Counts one reactor wait of px__runtime_park (a park when it could block). */
-static void observe_park(px_runtime *rt, int timeout,
-                                     uint64_t start, int events) {
+static void observe_park(px_runtime *rt, int timeout, uint64_t start,
+                         int events) {
   px__counters *b = px__obs_block(rt);
   if (!b->shared) b->mark = 0; /* time passed outside any poll */
   px__obs_add(b, &b->reactor_polls, 1);
   if (events > 0) px__obs_add(b, &b->reactor_events, (uint64_t)events);
   if (timeout == 0) return; /* a look, not a park */
   uint64_t end = px__now_ns();
-  px__obs_add(b, &b->parks, 1);
-  px__obs_add(b, &b->idle_ns, end - start);
-  if (px__unlikely(b->obs->flags & PX__OBS_TRACE)) {
-    px__trace_emit(b, PX__TRACE_PARK, NULL, 0, start, 0);
-    px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
-  }
+  px__observe_parked(rt, start, end, true);
   PX__LOG(PX__LOG_TRACE, "parked %llu us, %d events",
           (unsigned long long)((end - start) / 1000u), events);
 }

@@ -84,6 +84,10 @@ void px__observe_worker_enter(px_runtime *rt, int id) {
   }
   px__obs_tls.rt = rt;
   px__obs_tls.block = b;
+  if (!b->shared) {
+    b->busy_since = px__now_ns();
+    b->mark = 0;
+  }
   px__observe_set_worker(id);
 }
 
@@ -91,10 +95,33 @@ void px__observe_worker_leave(void) {
   /* A worker's trace events go to the file before it stops being one, so
    * the ring is never written by two threads. */
   px__counters *b = px__obs_tls.block;
-  if (b != NULL && !b->shared) px__trace_flush(b);
+  if (b != NULL && !b->shared) {
+    if (b->busy_since != 0)
+      px__obs_add(b, &b->busy_ns, px__now_ns() - b->busy_since);
+    b->busy_since = 0;
+    px__trace_flush(b);
+  }
   px__obs_tls.rt = NULL;
   px__obs_tls.block = NULL;
   px__observe_set_worker(-1);
+}
+
+void px__observe_parked(px_runtime *rt, uint64_t start, uint64_t end,
+                        bool reactor) {
+  px__counters *b = px__obs_block(rt);
+  px__obs_add(b, &b->parks, 1);
+  px__obs_add(b, &b->idle_ns, end - start);
+  if (!b->shared) {
+    if (b->busy_since != 0 && start > b->busy_since)
+      px__obs_add(b, &b->busy_ns, start - b->busy_since);
+    b->busy_since = end;
+    b->mark = 0; /* the next poll times itself */
+  }
+  if (px__unlikely(b->obs->flags & PX__OBS_TRACE)) {
+    px__trace_emit(b, PX__TRACE_PARK, NULL, 0, start, 0);
+    if (reactor)
+      px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
+  }
 }
 
 /* ---- Per poll ------------------------------------------------------------ */

@@ -87,6 +87,8 @@ typedef struct px__counters {
    * next one starts if nothing else ran between (0: unknown). See
    * px__observe_poll_begin. */
   uint64_t mark;
+  /* Owner only: when the worker last stopped parking (busy time). */
+  uint64_t busy_since;
   struct px__observe *obs;
   struct px__trace_ring *ring; /* trace events not yet written (owner only) */
   int worker;                  /* its id, -1 for the outside block */
@@ -139,6 +141,15 @@ void px__observe_free(px__observe *obs);
  */
 void px__observe_worker_enter(px_runtime *rt, int id);
 void px__observe_worker_leave(void);
+
+/*
+ * The calling worker parked from `start` to `end` (px__now_ns): counts a
+ * park, idle time and the busy time since its last park, and records the
+ * trace's park (and, for a wait in the reactor, a reactor_wait span). Busy
+ * time is measured between parks so that no clock is read per task.
+ */
+void px__observe_parked(px_runtime *rt, uint64_t start, uint64_t end,
+                        bool reactor);
 
 /* The block the calling thread counts into for `rt`. */
 static inline px__counters *px__obs_block(px_runtime *rt) {

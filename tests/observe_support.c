@@ -198,3 +198,57 @@ int obs_run_slow(px_runtime *rt, int block_ms, int fast) {
       PX_ASYNC_NEW(obs_slow_main, .block_ms = block_ms, .fast = fast);
   return px_runtime_block_on(rt, PX_FUTURE(&m));
 }
+
+/* ---- The blocking pool ------------------------------------------------------ */
+
+static int sleep_100ms(void *arg, px_value *out) {
+  (void)arg;
+  struct timespec ts = {0, 100 * 1000000L};
+  nanosleep(&ts, NULL);
+  out->u64 = 1;
+  return 0;
+}
+
+typedef struct {
+  px_async px;
+  px_blocking job;
+} obs_blocking_task;
+
+PX_ASYNC_FN(obs_blocking_task) {
+  PX_BEGIN();
+  PX_TRY_AWAIT(px_spawn_blocking_init(&self->job, sleep_100ms, NULL));
+  PX_END();
+}
+
+typedef struct {
+  px_async px;
+  int i;
+  px_metrics *mid;
+  px_sleep s;
+  px_join_handle jh[3];
+} obs_blocking_main;
+
+static void blocking_main_cleanup(px_future *f) {
+  obs_blocking_main *self = (obs_blocking_main *)f;
+  px_async_drop(f);
+  for (int i = 0; i < 3; i++) px_future_drop(&self->jh[i].base);
+}
+
+PX_ASYNC_FN_WITH_DROP(obs_blocking_main, blocking_main_cleanup) {
+  PX_BEGIN();
+  for (self->i = 0; self->i < 3; self->i++) {
+    obs_blocking_task t = PX_ASYNC_NEW(obs_blocking_task);
+    PX_TRY(px_spawn(PX_FUTURE(&t), &self->jh[self->i]));
+  }
+  PX_AWAIT(px_sleep_init(&self->s, px_ms(30)));
+  PX_TRY(px_runtime_metrics(px_runtime_current(), self->mid));
+  for (self->i = 0; self->i < 3; self->i++) {
+    PX_TRY_AWAIT(&self->jh[self->i].base);
+  }
+  PX_END();
+}
+
+int obs_run_blocking(px_runtime *rt, px_metrics *mid) {
+  obs_blocking_main m = PX_ASYNC_NEW(obs_blocking_main, .mid = mid);
+  return px_runtime_block_on(rt, PX_FUTURE(&m));
+}

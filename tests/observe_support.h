@@ -25,6 +25,10 @@ int obs_run_socket_round_trip(px_runtime *rt);
  * `fast` tasks that yield once; joins them all. */
 int obs_run_slow(px_runtime *rt, int block_ms, int fast);
 
+/* Spawns three tasks that each await a 100 ms blocking job, and fills *mid
+ * with the metrics 30 ms later, while the jobs run or wait. */
+int obs_run_blocking(px_runtime *rt, px_metrics *mid);
+
 /* Re-reads a PX_LOG value (observe/log.c), for tests only. */
 void obs_log_parse(const char *value);
 

@@ -125,6 +125,24 @@ TEST(ObserveTest, TaskCountsMatchTheWorkload) {
   px_runtime_free(rt);
 }
 
+// One pool thread, three 100 ms jobs: 30 ms in, one thread, two or three
+// jobs still waiting for it.
+TEST(ObserveTest, BlockingPoolThreadsAndQueue) {
+  px_config cfg;
+  px_config_init(&cfg);
+  cfg.blocking_threads = 1;
+  px_runtime *rt = nullptr;
+  ASSERT_EQ(px_runtime_new(&rt, &cfg), 0);
+  px_metrics mid;
+  memset(&mid, 0, sizeof mid);
+  ASSERT_EQ(obs_run_blocking(rt, &mid), 0);
+  EXPECT_EQ(mid.blocking_threads, 1u);
+  EXPECT_GE(mid.blocking_queue_depth, 2u);
+  EXPECT_LE(mid.blocking_queue_depth, 3u);
+  EXPECT_EQ(Metrics(rt).blocking_queue_depth, 0u);
+  px_runtime_free(rt);
+}
+
 TEST(ObserveTest, TimersArmedFiredCancelled) {
   px_runtime *rt = NewRuntime();
   ASSERT_EQ(obs_run_timers(rt), 0);
@@ -132,13 +150,15 @@ TEST(ObserveTest, TimersArmedFiredCancelled) {
   EXPECT_GE(m.timers_armed, 3u);
   EXPECT_EQ(m.timers_fired, 2u);
   EXPECT_EQ(m.timers_cancelled, 1u);
-  uint64_t parks = 0, idle = 0;
+  uint64_t parks = 0, idle = 0, busy = 0;
   for (uint32_t i = 0; i < m.workers_reported; i++) {
     parks += m.worker[i].parks;
     idle += m.worker[i].idle_ns;
+    busy += m.worker[i].busy_ns;
   }
   EXPECT_GE(parks, 1u);  // nothing else to do while the sleeps run
   EXPECT_GE(idle, 1000000u);  // at least a millisecond asleep
+  EXPECT_GT(busy, 0u);
   px_runtime_free(rt);
 }
 

@@ -27,10 +27,10 @@ extern "C" {
 /* One worker thread's counters (FIFO and priority: the block_on thread). */
 typedef struct px_worker_metrics {
   uint64_t polls;     /* task polls this worker ran */
-  uint64_t steals;    /* tasks it took from other workers' queues */
+  uint64_t steals;    /* successful steals (each takes up to half a queue) */
   uint64_t parks;     /* times it went to sleep with nothing to do */
   uint64_t lifo_hits; /* tasks it ran from its LIFO slot (work stealing) */
-  uint64_t busy_ns;   /* time spent running tasks */
+  uint64_t busy_ns;   /* time spent running tasks (work stealing: not parked) */
   uint64_t idle_ns;   /* time spent parked */
   uint64_t local_queue_depth; /* tasks in its local queue when last looked */
 } px_worker_metrics;

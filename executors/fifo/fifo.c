@@ -140,12 +140,10 @@ static int fifo_block_on(px__executor *ex, px_future *main) {
     uint32_t n = 0;
     px_task *t;
     PX__GAUGE(ex->rt, local_depth, ex->local.len);
-    uint64_t busy_start = ex->local.head != NULL ? px__now_ns() : 0;
     while (n < ex->event_interval && (t = list_pop(&ex->local)) != NULL) {
       if (px__task_run(t) == PX__RUN_RESCHEDULE) list_push(&ex->local, t);
       n++;
     }
-    if (n > 0) PX__COUNT(ex->rt, busy_ns, px__now_ns() - busy_start);
     if (ex->local.head == NULL)
       px__runtime_park(ex->rt, has_work, &pc);
     else

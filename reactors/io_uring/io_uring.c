@@ -49,13 +49,15 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal/px_internal.h"
 #include "reactors/reactor.h"
 
 #define MIN_ENTRIES 8u
-#define MAX_ENTRIES 4096u
+#define MAX_ENTRIES 256u
+#define ENOMEM_RETRIES 20
 
 /* user_data values that are not records (records are aligned pointers). */
 #define TAG_WAKE 1u   /* the eventfd's poll */
@@ -154,7 +156,11 @@ static int probe_multishot(px__reactor *r) {
 static int ur_create(const px_config *cfg, px__reactor **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
-  unsigned entries = 1024;
+  /* The SQ only carries registrations and removals, a few per wait, and a
+   * small ring matters: without CAP_IPC_LOCK (in a user namespace, say)
+   * Linux counts ring memory against RLIMIT_MEMLOCK, often 8 MiB, and frees
+   * a closed ring only later, from a worker. */
+  unsigned entries = MAX_ENTRIES;
   if (cfg != NULL && cfg->event_capacity != 0) entries = cfg->event_capacity;
   if (entries < MIN_ENTRIES) entries = MIN_ENTRIES;
   if (entries > MAX_ENTRIES) entries = MAX_ENTRIES;
@@ -166,13 +172,20 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
     px__free(r, sizeof(*r));
     return PX_ENOMEM;
   }
-  /* A CQ four times the SQ: every registration may have a completion
-   * queued between two polls, more than requests submitted per batch. */
+  /* The CQ is twice the SQ (the default). More registrations than that
+   * can be ready at once; the kernel then keeps the extra completions on
+   * an overflow list, or ends a multishot poll, which poll re-arms. */
   struct io_uring_params p;
-  memset(&p, 0, sizeof p);
-  p.flags = IORING_SETUP_CQSIZE;
-  p.cq_entries = entries * 4;
-  int rc = io_uring_queue_init_params(entries, &r->ring, &p);
+  int rc;
+  for (int attempt = 0;; attempt++) {
+    memset(&p, 0, sizeof p);
+    rc = io_uring_queue_init_params(entries, &r->ring, &p);
+    /* ENOMEM right after other rings were closed is usually their memory
+     * not yet given back (see above): wait a little for the worker. */
+    if (rc != -ENOMEM || attempt == ENOMEM_RETRIES) break;
+    struct timespec nap = {0, 2000000L};
+    nanosleep(&nap, NULL);
+  }
   if (rc < 0) {
     /* ENOSYS (no io_uring, or seccomp), EPERM (disabled by sysctl), ... */
     ur_destroy(r);
