@@ -111,6 +111,14 @@ void px__fd_close(px__io *io) {
   close(io->fd);
 }
 
+void px__fd_release(px__io *io, void *mem, size_t size) {
+  /* Remember the reactor before deregistering forgets it. */
+  px__reactor *r = io->reactor;
+  const px__reactor_ops *ops = io->ops;
+  px__fd_close(io);
+  px__io_retire(r, ops, io, mem, size);
+}
+
 /* ---- Streams -------------------------------------------------------- */
 
 int px__stream_new(int fd, unsigned flags, px_tcp_stream **out) {
@@ -255,8 +263,7 @@ int px_tcp_stream_fd(const px_tcp_stream *s) { return s == NULL ? -1 : s->fd; }
 
 void px_tcp_close(px_tcp_stream *s) {
   if (s == NULL) return;
-  px__fd_close(&s->io);
-  px__free(s, sizeof(*s));
+  px__fd_release(&s->io, s, sizeof(*s));
 }
 
 /* ---- Wrapped descriptors and pipes ---------------------------------- */

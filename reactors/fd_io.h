@@ -61,6 +61,12 @@ void px__fd_forget_waker(px_future *f, px__io *io, unsigned interest);
 /* Deregisters io and closes its descriptor. */
 void px__fd_close(px__io *io);
 
+/*
+ * px__fd_close, then frees `mem` (the struct holding io) when no dispatch
+ * on another thread can still reach io (see px__reactor_ops.retire).
+ */
+void px__fd_release(px__io *io, void *mem, size_t size);
+
 /* ---- Streams: TCP, Unix, pipes and wrapped descriptors ---------------- */
 
 #define PX__STREAM_SOCKET 0x1u /* send/recv (no SIGPIPE); else read/write */

@@ -53,6 +53,7 @@
  */
 #include <stddef.h>
 
+#include "api/internal/px_internal.h"
 #include "reactors/reactor.h"
 
 #define TICK_SHIFT 8
@@ -105,6 +106,9 @@ void px__io_init(px__io *io, int fd) {
   io->interest = 0;
   io->reactor = NULL;
   io->ops = NULL;
+  io->retire_mem = NULL;
+  io->retire_size = 0;
+  io->retire_next = NULL;
 }
 
 void px__io_dispatch(px__io *io, unsigned ready) {
@@ -320,4 +324,15 @@ void px__io_deregister(px__io *io) {
   take_wakers(io, DIRECTION_BITS, &reader, &writer);
   px_waker_drop(&reader);
   px_waker_drop(&writer);
+}
+
+void px__io_retire(px__reactor *r, const px__reactor_ops *ops, px__io *io,
+                   void *mem, size_t size) {
+  if (r != NULL && ops != NULL && ops->retire != NULL) {
+    io->retire_mem = mem;
+    io->retire_size = size;
+    ops->retire(r, io);
+  } else {
+    px__free(mem, size);
+  }
 }

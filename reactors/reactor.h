@@ -50,6 +50,12 @@ typedef struct px__io {
   unsigned interest;  /* what the backend watches (level-triggered ones) */
   px__reactor *reactor; /* set while registered */
   const struct px__reactor_ops *ops;
+  /* Deferred free (see px__reactor_ops.retire): the memory holding this
+   * registration, and the link in the reactor's list. Never touched by a
+   * dispatch, so a late event for a retired registration is harmless. */
+  void *retire_mem;
+  size_t retire_size;
+  struct px__io *retire_next;
 } px__io;
 
 /* A readiness snapshot: bits plus the tick they were seen at. */
@@ -78,6 +84,17 @@ typedef struct px__reactor_ops {
   int (*poll)(px__reactor *r, int timeout_ms);
   /* Makes a concurrent or the next poll return at once. Any thread. */
   int (*wakeup)(px__reactor *r);
+  /*
+   * Optional. Frees io->retire_mem (io->retire_size bytes, which contain
+   * io) once no dispatch can still reach io. A backend that dispatches
+   * through pointers the kernel hands back (epoll's data.ptr) needs it:
+   * with several threads, one may close a socket while another is still
+   * walking a batch of events that names it. Freeing at the start of the
+   * next poll is enough, since polls never overlap. NULL: the caller frees
+   * at once (backends that look events up in their own table under a
+   * lock that del also takes).
+   */
+  void (*retire)(px__reactor *r, px__io *io);
 } px__reactor_ops;
 
 /* The backend chosen by --//reactors:reactor (defined by its *_default target). */
@@ -108,6 +125,14 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r);
 
 /* Deregisters io (if registered) and drops its wakers. */
 void px__io_deregister(px__io *io);
+
+/*
+ * Frees `mem` (size bytes, the struct that contains io) once io, already
+ * deregistered from reactor r (NULL if it never was registered), can no
+ * longer be reached by a dispatch: at once, or through ops->retire.
+ */
+void px__io_retire(px__reactor *r, const px__reactor_ops *ops, px__io *io,
+                   void *mem, size_t size);
 
 #ifdef __cplusplus
 }

@@ -160,8 +160,7 @@ int px_signal_open(px_signal **out, const int *signals, size_t n) {
 void px_signal_close(px_signal *s) {
   if (s == NULL) return;
   close_fd(s);
-  px__fd_close(&s->io);
-  px__free(s, sizeof(*s));
+  px__fd_release(&s->io, s, sizeof(*s));
 }
 
 static int recv_attempt(px_future *self) {

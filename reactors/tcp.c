@@ -194,9 +194,8 @@ int px_tcp_listener_port(const px_tcp_listener *l) {
 
 void px_tcp_listener_close(px_tcp_listener *l) {
   if (l == NULL) return;
-  px__fd_close(&l->io);
   if (l->spare >= 0) close(l->spare);
-  px__free(l, sizeof(*l));
+  px__fd_release(&l->io, l, sizeof(*l));
 }
 
 /* ---- Accept --------------------------------------------------------- */

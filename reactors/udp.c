@@ -70,8 +70,7 @@ int px_udp_connect(px_udp_socket *s, const char *host, uint16_t port) {
 
 void px_udp_close(px_udp_socket *s) {
   if (s == NULL) return;
-  px__fd_close(&s->io);
-  px__free(s, sizeof(*s));
+  px__fd_release(&s->io, s, sizeof(*s));
 }
 
 /* ---- Send and receive ----------------------------------------------- */

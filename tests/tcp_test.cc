@@ -603,7 +603,9 @@ TEST_F(TcpTest, DroppingAPendingReadReleasesItsTask) {
   px_join_handle join;
   ASSERT_EQ(px_runtime_spawn(rt_, &t.base, &join), 0);
   EXPECT_EQ(Run(&join.base), PX_ETIMEDOUT);
-  EXPECT_EQ(g_live_bytes.load(), before) << "the task outlived its join";
+  // At most what it was: the task must be gone (memory of sockets closed
+  // earlier may also have been reclaimed meanwhile, see ops->retire).
+  EXPECT_LE(g_live_bytes.load(), before) << "the task outlived its join";
 
   // The same in block_on, and the stream is still usable afterwards.
   px_tcp_read_init(&io, p.client, buf, sizeof buf);

@@ -18,6 +18,7 @@
  * event array is shared; wakeup may be called from anywhere.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -33,13 +34,45 @@ struct px__reactor {
   int wakefd; /* eventfd: written by wakeup, drained by poll */
   uint32_t capacity;
   struct epoll_event *events; /* capacity entries, reused by every poll */
+  /* Registrations closed since the last poll began (see ep_retire). */
+  pthread_mutex_t retire_lock;
+  px__io *retired;
 };
 
 /* Its address marks the eventfd's events; no px__io can live there. */
 static char wake_sentinel;
 
+/*
+ * A batch of events names registrations by pointer (data.ptr). If another
+ * thread closes and frees one while this batch is being dispatched, the
+ * dispatch would write into freed memory. So closed registrations are kept
+ * on a list and freed when the next poll starts: polls never overlap, so by
+ * then the batch that could name them is finished, and EPOLL_CTL_DEL made
+ * sure no later batch will.
+ */
+static void ep_retire(px__reactor *r, px__io *io) {
+  pthread_mutex_lock(&r->retire_lock);
+  io->retire_next = r->retired;
+  r->retired = io;
+  pthread_mutex_unlock(&r->retire_lock);
+}
+
+static void free_retired(px__reactor *r) {
+  pthread_mutex_lock(&r->retire_lock);
+  px__io *io = r->retired;
+  r->retired = NULL;
+  pthread_mutex_unlock(&r->retire_lock);
+  while (io != NULL) {
+    px__io *next = io->retire_next;
+    px__free(io->retire_mem, io->retire_size);
+    io = next;
+  }
+}
+
 static void ep_destroy(px__reactor *r) {
   if (r == NULL) return;
+  free_retired(r);
+  pthread_mutex_destroy(&r->retire_lock);
   if (r->wakefd >= 0) close(r->wakefd);
   if (r->epfd >= 0) close(r->epfd);
   px__free(r->events, (size_t)r->capacity * sizeof(struct epoll_event));
@@ -56,6 +89,7 @@ static int ep_create(const px_config *cfg, px__reactor **out) {
 
   px__reactor *r = px__calloc(sizeof(*r));
   if (r == NULL) return PX_ENOMEM;
+  pthread_mutex_init(&r->retire_lock, NULL);
   r->epfd = -1;
   r->wakefd = -1;
   r->capacity = capacity;
@@ -154,6 +188,7 @@ static void drain_wakefd(px__reactor *r) {
 
 static int ep_poll(px__reactor *r, int timeout_ms) {
   if (r == NULL) return PX_EINVAL;
+  free_retired(r);
   int n = epoll_wait(r->epfd, r->events, (int)r->capacity, timeout_ms);
   if (n < 0) {
     /* A signal interrupted the wait: report "nothing happened" and let the
@@ -198,4 +233,5 @@ const px__reactor_ops px__epoll_ops = {
     .del = ep_del,
     .poll = ep_poll,
     .wakeup = ep_wakeup,
+    .retire = ep_retire,
 };
