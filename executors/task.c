@@ -24,6 +24,7 @@ _Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
 
 static _Atomic uint64_t next_task_id = 1;
 static _Thread_local px_task *current_task;
+_Thread_local int px__coop_budget = -1;
 
 px_task *px__task_current(void) { return current_task; }
 
@@ -199,12 +200,15 @@ px__run_result px__task_run(px_task *t) {
   px_waker waker = {&px__task_waker_vtable, t};
   px_context cx = {&waker, t->runtime};
   px_task *saved = current_task;
+  int saved_budget = px__coop_budget;
   current_task = t;
+  px__coop_budget = PX__COOP_BUDGET;
   px__poll_probe probe;
   px__observe_poll_begin(t->runtime, &probe);
   int r = px_future_poll(f, &cx);
   px__observe_poll_end(t, f, &probe);
   current_task = saved;
+  px__coop_budget = saved_budget;
 
   if (r != PX_PENDING) {
     task_complete(t, r < 0 ? r : 0);

@@ -83,6 +83,8 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
                      unsigned interest, px__fd_attempt_fn attempt) {
   int err = ensure_registered(io, cx);
   if (err < 0) return px__fd_finish(f, io, interest, err);
+  /* A socket that always has data must not monopolise its thread. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
 
   px__io_event ev;
   bool have_event = false;

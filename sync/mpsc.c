@@ -254,6 +254,9 @@ static px_poll recv_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
+  /* A channel that is never empty would otherwise keep its receiver
+   * running forever inside one poll. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px_value v = {0};
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);

@@ -154,6 +154,34 @@ TEST_F(Rt, FifoOrderOfWakes) {
   for (int i = 0; i < 3; i++) EXPECT_EQ(jh[i].base.output.i64, i);
 }
 
+TEST_F(Rt, CooperativeBudgetLetsOthersRunBesideAnAlwaysReadyChannel) {
+  // 1,000 values wait in the channel, so every receive is ready at once.
+  // Without a budget the consumer would take all of them in one poll and
+  // the ticker task on the same thread would never run meanwhile.
+  if (std::string(px_build_info()).find("executor=work_stealing") !=
+      std::string::npos)
+    GTEST_SKIP() << "with several workers the ticker runs elsewhere anyway";
+  px_mpsc_sender *tx;
+  px_mpsc_receiver *rx;
+  ASSERT_EQ(px_mpsc_unbounded(&tx, &rx), 0);
+  for (int i = 0; i < 1000; i++) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(i)), 0);
+  px__atomic(int) ticks{0}, stop{0};
+  coop_consumer c;
+  coop_consumer_new(&c, rx, 1000, &ticks);
+  ticker t;
+  ticker_new(&t, &ticks, &stop);
+  px_join_handle jc, jt;
+  ASSERT_EQ(px_runtime_spawn(rt, &c.px.base, &jc), 0);
+  ASSERT_EQ(px_runtime_spawn(rt, &t.px.base, &jt), 0);
+  ASSERT_EQ(px_runtime_block_on(rt, &jc.base), 0);
+  stop = 1;
+  ASSERT_EQ(px_runtime_block_on(rt, &jt.base), 0);
+  // 1,000 receives at 128 per poll: the consumer gave way at least 7 times.
+  EXPECT_GE(jc.base.output.i64, 1000 / PX__COOP_BUDGET);
+  px_mpsc_sender_drop(tx);
+  px_mpsc_receiver_drop(rx);
+}
+
 TEST_F(Rt, AbortCancelsAndDropsOnce) {
   px__atomic(int) flag{0}, drops{0};
   sleeper s;

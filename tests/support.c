@@ -218,3 +218,37 @@ px_future *priority_probe_new(priority_probe *f) {
   *f = PX_ASYNC_NEW(priority_probe);
   return PX_FUTURE(f);
 }
+
+/* ---- coop_consumer / ticker ---- */
+PX_ASYNC_FN(coop_consumer) {
+  PX_BEGIN();
+  self->last = atomic_load(self->ticks);
+  for (self->i = 0; self->i < self->n; self->i++) {
+    PX_TRY_AWAIT(px_mpsc_recv_init(&self->recv, self->rx));
+    {
+      int t = atomic_load(self->ticks);
+      if (t != self->last) self->seen++;
+      self->last = t;
+    }
+  }
+  PX_RETURN(px_i64(self->seen));
+  PX_END();
+}
+px_future *coop_consumer_new(coop_consumer *f, px_mpsc_receiver *rx, int n,
+                             px__atomic(int) *ticks) {
+  *f = PX_ASYNC_NEW(coop_consumer, .rx = rx, .n = n, .ticks = ticks);
+  return PX_FUTURE(f);
+}
+
+PX_ASYNC_FN(ticker) {
+  PX_BEGIN();
+  while (!atomic_load(self->stop)) {
+    atomic_fetch_add(self->ticks, 1);
+    PX_YIELD();
+  }
+  PX_END();
+}
+px_future *ticker_new(ticker *f, px__atomic(int) *ticks, px__atomic(int) *stop) {
+  *f = PX_ASYNC_NEW(ticker, .ticks = ticks, .stop = stop);
+  return PX_FUTURE(f);
+}

@@ -121,3 +121,30 @@ px_future *priority_probe_new(priority_probe *f);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Receives n values from an always-ready channel; counts, in *seen, how
+ * many times *ticks moved while it ran (other tasks got a turn). */
+typedef struct {
+  px_async px;
+  px_mpsc_receiver *rx;
+  int n, i;
+  px__atomic(int) *ticks;
+  int last;
+  int seen;
+  px_mpsc_recv recv;
+} coop_consumer;
+px_future *coop_consumer_new(coop_consumer *f, px_mpsc_receiver *rx, int n,
+                             px__atomic(int) *ticks);
+
+/* Yields until *stop is set, adding one to *ticks per poll. */
+typedef struct {
+  px_async px;
+  px__atomic(int) *ticks, *stop;
+} ticker;
+px_future *ticker_new(ticker *f, px__atomic(int) *ticks, px__atomic(int) *stop);
+#ifdef __cplusplus
+}
+#endif

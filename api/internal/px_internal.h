@@ -50,6 +50,30 @@ void *px__alloc(size_t size);
 void *px__calloc(size_t size);
 void px__free(void *ptr, size_t size);
 
+/*
+ * Cooperative budget (tokio's coop). A task may make this many operations
+ * on always-ready resources (a channel that is never empty, a socket that
+ * always has data) in one poll; after that those resources answer PENDING
+ * once, waking the task, so the other tasks of its thread get a turn.
+ * px__task_run sets the budget before each poll; outside a task it is
+ * unlimited (-1).
+ */
+#define PX__COOP_BUDGET 128
+#ifndef __cplusplus
+extern _Thread_local int px__coop_budget;
+
+/* Returns 1 to go on (one unit spent), or 0 after waking cx: return PENDING. */
+static inline int px__coop_proceed(px_context *cx) {
+  if (px__coop_budget < 0) return 1;
+  if (px__coop_budget > 0) {
+    px__coop_budget--;
+    return 1;
+  }
+  px_waker_wake_by_ref(cx->waker);
+  return 0;
+}
+#endif
+
 /* Monotonic nanoseconds (px_now without the public header's types). */
 uint64_t px__now_ns(void);
 
