@@ -157,6 +157,8 @@ void px__runtime_schedule(px_runtime *rt, px_task *t);
  */
 int px__runtime_adopt(px_runtime *rt, px_task *t);
 void px__runtime_disown(px_runtime *rt, px_task *t);
+/* Takes t off the list without touching its references; true if it was on. */
+bool px__runtime_unlink(px_runtime *rt, px_task *t);
 
 /* Marks the calling thread as running `rt` (NULL to leave). Returns the previous one. */
 px_runtime *px__runtime_enter(px_runtime *rt);

@@ -194,7 +194,7 @@ int px__runtime_adopt(px_runtime *rt, px_task *t) {
   return 0;
 }
 
-void px__runtime_disown(px_runtime *rt, px_task *t) {
+bool px__runtime_unlink(px_runtime *rt, px_task *t) {
   owned_lock(rt);
   bool linked = t->owned_prev != NULL || rt->owned_head == t;
   if (linked) {
@@ -206,7 +206,11 @@ void px__runtime_disown(px_runtime *rt, px_task *t) {
     t->owned_next = t->owned_prev = NULL;
   }
   owned_unlock(rt);
-  if (linked) px__task_ref_dec(t);
+  return linked;
+}
+
+void px__runtime_disown(px_runtime *rt, px_task *t) {
+  if (px__runtime_unlink(rt, t)) px__task_ref_dec(t);
 }
 
 void px_runtime_free(px_runtime *rt) {

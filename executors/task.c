@@ -24,6 +24,20 @@ _Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
 
 static _Atomic uint64_t next_task_id = 1;
 static _Thread_local px_task *current_task;
+
+/* Ids come from the global counter in blocks of 1024 per thread, so a
+ * spawn costs no shared atomic (ids stay unique, not dense). */
+enum { ID_BLOCK = 1024 };
+static _Thread_local uint64_t id_next, id_end;
+
+static uint64_t take_task_id(void) {
+  if (id_next == id_end) {
+    id_next = atomic_fetch_add_explicit(&next_task_id, ID_BLOCK,
+                                        memory_order_relaxed);
+    id_end = id_next + ID_BLOCK;
+  }
+  return id_next++;
+}
 _Thread_local int px__coop_budget = -1;
 
 px_task *px__task_current(void) { return current_task; }
@@ -62,11 +76,14 @@ void px__task_ref_inc(px_task *t) {
   atomic_fetch_add_explicit(&t->state, REF_ONE, memory_order_relaxed);
 }
 
-void px__task_ref_dec(px_task *t) {
+/* Drops n references; the last one frees the task. */
+static void ref_sub(px_task *t, uint64_t n) {
   uint64_t prev =
-      atomic_fetch_sub_explicit(&t->state, REF_ONE, memory_order_acq_rel);
-  if (REF_COUNT(prev) == 1) task_dealloc(t);
+      atomic_fetch_sub_explicit(&t->state, n * REF_ONE, memory_order_acq_rel);
+  if (REF_COUNT(prev) == n) task_dealloc(t);
 }
+
+void px__task_ref_dec(px_task *t) { ref_sub(t, 1); }
 
 /* ---- Spawning --------------------------------------------------------- */
 
@@ -105,7 +122,7 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
   t->runtime = rt;
   t->join_waker.vtable = NULL;
   t->join_waker.data = NULL;
-  t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+  t->id = take_task_id();
   t->priority = (uint64_t)priority;
   t->spare = 0;
 
@@ -171,8 +188,9 @@ static void task_complete(px_task *t, int err_override) {
    * whoever releases the last reference, when nobody else can touch it. */
   if ((s & PX__TASK_JOIN_INTEREST) && (s & PX__TASK_JOIN_WAKER))
     px_waker_wake_by_ref(&t->join_waker);
-  px__runtime_disown(t->runtime, t); /* drops the list's reference */
-  px__task_ref_dec(t);               /* drops the running reference */
+  /* The list's reference and the running one go in one atomic step. */
+  bool linked = px__runtime_unlink(t->runtime, t);
+  ref_sub(t, linked ? 2 : 1);
 }
 
 static void task_cancel(px_task *t) { task_complete(t, PX_ECANCELED); }
