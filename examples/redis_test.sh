@@ -11,10 +11,13 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null;
 fi
 
 port=$(( 20000 + RANDOM % 20000 ))
-"$redis" "$port" 127.0.0.1 2>/dev/null &
+"$redis" "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/redis.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 for _ in $(seq 1 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.05; done
+if ! kill -0 "$pid" 2>/dev/null; then
+  echo "FAIL: the server exited at start:"; cat "${TEST_TMPDIR:-/tmp}/redis.err"; exit 1
+fi
 cli() { redis-cli -p "$port" "$@" 2>&1; }
 
 check "PING" "$(cli PING)" "PONG"

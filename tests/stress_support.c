@@ -82,7 +82,7 @@ static void echo_client_drop(px_future *f) {
 
 static void client_done(echo_client *c, int good) {
   atomic_fetch_add(good ? c->ok : c->bad, 1);
-  px_waker_wake_by_ref(c->slot);
+  if (c->slot != NULL) px_waker_wake_by_ref(c->slot);
 }
 
 PX_ASYNC_FN_WITH_DROP(echo_client, echo_client_drop) {
