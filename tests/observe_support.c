@@ -71,8 +71,10 @@ typedef struct {
 PX_ASYNC_FN(obs_timers) {
   PX_BEGIN();
   PX_AWAIT(px_sleep_init(&self->first, px_ms(2)));
-  self->both[0] = px_sleep_init(&self->fast, px_ms(1));
-  self->both[1] = px_sleep_init(&self->slow, px_secs(10));
+  /* The long one first, so the select polls (arms) it before the short one
+   * can complete; 20 ms leaves room for slow runs (valgrind). */
+  self->both[0] = px_sleep_init(&self->slow, px_secs(10));
+  self->both[1] = px_sleep_init(&self->fast, px_ms(20));
   PX_AWAIT(px_select_init(&self->sel, self->both, 2));
   PX_END();
 }
@@ -104,6 +106,7 @@ typedef struct {
   px_stream *a, *b;
   char buf[16];
   px_tcp_io io;
+  px_sleep pause;
   px_join_handle jh;
 } obs_round_trip;
 
@@ -119,6 +122,9 @@ PX_ASYNC_FN_WITH_DROP(obs_round_trip, round_trip_cleanup) {
     obs_echo e = PX_ASYNC_NEW(obs_echo, .s = self->b);
     PX_TRY(px_spawn(PX_FUTURE(&e), &self->jh));
   }
+  /* Let the echo task find its socket empty first, so that the message
+   * reaches it through the reactor (on any executor). */
+  PX_AWAIT(px_sleep_init(&self->pause, px_ms(10)));
   PX_TRY_AWAIT(px_tcp_write_all_init(&self->io, self->a, "ping", 4));
   PX_TRY_AWAIT(px_tcp_read_init(&self->io, self->a, self->buf, sizeof self->buf));
   if (self->io.base.output.u64 != 4 || memcmp(self->buf, "ping", 4) != 0)

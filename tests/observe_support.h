@@ -13,7 +13,7 @@ extern "C" {
 /* Spawns n tasks that each yield k times, and joins them all. */
 int obs_run_yielders(px_runtime *rt, int n, int k);
 
-/* Sleeps 2 ms (armed, fired), then races a 1 ms sleep against a 10 s one
+/* Sleeps 2 ms (armed, fired), then races a 10 s sleep against a 20 ms one
  * (two armed, one fired, the loser cancelled). */
 int obs_run_timers(px_runtime *rt);
 

@@ -30,7 +30,7 @@ typedef struct px_worker_metrics {
   uint64_t steals;    /* successful steals (each takes up to half a queue) */
   uint64_t parks;     /* times it went to sleep with nothing to do */
   uint64_t lifo_hits; /* tasks it ran from its LIFO slot (work stealing) */
-  uint64_t busy_ns;   /* time spent running tasks (work stealing: not parked) */
+  uint64_t busy_ns;   /* time not parked: running tasks and the rest */
   uint64_t idle_ns;   /* time spent parked */
   uint64_t local_queue_depth; /* tasks in its local queue when last looked */
 } px_worker_metrics;

@@ -224,12 +224,10 @@ static int priority_block_on(px__executor *ex, px_future *main) {
     uint32_t n = 0;
     px_task *t;
     PX__GAUGE(ex->rt, local_depth, ex->queued);
-    uint64_t busy_start = ex->ready != 0 ? px__now_ns() : 0;
     while (n < ex->event_interval && (t = pick(ex)) != NULL) {
       if (px__task_run(t) == PX__RUN_RESCHEDULE) push_local(ex, t);
       n++;
     }
-    if (n > 0) PX__COUNT(ex->rt, busy_ns, px__now_ns() - busy_start);
     if (ex->ready == 0)
       px__runtime_park(ex->rt, has_work, &pc);
     else

@@ -49,6 +49,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "observe/observe.h"
 
 #define LOCAL_CAP 256u
 #define LOCAL_MASK (LOCAL_CAP - 1u)
@@ -144,10 +145,18 @@ static void futex_wake(atomic_int *addr) {
 
 /* ---- The injection queue ---------------------------------------------- */
 
+/* The metrics' injection queue depth (observe/), under ex->lock. */
+static void observe_inject_depth(px__executor *ex) {
+  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth,
+                   atomic_load_explicit(&ex->inject_len, memory_order_relaxed),
+                   __ATOMIC_RELAXED);
+}
+
 static void inject_push(px__executor *ex, px_task *t) {
   pthread_mutex_lock(&ex->lock);
   list_push(&ex->inject, t);
   atomic_fetch_add(&ex->inject_len, 1);
+  observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
 }
 
@@ -159,6 +168,7 @@ static void inject_push_batch(px__executor *ex, task_list *batch, size_t n) {
     ex->inject.head = batch->head;
   ex->inject.tail = batch->tail;
   atomic_fetch_add(&ex->inject_len, n);
+  observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
 }
 
@@ -168,6 +178,7 @@ static px_task *inject_pop(px__executor *ex) {
   pthread_mutex_lock(&ex->lock);
   px_task *t = list_pop(&ex->inject);
   if (t != NULL) atomic_fetch_sub(&ex->inject_len, 1);
+  observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
   return t;
 }
@@ -358,14 +369,18 @@ static void park_futex(worker *w) {
     atomic_store(&w->park_state, PARK_EMPTY);
     return;
   }
+  /* Parks, idle and busy time (observe/); px__runtime_park counts the
+   * driver's wait in the reactor the same way. */
+  uint64_t idle_start = px__now_ns();
   for (;;) {
     /* The kernel re-checks the word, so an unpark between the CAS and the
      * wait makes the wait return at once. */
     futex_wait(&w->park_state, PARK_FUTEX);
     expected = PARK_NOTIFIED;
     if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
-      return;
+      break;
   }
+  px__observe_parked(w->ex->rt, idle_start, px__now_ns(), false);
 }
 
 static bool try_lock_driver(px__executor *ex) {
@@ -523,6 +538,7 @@ static void park(worker *w) {
 
 /* Non-blocking I/O and timers, so they are served while all are busy. */
 static void maintenance(worker *w) {
+  PX__GAUGE(w->ex->rt, local_depth, queue_len(&w->queue));
   if (try_lock_driver(w->ex)) {
     w->parking = true; /* what it wakes is announced below */
     px__runtime_turn(w->ex->rt);
@@ -536,6 +552,7 @@ static px_task *next_local(worker *w) {
   px_task *t = w->lifo;
   if (t != NULL) {
     w->lifo = NULL;
+    PX__COUNT(w->ex->rt, lifo_hits, 1);
     return t;
   }
   return pop(w);
@@ -569,6 +586,7 @@ static px_task *next_task(worker *w) {
     taken++;
   }
   atomic_fetch_sub(&ex->inject_len, taken);
+  observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
   /* Only thieves remove from our queue, so the room counted above is
    * still there and these pushes never overflow back into the lock. */
@@ -588,7 +606,11 @@ static px_task *steal_work(worker *w) {
     uint32_t v = (start + i) % ex->n;
     if (v == w->index) continue;
     px_task *t = steal_into(&ex->workers[v], w);
-    if (t != NULL) return t;
+    if (t != NULL) {
+      PX__COUNT(ex->rt, steals, 1);
+      px__trace_instant(ex->rt, PX__TRACE_STEAL, t->id);
+      return t;
+    }
   }
   return inject_pop(ex);
 }
@@ -609,6 +631,7 @@ static void run_task(worker *w, px_task *t) {
       return;
     }
     w->lifo = NULL;
+    PX__COUNT(w->ex->rt, lifo_hits, 1);
     if (++lifo_polls >= MAX_LIFO_POLLS) w->lifo_enabled = false;
   }
 }
@@ -619,6 +642,8 @@ static void *worker_main(void *arg) {
   tls_worker = w;
   /* So px_spawn and leaf futures inside tasks find the runtime. */
   px__runtime_enter(ex->rt);
+  /* Its counters, trace track and log id (observe/). */
+  px__observe_worker_enter(ex->rt, (int)w->index);
   while (!atomic_load(&ex->shutdown)) {
     w->tick++;
     if (w->tick % ex->event_interval == 0) maintenance(w);
@@ -629,6 +654,7 @@ static void *worker_main(void *arg) {
     else
       park(w);
   }
+  px__observe_worker_leave();
   px__runtime_enter(NULL);
   tls_worker = NULL;
   return NULL;
@@ -730,7 +756,10 @@ static int ws_block_on(px__executor *ex, px_future *main) {
   px_context cx = {&waker, ex->rt};
   for (;;) {
     if (px__thread_waker_take(tw)) {
+      px__poll_probe probe;
+      px__observe_poll_begin(ex->rt, &probe);
       int r = px_future_poll(main, &cx);
+      px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;
     }
     px__thread_waker_park(tw);
