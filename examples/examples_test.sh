@@ -35,22 +35,29 @@ for args in "" "notaport" "0" "70000" "1 2 3"; do
   check '[[ "$err" == *usage* || "$err" == *Usage* ]]' "echo '$args' prints usage on stderr"
 done
 
-# --- echo: a round trip on a loopback port.
-port=$(( 20000 + RANDOM % 20000 ))
-"$echo_bin" "$port" 127.0.0.1 &
-pid=$!
+# --- echo: a round trip on a loopback port. Ports come from below the
+# kernel's ephemeral range (32768+), so no client socket of a test running
+# beside this one can hold ours; a port that is taken anyway gets a retry.
 reply=""
-for _ in $(seq 1 50); do
-  if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-    printf 'hello pollux\n' >&3
-    read -r -t 5 reply <&3
-    exec 3>&-
-    break
-  fi
-  sleep 0.1
+for attempt in 1 2 3 4 5; do
+  port=$(( 10000 + RANDOM % 22000 ))
+  "$echo_bin" "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/echo.err" &
+  pid=$!
+  for _ in $(seq 1 50); do
+    if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+      printf 'hello pollux\n' >&3
+      read -r -t 5 reply <&3
+      exec 3>&-
+      break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  [ -n "$reply" ] && break
+  echo "echo server attempt $attempt on port $port failed:"; cat "${TEST_TMPDIR:-/tmp}/echo.err"
 done
-kill "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
 check '[ "$reply" = "hello pollux" ]' "echo server echoes a line (got: $reply)"
 
 exit $fail

@@ -19,7 +19,7 @@ done
 # --- Start the server on a free loopback port (retry if one is taken).
 pid=""
 for _ in 1 2 3 4 5; do
-  port=$(( 20000 + RANDOM % 30000 ))
+  port=$(( 10000 + RANDOM % 22000 ))  # below the ephemeral range (32768+)
   "$http" "$port" 127.0.0.1 >/dev/null 2>"$TEST_TMPDIR/http.err" &
   pid=$!
   up=0
@@ -29,6 +29,7 @@ for _ in 1 2 3 4 5; do
     sleep 0.1
   done
   [ "$up" -eq 1 ] && break
+  echo "attempt on port $port failed:"; cat "$TEST_TMPDIR/http.err"
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=""
 done
 check '[ -n "$pid" ]' "server starts on 127.0.0.1:$port"

@@ -10,7 +10,7 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null;
   echo "FAIL: redis-cli / redis-benchmark missing (tools/setup installs redis-tools)"; exit 1
 fi
 
-port=$(( 20000 + RANDOM % 20000 ))
+port=$(( 10000 + RANDOM % 22000 ))  # below the ephemeral range (32768+)
 "$redis" "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/redis.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
