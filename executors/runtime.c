@@ -37,7 +37,7 @@ struct px_runtime {
 
   /* Live tasks. A spinlock: held for a few pointer writes, never across a
    * call, and remote spawns are the only other thread that takes it. */
-  atomic_flag owned_lock;
+  px__spinlock owned_lock;
   px_task *owned_head;
   bool closed; /* under owned_lock: no new task may join */
 
@@ -131,7 +131,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   px_runtime *rt = px__calloc(sizeof *rt);
   if (rt == NULL) return PX_ENOMEM;
   rt->cfg = *cfg;
-  atomic_flag_clear(&rt->owned_lock);
+  atomic_init(&rt->owned_lock, 0);
   rt->main_waker.runtime = rt;
   rt->start_ns = px__now_ns();
   pthread_mutex_init(&rt->timer_lock, NULL);
@@ -170,15 +170,9 @@ fail:
   return rc;
 }
 
-static void owned_lock(px_runtime *rt) {
-  while (atomic_flag_test_and_set_explicit(&rt->owned_lock,
-                                           memory_order_acquire)) {
-  }
-}
+static void owned_lock(px_runtime *rt) { px__spin_lock(&rt->owned_lock); }
 
-static void owned_unlock(px_runtime *rt) {
-  atomic_flag_clear_explicit(&rt->owned_lock, memory_order_release);
-}
+static void owned_unlock(px_runtime *rt) { px__spin_unlock(&rt->owned_lock); }
 
 int px__runtime_adopt(px_runtime *rt, px_task *t) {
   owned_lock(rt);
@@ -277,6 +271,9 @@ const px_config *px__runtime_blocking_config(px_runtime *rt) {
 px_runtime *px__runtime_enter(px_runtime *rt) {
   px_runtime *prev = tls_runtime;
   tls_runtime = rt;
+  /* Blocks freed while a thread runs a runtime are kept for its next
+   * spawns; leaving hands them back (api/alloc.c). */
+  px__alloc_cache_use(rt != NULL);
   return prev;
 }
 

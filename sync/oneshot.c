@@ -4,13 +4,11 @@
  * The sender and receiver pointers are the same allocation seen through
  * two distinct types, so the compiler keeps the ends apart.
  */
-#include <pthread.h>
-
 #include "api/internal/px_internal.h"
 #include "sync/waitq.h"
 
 typedef struct oneshot {
-  pthread_mutex_t lock;
+  px__spinlock lock; /* guards a few fields; never held across a wake */
   px_value value;
   bool has_value; /* sent and not yet received */
   bool sent;      /* send succeeded once */
@@ -28,7 +26,7 @@ int px_oneshot_new(px_oneshot_sender **tx, px_oneshot_receiver **rx) {
   *rx = NULL;
   oneshot *c = px__calloc(sizeof *c);
   if (c == NULL) return PX_ENOMEM;
-  pthread_mutex_init(&c->lock, NULL);
+  atomic_init(&c->lock, 0);
   c->tx_alive = c->rx_alive = true;
   *tx = (px_oneshot_sender *)c;
   *rx = (px_oneshot_receiver *)c;
@@ -38,22 +36,21 @@ int px_oneshot_new(px_oneshot_sender **tx, px_oneshot_receiver **rx) {
 /* Called with the lock held by the end that just went away. */
 static void release_locked(oneshot *c) {
   bool last = !c->tx_alive && !c->rx_alive;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   if (!last) return;
-  pthread_mutex_destroy(&c->lock);
   px__free(c, sizeof *c);
 }
 
 int px_oneshot_send(px_oneshot_sender *tx, px_value value) {
   oneshot *c = of_tx(tx);
   if (c == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   if (c->sent || !c->tx_alive) {
-    pthread_mutex_unlock(&c->lock);
+    px__spin_unlock(&c->lock);
     return PX_EINVAL;
   }
   if (!c->rx_alive) {
-    pthread_mutex_unlock(&c->lock);
+    px__spin_unlock(&c->lock);
     return PX_ECLOSED;
   }
   c->value = value;
@@ -61,7 +58,7 @@ int px_oneshot_send(px_oneshot_sender *tx, px_value value) {
   px_waker w = c->rx_waker;
   c->rx_waker.vtable = NULL;
   c->rx_waker.data = NULL;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   px_waker_wake(&w);
   return 0;
 }
@@ -69,16 +66,16 @@ int px_oneshot_send(px_oneshot_sender *tx, px_value value) {
 bool px_oneshot_sender_is_closed(const px_oneshot_sender *tx) {
   oneshot *c = of_tx(tx);
   if (c == NULL) return true;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   bool closed = !c->rx_alive;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   return closed;
 }
 
 void px_oneshot_sender_drop(px_oneshot_sender *tx) {
   oneshot *c = of_tx(tx);
   if (c == NULL) return;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->tx_alive = false;
   /* Without a value, the waiting receiver must learn the sender is gone. */
   px_waker w = c->rx_waker;
@@ -103,9 +100,9 @@ static int try_recv_locked(oneshot *c, px_value *out) {
 int px_oneshot_try_recv(px_oneshot_receiver *rx, px_value *out) {
   oneshot *c = of_rx(rx);
   if (c == NULL || out == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = try_recv_locked(c, out);
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   return r;
 }
 
@@ -117,15 +114,15 @@ static px_poll recv_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   px_value v = {0};
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = try_recv_locked(c, &v);
   if (r == PX_EAGAIN) {
     px_waker_set(&c->rx_waker, cx->waker);
     f->registered = 1;
-    pthread_mutex_unlock(&c->lock);
+    px__spin_unlock(&c->lock);
     return PX_PENDING;
   }
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   self->output = v;
   self->error = r;
   return PX_READY;
@@ -136,11 +133,11 @@ static void recv_drop(px_future *self) {
   oneshot *c = of_rx(f->rx);
   if (c == NULL || !f->registered) return;
   /* The value, if any, stays in the slot: a later recv still gets it. */
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   px_waker w = c->rx_waker;
   c->rx_waker.vtable = NULL;
   c->rx_waker.data = NULL;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   px_waker_drop(&w);
 }
 
@@ -158,7 +155,7 @@ px_future *px_oneshot_recv_init(px_oneshot_recv *f, px_oneshot_receiver *rx) {
 void px_oneshot_receiver_drop(px_oneshot_receiver *rx) {
   oneshot *c = of_rx(rx);
   if (c == NULL) return;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->rx_alive = false;
   c->has_value = false; /* discarded: nobody can receive it any more */
   px_waker w = c->rx_waker;

@@ -5,6 +5,7 @@
 #ifndef POLLUX_INTERNAL_H
 #define POLLUX_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,6 +52,13 @@ void *px__calloc(size_t size);
 void px__free(void *ptr, size_t size);
 
 /*
+ * Turns the calling thread's cache of freed blocks on (it runs a runtime)
+ * or off (it left: every cached block goes back to the allocator). See
+ * api/alloc.c.
+ */
+void px__alloc_cache_use(bool on);
+
+/*
  * Cooperative budget (tokio's coop). A task may make this many operations
  * on always-ready resources (a channel that is never empty, a socket that
  * always has data) in one poll; after that those resources answer PENDING
@@ -71,6 +79,31 @@ static inline int px__coop_proceed(px_context *cx) {
   }
   px_waker_wake_by_ref(cx->waker);
   return 0;
+}
+#endif
+
+#ifndef __cplusplus
+/*
+ * A lock for critical sections of a few loads and stores (a list link, a
+ * waker swap), where a pthread mutex's lock, unlock and init would cost more
+ * than the work they guard. Uncontended it is one exchange and one store.
+ * Contended it spins briefly and then yields the CPU: on a machine with
+ * more runnable threads than cores the holder may have been preempted, and
+ * spinning on would only keep it from running.
+ */
+typedef atomic_uchar px__spinlock;
+
+/* The contended part of px__spin_lock (api/alloc.c). */
+void px__spin_wait(px__spinlock *l);
+
+static inline void px__spin_lock(px__spinlock *l) {
+  if (px__likely(!atomic_exchange_explicit(l, 1, memory_order_acquire)))
+    return;
+  px__spin_wait(l);
+}
+
+static inline void px__spin_unlock(px__spinlock *l) {
+  atomic_store_explicit(l, 0, memory_order_release);
 }
 #endif
 
