@@ -169,15 +169,10 @@ void px__spin_wait(px__spinlock *l) {
     if (atomic_load_explicit(l, memory_order_relaxed) == 0 &&
         !atomic_exchange_explicit(l, 1, memory_order_acquire))
       return;
-    if (spins < 64) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#elif defined(__aarch64__)
-      __asm__ __volatile__("yield");
-#endif
-    } else {
+    if (spins < 64)
+      px__cpu_relax();
+    else
       sched_yield();
-    }
   }
 }
 

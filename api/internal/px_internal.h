@@ -93,6 +93,16 @@ static inline int px__coop_proceed(px_context *cx) {
  */
 typedef atomic_uchar px__spinlock;
 
+/* Tells the CPU we are in a spin-wait loop (x86 pause, arm yield): it
+ * saves power and frees the core's resources for a hyperthread sibling. */
+static inline void px__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* The contended part of px__spin_lock (api/alloc.c). */
 void px__spin_wait(px__spinlock *l);
 

@@ -55,6 +55,7 @@
 #define LOCAL_MASK (LOCAL_CAP - 1u)
 #define MAX_LIFO_POLLS 3      /* LIFO polls in a row before the queue's turn */
 #define GLOBAL_INTERVAL 61u   /* local polls between two looks at injection */
+#define PARK_SPINS 256        /* looks for a late notification before parking */
 
 /* A worker's parker: where it sleeps, so unpark knows how to wake it. */
 enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
@@ -393,12 +394,21 @@ static void unlock_driver(px__executor *ex) {
 }
 
 static void parker_park(worker *w) {
-  /* A notification often arrives just after we decided to park. */
-  for (int i = 0; i < 3; i++) {
-    int expected = PARK_NOTIFIED;
-    if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
-      return;
-    sched_yield();
+  /* A notification often arrives just after we decided to park, so look
+   * for it a little while (a few microseconds) before sleeping. Spinning,
+   * not sched_yield: on a machine with more runnable threads than cores a
+   * yield hands the core to another process for a whole time slice
+   * (milliseconds), which is what a wake-up we are about to get must not
+   * wait for. */
+  for (int i = 0; i < PARK_SPINS; i++) {
+    if (atomic_load_explicit(&w->park_state, memory_order_relaxed) ==
+        PARK_NOTIFIED) {
+      int expected = PARK_NOTIFIED;
+      if (atomic_compare_exchange_strong(&w->park_state, &expected,
+                                         PARK_EMPTY))
+        return;
+    }
+    px__cpu_relax();
   }
   if (try_lock_driver(w->ex)) {
     park_driver(w);
