@@ -49,12 +49,22 @@ void px__log_init(void);
  */
 void px__log_parse(const char *value);
 
+#ifndef PX_NO_LOG_SITES
 #define PX__LOG(level, ...)                                              \
   do {                                                                   \
     if (px__unlikely((level) <=                                          \
                      __atomic_load_n(&px__log_level, __ATOMIC_RELAXED))) \
       px__log((level), __VA_ARGS__);                                     \
   } while (0)
+#else
+/* Sites compiled out: only tools/bench builds this, as the baseline that
+ * shows what a site costs while its level is off. `if (0)` keeps the
+ * arguments type-checked and counted as used. */
+#define PX__LOG(level, ...)                      \
+  do {                                           \
+    if (0) px__log((level), __VA_ARGS__);        \
+  } while (0)
+#endif
 
 /* The worker id log lines show for this thread (-1: not a worker, "-"). */
 void px__observe_set_worker(int id);
