@@ -21,7 +21,7 @@
 #define MPSC_MAX_CAPACITY ((size_t)1 << 32)
 
 typedef struct mpsc {
-  pthread_mutex_t lock;
+  px__spinlock lock;
   px_value *buf;
   size_t cap;   /* ring slots */
   size_t head;  /* index of the oldest value */
@@ -50,7 +50,7 @@ static int create(size_t bound, size_t cap, px_mpsc_sender **tx,
     px__free(c, sizeof *c);
     return PX_ENOMEM;
   }
-  pthread_mutex_init(&c->lock, NULL);
+  atomic_init(&c->lock, 0);
   c->cap = cap;
   c->bound = bound;
   c->slots.permits = bound;
@@ -78,9 +78,8 @@ int px_mpsc_unbounded(px_mpsc_sender **tx, px_mpsc_receiver **rx) {
 /* Frees the channel if no end is left; always unlocks. */
 static void release_locked(mpsc *c) {
   bool last = c->senders == 0 && !c->rx_alive && c->waiting == 0;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   if (!last) return;
-  pthread_mutex_destroy(&c->lock);
   px__free(c->buf, c->cap * sizeof *c->buf);
   px__free(c, sizeof *c);
 }
@@ -119,9 +118,9 @@ static int push(mpsc *c, px_value v, px_waker *wake) {
 int px_mpsc_sender_clone(px_mpsc_sender *tx, px_mpsc_sender **out) {
   mpsc *c = of_tx(tx);
   if (c == NULL || out == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->senders++;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   *out = tx;
   return 0;
 }
@@ -130,7 +129,7 @@ void px_mpsc_sender_drop(px_mpsc_sender *tx) {
   mpsc *c = of_tx(tx);
   if (c == NULL) return;
   px_waker w = PX_WAKER_EMPTY;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   if (c->senders > 0 && --c->senders == 0) {
     /* The receiver may be waiting for a value that will never come. */
     w = c->rx_waker;
@@ -145,11 +144,11 @@ int px_mpsc_try_send(px_mpsc_sender *tx, px_value value) {
   mpsc *c = of_tx(tx);
   if (c == NULL) return PX_EINVAL;
   px_waker w = PX_WAKER_EMPTY;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = c->closed ? PX_ECLOSED : 0;
   if (r == 0 && c->bound != 0) r = px__sem_try_acquire(&c->slots, 1);
   if (r == 0) r = push(c, value, &w);
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   px_waker_wake(&w);
   return r;
 }
@@ -162,19 +161,19 @@ static px_poll send_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   px_waker w = PX_WAKER_EMPTY;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = c->closed ? PX_ECLOSED : 1;
   if (r == 1 && c->bound != 0) {
     r = px__sem_poll(&c->slots, &f->node, 1, cx->waker);
     if (r == 0) {
       px__future_count(self, &c->waiting);
-      pthread_mutex_unlock(&c->lock);
+      px__spin_unlock(&c->lock);
       return PX_PENDING;
     }
   }
   if (r == 1) r = push(c, f->value, &w);
   px__future_uncount(self, &c->waiting);
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   px_waker_wake(&w);
   self->error = r < 0 ? r : 0;
   return PX_READY;
@@ -187,14 +186,14 @@ static void send_drop(px_future *self) {
   px_waker stale = PX_WAKER_EMPTY;
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   /* Unqueue, or hand an unseen slot permit to the next waiting sender. */
   px__sem_cancel(&c->slots, &f->node, &wl, &stale);
   px__wake_list_finish(&wl);
   px_waker_drop(&stale);
   /* Uncounted last: while counted, nobody frees the channel, and this drop
    * may be what frees it (every handle dropped while the future waited). */
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   px__future_uncount(self, &c->waiting);
   release_locked(c);
 }
@@ -241,7 +240,7 @@ int px_mpsc_try_recv(px_mpsc_receiver *rx, px_value *out) {
   if (c == NULL || out == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = try_recv_locked(c, out, &wl);
   px__wake_list_finish(&wl);
   return r;
@@ -260,7 +259,7 @@ static px_poll recv_poll(px_future *self, px_context *cx) {
   px_value v = {0};
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = try_recv_locked(c, &v, &wl);
   if (r == PX_EAGAIN) {
     px_waker_set(&c->rx_waker, cx->waker);
@@ -278,11 +277,11 @@ static void recv_drop(px_future *self) {
   mpsc *c = of_rx(f->rx);
   if (c == NULL || !f->registered) return;
   /* Values stay queued: a cancelled recv loses nothing. */
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   px_waker w = c->rx_waker;
   c->rx_waker.vtable = NULL;
   c->rx_waker.data = NULL;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   px_waker_drop(&w);
 }
 
@@ -318,7 +317,7 @@ int px_mpsc_receiver_close(px_mpsc_receiver *rx) {
   if (c == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   close_locked(c, &wl);
   px__wake_list_finish(&wl);
   return 0;
@@ -327,9 +326,9 @@ int px_mpsc_receiver_close(px_mpsc_receiver *rx) {
 size_t px_mpsc_len(const px_mpsc_receiver *rx) {
   mpsc *c = of_rx(rx);
   if (c == NULL) return 0;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   size_t n = c->len;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   return n;
 }
 
@@ -338,7 +337,7 @@ void px_mpsc_receiver_drop(px_mpsc_receiver *rx) {
   if (c == NULL) return;
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   close_locked(c, &wl);
   c->len = 0; /* discarded: nobody can receive them any more */
   px_waker w = c->rx_waker;
@@ -348,7 +347,7 @@ void px_mpsc_receiver_drop(px_mpsc_receiver *rx) {
   px_waker_drop(&w);
   /* rx_alive goes false only now: until then no sender drop can free the
    * channel under us while the lock was released to wake. */
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->rx_alive = false;
   release_locked(c);
 }

@@ -4,13 +4,12 @@
  * which lets a px_notified created before the call see it even if it was
  * not polled (so not queued) yet.
  */
-#include <pthread.h>
 
 #include "api/internal/px_internal.h"
 #include "sync/waitq.h"
 
 struct px_notify {
-  pthread_mutex_t lock;
+  px__spinlock lock;
   px__waitq waiters;
   bool permit;
   px__atomic(uint64_t) gen; /* written under lock, read at px_notified_init */
@@ -22,7 +21,7 @@ int px_notify_new(px_notify **out) {
   *out = NULL;
   px_notify *n = px__calloc(sizeof *n);
   if (n == NULL) return PX_ENOMEM;
-  pthread_mutex_init(&n->lock, NULL);
+  atomic_init(&n->lock, 0);
   atomic_init(&n->gen, 0);
   *out = n;
   return 0;
@@ -30,11 +29,10 @@ int px_notify_new(px_notify **out) {
 
 int px_notify_free(px_notify *n) {
   if (n == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&n->lock);
+  px__spin_lock(&n->lock);
   size_t waiting = n->waiting;
-  pthread_mutex_unlock(&n->lock);
+  px__spin_unlock(&n->lock);
   if (waiting != 0) return PX_EBUSY;
-  pthread_mutex_destroy(&n->lock);
   px__free(n, sizeof *n);
   return 0;
 }
@@ -54,7 +52,7 @@ int px_notify_one(px_notify *n) {
   if (n == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &n->lock);
-  pthread_mutex_lock(&n->lock);
+  px__spin_lock(&n->lock);
   notify_one_locked(n, &wl);
   px__wake_list_finish(&wl);
   return 0;
@@ -64,7 +62,7 @@ int px_notify_waiters(px_notify *n) {
   if (n == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &n->lock);
-  pthread_mutex_lock(&n->lock);
+  px__spin_lock(&n->lock);
   uint64_t gen = atomic_load(&n->gen) + 1;
   atomic_store(&n->gen, gen);
   /* Each node's tag is the generation it was queued in. The wake list may
@@ -88,7 +86,7 @@ static px_poll notified_poll(px_future *self, px_context *cx) {
   }
   px_wait_node *w = &f->node;
   px_poll r = PX_READY;
-  pthread_mutex_lock(&n->lock);
+  px__spin_lock(&n->lock);
   switch (w->state) {
     case PX__NODE_IDLE:
       if (atomic_load(&n->gen) != f->gen) break; /* notify_waiters since init */
@@ -114,7 +112,7 @@ static px_poll notified_poll(px_future *self, px_context *cx) {
     w->state = PX__NODE_TAKEN;
     px__future_uncount(self, &n->waiting);
   }
-  pthread_mutex_unlock(&n->lock);
+  px__spin_unlock(&n->lock);
   if (r == PX_READY) self->error = 0;
   return r;
 }
@@ -126,7 +124,7 @@ static void notified_drop(px_future *self) {
   px_wait_node *w = &f->node;
   px__wake_list wl;
   px__wake_list_init(&wl, &n->lock);
-  pthread_mutex_lock(&n->lock);
+  px__spin_lock(&n->lock);
   px_waker stale = w->waker;
   w->waker.vtable = NULL;
   w->waker.data = NULL;

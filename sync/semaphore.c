@@ -4,13 +4,12 @@
  * for free, because unlocking releases the permit straight to the first
  * waiter instead of making it available for anyone to grab.
  */
-#include <pthread.h>
 
 #include "api/internal/px_internal.h"
 #include "sync/waitq.h"
 
 struct px_semaphore {
-  pthread_mutex_t lock;
+  px__spinlock lock;
   px__sem sem;
   size_t waiting; /* futures between first poll and drop (for free) */
 };
@@ -23,18 +22,17 @@ struct px_mutex {
 static int sem_create(struct px_semaphore **out, size_t permits) {
   struct px_semaphore *s = px__calloc(sizeof *s);
   if (s == NULL) return PX_ENOMEM;
-  pthread_mutex_init(&s->lock, NULL);
+  atomic_init(&s->lock, 0);
   s->sem.permits = permits;
   *out = s;
   return 0;
 }
 
 static int sem_destroy(struct px_semaphore *s) {
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   size_t waiting = s->waiting;
-  pthread_mutex_unlock(&s->lock);
+  px__spin_unlock(&s->lock);
   if (waiting != 0) return PX_EBUSY;
-  pthread_mutex_destroy(&s->lock);
   px__free(s, sizeof *s);
   return 0;
 }
@@ -60,7 +58,7 @@ static px_poll acquire_poll(px_future *base, struct px_semaphore *s,
     base->error = PX_EINVAL;
     return PX_READY;
   }
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   int r = px__sem_poll(&s->sem, n, want, cx->waker);
   /* Counted from its first queueing until it is done, so px_semaphore_free
    * can refuse to pull the queue from under it. */
@@ -68,7 +66,7 @@ static px_poll acquire_poll(px_future *base, struct px_semaphore *s,
     px__future_count(base, &s->waiting);
   else
     px__future_uncount(base, &s->waiting);
-  pthread_mutex_unlock(&s->lock);
+  px__spin_unlock(&s->lock);
   if (r == 0) return PX_PENDING;
   base->error = r < 0 ? r : 0;
   base->output = px_u64(r < 0 ? 0 : want);
@@ -81,7 +79,7 @@ static void acquire_drop(px_future *base, struct px_semaphore *s,
   px_waker stale = PX_WAKER_EMPTY;
   px__wake_list wl;
   px__wake_list_init(&wl, &s->lock);
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   px__future_uncount(base, &s->waiting);
   px__sem_cancel(&s->sem, n, &wl, &stale);
   px__wake_list_finish(&wl);
@@ -114,9 +112,9 @@ px_future *px_semaphore_acquire_init(px_semaphore_acquire *f, px_semaphore *s,
 
 int px_semaphore_try_acquire(px_semaphore *s, size_t n) {
   if (s == NULL || n > PX_SEMAPHORE_MAX_PERMITS) return PX_EINVAL;
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   int r = px__sem_try_acquire(&s->sem, n);
-  pthread_mutex_unlock(&s->lock);
+  px__spin_unlock(&s->lock);
   return r;
 }
 
@@ -124,9 +122,9 @@ int px_semaphore_release(px_semaphore *s, size_t n) {
   if (s == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &s->lock);
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   if (n > PX_SEMAPHORE_MAX_PERMITS - s->sem.permits) {
-    pthread_mutex_unlock(&s->lock);
+    px__spin_unlock(&s->lock);
     return PX_EINVAL;
   }
   px__sem_release(&s->sem, n, &wl);
@@ -137,9 +135,9 @@ int px_semaphore_release(px_semaphore *s, size_t n) {
 size_t px_semaphore_available(const px_semaphore *s) {
   if (s == NULL) return 0;
   struct px_semaphore *m = (struct px_semaphore *)s;
-  pthread_mutex_lock(&m->lock);
+  px__spin_lock(&m->lock);
   size_t n = m->sem.permits;
-  pthread_mutex_unlock(&m->lock);
+  px__spin_unlock(&m->lock);
   return n;
 }
 
@@ -147,7 +145,7 @@ int px_semaphore_close(px_semaphore *s) {
   if (s == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &s->lock);
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   px__sem_close(&s->sem, &wl);
   px__wake_list_finish(&wl);
   return 0;
@@ -201,11 +199,11 @@ int px_mutex_unlock(px_mutex *m) {
   struct px_semaphore *s = &m->s;
   px__wake_list wl;
   px__wake_list_init(&wl, &s->lock);
-  pthread_mutex_lock(&s->lock);
+  px__spin_lock(&s->lock);
   /* A free permit means nobody holds the lock: unlocking is a bug, and
    * releasing anyway would let two holders in. */
   if (s->sem.permits != 0) {
-    pthread_mutex_unlock(&s->lock);
+    px__spin_unlock(&s->lock);
     return PX_EINVAL;
   }
   px__sem_release(&s->sem, 1, &wl);

@@ -4,6 +4,7 @@
  */
 #include "sync/waitq.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "api/internal/px_internal.h"
@@ -53,9 +54,9 @@ void px__wake_list_take_waker(px__wake_list *wl, px_waker *slot) {
   if (wl->n == PX__WAKE_BATCH) {
     /* Waking can re-enter this primitive (a task polled inline by a test
      * harness, a waker that locks something): never do it under our lock. */
-    pthread_mutex_unlock(wl->lock);
+    px__spin_unlock(wl->lock);
     wake_all(wl);
-    pthread_mutex_lock(wl->lock);
+    px__spin_lock(wl->lock);
   }
   wl->w[wl->n++] = *slot;
   slot->vtable = NULL;
@@ -67,7 +68,7 @@ void px__wake_list_take(px__wake_list *wl, px_wait_node *n) {
 }
 
 void px__wake_list_finish(px__wake_list *wl) {
-  pthread_mutex_unlock(wl->lock);
+  px__spin_unlock(wl->lock);
   wake_all(wl);
 }
 

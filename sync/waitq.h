@@ -1,7 +1,9 @@
 /*
  * The pieces every primitive in sync/ is built from (internal):
  *
- *  - px__waitq: a FIFO of px_wait_node, intrusive, guarded by the owner's lock;
+ *  - px__waitq: a FIFO of px_wait_node, intrusive, guarded by the owner's lock
+ *    (a px__spinlock: what it guards is a few pointer moves and a waker
+ *    swap, cheaper than a pthread mutex's lock and unlock calls);
  *  - px__wake_list: wakers collected under the lock and woken after it is
  *    released, because waking runs foreign code (a task waker queues the
  *    task and may unpark a thread; a test waker may poll at once) that must
@@ -14,10 +16,10 @@
 #ifndef POLLUX_SYNC_WAITQ_H
 #define POLLUX_SYNC_WAITQ_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "api/internal/px_internal.h"
 #include "pollux/channel.h"
 #include "pollux/errors.h"
 #include "pollux/sync.h"
@@ -90,12 +92,12 @@ static inline bool px__future_waiting(const px_future *f) {
  * consistent. px__wake_list_finish unlocks and wakes the rest.
  */
 typedef struct px__wake_list {
-  pthread_mutex_t *lock;
+  px__spinlock *lock;
   int n;
   px_waker w[PX__WAKE_BATCH];
 } px__wake_list;
 
-static inline void px__wake_list_init(px__wake_list *wl, pthread_mutex_t *lock) {
+static inline void px__wake_list_init(px__wake_list *wl, px__spinlock *lock) {
   wl->lock = lock;
   wl->n = 0;
 }

@@ -4,13 +4,12 @@
  * last saw; px_watch_changed waits until the channel's version differs.
  * Waiting receivers sit in one FIFO queue, and a send wakes all of them.
  */
-#include <pthread.h>
 
 #include "api/internal/px_internal.h"
 #include "sync/waitq.h"
 
 typedef struct watch {
-  pthread_mutex_t lock;
+  px__spinlock lock;
   px_value value;
   uint64_t version;
   bool tx_alive;    /* the sender handle exists */
@@ -30,9 +29,8 @@ static watch *of_tx(const px_watch_sender *tx) { return (watch *)tx; }
 /* Frees the channel once nothing refers to it; always unlocks. */
 static void release_locked(watch *c) {
   bool last = !c->tx_alive && c->receivers == 0 && c->waiting == 0;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   if (!last) return;
-  pthread_mutex_destroy(&c->lock);
   px__free(c, sizeof *c);
 }
 
@@ -48,7 +46,7 @@ int px_watch_new(px_value initial, px_watch_sender **tx,
     px__free(r, sizeof *r);
     return PX_ENOMEM;
   }
-  pthread_mutex_init(&c->lock, NULL);
+  atomic_init(&c->lock, 0);
   c->value = initial;
   c->tx_alive = true;
   c->receivers = 1;
@@ -77,9 +75,9 @@ int px_watch_send(px_watch_sender *tx, px_value value) {
   if (c == NULL) return PX_EINVAL;
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   if (c->receivers == 0) {
-    pthread_mutex_unlock(&c->lock);
+    px__spin_unlock(&c->lock);
     return PX_ECLOSED;
   }
   c->value = value;
@@ -92,9 +90,9 @@ int px_watch_send(px_watch_sender *tx, px_value value) {
 size_t px_watch_receiver_count(const px_watch_sender *tx) {
   watch *c = of_tx(tx);
   if (c == NULL) return 0;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   size_t n = c->receivers;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   return n;
 }
 
@@ -103,14 +101,14 @@ void px_watch_sender_drop(px_watch_sender *tx) {
   if (c == NULL) return;
   px__wake_list wl;
   px__wake_list_init(&wl, &c->lock);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   /* Everyone waiting must learn that no change will ever come. */
   c->closed = true;
   wake_all_locked(c, &wl);
   px__wake_list_finish(&wl);
   /* tx_alive goes false only now, so a receiver drop cannot free the
    * channel while the lock was released to wake. */
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->tx_alive = false;
   release_locked(c);
 }
@@ -120,38 +118,38 @@ int px_watch_receiver_clone(px_watch_receiver *rx, px_watch_receiver **out) {
   px_watch_receiver *r = px__calloc(sizeof *r);
   if (r == NULL) return PX_ENOMEM;
   watch *c = rx->ch;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->receivers++;
   r->ch = c;
   r->seen = rx->seen;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   *out = r;
   return 0;
 }
 
 int px_watch_borrow(const px_watch_receiver *rx, px_value *out) {
   if (rx == NULL || out == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&rx->ch->lock);
+  px__spin_lock(&rx->ch->lock);
   *out = rx->ch->value;
-  pthread_mutex_unlock(&rx->ch->lock);
+  px__spin_unlock(&rx->ch->lock);
   return 0;
 }
 
 int px_watch_borrow_and_update(px_watch_receiver *rx, px_value *out) {
   if (rx == NULL || out == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&rx->ch->lock);
+  px__spin_lock(&rx->ch->lock);
   *out = rx->ch->value;
   rx->seen = rx->ch->version;
-  pthread_mutex_unlock(&rx->ch->lock);
+  px__spin_unlock(&rx->ch->lock);
   return 0;
 }
 
 int px_watch_has_changed(const px_watch_receiver *rx) {
   if (rx == NULL) return PX_EINVAL;
   watch *c = rx->ch;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   int r = rx->seen != c->version ? 1 : c->closed ? PX_ECLOSED : 0;
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   return r;
 }
 
@@ -163,7 +161,7 @@ static px_poll changed_poll(px_future *self, px_context *cx) {
   }
   watch *c = f->rx->ch;
   px_wait_node *n = &f->node;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   /* Whatever woke us (or not), the version decides: a send, the sender
    * going away, or a spurious poll. */
   int r = f->rx->seen != c->version ? 0 : c->closed ? PX_ECLOSED : 1;
@@ -175,7 +173,7 @@ static px_poll changed_poll(px_future *self, px_context *cx) {
       px__future_count(self, &c->waiting);
     }
     px_waker_set(&n->waker, cx->waker);
-    pthread_mutex_unlock(&c->lock);
+    px__spin_unlock(&c->lock);
     return PX_PENDING;
   }
   px__waitq_remove(&c->waiters, n);
@@ -191,7 +189,7 @@ static px_poll changed_poll(px_future *self, px_context *cx) {
   /* Uncount while still holding the lock: the receiver handle keeps the
    * channel alive while its future is being polled. */
   px__future_uncount(self, &c->waiting);
-  pthread_mutex_unlock(&c->lock);
+  px__spin_unlock(&c->lock);
   px_waker_drop(&stale);
   return PX_READY;
 }
@@ -201,7 +199,7 @@ static void changed_drop(px_future *self) {
   if (f->rx == NULL || !px__future_waiting(self)) return;
   watch *c = f->rx->ch;
   px_wait_node *n = &f->node;
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   px__waitq_remove(&c->waiters, n);
   n->state = PX__NODE_IDLE;
   px_waker stale = n->waker;
@@ -227,7 +225,7 @@ void px_watch_receiver_drop(px_watch_receiver *rx) {
   if (rx == NULL) return;
   watch *c = rx->ch;
   px__free(rx, sizeof *rx);
-  pthread_mutex_lock(&c->lock);
+  px__spin_lock(&c->lock);
   c->receivers--;
   release_locked(c);
 }
