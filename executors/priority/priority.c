@@ -48,11 +48,9 @@
  */
 #include "executors/priority/priority.h"
 
-#include <pthread.h>
-
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
-#include "observe/observe.h"
+#include "executors/local.h"
 
 _Static_assert(PX_PRIORITY_LEVELS <= 32, "levels must fit the bitmap");
 _Static_assert((PX__PRIORITY_GUARD_INTERVAL &
@@ -60,43 +58,16 @@ _Static_assert((PX__PRIORITY_GUARD_INTERVAL &
                    PX__PRIORITY_GUARD_INTERVAL >= 2,
                "the guard interval is a power of two, at least 2");
 
-typedef struct task_list {
-  px_task *head, *tail;
-  size_t len; /* for the metrics' queue depths */
-} task_list;
-
 struct px__executor {
   px_runtime *rt;
   uint32_t event_interval;
-  task_list levels[PX_PRIORITY_LEVELS];
+  px__task_list levels[PX_PRIORITY_LEVELS];
   uint32_t ready;  /* bit L set while levels[L] is not empty */
   size_t queued;   /* tasks in all levels together (the local_depth gauge) */
   uint32_t polls;  /* task polls so far (wraps; K divides 2^32) */
   uint32_t cursor; /* the level the last guard poll served */
-  pthread_mutex_t remote_lock;
-  task_list remote; /* mixed levels, in wake order */
-  atomic_int has_remote;
+  px__remote_queue remote; /* mixed levels, in wake order */
 };
-
-static void list_push(task_list *l, px_task *t) {
-  t->queue_next = NULL;
-  if (l->tail != NULL)
-    l->tail->queue_next = t;
-  else
-    l->head = t;
-  l->tail = t;
-  l->len++;
-}
-
-static px_task *list_pop(task_list *l) {
-  px_task *t = l->head;
-  if (t != NULL) {
-    l->head = t->queue_next;
-    if (l->head == NULL) l->tail = NULL;
-    l->len--;
-  }
-  return t;
-}
 
 /* The highest set bit of a non-zero bitmap. */
 static uint32_t highest(uint32_t bits) {
@@ -109,7 +80,7 @@ static void push_local(px__executor *ex, px_task *t) {
    * past the array all the same. */
   uint32_t level = t->priority < PX_PRIORITY_LEVELS ? (uint32_t)t->priority
                                                     : PX_PRIORITY_LEVELS - 1;
-  list_push(&ex->levels[level], t);
+  px__task_list_push(&ex->levels[level], t);
   ex->ready |= 1u << level;
   ex->queued++;
 }
@@ -129,8 +100,8 @@ static px_task *pick(px__executor *ex) {
     level = highest(below != 0 ? below : ex->ready);
     ex->cursor = level;
   }
-  task_list *l = &ex->levels[level];
-  px_task *t = list_pop(l);
+  px__task_list *l = &ex->levels[level];
+  px_task *t = px__task_list_pop(l);
   if (l->head == NULL) ex->ready &= ~(1u << level);
   ex->queued--;
   return t;
@@ -144,102 +115,46 @@ static int priority_create(px_runtime *rt, const px_config *cfg,
   ex->event_interval = cfg->event_interval;
   /* Above every level, so the first guard poll starts from the top. */
   ex->cursor = PX_PRIORITY_LEVELS;
-  pthread_mutex_init(&ex->remote_lock, NULL);
+  px__remote_init(&ex->remote);
   *out = ex;
   return 0;
 }
 
 static void priority_destroy(px__executor *ex) {
-  pthread_mutex_destroy(&ex->remote_lock);
+  px__remote_destroy(&ex->remote);
   px__free(ex, sizeof *ex);
 }
 
 static void priority_schedule(px__executor *ex, px_task *t) {
-  if (px__likely(px__runtime_is_current(ex->rt))) {
+  if (px__likely(px__runtime_is_current(ex->rt)))
     push_local(ex, t);
-    return;
-  }
-  pthread_mutex_lock(&ex->remote_lock);
-  list_push(&ex->remote, t);
-  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth,
-                   ex->remote.len, __ATOMIC_RELAXED);
-  atomic_store(&ex->has_remote, 1);
-  pthread_mutex_unlock(&ex->remote_lock);
-  px__runtime_unpark(ex->rt);
+  else
+    px__remote_push(&ex->remote, ex->rt, t);
 }
 
 /* Sorts the remote wakes into their levels, keeping their order. */
 static void take_remote(px__executor *ex) {
-  if (!atomic_load_explicit(&ex->has_remote, memory_order_relaxed)) return;
-  pthread_mutex_lock(&ex->remote_lock);
-  atomic_store_explicit(&ex->has_remote, 0, memory_order_relaxed);
-  task_list taken = ex->remote;
-  ex->remote.head = ex->remote.tail = NULL;
-  ex->remote.len = 0;
-  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth, 0,
-                   __ATOMIC_RELAXED);
-  pthread_mutex_unlock(&ex->remote_lock);
+  px__task_list taken = {NULL, NULL, 0};
+  px__remote_take(&ex->remote, ex->rt, &taken);
   /* Sorting happens outside the lock: the list is ours now. */
   px_task *t;
-  while ((t = list_pop(&taken)) != NULL) push_local(ex, t);
+  while ((t = px__task_list_pop(&taken)) != NULL) push_local(ex, t);
 }
 
-typedef struct park_check {
-  px__executor *ex;
-  px__thread_waker *main;
-} park_check;
+static size_t queued(px__executor *ex) { return ex->queued; }
 
-static bool has_work(void *arg) {
-  park_check *pc = arg;
-  return pc->ex->ready != 0 || atomic_load(&pc->ex->has_remote) ||
-         atomic_load(&pc->main->notified);
-}
+static const px__local_hooks hooks = {take_remote, pick, push_local, queued};
 
 static int priority_block_on(px__executor *ex, px_future *main) {
-  /* The main future starts notified so that it is polled first. */
-  px__thread_waker *tw = px__runtime_main_waker(ex->rt);
-  atomic_store(&tw->notified, 1);
-  px_waker waker = px__thread_waker_make(tw);
-  px_context cx = {&waker, ex->rt};
-  park_check pc = {ex, tw};
-  /* The block_on thread is worker 0: its counters, trace track, log id. */
-  px__observe_worker_enter(ex->rt, 0);
-
-  for (;;) {
-    if (px__thread_waker_take(tw)) {
-      px__poll_probe probe;
-      px__observe_poll_begin(ex->rt, &probe);
-      int r = px_future_poll(main, &cx);
-      px__observe_block_on_end(main, &probe);
-      if (r != PX_PENDING) {
-        px__observe_worker_leave();
-        return r < 0 ? r : 0;
-      }
-    }
-    take_remote(ex);
-
-    /* A batch of at most event_interval tasks, then a look at I/O and
-     * timers without blocking, so tasks that are always ready cannot starve
-     * sockets and sleeps (tokio's event_interval). */
-    uint32_t n = 0;
-    px_task *t;
-    PX__GAUGE(ex->rt, local_depth, ex->queued);
-    while (n < ex->event_interval && (t = pick(ex)) != NULL) {
-      if (px__task_run(t) == PX__RUN_RESCHEDULE) push_local(ex, t);
-      n++;
-    }
-    if (ex->ready == 0)
-      px__runtime_park(ex->rt, has_work, &pc);
-    else
-      px__runtime_turn(ex->rt);
-  }
+  return px__local_block_on(ex->rt, ex, ex->event_interval, &hooks,
+                            &ex->remote, main);
 }
 
 static void priority_drain(px__executor *ex) {
   take_remote(ex);
   for (uint32_t level = 0; level < PX_PRIORITY_LEVELS; level++) {
     px_task *t;
-    while ((t = list_pop(&ex->levels[level])) != NULL)
+    while ((t = px__task_list_pop(&ex->levels[level])) != NULL)
       px__task_drop_notified(t);
   }
   ex->ready = 0;
