@@ -28,37 +28,20 @@ PX_ASYNC_FN(chain_link) {
   PX_END();
 }
 
-typedef struct {
-  px_async px;
-  long rounds, r;
-  bench_latch *latch;
-  bench_latch_wait wait;
-} bench_main;
-
-PX_ASYNC_FN(bench_main) {
-  PX_BEGIN();
-  for (self->r = 0; self->r < self->rounds; self->r++) {
-    bench_latch_reset(self->latch, 1);
-    chain_link first =
-        PX_ASYNC_NEW(chain_link, .latch = self->latch, .depth = DEPTH - 1);
-    PX_TRY(px_spawn(PX_FUTURE(&first), NULL));
-    PX_AWAIT(bench_latch_wait_init(&self->wait, self->latch));
-  }
-  PX_END();
+/* One round: the first link of a chain DEPTH tasks long; only its last
+ * link counts the latch down. */
+static int start_round(bench_latch *latch) {
+  chain_link first =
+      PX_ASYNC_NEW(chain_link, .latch = latch, .depth = DEPTH - 1);
+  return px_spawn(PX_FUTURE(&first), NULL);
 }
 
 int main(int argc, char **argv) {
   long rounds = bench_arg(argc, argv, 2000, "chained_spawn [ROUNDS >= 1]");
-  bench_count_allocations();
-  px_runtime *rt = bench_runtime_new("chained_spawn");
-  bench_latch latch;
-  bench_latch_init(&latch, 0);
-  bench_main m = PX_ASYNC_NEW(bench_main, .rounds = rounds, .latch = &latch);
-  bench_meter meter;
-  bench_meter_start(&meter);
-  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), "chained_spawn");
-  bench_report(&meter, "chained_spawn", (double)rounds * DEPTH, NULL);
-  px_runtime_free(rt);
-  bench_latch_destroy(&latch);
+  bench_run_rounds(&(bench_rounds){.name = "chained_spawn",
+                                   .rounds = rounds,
+                                   .latch_count = 1,
+                                   .start = start_round,
+                                   .ops_per_round = DEPTH});
   return 0;
 }

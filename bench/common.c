@@ -161,3 +161,47 @@ px_future *bench_latch_wait_init(bench_latch_wait *w, bench_latch *l) {
   w->latch = l;
   return &w->base;
 }
+
+/* ---- Rounds of tasks -------------------------------------------------- */
+
+/* Named bench_main, as each benchmark's own main future was, so that the
+ * future's name in the runtime's diagnostics stays what it was. */
+typedef struct {
+  px_async px;
+  const bench_rounds *b;
+  long rounds, r;
+  bench_latch *latch;
+  bench_latch_wait wait;
+} bench_main;
+
+PX_ASYNC_FN(bench_main) {
+  PX_BEGIN();
+  for (self->r = 0; self->r < self->rounds; self->r++) {
+    bench_latch_reset(self->latch, self->b->latch_count);
+    PX_TRY(self->b->start(self->latch));
+    PX_AWAIT(bench_latch_wait_init(&self->wait, self->latch));
+  }
+  PX_END();
+}
+
+void bench_run_rounds(const bench_rounds *b) {
+  bench_count_allocations();
+  px_runtime *rt = bench_runtime_new(b->name);
+  bench_latch latch;
+  bench_latch_init(&latch, 0);
+
+  if (b->warmup_rounds > 0) {
+    bench_main warm = PX_ASYNC_NEW(bench_main, .b = b,
+                                   .rounds = b->warmup_rounds, .latch = &latch);
+    bench_check(px_runtime_block_on(rt, PX_FUTURE(&warm)), b->name);
+  }
+
+  bench_main m =
+      PX_ASYNC_NEW(bench_main, .b = b, .rounds = b->rounds, .latch = &latch);
+  bench_meter meter;
+  bench_meter_start(&meter);
+  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), b->name);
+  bench_report(&meter, b->name, (double)b->rounds * b->ops_per_round, NULL);
+  px_runtime_free(rt);
+  bench_latch_destroy(&latch);
+}

@@ -1,7 +1,8 @@
 /*
  * bench/common.h - what every pollux benchmark shares: a counting
- * allocator, wall and CPU clocks, peak RSS, a countdown latch, and the one
- * result line tools/bench parses:
+ * allocator, wall and CPU clocks, peak RSS, a countdown latch, the
+ * rounds-of-tasks scaffolding of the spawn benchmarks, and the one result
+ * line tools/bench parses:
  *
  *   name=spawn_many config="executor=fifo reactor=epoll timer=wheel" ops=N
  *   seconds=S ops_per_s=X cpu_s=C peak_rss_kb=K ops_per_cpu_s=Y
@@ -83,5 +84,32 @@ typedef struct bench_latch_wait {
 } bench_latch_wait;
 
 px_future *bench_latch_wait_init(bench_latch_wait *w, bench_latch *l);
+
+/*
+ * Starts one round's tasks from inside block_on, with the latch already
+ * reset to the round's count; the tasks count it down as they finish.
+ * Returns 0, or the first negative PX_E* code, which ends the benchmark.
+ */
+typedef int (*bench_round_start)(bench_latch *latch);
+
+/* What bench_run_rounds runs; see there. */
+typedef struct bench_rounds {
+  const char *name;        /* the result line's name and the error prefix */
+  long rounds;             /* measured rounds */
+  long warmup_rounds;      /* unmeasured rounds first (0 for none) */
+  long latch_count;        /* what each round's tasks count down from */
+  bench_round_start start; /* spawns one round's tasks */
+  double ops_per_round;    /* ops = rounds * ops_per_round */
+} bench_rounds;
+
+/*
+ * The whole of a benchmark shaped like tokio's spawn_many, yield_many,
+ * chained_spawn and ping_pong: a runtime, then a main future that, round
+ * after round, resets a latch, starts the round's tasks and awaits the
+ * latch. The warm-up rounds run in a block_on of their own before the
+ * meter starts, so only the measured rounds are timed and counted. Prints
+ * the result line; exits with a message on failure.
+ */
+void bench_run_rounds(const bench_rounds *b);
 
 #endif /* POLLUX_BENCH_COMMON_H */

@@ -78,39 +78,22 @@ PX_ASYNC_FN_WITH_DROP(ping, ping_cleanup) {
   PX_END();
 }
 
-/* ---- main ----------------------------------------------------------------- */
-typedef struct {
-  px_async px;
-  long rounds, r, i;
-  bench_latch *latch;
-  bench_latch_wait wait;
-} bench_main;
-
-PX_ASYNC_FN(bench_main) {
-  PX_BEGIN();
-  for (self->r = 0; self->r < self->rounds; self->r++) {
-    bench_latch_reset(self->latch, PINGS);
-    for (self->i = 0; self->i < PINGS; self->i++) {
-      ping p = PX_ASYNC_NEW(ping, .latch = self->latch);
-      PX_TRY(px_spawn(PX_FUTURE(&p), NULL));
-    }
-    PX_AWAIT(bench_latch_wait_init(&self->wait, self->latch));
+/* ---- One round: PINGS pings at once ------------------------------------ */
+static int start_round(bench_latch *latch) {
+  for (int i = 0; i < PINGS; i++) {
+    ping p = PX_ASYNC_NEW(ping, .latch = latch);
+    int rc = px_spawn(PX_FUTURE(&p), NULL);
+    if (rc < 0) return rc;
   }
-  PX_END();
+  return 0;
 }
 
 int main(int argc, char **argv) {
   long rounds = bench_arg(argc, argv, 300, "ping_pong [ROUNDS >= 1]");
-  bench_count_allocations();
-  px_runtime *rt = bench_runtime_new("ping_pong");
-  bench_latch latch;
-  bench_latch_init(&latch, 0);
-  bench_main m = PX_ASYNC_NEW(bench_main, .rounds = rounds, .latch = &latch);
-  bench_meter meter;
-  bench_meter_start(&meter);
-  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), "ping_pong");
-  bench_report(&meter, "ping_pong", (double)rounds * PINGS, NULL);
-  px_runtime_free(rt);
-  bench_latch_destroy(&latch);
+  bench_run_rounds(&(bench_rounds){.name = "ping_pong",
+                                   .rounds = rounds,
+                                   .latch_count = PINGS,
+                                   .start = start_round,
+                                   .ops_per_round = PINGS});
   return 0;
 }

@@ -24,38 +24,22 @@ PX_ASYNC_FN(yielder) {
   PX_END();
 }
 
-typedef struct {
-  px_async px;
-  long rounds, r, i;
-  bench_latch *latch;
-  bench_latch_wait wait;
-} bench_main;
-
-PX_ASYNC_FN(bench_main) {
-  PX_BEGIN();
-  for (self->r = 0; self->r < self->rounds; self->r++) {
-    bench_latch_reset(self->latch, TASKS);
-    for (self->i = 0; self->i < TASKS; self->i++) {
-      yielder y = PX_ASYNC_NEW(yielder, .latch = self->latch);
-      PX_TRY(px_spawn(PX_FUTURE(&y), NULL));
-    }
-    PX_AWAIT(bench_latch_wait_init(&self->wait, self->latch));
+/* One round: TASKS yielders at once. */
+static int start_round(bench_latch *latch) {
+  for (int i = 0; i < TASKS; i++) {
+    yielder y = PX_ASYNC_NEW(yielder, .latch = latch);
+    int rc = px_spawn(PX_FUTURE(&y), NULL);
+    if (rc < 0) return rc;
   }
-  PX_END();
+  return 0;
 }
 
 int main(int argc, char **argv) {
   long rounds = bench_arg(argc, argv, 20, "yield_many [ROUNDS >= 1]");
-  bench_count_allocations();
-  px_runtime *rt = bench_runtime_new("yield_many");
-  bench_latch latch;
-  bench_latch_init(&latch, 0);
-  bench_main m = PX_ASYNC_NEW(bench_main, .rounds = rounds, .latch = &latch);
-  bench_meter meter;
-  bench_meter_start(&meter);
-  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), "yield_many");
-  bench_report(&meter, "yield_many", (double)rounds * TASKS * YIELDS, NULL);
-  px_runtime_free(rt);
-  bench_latch_destroy(&latch);
+  bench_run_rounds(&(bench_rounds){.name = "yield_many",
+                                   .rounds = rounds,
+                                   .latch_count = TASKS,
+                                   .start = start_round,
+                                   .ops_per_round = (double)TASKS * YIELDS});
   return 0;
 }
