@@ -564,6 +564,19 @@ TEST_P(TimerTest, HoldsNoMemoryWhenEmpty) {
   px_set_allocator(nullptr);
 }
 
+// The wheel alone: a deadline two levels up is first due at its slot's
+// start, where it cascades down a level instead of firing, and next_tick
+// then names the lower slot.
+TEST(WheelOnly, NextTickAtACascadePoint) {
+  EXPECT_STREQ(px__wheel_ops.name, "wheel");
+  Timer w(&px__wheel_ops, 0);
+  px_timer_node a{};
+  w.Insert(&a, 5000);  // level 2, slot 1: the slot starts at tick 4096
+  EXPECT_EQ(w.NextTick(), 4096u);
+  EXPECT_TRUE(w.Advance(4096).empty());  // a cascade, not a fire
+  EXPECT_EQ(w.NextTick(), 5000u - 5000u % 64);  // now a level-1 slot
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, TimerTest, ::testing::ValuesIn(kBackends),
     [](const ::testing::TestParamInfo<const px__timer_ops *> &info) {
