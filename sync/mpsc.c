@@ -107,9 +107,7 @@ static int push(mpsc *c, px_value v, px_waker *wake) {
   if (c->len == c->cap && grow(c) < 0) return PX_ENOMEM;
   c->buf[(c->head + c->len) % c->cap] = v;
   c->len++;
-  *wake = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
+  *wake = px_waker_take(&c->rx_waker);
   return 0;
 }
 
@@ -132,9 +130,7 @@ void px_mpsc_sender_drop(px_mpsc_sender *tx) {
   px__spin_lock(&c->lock);
   if (c->senders > 0 && --c->senders == 0) {
     /* The receiver may be waiting for a value that will never come. */
-    w = c->rx_waker;
-    c->rx_waker.vtable = NULL;
-    c->rx_waker.data = NULL;
+    w = px_waker_take(&c->rx_waker);
   }
   release_locked(c);
   px_waker_wake(&w);
@@ -277,12 +273,7 @@ static void recv_drop(px_future *self) {
   mpsc *c = of_rx(f->rx);
   if (c == NULL || !f->registered) return;
   /* Values stay queued: a cancelled recv loses nothing. */
-  px__spin_lock(&c->lock);
-  px_waker w = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
-  px__spin_unlock(&c->lock);
-  px_waker_drop(&w);
+  px__waker_slot_drop(&c->lock, &c->rx_waker);
 }
 
 static const px_future_vtable recv_vtable = {sizeof(px_mpsc_recv), "mpsc_recv",
@@ -340,9 +331,7 @@ void px_mpsc_receiver_drop(px_mpsc_receiver *rx) {
   px__spin_lock(&c->lock);
   close_locked(c, &wl);
   c->len = 0; /* discarded: nobody can receive them any more */
-  px_waker w = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
+  px_waker w = px_waker_take(&c->rx_waker);
   px__wake_list_finish(&wl);
   px_waker_drop(&w);
   /* rx_alive goes false only now: until then no sender drop can free the

@@ -125,9 +125,7 @@ static void notified_drop(px_future *self) {
   px__wake_list wl;
   px__wake_list_init(&wl, &n->lock);
   px__spin_lock(&n->lock);
-  px_waker stale = w->waker;
-  w->waker.vtable = NULL;
-  w->waker.data = NULL;
+  px_waker stale = px_waker_take(&w->waker);
   if (w->state == PX__NODE_QUEUED) {
     px__waitq_remove(&n->waiters, w);
   } else if (w->state == PX__NODE_GRANTED) {

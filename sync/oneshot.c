@@ -55,9 +55,7 @@ int px_oneshot_send(px_oneshot_sender *tx, px_value value) {
   }
   c->value = value;
   c->has_value = c->sent = true;
-  px_waker w = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
+  px_waker w = px_waker_take(&c->rx_waker);
   px__spin_unlock(&c->lock);
   px_waker_wake(&w);
   return 0;
@@ -78,9 +76,7 @@ void px_oneshot_sender_drop(px_oneshot_sender *tx) {
   px__spin_lock(&c->lock);
   c->tx_alive = false;
   /* Without a value, the waiting receiver must learn the sender is gone. */
-  px_waker w = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
+  px_waker w = px_waker_take(&c->rx_waker);
   release_locked(c);
   px_waker_wake(&w);
 }
@@ -133,12 +129,7 @@ static void recv_drop(px_future *self) {
   oneshot *c = of_rx(f->rx);
   if (c == NULL || !f->registered) return;
   /* The value, if any, stays in the slot: a later recv still gets it. */
-  px__spin_lock(&c->lock);
-  px_waker w = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
-  px__spin_unlock(&c->lock);
-  px_waker_drop(&w);
+  px__waker_slot_drop(&c->lock, &c->rx_waker);
 }
 
 static const px_future_vtable recv_vtable = {
@@ -158,9 +149,7 @@ void px_oneshot_receiver_drop(px_oneshot_receiver *rx) {
   px__spin_lock(&c->lock);
   c->rx_alive = false;
   c->has_value = false; /* discarded: nobody can receive it any more */
-  px_waker w = c->rx_waker;
-  c->rx_waker.vtable = NULL;
-  c->rx_waker.data = NULL;
+  px_waker w = px_waker_take(&c->rx_waker);
   release_locked(c);
   px_waker_drop(&w);
 }

@@ -58,9 +58,7 @@ void px__wake_list_take_waker(px__wake_list *wl, px_waker *slot) {
     wake_all(wl);
     px__spin_lock(wl->lock);
   }
-  wl->w[wl->n++] = *slot;
-  slot->vtable = NULL;
-  slot->data = NULL;
+  wl->w[wl->n++] = px_waker_take(slot);
 }
 
 void px__wake_list_take(px__wake_list *wl, px_wait_node *n) {
@@ -129,9 +127,7 @@ void px__sem_release(px__sem *s, size_t n, px__wake_list *wl) {
 
 void px__sem_cancel(px__sem *s, px_wait_node *n, px__wake_list *wl,
                     px_waker *drop_me) {
-  *drop_me = n->waker;
-  n->waker.vtable = NULL;
-  n->waker.data = NULL;
+  *drop_me = px_waker_take(&n->waker);
   if (n->state == PX__NODE_QUEUED) {
     bool was_head = s->waiters.head == n;
     px__waitq_remove(&s->waiters, n);

@@ -105,6 +105,15 @@ static inline void px__wake_list_init(px__wake_list *wl, px__spinlock *lock) {
 void px__wake_list_take(px__wake_list *wl, px_wait_node *n);
 /* Moves a waker slot into the list. */
 void px__wake_list_take_waker(px__wake_list *wl, px_waker *slot);
+/* Empties a waker slot guarded by `lock` and drops what it held outside
+ * the lock: a cancelled receive forgets its registration. */
+static inline void px__waker_slot_drop(px__spinlock *lock, px_waker *slot) {
+  px__spin_lock(lock);
+  px_waker w = px_waker_take(slot);
+  px__spin_unlock(lock);
+  px_waker_drop(&w);
+}
+
 /* Unlocks wl->lock, then wakes everything collected. */
 void px__wake_list_finish(px__wake_list *wl);
 

@@ -178,9 +178,7 @@ static px_poll changed_poll(px_future *self, px_context *cx) {
   }
   px__waitq_remove(&c->waiters, n);
   n->state = PX__NODE_IDLE;
-  px_waker stale = n->waker;
-  n->waker.vtable = NULL;
-  n->waker.data = NULL;
+  px_waker stale = px_waker_take(&n->waker);
   if (r == 0) {
     f->rx->seen = c->version;
     self->output = c->value;
@@ -202,9 +200,7 @@ static void changed_drop(px_future *self) {
   px__spin_lock(&c->lock);
   px__waitq_remove(&c->waiters, n);
   n->state = PX__NODE_IDLE;
-  px_waker stale = n->waker;
-  n->waker.vtable = NULL;
-  n->waker.data = NULL;
+  px_waker stale = px_waker_take(&n->waker);
   px__future_uncount(self, &c->waiting);
   release_locked(c);
   px_waker_drop(&stale);

@@ -59,14 +59,23 @@ static inline px_waker px_waker_clone(const px_waker *w) {
   return w->vtable->clone(w->data);
 }
 
+/*
+ * Moves the waker out of *slot and leaves the slot empty (Rust's
+ * Option::take). The usual use: take a stored waker while holding a lock,
+ * then wake or drop it after unlocking, since waking runs foreign code.
+ */
+static inline px_waker px_waker_take(px_waker *slot) {
+  px_waker w = *slot;
+  slot->vtable = NULL;
+  slot->data = NULL;
+  return w;
+}
+
 /* Wakes and consumes *w; afterwards *w is empty. */
 static inline void px_waker_wake(px_waker *w) {
   if (px_waker_is_empty(w)) return;
-  const px_waker_vtable *vt = w->vtable;
-  void *data = w->data;
-  w->vtable = NULL;
-  w->data = NULL;
-  vt->wake(data);
+  px_waker t = px_waker_take(w);
+  t.vtable->wake(t.data);
 }
 
 /* Wakes without consuming. */
@@ -78,11 +87,8 @@ static inline void px_waker_wake_by_ref(const px_waker *w) {
 /* Releases *w without waking; afterwards *w is empty. */
 static inline void px_waker_drop(px_waker *w) {
   if (px_waker_is_empty(w)) return;
-  const px_waker_vtable *vt = w->vtable;
-  void *data = w->data;
-  w->vtable = NULL;
-  w->data = NULL;
-  vt->drop(data);
+  px_waker t = px_waker_take(w);
+  t.vtable->drop(t.data);
 }
 
 /*
