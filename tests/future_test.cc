@@ -206,6 +206,21 @@ TEST(Waker, SetSkipsCloneForSameTarget) {
   EXPECT_EQ(cw.drops.load(), 2);
 }
 
+TEST(Waker, TakeMovesOutAndLeavesTheSlotEmpty) {
+  counting_waker cw{};
+  px_waker slot = counting_waker_make(&cw);
+  px_waker w = px_waker_take(&slot);
+  EXPECT_TRUE(px_waker_is_empty(&slot));
+  EXPECT_FALSE(px_waker_is_empty(&w));
+  px_waker again = px_waker_take(&slot);  // an empty slot gives an empty waker
+  EXPECT_TRUE(px_waker_is_empty(&again));
+  px_waker_wake(&w);
+  // One reference, moved not cloned: the one wake released it.
+  EXPECT_EQ(cw.clones.load(), 1);
+  EXPECT_EQ(cw.wakes.load(), 1);
+  EXPECT_EQ(cw.drops.load(), 1);
+}
+
 TEST(Waker, NoopWaker) {
   px_waker w = px_waker_noop();
   px_waker c = px_waker_clone(&w);
