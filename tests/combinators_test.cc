@@ -9,34 +9,14 @@
 #include <vector>
 
 #include "tests/combinators_support.h"
+#include "tests/fn_future.h"
 #include "tests/support.h"
 
 namespace {
 
-// A future whose poll is a C++ lambda (see tests/timers_test.cc).
-struct FnFuture {
-  px_future base;
-  std::function<px_poll(px_context *)> *fn;
-};
-
-px_poll FnPoll(px_future *self, px_context *cx) {
-  return (*reinterpret_cast<FnFuture *>(self)->fn)(cx);
-}
-
-const px_future_vtable kFnVtable = {sizeof(FnFuture), "fn", FnPoll, nullptr};
-
-// block_on(fn) on a fresh runtime, which is freed afterwards (dropping any
-// task still alive); returns block_on's result.
-int RunFn(std::function<px_poll(px_context *)> fn) {
-  px_runtime *rt = nullptr;
-  EXPECT_EQ(px_runtime_new(&rt, nullptr), 0);
-  FnFuture f;
-  px_future_init(&f.base, &kFnVtable);
-  f.fn = &fn;
-  int rc = px_runtime_block_on(rt, &f.base);
-  px_runtime_free(rt);
-  return rc;
-}
+using px_test::FnFuture;
+using px_test::kFnVtable;
+using px_test::RunFn;
 
 // block_on(future) on a fresh runtime.
 int RunFuture(px_future *f) {

@@ -11,34 +11,14 @@
 #include <vector>
 
 #include "tests/combinators_support.h"
+#include "tests/fn_future.h"
 #include "tests/support.h"
 
 namespace {
 
-// A future whose poll is a C++ lambda: the test writes its state machine
-// inline. It returns PX_READY or PX_PENDING like any poll function.
-struct FnFuture {
-  px_future base;
-  std::function<px_poll(px_context *)> *fn;
-};
-
-px_poll FnPoll(px_future *self, px_context *cx) {
-  return (*reinterpret_cast<FnFuture *>(self)->fn)(cx);
-}
-
-const px_future_vtable kFnVtable = {sizeof(FnFuture), "fn", FnPoll, nullptr};
-
-// Runs `fn` as the main future of a fresh runtime; returns block_on's result.
-int RunFn(std::function<px_poll(px_context *)> fn) {
-  px_runtime *rt = nullptr;
-  EXPECT_EQ(px_runtime_new(&rt, nullptr), 0);
-  FnFuture f;
-  px_future_init(&f.base, &kFnVtable);
-  f.fn = &fn;
-  int rc = px_runtime_block_on(rt, &f.base);
-  px_runtime_free(rt);
-  return rc;
-}
+using px_test::FnFuture;
+using px_test::kFnVtable;
+using px_test::RunFn;
 
 // Blocks the runtime thread, as a task that hogs the CPU would: the way to
 // make an interval miss ticks on purpose.
