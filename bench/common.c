@@ -32,8 +32,6 @@ px_runtime *bench_runtime_new(const char *name) {
   px_config_init(&cfg);
   const char *env = getenv("PX_BENCH_WORKERS");
   cfg.workers = env && atoi(env) > 0 ? (uint32_t)atoi(env) : 2;
-  const char *sp = getenv("PX_BENCH_SLOW_POLL_MS");
-  if (sp != NULL) cfg.slow_poll_ms = (uint32_t)atoi(sp);
   px_runtime *rt;
   int rc = px_runtime_new(&rt, &cfg);
   if (rc < 0) {

@@ -68,7 +68,9 @@ void px_config_init(px_config *cfg) {
   cfg->blocking_threads = 64;
   cfg->blocking_idle_ms = 10000;
   cfg->blocking_shutdown_ms = 5000;
-  cfg->slow_poll_ms = 100;
+  /* PX_SLOW_POLL_MS changes the default without recompiling; a program
+   * that sets the field after this call still has the last word. */
+  cfg->slow_poll_ms = px__observe_env_slow_poll_ms(100);
 }
 
 static int config_fail(const char *field, uint32_t value, const char *range) {

@@ -2,6 +2,8 @@
  * The runtime's observer: per-worker counter blocks, the worker identity of
  * each thread, the slow-poll warning and px_runtime_metrics.
  */
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +125,30 @@ void px__observe_parked(px_runtime *rt, uint64_t start, uint64_t end,
       px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
   }
 }
+
+/* ---- PX_SLOW_POLL_MS ------------------------------------------------------ */
+
+static atomic_bool env_warned;
+
+uint32_t px__observe_env_slow_poll_ms(uint32_t fallback) {
+  const char *v = getenv("PX_SLOW_POLL_MS");
+  if (v == NULL || v[0] == '\0') return fallback;
+  char *end;
+  errno = 0;
+  unsigned long ms = strtoul(v, &end, 10);
+  /* strtoul accepts a sign and leading blanks; a threshold is digits only. */
+  if (v[0] >= '0' && v[0] <= '9' && *end == '\0' && errno == 0 &&
+      ms <= 3600000ul)
+    return (uint32_t)ms;
+  if (!atomic_exchange(&env_warned, true))
+    PX__LOG(PX__LOG_WARN,
+            "PX_SLOW_POLL_MS=%s is not a number of milliseconds in "
+            "0..3600000; using %u",
+            v, (unsigned)fallback);
+  return fallback;
+}
+
+void px__observe_env_reset(void) { atomic_store(&env_warned, false); }
 
 /* ---- Per poll ------------------------------------------------------------ */
 

@@ -66,6 +66,16 @@ void px__log_parse(const char *value);
   } while (0)
 #endif
 
+/*
+ * The slow-poll threshold PX_SLOW_POLL_MS asks for (milliseconds,
+ * 0..3600000, 0 = off), or `fallback` when it is unset. A value that is not
+ * such a number gives one warning per process and `fallback`.
+ */
+uint32_t px__observe_env_slow_poll_ms(uint32_t fallback);
+
+/* Tests: forget that the bad-value warning was given. */
+void px__observe_env_reset(void);
+
 /* The worker id log lines show for this thread (-1: not a worker, "-"). */
 void px__observe_set_worker(int id);
 int px__observe_worker(void);

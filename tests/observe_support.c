@@ -11,6 +11,7 @@
 #include "observe/observe.h"
 
 void obs_log_parse(const char *value) { px__log_parse(value); }
+void obs_env_reset(void) { px__observe_env_reset(); }
 
 /* ---- N tasks that yield K times ------------------------------------------ */
 

@@ -31,6 +31,8 @@ int obs_run_blocking(px_runtime *rt, px_metrics *mid);
 
 /* Re-reads a PX_LOG value (observe/log.c), for tests only. */
 void obs_log_parse(const char *value);
+/* Forgets that a bad PX_SLOW_POLL_MS was warned about. */
+void obs_env_reset(void);
 
 #ifdef __cplusplus
 }

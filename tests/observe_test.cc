@@ -293,6 +293,52 @@ TEST(ObserveTest, SlowPollWarnsOncePerSlowTask) {
   EXPECT_TRUE(IsLogLine(err.substr(0, err.find('\n')))) << err;
 }
 
+// PX_SLOW_POLL_MS sets the default threshold: a runtime made without a
+// config warns at 30 ms, and 0 turns the check off.
+TEST(ObserveTest, SlowPollThresholdFromTheEnvironment) {
+  ASSERT_EQ(setenv("PX_SLOW_POLL_MS", "30", 1), 0);
+  px_config cfg;
+  px_config_init(&cfg);
+  EXPECT_EQ(cfg.slow_poll_ms, 30u);
+  px_runtime *rt = nullptr;
+  ASSERT_EQ(px_runtime_new(&rt, nullptr), 0);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(rt, 60, 2), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  EXPECT_EQ(CountOf(err, "slow poll"), 1) << err;
+  EXPECT_EQ(CountOf(err, "slow_poll_ms = 30"), 1) << err;
+
+  ASSERT_EQ(setenv("PX_SLOW_POLL_MS", "0", 1), 0);
+  ASSERT_EQ(px_runtime_new(&rt, nullptr), 0);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(rt, 60, 2), 0);
+  err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  unsetenv("PX_SLOW_POLL_MS");
+  EXPECT_EQ(CountOf(err, "slow poll"), 0) << err;
+}
+
+// A bad value warns once per process and keeps the default.
+TEST(ObserveTest, InvalidSlowPollEnvWarnsOnceAndKeepsTheDefault) {
+  obs_env_reset();
+  testing::internal::CaptureStderr();
+  px_config cfg;
+  for (const char *bad : {"soon", "-5", " 7", "12ms", "3600001"}) {
+    ASSERT_EQ(setenv("PX_SLOW_POLL_MS", bad, 1), 0);
+    px_config_init(&cfg);
+    EXPECT_EQ(cfg.slow_poll_ms, 100u) << bad;
+  }
+  ASSERT_EQ(setenv("PX_SLOW_POLL_MS", "3600000", 1), 0);
+  px_config_init(&cfg);
+  EXPECT_EQ(cfg.slow_poll_ms, 3600000u);
+  unsetenv("PX_SLOW_POLL_MS");
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(CountOf(err, "PX_SLOW_POLL_MS=soon"), 1) << err;
+  EXPECT_EQ(CountOf(err, "\n"), 1) << err;
+  obs_env_reset();
+}
+
 TEST(ObserveTest, SlowPollOffWithZero) {
   px_runtime *rt = NewRuntime(0);
   testing::internal::CaptureStderr();

@@ -39,7 +39,8 @@ typedef struct px_config {
    * Default 5000. */
   uint32_t blocking_shutdown_ms;
   /* A task whose single poll runs this long gets one warning on stderr
-   * (docs/OBSERVABILITY.md): 0 (off)..3600000 ms. Default 100. */
+   * (docs/OBSERVABILITY.md): 0 (off)..3600000 ms. Default 100, or the
+   * environment variable PX_SLOW_POLL_MS when it is set. */
   uint32_t slow_poll_ms;
 } px_config;
 
