@@ -64,6 +64,7 @@ void px_set_allocator(const px_allocator *allocator) {
 #define PX__ALLOC_CACHE 1
 #endif
 
+#if PX__ALLOC_CACHE
 enum {
   CACHE_SLOTS = 4,             /* distinct block sizes kept at once */
   CACHE_MIN_BLOCK = 16,        /* room for the free-list link, and then some */
@@ -84,6 +85,7 @@ typedef struct alloc_cache {
 
 /* initial-exec: one load from the thread pointer (see observe/observe.h). */
 static _Thread_local alloc_cache cache __attribute__((tls_model("initial-exec")));
+#endif
 
 void px__alloc_cache_use(bool on) {
 #if PX__ALLOC_CACHE
