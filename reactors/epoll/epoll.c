@@ -19,25 +19,30 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "reactors/backend.h"
 #include "reactors/reactor.h"
 
 #define DEFAULT_EVENT_CAPACITY 1024u
 
 struct px__reactor {
+  /* mu guards `retired` (epoll_ctl needs no lock of ours); wake is an
+   * eventfd, written by wakeup and drained by poll. */
+  px__reactor_core core;
   int epfd;
-  int wakefd; /* eventfd: written by wakeup, drained by poll */
   uint32_t capacity;
   struct epoll_event *events; /* capacity entries, reused by every poll */
   /* Registrations closed since the last poll began (see ep_retire). */
-  pthread_mutex_t retire_lock;
   px__io *retired;
 };
+
+_Static_assert(offsetof(struct px__reactor, core) == 0,
+               "px__reactor_new needs the core first");
 
 /* Its address marks the eventfd's events; no px__io can live there. */
 static char wake_sentinel;
@@ -51,17 +56,17 @@ static char wake_sentinel;
  * sure no later batch will.
  */
 static void ep_retire(px__reactor *r, px__io *io) {
-  pthread_mutex_lock(&r->retire_lock);
+  pthread_mutex_lock(&r->core.mu);
   io->retire_next = r->retired;
   r->retired = io;
-  pthread_mutex_unlock(&r->retire_lock);
+  pthread_mutex_unlock(&r->core.mu);
 }
 
 static void free_retired(px__reactor *r) {
-  pthread_mutex_lock(&r->retire_lock);
+  pthread_mutex_lock(&r->core.mu);
   px__io *io = r->retired;
   r->retired = NULL;
-  pthread_mutex_unlock(&r->retire_lock);
+  pthread_mutex_unlock(&r->core.mu);
   while (io != NULL) {
     px__io *next = io->retire_next;
     px__free(io->retire_mem, io->retire_size);
@@ -72,11 +77,9 @@ static void free_retired(px__reactor *r) {
 static void ep_destroy(px__reactor *r) {
   if (r == NULL) return;
   free_retired(r);
-  pthread_mutex_destroy(&r->retire_lock);
-  if (r->wakefd >= 0) close(r->wakefd);
   if (r->epfd >= 0) close(r->epfd);
   px__free(r->events, (size_t)r->capacity * sizeof(struct epoll_event));
-  px__free(r, sizeof(*r));
+  px__reactor_free(r, sizeof(*r));
 }
 
 static int ep_create(const px_config *cfg, px__reactor **out) {
@@ -87,11 +90,12 @@ static int ep_create(const px_config *cfg, px__reactor **out) {
    * zeroed config usable by callers that skip validation (tests). */
   if (cfg != NULL && cfg->event_capacity != 0) capacity = cfg->event_capacity;
 
-  px__reactor *r = px__calloc(sizeof(*r));
-  if (r == NULL) return PX_ENOMEM;
-  pthread_mutex_init(&r->retire_lock, NULL);
+  /* CLOEXEC everywhere: a child started with exec must not inherit the
+   * runtime's descriptors (and keep its sockets open). */
+  int err;
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_EVENTFD, &err);
+  if (r == NULL) return err;
   r->epfd = -1;
-  r->wakefd = -1;
   r->capacity = capacity;
   r->events = px__alloc((size_t)capacity * sizeof(struct epoll_event));
   if (r->events == NULL) {
@@ -99,24 +103,20 @@ static int ep_create(const px_config *cfg, px__reactor **out) {
     return PX_ENOMEM;
   }
 
-  /* CLOEXEC everywhere: a child started with exec must not inherit the
-   * runtime's descriptors (and keep its sockets open). */
   r->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (r->epfd < 0) goto fail;
-  r->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (r->wakefd < 0) goto fail;
 
   /* Level-triggered on purpose: poll drains the counter, and as long as it
    * is non-zero every epoll_wait returns at once, so a wake-up that races
    * with the drain cannot be missed. */
   struct epoll_event ev = {.events = EPOLLIN, .data = {.ptr = &wake_sentinel}};
-  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->wakefd, &ev) < 0) goto fail;
+  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->core.wake.rd, &ev) < 0) goto fail;
 
   *out = r;
   return 0;
 
-fail:;
-  int err = px_err_from_errno(errno);
+fail:
+  err = px_err_from_errno(errno);
   ep_destroy(r);
   return err;
 }
@@ -177,15 +177,6 @@ static unsigned ready_bits(uint32_t events) {
   return ready;
 }
 
-static void drain_wakefd(px__reactor *r) {
-  /* One read resets an eventfd counter to zero, however many writes. */
-  uint64_t count;
-  ssize_t n;
-  do {
-    n = read(r->wakefd, &count, sizeof(count));
-  } while (n < 0 && errno == EINTR);
-}
-
 static int ep_poll(px__reactor *r, int timeout_ms) {
   if (r == NULL) return PX_EINVAL;
   free_retired(r);
@@ -200,26 +191,13 @@ static int ep_poll(px__reactor *r, int timeout_ms) {
   for (int i = 0; i < n; i++) {
     struct epoll_event *ev = &r->events[i];
     if (ev->data.ptr == &wake_sentinel) {
-      drain_wakefd(r);
+      px__wake_drain(&r->core.wake);
       continue;
     }
     px__io_dispatch((px__io *)ev->data.ptr, ready_bits(ev->events));
     dispatched++;
   }
   return dispatched;
-}
-
-static int ep_wakeup(px__reactor *r) {
-  if (r == NULL) return PX_EINVAL;
-  uint64_t one = 1;
-  ssize_t n;
-  do {
-    n = write(r->wakefd, &one, sizeof(one));
-  } while (n < 0 && errno == EINTR);
-  /* EAGAIN means the counter is about to overflow, i.e. it is far from
-   * zero: a wake-up is already pending, which is all we need. */
-  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
-  return 0;
 }
 
 const px__reactor_ops px__epoll_ops = {
@@ -232,6 +210,6 @@ const px__reactor_ops px__epoll_ops = {
     .modify = ep_modify,
     .del = ep_del,
     .poll = ep_poll,
-    .wakeup = ep_wakeup,
+    .wakeup = px__reactor_wakeup,
     .retire = ep_retire,
 };

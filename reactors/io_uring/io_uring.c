@@ -46,13 +46,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "reactors/backend.h"
 #include "reactors/reactor.h"
 
 #define MIN_ENTRIES 8u
@@ -70,17 +71,15 @@ typedef struct slot {
   unsigned mask; /* POLL* bits asked for; 0: no request in flight */
 } slot;
 struct px__reactor {
+  px__reactor_core core; /* mu guards the SQ and slots; wake: an eventfd */
   struct io_uring ring;
   bool ring_ok;
-  int wakefd;
-  pthread_mutex_t mu;
-  slot *slots; /* indexed by descriptor */
-  size_t cap;
-  uint32_t gen; /* the last generation handed out */
+  px__fd_table slots; /* descriptor -> its slot */
+  uint32_t gen;       /* the last generation handed out */
 };
 
-
-static bool table_cover(px__reactor *r, int fd);
+_Static_assert(offsetof(struct px__reactor, core) == 0,
+               "px__reactor_new needs the core first");
 
 static void ur_destroy(px__reactor *r) {
   if (r == NULL) return;
@@ -90,10 +89,8 @@ static void ur_destroy(px__reactor *r) {
    * this thread may return EINTR once, which reactor.h already counts as
    * "0 events". */
   if (r->ring_ok) io_uring_queue_exit(&r->ring);
-  px__free(r->slots, r->cap * sizeof(*r->slots));
-  if (r->wakefd >= 0) close(r->wakefd);
-  pthread_mutex_destroy(&r->mu);
-  px__free(r, sizeof(*r));
+  px__fd_table_free(&r->slots);
+  px__reactor_free(r, sizeof(*r));
 }
 
 /* An SQE, submitting what is queued first if the SQ is full. mu held. */
@@ -123,22 +120,14 @@ static int submit(px__reactor *r) {
   return n < 0 ? px_err_from_errno(-n) : 0;
 }
 
-static void drain_wakefd(px__reactor *r) {
-  uint64_t count;
-  ssize_t n;
-  do {
-    n = read(r->wakefd, &count, sizeof(count));
-  } while (n < 0 && errno == EINTR);
-}
-
 /*
  * Checks at create time that this kernel accepts multishot polls: arm the
  * eventfd's poll, make it ready, and look at the CQE. An old kernel
  * rejects the flag with -EINVAL.
  */
 static int probe_multishot(px__reactor *r) {
-  uint64_t one = 1;
-  if (write(r->wakefd, &one, sizeof(one)) < 0) return px_err_from_errno(errno);
+  int err = px__wake_signal(&r->core.wake);
+  if (err < 0) return err;
   struct io_uring_cqe *cqe;
   int rc;
   do {
@@ -148,7 +137,7 @@ static int probe_multishot(px__reactor *r) {
   int res = cqe->res;
   bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
   io_uring_cqe_seen(&r->ring, cqe);
-  drain_wakefd(r);
+  px__wake_drain(&r->core.wake);
   if (res < 0 || !more) return PX_ENOSYS;
   return 0;
 }
@@ -165,11 +154,13 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
   if (entries < MIN_ENTRIES) entries = MIN_ENTRIES;
   if (entries > MAX_ENTRIES) entries = MAX_ENTRIES;
 
-  px__reactor *r = px__calloc(sizeof(*r));
-  if (r == NULL) return PX_ENOMEM;
-  r->wakefd = -1;
-  if (pthread_mutex_init(&r->mu, NULL) != 0) {
-    px__free(r, sizeof(*r));
+  int err;
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_EVENTFD, &err);
+  if (r == NULL) return err;
+  /* The table's first size up front: a program with a few sockets then
+   * allocates nothing per registration beyond what add itself needs. */
+  if (px__fd_table_init(&r->slots, sizeof(slot)) < 0) {
+    ur_destroy(r);
     return PX_ENOMEM;
   }
   /* The CQ is twice the SQ (the default). More registrations than that
@@ -196,24 +187,12 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
     ur_destroy(r);
     return PX_ENOSYS; /* see the file comment: Linux 5.11+ */
   }
-  r->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (r->wakefd < 0) {
-    int err = px_err_from_errno(errno);
-    ur_destroy(r);
-    return err;
-  }
-  int err = queue_poll(r, r->wakefd, POLLIN, TAG_WAKE);
+  err = queue_poll(r, r->core.wake.rd, POLLIN, TAG_WAKE);
   if (err == 0) err = submit(r);
   if (err == 0) err = probe_multishot(r);
   if (err < 0) {
     ur_destroy(r);
     return err;
-  }
-  /* The table's first size up front: a program with a few sockets then
-   * allocates nothing per registration beyond what add itself needs. */
-  if (!table_cover(r, 63)) {
-    ur_destroy(r);
-    return PX_ENOMEM;
   }
   *out = r;
   return 0;
@@ -226,29 +205,14 @@ static unsigned poll_mask(unsigned interest) {
   return mask;
 }
 
-/* Makes the table cover `fd`. mu held. */
-static bool table_cover(px__reactor *r, int fd) {
-  size_t need = (size_t)fd + 1;
-  if (need <= r->cap) return true;
-  size_t n = r->cap ? r->cap : 64;
-  while (n < need) n *= 2;
-  slot *t = px__calloc(n * sizeof(*t));
-  if (t == NULL) return false;
-  if (r->slots != NULL) memcpy(t, r->slots, r->cap * sizeof(*t));
-  px__free(r->slots, r->cap * sizeof(*t));
-  r->slots = t;
-  r->cap = n;
-  return true;
-}
-
 static uint64_t data_of(int fd, uint32_t gen) {
   return ((uint64_t)gen << 32) | (uint32_t)fd;
 }
 
 /* Starts a request for io with `interest`. mu held. */
 static int start(px__reactor *r, px__io *io, unsigned interest) {
-  if (!table_cover(r, io->fd)) return PX_ENOMEM;
-  slot *s = &r->slots[io->fd];
+  slot *s = px__fd_table_slot(&r->slots, io->fd);
+  if (s == NULL) return PX_ENOMEM;
   /* Generation 0 is never used, so user_data never equals a TAG_*. */
   if (++r->gen == 0) r->gen = 1;
   s->gen = r->gen;
@@ -276,29 +240,29 @@ static void stop(px__reactor *r, slot *s, int fd) {
 }
 
 static slot *find(px__reactor *r, px__io *io) {
-  if (io->fd < 0 || (size_t)io->fd >= r->cap) return NULL;
-  slot *s = &r->slots[io->fd];
-  return s->io == io ? s : NULL;
+  slot *s = px__fd_table_at(&r->slots, io->fd);
+  return s != NULL && s->io == io ? s : NULL;
 }
 
 static int ur_add(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
   /* A poll on a closed descriptor would fail only in its CQE, later. */
   if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int err = 0;
-  if ((size_t)io->fd < r->cap && r->slots[io->fd].io != NULL)
+  slot *s = px__fd_table_at(&r->slots, io->fd);
+  if (s != NULL && s->io != NULL)
     err = PX_EBUSY;
   else
     err = start(r, io, interest & (PX__READABLE | PX__WRITABLE));
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return err;
 }
 
 static int ur_modify(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL) return PX_EINVAL;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int err = 0;
   slot *s = find(r, io);
   if (s == NULL) {
@@ -309,27 +273,17 @@ static int ur_modify(px__reactor *r, px__io *io, unsigned interest) {
     stop(r, s, io->fd);
     err = start(r, io, interest);
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return err;
 }
 
 static int ur_del(px__reactor *r, px__io *io) {
   if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   slot *s = find(r, io);
   if (s != NULL) stop(r, s, io->fd);
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return 0;
-}
-
-static unsigned ready_bits(int res) {
-  unsigned ready = 0;
-  if (res & POLLIN) ready |= PX__READABLE;
-  if (res & POLLOUT) ready |= PX__WRITABLE;
-  if (res & POLLRDHUP) ready |= PX__READABLE | PX__HUP;
-  if (res & POLLHUP) ready |= PX__HUP;
-  if (res & (POLLERR | POLLNVAL)) ready |= PX__ERROR;
-  return ready;
 }
 
 /* Handles one CQE; returns 1 when a registration was dispatched. mu held. */
@@ -338,18 +292,18 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
   if (data == TAG_IGNORE) return 0;
   if (data == TAG_WAKE) {
-    drain_wakefd(r);
-    if (!more) (void)queue_poll(r, r->wakefd, POLLIN, TAG_WAKE);
+    px__wake_drain(&r->core.wake);
+    if (!more) (void)queue_poll(r, r->core.wake.rd, POLLIN, TAG_WAKE);
     return 0;
   }
   int fd = (int)(uint32_t)data;
   uint32_t gen = (uint32_t)(data >> 32);
-  slot *s = (size_t)fd < r->cap ? &r->slots[fd] : NULL;
+  slot *s = px__fd_table_at(&r->slots, fd);
   /* A request that was removed (or replaced) since: drop its CQEs. */
   if (s == NULL || s->io == NULL || s->gen != gen) return 0;
   int dispatched = 0;
   if (cqe->res > 0) {
-    px__io_dispatch(s->io, ready_bits(cqe->res));
+    px__io_dispatch(s->io, px__ready_from_poll(cqe->res));
     dispatched = 1;
   } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
     /* The poll itself failed (EBADF: closed without deregistering). Tell
@@ -382,7 +336,7 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   if (rc < 0) return px_err_from_errno(-rc);
 
   int dispatched = 0;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   unsigned head, seen = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
     dispatched += handle(r, cqe);
@@ -391,19 +345,8 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   io_uring_cq_advance(&r->ring, seen);
   /* Re-arms queued by handle(). */
   if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return dispatched;
-}
-
-static int ur_wakeup(px__reactor *r) {
-  if (r == NULL) return PX_EINVAL;
-  uint64_t one = 1;
-  ssize_t n;
-  do {
-    n = write(r->wakefd, &one, sizeof(one));
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
-  return 0;
 }
 
 const px__reactor_ops px__io_uring_ops = {
@@ -416,5 +359,5 @@ const px__reactor_ops px__io_uring_ops = {
     .modify = ur_modify,
     .del = ur_del,
     .poll = ur_poll,
-    .wakeup = ur_wakeup,
+    .wakeup = px__reactor_wakeup,
 };

@@ -27,8 +27,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/event.h>
@@ -37,22 +39,29 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "reactors/backend.h"
 #include "reactors/reactor.h"
 
 #define DEFAULT_EVENT_CAPACITY 1024u
 #define WAKE_IDENT 0 /* EVFILT_USER idents are ours to choose */
 
+/* With EVFILT_USER the kqueue wakes itself; without, a self-pipe does. */
+#ifdef EVFILT_USER
+#define WAKE_KIND PX__WAKE_NONE
+#else
+#define WAKE_KIND PX__WAKE_PIPE
+#endif
+
 struct px__reactor {
+  px__reactor_core core; /* mu guards table; wake: see WAKE_KIND */
   int kq;
-  int wake_rd, wake_wr; /* the self-pipe without EVFILT_USER, else -1 */
-  pthread_mutex_t mu;   /* guards table */
-  px__io **table;       /* descriptor -> its registration */
-  size_t cap;
+  px__fd_table table; /* descriptor -> its registration (px__io *) */
   uint32_t capacity;
   struct kevent *events; /* capacity entries, reused by every poll */
 };
 
-static bool table_cover(px__reactor *r, int fd);
+_Static_assert(offsetof(struct px__reactor, core) == 0,
+               "px__reactor_new needs the core first");
 
 /*
  * Closes the kqueue: close() with a real one. The test-only emulation on
@@ -71,12 +80,9 @@ static void close_kqueue(int kq) {
 static void kq_destroy(px__reactor *r) {
   if (r == NULL) return;
   if (r->kq >= 0) close_kqueue(r->kq);
-  if (r->wake_rd >= 0) close(r->wake_rd);
-  if (r->wake_wr >= 0) close(r->wake_wr);
-  px__free(r->table, r->cap * sizeof(*r->table));
+  px__fd_table_free(&r->table);
   px__free(r->events, (size_t)r->capacity * sizeof(*r->events));
-  pthread_mutex_destroy(&r->mu);
-  px__free(r, sizeof(*r));
+  px__reactor_free(r, sizeof(*r));
 }
 
 /* Applies changes; returns 0 or a PX_E* code. */
@@ -95,19 +101,9 @@ static int make_wake(px__reactor *r) {
   EV_SET(&kev, WAKE_IDENT, EVFILT_USER, EV_ADD | EV_CLEAR, 0, 0, NULL);
   return apply(r, &kev, 1);
 #else
-  int p[2];
-  if (pipe(p) < 0) return px_err_from_errno(errno);
-  r->wake_rd = p[0];
-  r->wake_wr = p[1];
-  for (int i = 0; i < 2; i++) {
-    int fl = fcntl(p[i], F_GETFL);
-    if (fl < 0 || fcntl(p[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
-        fcntl(p[i], F_SETFD, FD_CLOEXEC) < 0)
-      return px_err_from_errno(errno);
-  }
   /* Level-triggered (no EV_CLEAR): reported until poll drains it. */
   struct kevent kev;
-  EV_SET(&kev, r->wake_rd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+  EV_SET(&kev, r->core.wake.rd, EVFILT_READ, EV_ADD, 0, 0, NULL);
   return apply(r, &kev, 1);
 #endif
 }
@@ -117,56 +113,32 @@ static int kq_create(const px_config *cfg, px__reactor **out) {
   *out = NULL;
   uint32_t capacity = DEFAULT_EVENT_CAPACITY;
   if (cfg != NULL && cfg->event_capacity != 0) capacity = cfg->event_capacity;
-  px__reactor *r = px__calloc(sizeof(*r));
-  if (r == NULL) return PX_ENOMEM;
-  r->kq = r->wake_rd = r->wake_wr = -1;
-  if (pthread_mutex_init(&r->mu, NULL) != 0) {
-    px__free(r, sizeof(*r));
-    return PX_ENOMEM;
-  }
+  int err;
+  px__reactor *r = px__reactor_new(sizeof(*r), WAKE_KIND, &err);
+  if (r == NULL) return err;
+  r->kq = -1;
   r->capacity = capacity;
   r->events = px__alloc((size_t)capacity * sizeof(*r->events));
-  if (r->events == NULL) {
+  if (r->events == NULL || px__fd_table_init(&r->table, sizeof(px__io *)) < 0) {
     kq_destroy(r);
     return PX_ENOMEM;
   }
   r->kq = kqueue();
   if (r->kq < 0) {
-    int err = px_err_from_errno(errno);
+    err = px_err_from_errno(errno);
     kq_destroy(r);
     return err;
   }
   /* kqueue descriptors are not inherited by fork; CLOEXEC covers exec
    * where the system allows setting it. */
   (void)fcntl(r->kq, F_SETFD, FD_CLOEXEC);
-  int err = make_wake(r);
+  err = make_wake(r);
   if (err < 0) {
     kq_destroy(r);
     return err;
   }
-  /* The table's first size up front: a program with a few sockets then
-   * allocates nothing per registration beyond what add itself needs. */
-  if (!table_cover(r, 63)) {
-    kq_destroy(r);
-    return PX_ENOMEM;
-  }
   *out = r;
   return 0;
-}
-
-/* Makes the table cover `fd`. mu held. */
-static bool table_cover(px__reactor *r, int fd) {
-  size_t need = (size_t)fd + 1;
-  if (need <= r->cap) return true;
-  size_t n = r->cap ? r->cap : 64;
-  while (n < need) n *= 2;
-  px__io **t = px__calloc(n * sizeof(*t));
-  if (t == NULL) return false;
-  if (r->table != NULL) memcpy(t, r->table, r->cap * sizeof(*t));
-  px__free(r->table, r->cap * sizeof(*t));
-  r->table = t;
-  r->cap = n;
-  return true;
 }
 
 /* Fills changes that add the filters in `on` and delete those in `off`. */
@@ -190,41 +162,41 @@ static int changes_for(px__io *io, unsigned on, unsigned off,
 static int kq_add(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
-  int err = 0;
-  if (!table_cover(r, io->fd)) {
-    err = PX_ENOMEM;
-  } else if (r->table[io->fd] != NULL) {
-    err = PX_EBUSY;
-  } else {
+  pthread_mutex_lock(&r->core.mu);
+  px__io **slot = px__fd_table_slot(&r->table, io->fd);
+  int err = slot == NULL ? PX_ENOMEM : *slot != NULL ? PX_EBUSY : 0;
+  if (err == 0) {
     struct kevent ch[2];
     /* A closed descriptor fails here with EBADF. */
     err = apply(r, ch, changes_for(io, interest, 0, ch));
     if (err == 0) {
-      r->table[io->fd] = io;
+      *slot = io;
       io->interest = interest;
     }
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return err;
 }
 
-/* Whether `io` is registered as `fd`; never reads *io, which the poller
- * may hold from an event whose registration was freed since. */
-static bool registered_as(px__reactor *r, uintptr_t fd, const px__io *io) {
-  return fd < r->cap && r->table[fd] == io;
+/* The table slot of `io` when it is registered as `fd`, else NULL; never
+ * reads *io, which the poller may hold from an event whose registration
+ * was freed since. */
+static px__io **registered_as(px__reactor *r, uintptr_t fd, const px__io *io) {
+  px__io **slot = fd <= INT_MAX ? px__fd_table_at(&r->table, (int)fd) : NULL;
+  return slot != NULL && *slot == io ? slot : NULL;
 }
 
-static bool registered(px__reactor *r, px__io *io) {
-  return io->fd >= 0 && registered_as(r, (uintptr_t)io->fd, io);
+/* io's slot in the table, or NULL when io is not registered. */
+static px__io **registered(px__reactor *r, px__io *io) {
+  return io->fd >= 0 ? registered_as(r, (uintptr_t)io->fd, io) : NULL;
 }
 
 static int kq_modify(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL) return PX_EINVAL;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int err = PX_ENOENT;
-  if (registered(r, io)) {
+  if (registered(r, io) != NULL) {
     /* Only filters that change are touched. (Edge-triggered registrations
      * never come here from px__io.) */
     struct kevent ch[2];
@@ -232,15 +204,16 @@ static int kq_modify(px__reactor *r, px__io *io, unsigned interest) {
     err = apply(r, ch, changes_for(io, on, off, ch));
     if (err == 0) io->interest = interest;
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return err;
 }
 
 static int kq_del(px__reactor *r, px__io *io) {
   if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->mu);
-  if (registered(r, io)) {
-    r->table[io->fd] = NULL;
+  pthread_mutex_lock(&r->core.mu);
+  px__io **slot = registered(r, io);
+  if (slot != NULL) {
+    *slot = NULL;
     struct kevent ch[2];
     /* ENOENT (a filter never added) and EBADF (the descriptor was closed,
      * which removed its knotes) both mean "not watched any more". Each
@@ -248,7 +221,7 @@ static int kq_del(px__reactor *r, px__io *io) {
     int n = changes_for(io, 0, io->interest, ch);
     for (int i = 0; i < n; i++) (void)apply(r, &ch[i], 1);
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return 0;
 }
 
@@ -279,26 +252,24 @@ static int kq_poll(px__reactor *r, int timeout_ms) {
     return px_err_from_errno(errno);
   }
   int dispatched = 0;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   for (int i = 0; i < n; i++) {
     struct kevent *ev = &r->events[i];
 #ifdef EVFILT_USER
     if (ev->filter == EVFILT_USER) continue; /* a wake-up, EV_CLEAR'd */
 #else
-    if (ev->filter == EVFILT_READ && (int)ev->ident == r->wake_rd) {
-      char buf[64];
-      while (read(r->wake_rd, buf, sizeof buf) > 0) {
-      }
+    if (ev->filter == EVFILT_READ && (int)ev->ident == r->core.wake.rd) {
+      px__wake_drain(&r->core.wake);
       continue;
     }
 #endif
     px__io *io = (px__io *)(uintptr_t)ev->udata;
     /* Deregistered since kevent returned? Then this event is stale. */
-    if (io == NULL || !registered_as(r, ev->ident, io)) continue;
+    if (io == NULL || registered_as(r, ev->ident, io) == NULL) continue;
     px__io_dispatch(io, ready_bits(ev));
     dispatched++;
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return dispatched;
 }
 
@@ -309,13 +280,7 @@ static int kq_wakeup(px__reactor *r) {
   EV_SET(&kev, WAKE_IDENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
   return apply(r, &kev, 1);
 #else
-  ssize_t n;
-  do {
-    n = write(r->wake_wr, "", 1);
-  } while (n < 0 && errno == EINTR);
-  /* A full pipe already holds a pending wake-up. */
-  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
-  return 0;
+  return px__wake_signal(&r->core.wake);
 #endif
 }
 

@@ -43,24 +43,23 @@
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef __linux__
-#include <sys/eventfd.h>
-#endif
 
 #include "internal/px_internal.h"
+#include "reactors/backend.h"
 #include "reactors/reactor.h"
 
 struct px__reactor {
+  px__reactor_core core; /* mu guards regs; wake: an eventfd, or a pipe */
   struct event_base *base;
   short extra;        /* EV_CLOSED when the method supports it, else 0 */
   struct event *wake; /* the wake-up descriptor's read event */
   struct event *timer;
-  int wake_rd, wake_wr; /* the same eventfd twice, or a pipe */
-  int dispatched;       /* counted by the callbacks during one poll */
-  pthread_mutex_t mu;   /* guards regs */
-  struct reg **regs;    /* descriptor -> its registration */
-  size_t cap;
+  int dispatched;    /* counted by the callbacks during one poll */
+  px__fd_table regs; /* descriptor -> its registration (struct reg *) */
 };
+
+_Static_assert(offsetof(struct px__reactor, core) == 0,
+               "px__reactor_new needs the core first");
 
 /*
  * One registration: who to dispatch to and where to count, followed by
@@ -99,29 +98,25 @@ static void reg_release(reg *g) {
   px__free(g, reg_size());
 }
 
-static bool table_cover(px__reactor *r, int fd);
-
 static void le_destroy(px__reactor *r) {
   if (r == NULL) return;
   /* Registrations left behind by their owners: their events go too. */
-  for (size_t fd = 0; fd < r->cap; fd++) reg_release(r->regs[fd]);
-  px__free(r->regs, r->cap * sizeof(*r->regs));
+  for (size_t fd = 0; fd < r->regs.cap; fd++) {
+    reg **slot = px__fd_table_at(&r->regs, (int)fd);
+    reg_release(*slot);
+  }
+  px__fd_table_free(&r->regs);
   event_release(r->wake);
   event_release(r->timer);
   if (r->base != NULL) event_base_free(r->base);
-  if (r->wake_wr >= 0 && r->wake_wr != r->wake_rd) close(r->wake_wr);
-  if (r->wake_rd >= 0) close(r->wake_rd);
-  pthread_mutex_destroy(&r->mu);
-  px__free(r, sizeof(*r));
+  px__reactor_free(r, sizeof(*r));
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
   (void)what;
-  (void)arg;
-  /* One read empties an eventfd; a pipe may need several. */
-  char buf[64];
-  while (read(fd, buf, sizeof buf) > 0) {
-  }
+  px__reactor *r = arg;
+  px__wake_drain(&r->core.wake);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
@@ -146,25 +141,6 @@ static void on_event(evutil_socket_t fd, short what, void *arg) {
   g->r->dispatched++;
 }
 
-static int make_wake_fds(px__reactor *r) {
-#ifdef __linux__
-  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) return px_err_from_errno(errno);
-  r->wake_rd = r->wake_wr = fd;
-#else
-  int p[2];
-  if (pipe(p) < 0) return px_err_from_errno(errno);
-  r->wake_rd = p[0];
-  r->wake_wr = p[1];
-  for (int i = 0; i < 2; i++) {
-    if (evutil_make_socket_nonblocking(p[i]) < 0 ||
-        evutil_make_socket_closeonexec(p[i]) < 0)
-      return PX_EIO;
-  }
-#endif
-  return 0;
-}
-
 static int le_create(const px_config *cfg, px__reactor **out) {
   (void)cfg; /* libevent sizes its own event buffers */
   if (out == NULL) return PX_EINVAL;
@@ -172,16 +148,14 @@ static int le_create(const px_config *cfg, px__reactor **out) {
   pthread_once(&threads_once, use_threads);
   if (threads_rc != 0) return PX_ENOTSUP;
 
-  px__reactor *r = px__calloc(sizeof(*r));
-  if (r == NULL) return PX_ENOMEM;
-  r->wake_rd = r->wake_wr = -1;
-  if (pthread_mutex_init(&r->mu, NULL) != 0) {
-    px__free(r, sizeof(*r));
-    return PX_ENOMEM;
-  }
-
-  struct event_config *ec = event_config_new();
-  if (ec == NULL) {
+  int err;
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_EVENTFD, &err);
+  if (r == NULL) return err;
+  /* The table's first size up front: a program with a few sockets then
+   * allocates nothing per registration beyond what add itself needs. */
+  struct event_config *ec = NULL;
+  if (px__fd_table_init(&r->regs, sizeof(reg *)) < 0 ||
+      (ec = event_config_new()) == NULL) {
     le_destroy(r);
     return PX_ENOMEM;
   }
@@ -195,11 +169,6 @@ static int le_create(const px_config *cfg, px__reactor **out) {
   if (event_base_get_features(r->base) & EV_FEATURE_EARLY_CLOSE)
     r->extra = EV_CLOSED;
 
-  int err = make_wake_fds(r);
-  if (err < 0) {
-    le_destroy(r);
-    return err;
-  }
   r->wake = event_alloc();
   r->timer = event_alloc();
   if (r->wake == NULL || r->timer == NULL) {
@@ -211,36 +180,15 @@ static int le_create(const px_config *cfg, px__reactor **out) {
   }
   /* Level-triggered on purpose: it stays active until drained, so a
    * wake-up written before or during a loop always ends it. */
-  if (event_assign(r->wake, r->base, r->wake_rd, EV_READ | EV_PERSIST,
+  if (event_assign(r->wake, r->base, r->core.wake.rd, EV_READ | EV_PERSIST,
                    on_wake, r) < 0 ||
       evtimer_assign(r->timer, r->base, on_timer, r) < 0 ||
       event_add(r->wake, NULL) < 0) {
     le_destroy(r);
     return PX_EIO;
   }
-  /* The table's first size up front: a program with a few sockets then
-   * allocates nothing per registration beyond what add itself needs. */
-  if (!table_cover(r, 63)) {
-    le_destroy(r);
-    return PX_ENOMEM;
-  }
   *out = r;
   return 0;
-}
-
-/* Makes the table cover `fd`. Called with r->mu held. */
-static bool table_cover(px__reactor *r, int fd) {
-  size_t need = (size_t)fd + 1;
-  if (need <= r->cap) return true;
-  size_t n = r->cap ? r->cap : 64;
-  while (n < need) n *= 2;
-  reg **p = px__calloc(n * sizeof(*p));
-  if (p == NULL) return false;
-  if (r->regs != NULL) memcpy(p, r->regs, r->cap * sizeof(*p));
-  px__free(r->regs, r->cap * sizeof(*p));
-  r->regs = p;
-  r->cap = n;
-  return true;
 }
 
 static short ev_bits(px__reactor *r, unsigned interest) {
@@ -264,64 +212,59 @@ static int le_add(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
   if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
-  int err = 0;
-  if (!table_cover(r, io->fd)) {
-    err = PX_ENOMEM;
-  } else if (r->regs[io->fd] != NULL) {
-    err = PX_EBUSY;
-  } else {
-    reg *g = px__alloc(reg_size());
-    if (g == NULL) {
-      err = PX_ENOMEM;
+  pthread_mutex_lock(&r->core.mu);
+  reg **slot = px__fd_table_slot(&r->regs, io->fd);
+  reg *g = NULL;
+  int err = slot == NULL ? PX_ENOMEM : *slot != NULL ? PX_EBUSY : 0;
+  if (err == 0 && (g = px__alloc(reg_size())) == NULL) err = PX_ENOMEM;
+  if (err == 0) {
+    g->r = r;
+    g->io = io;
+    err = arm(g, interest);
+    if (err < 0) {
+      px__free(g, reg_size());
     } else {
-      g->r = r;
-      g->io = io;
-      err = arm(g, interest);
-      if (err < 0) {
-        px__free(g, reg_size());
-      } else {
-        r->regs[io->fd] = g;
-        io->interest = interest;
-      }
+      *slot = g;
+      io->interest = interest;
     }
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return err;
 }
 
-/* io's registration, or NULL. Called with r->mu held. */
-static reg *find(px__reactor *r, px__io *io) {
-  if (io->fd < 0 || (size_t)io->fd >= r->cap) return NULL;
-  reg *g = r->regs[io->fd];
-  return (g != NULL && g->io == io) ? g : NULL;
+/* io's slot in the table, or NULL when io is not registered. Called with
+ * r->core.mu held. */
+static reg **find(px__reactor *r, px__io *io) {
+  reg **slot = px__fd_table_at(&r->regs, io->fd);
+  return (slot != NULL && *slot != NULL && (*slot)->io == io) ? slot : NULL;
 }
 
 static int le_modify(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL) return PX_EINVAL;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int err = 0;
-  reg *g = find(r, io);
-  if (g == NULL) {
+  reg **slot = find(r, io);
+  if (slot == NULL) {
     err = PX_ENOENT;
   } else if (interest != io->interest) {
     /* An event's flags are fixed while it is added: delete, reassign,
      * add. Edge-triggered registrations never come here from px__io. */
-    event_del(EVENT_OF(g));
-    err = arm(g, interest);
+    event_del(EVENT_OF(*slot));
+    err = arm(*slot, interest);
     if (err == 0) io->interest = interest;
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return err;
 }
 
 static int le_del(px__reactor *r, px__io *io) {
   if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->mu);
-  reg *g = find(r, io);
-  if (g != NULL) r->regs[io->fd] = NULL;
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
+  reg **slot = find(r, io);
+  reg *g = slot != NULL ? *slot : NULL;
+  if (slot != NULL) *slot = NULL;
+  pthread_mutex_unlock(&r->core.mu);
   /* Outside our mutex: event_del may wait for this event's callback to
    * finish in the polling thread, and that callback must not wait for us. */
   reg_release(g);
@@ -347,17 +290,6 @@ static int le_poll(px__reactor *r, int timeout_ms) {
   return r->dispatched;
 }
 
-static int le_wakeup(px__reactor *r) {
-  if (r == NULL) return PX_EINVAL;
-  uint64_t one = 1; /* an eventfd takes 8 bytes; a pipe takes any */
-  ssize_t n;
-  do {
-    n = write(r->wake_wr, &one, sizeof(one));
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
-  return 0;
-}
-
 const px__reactor_ops px__libevent_ops = {
     .name = "libevent",
     .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
@@ -368,5 +300,5 @@ const px__reactor_ops px__libevent_ops = {
     .modify = le_modify,
     .del = le_del,
     .poll = le_poll,
-    .wakeup = le_wakeup,
+    .wakeup = px__reactor_wakeup,
 };

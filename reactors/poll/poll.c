@@ -30,64 +30,38 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "reactors/backend.h"
 #include "reactors/reactor.h"
 
 #define INITIAL_CAPACITY 64u
 
 struct px__reactor {
-  pthread_mutex_t mu;
-  struct pollfd *fds; /* [0] is the wake pipe, then one per registration */
-  px__io **ios;       /* parallel to fds ([0] is NULL) */
+  px__reactor_core core; /* mu guards the rest; wake is the self-pipe */
+  struct pollfd *fds;    /* [0] is the wake pipe, then one per registration */
+  px__io **ios;          /* parallel to fds ([0] is NULL) */
   size_t len, cap;
-  size_t *index_of; /* descriptor -> index in fds, 0 meaning none */
-  size_t map_cap;
+  px__fd_table index_of;   /* descriptor -> index in fds (size_t), 0: none */
   struct pollfd *wait_fds; /* the poller's private copies */
   px__io **wait_ios;
   size_t wait_cap;
-  int wake_rd, wake_wr;
-  bool polling; /* a poller is inside poll() */
 };
 
-static int pl_wakeup(px__reactor *r);
+_Static_assert(offsetof(struct px__reactor, core) == 0,
+               "px__reactor_new needs the core first");
 
 static void pl_destroy(px__reactor *r) {
   if (r == NULL) return;
-  if (r->wake_rd >= 0) close(r->wake_rd);
-  if (r->wake_wr >= 0) close(r->wake_wr);
   px__free(r->fds, r->cap * sizeof(*r->fds));
   px__free(r->ios, r->cap * sizeof(*r->ios));
-  px__free(r->index_of, r->map_cap * sizeof(*r->index_of));
+  px__fd_table_free(&r->index_of);
   px__free(r->wait_fds, r->wait_cap * sizeof(*r->wait_fds));
   px__free(r->wait_ios, r->wait_cap * sizeof(*r->wait_ios));
-  pthread_mutex_destroy(&r->mu);
-  px__free(r, sizeof(*r));
-}
-
-/* Non-blocking and close-on-exec, the portable way (pipe2 is not POSIX). */
-static int set_flags(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-  return fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
-/* Grows the descriptor -> index map to cover `fd` (new slots are 0). */
-static bool grow_map(px__reactor *r, int fd) {
-  size_t need = (size_t)fd + 1;
-  if (need <= r->map_cap) return true;
-  size_t n = r->map_cap ? r->map_cap : INITIAL_CAPACITY;
-  while (n < need) n *= 2;
-  size_t *p = px__calloc(n * sizeof(*p));
-  if (p == NULL) return false;
-  if (r->index_of != NULL)
-    memcpy(p, r->index_of, r->map_cap * sizeof(*p));
-  px__free(r->index_of, r->map_cap * sizeof(*p));
-  r->index_of = p;
-  r->map_cap = n;
-  return true;
+  px__reactor_free(r, sizeof(*r));
 }
 
 /*
@@ -123,37 +97,20 @@ static int pl_create(const px_config *cfg, px__reactor **out) {
   (void)cfg; /* poll returns per-entry answers; no event buffer to size */
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
-  px__reactor *r = px__calloc(sizeof(*r));
-  if (r == NULL) return PX_ENOMEM;
-  r->wake_rd = r->wake_wr = -1;
-  if (pthread_mutex_init(&r->mu, NULL) != 0) {
-    px__free(r, sizeof(*r));
-    return PX_ENOMEM;
-  }
-  int p[2];
-  if (pipe(p) < 0) {
-    int err = px_err_from_errno(errno);
-    pl_destroy(r);
-    return err;
-  }
-  r->wake_rd = p[0];
-  r->wake_wr = p[1];
-  if (set_flags(p[0]) < 0 || set_flags(p[1]) < 0) {
-    int err = px_err_from_errno(errno);
-    pl_destroy(r);
-    return err;
-  }
+  int err;
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_PIPE, &err);
+  if (r == NULL) return err;
   /* Room for the first registrations up front, in the table, the map
    * and the poller's copy, so that a program with a few sockets allocates
    * nothing after start-up. */
   if (!grow_pair(&r->fds, &r->ios, &r->cap, 0, INITIAL_CAPACITY) ||
       !grow_pair(&r->wait_fds, &r->wait_ios, &r->wait_cap, 0,
                  INITIAL_CAPACITY) ||
-      !grow_map(r, INITIAL_CAPACITY - 1)) {
+      px__fd_table_init(&r->index_of, sizeof(size_t)) < 0) {
     pl_destroy(r);
     return PX_ENOMEM;
   }
-  r->fds[0] = (struct pollfd){.fd = r->wake_rd, .events = POLLIN};
+  r->fds[0] = (struct pollfd){.fd = r->core.wake.rd, .events = POLLIN};
   r->ios[0] = NULL;
   r->len = 1;
   *out = r;
@@ -188,23 +145,22 @@ static int pl_add(px__reactor *r, px__io *io, unsigned interest) {
   /* poll would report POLLNVAL for it forever: refuse it here instead. */
   if (fcntl(fd, F_GETFD) < 0) return px_err_from_errno(errno);
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int err = 0;
-  if ((size_t)fd < r->map_cap && r->index_of[fd] != 0) {
-    err = r->ios[r->index_of[fd]] == io ? 0 : PX_EBUSY;
-  } else if (!grow_map(r, fd) ||
+  size_t *entry = px__fd_table_slot(&r->index_of, fd);
+  if (entry != NULL && *entry != 0) {
+    err = r->ios[*entry] == io ? 0 : PX_EBUSY;
+  } else if (entry == NULL ||
              !grow_pair(&r->fds, &r->ios, &r->cap, r->len, r->len + 1)) {
     err = PX_ENOMEM;
   } else {
     size_t i = r->len++;
     set_entry(&r->fds[i], fd, interest);
     r->ios[i] = io;
-    r->index_of[fd] = i;
+    *entry = i;
     io->interest = interest;
   }
-  bool wake = err == 0 && r->polling && interest != 0;
-  pthread_mutex_unlock(&r->mu);
-  if (wake) (void)pl_wakeup(r);
+  px__reactor_unlock(&r->core, err == 0 && interest != 0);
   return err;
 }
 
@@ -214,9 +170,15 @@ static int pl_add(px__reactor *r, px__io *io, unsigned interest) {
  * whose registrations may have been deregistered and freed meanwhile.
  */
 static size_t find_fd(px__reactor *r, int fd, const px__io *io) {
-  if (fd < 0 || (size_t)fd >= r->map_cap) return 0;
-  size_t i = r->index_of[fd];
+  const size_t *entry = px__fd_table_at(&r->index_of, fd);
+  if (entry == NULL) return 0;
+  size_t i = *entry;
   return (i != 0 && r->ios[i] == io) ? i : 0;
+}
+
+/* The map entry of a descriptor that has an entry in fds. */
+static size_t *map_entry(px__reactor *r, int fd) {
+  return px__fd_table_at(&r->index_of, fd);
 }
 
 static size_t find(px__reactor *r, px__io *io) {
@@ -226,23 +188,22 @@ static size_t find(px__reactor *r, px__io *io) {
 static int pl_modify(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL) return PX_EINVAL;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   size_t i = find(r, io);
   if (i == 0) {
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->core.mu);
     return PX_ENOENT;
   }
-  bool wake = r->polling && (interest & ~watched(&r->fds[i])) != 0;
+  bool widened = (interest & ~watched(&r->fds[i])) != 0;
   set_entry(&r->fds[i], io->fd, interest);
   io->interest = interest;
-  pthread_mutex_unlock(&r->mu);
-  if (wake) (void)pl_wakeup(r);
+  px__reactor_unlock(&r->core, widened);
   return 0;
 }
 
 static int pl_del(px__reactor *r, px__io *io) {
   if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   size_t i = find(r, io);
   if (i != 0) {
     /* O(1) removal: the last entry moves into the hole. */
@@ -250,63 +211,43 @@ static int pl_del(px__reactor *r, px__io *io) {
     if (i != last) {
       r->fds[i] = r->fds[last];
       r->ios[i] = r->ios[last];
-      r->index_of[r->ios[i]->fd] = i;
+      *map_entry(r, r->ios[i]->fd) = i;
     }
-    r->index_of[io->fd] = 0;
+    *map_entry(r, io->fd) = 0;
   }
   /* A poller blocked in another thread may still wait on its copy of the
    * entry; it checks the table before dispatching, so nothing reaches io. */
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return 0;
-}
-
-/* Translates poll's answer into px__io bits. */
-static unsigned ready_bits(short revents) {
-  unsigned ready = 0;
-  if (revents & POLLIN) ready |= PX__READABLE;
-  if (revents & POLLOUT) ready |= PX__WRITABLE;
-#ifdef POLLRDHUP
-  if (revents & POLLRDHUP) ready |= PX__READABLE | PX__HUP;
-#endif
-  if (revents & POLLHUP) ready |= PX__HUP;
-  /* POLLNVAL: the descriptor was closed without being deregistered. */
-  if (revents & (POLLERR | POLLNVAL)) ready |= PX__ERROR;
-  return ready;
-}
-
-static void drain_pipe(px__reactor *r) {
-  char buf[64];
-  while (read(r->wake_rd, buf, sizeof buf) > 0) {
-  }
 }
 
 static int pl_poll(px__reactor *r, int timeout_ms) {
   if (r == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   size_t n = r->len;
   /* The copy keeps the arrays' old contents out of the way: only the
    * first n entries are overwritten below. */
   if (!grow_pair(&r->wait_fds, &r->wait_ios, &r->wait_cap, 0, n)) {
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->core.mu);
     return PX_ENOMEM;
   }
   memcpy(r->wait_fds, r->fds, n * sizeof(*r->fds));
   memcpy(r->wait_ios, r->ios, n * sizeof(*r->ios));
-  r->polling = true;
-  pthread_mutex_unlock(&r->mu);
+  r->core.polling = true;
+  pthread_mutex_unlock(&r->core.mu);
 
   int got = poll(r->wait_fds, (nfds_t)n, timeout_ms < 0 ? -1 : timeout_ms);
   int saved = errno;
 
-  pthread_mutex_lock(&r->mu);
-  r->polling = false;
+  pthread_mutex_lock(&r->core.mu);
+  r->core.polling = false;
   if (got < 0) {
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->core.mu);
     /* A signal interrupted the wait: "nothing happened", as promised. */
     if (saved == EINTR) return 0;
     return px_err_from_errno(saved);
   }
-  if (r->wait_fds[0].revents & POLLIN) drain_pipe(r);
+  if (r->wait_fds[0].revents & POLLIN) px__wake_drain(&r->core.wake);
   int dispatched = 0;
   for (size_t k = 1; k < n && got > 0; k++) {
     struct pollfd *w = &r->wait_fds[k];
@@ -316,7 +257,7 @@ static int pl_poll(px__reactor *r, int timeout_ms) {
      * entries moved) while we waited. */
     size_t i = find_fd(r, w->fd, r->wait_ios[k]);
     if (i == 0) continue;
-    unsigned ready = ready_bits(w->revents);
+    unsigned ready = px__ready_from_poll(w->revents);
     /* Only directions still watched, plus what cannot be masked. */
     ready &= watched(&r->fds[i]) | PX__HUP | PX__ERROR;
     if (ready == 0) continue;
@@ -330,19 +271,8 @@ static int pl_poll(px__reactor *r, int timeout_ms) {
     px__io_dispatch(r->ios[i], ready);
     dispatched++;
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return dispatched;
-}
-
-static int pl_wakeup(px__reactor *r) {
-  if (r == NULL) return PX_EINVAL;
-  ssize_t n;
-  do {
-    n = write(r->wake_wr, "", 1);
-  } while (n < 0 && errno == EINTR);
-  /* A full pipe already holds a pending wake-up. */
-  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
-  return 0;
 }
 
 const px__reactor_ops px__poll_ops = {
@@ -355,5 +285,5 @@ const px__reactor_ops px__poll_ops = {
     .modify = pl_modify,
     .del = pl_del,
     .poll = pl_poll,
-    .wakeup = pl_wakeup,
+    .wakeup = px__reactor_wakeup,
 };

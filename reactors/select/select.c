@@ -29,64 +29,38 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/select.h>
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "reactors/backend.h"
 #include "reactors/reactor.h"
 
 struct px__reactor {
-  pthread_mutex_t mu;
-  px__io *table[FD_SETSIZE];       /* the registration of each descriptor */
+  px__reactor_core core;     /* mu guards the rest; wake is the self-pipe */
+  px__io *table[FD_SETSIZE]; /* the registration of each descriptor */
   unsigned char watch[FD_SETSIZE]; /* PX__READABLE | PX__WRITABLE watched */
   int nfds;                        /* one past the highest registered fd */
-  int wake_rd, wake_wr;            /* the self-pipe */
-  bool polling;                    /* a poller is inside select() */
 };
 
-static int sel_wakeup(px__reactor *r);
+_Static_assert(offsetof(struct px__reactor, core) == 0,
+               "px__reactor_new needs the core first");
 
 static void sel_destroy(px__reactor *r) {
   if (r == NULL) return;
-  if (r->wake_rd >= 0) close(r->wake_rd);
-  if (r->wake_wr >= 0) close(r->wake_wr);
-  pthread_mutex_destroy(&r->mu);
-  px__free(r, sizeof(*r));
-}
-
-/* Non-blocking and close-on-exec, the portable way (pipe2 is not POSIX). */
-static int set_flags(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-  return fcntl(fd, F_SETFD, FD_CLOEXEC);
+  px__reactor_free(r, sizeof(*r));
 }
 
 static int sel_create(const px_config *cfg, px__reactor **out) {
   (void)cfg; /* event_capacity does not apply: select fills fixed sets */
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
-  px__reactor *r = px__calloc(sizeof(*r));
-  if (r == NULL) return PX_ENOMEM;
-  r->wake_rd = r->wake_wr = -1;
-  if (pthread_mutex_init(&r->mu, NULL) != 0) {
-    px__free(r, sizeof(*r));
-    return PX_ENOMEM;
-  }
-  int p[2];
-  if (pipe(p) < 0) {
-    int err = px_err_from_errno(errno);
-    sel_destroy(r);
-    return err;
-  }
-  r->wake_rd = p[0];
-  r->wake_wr = p[1];
-  if (set_flags(p[0]) < 0 || set_flags(p[1]) < 0) {
-    int err = px_err_from_errno(errno);
-    sel_destroy(r);
-    return err;
-  }
+  int err;
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_PIPE, &err);
+  if (r == NULL) return err;
   /* The pipe itself has to fit in an fd_set. */
-  if (r->wake_rd >= FD_SETSIZE) {
+  if (r->core.wake.rd >= FD_SETSIZE) {
     sel_destroy(r);
     return PX_ERANGE;
   }
@@ -100,7 +74,7 @@ static int sel_add(px__reactor *r, px__io *io, unsigned interest) {
   if (fd >= FD_SETSIZE) return PX_ERANGE;
   /* select would fail the whole wait with EBADF: refuse it here instead. */
   if (fcntl(fd, F_GETFD) < 0) return px_err_from_errno(errno);
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int err = 0;
   if (r->table[fd] != NULL && r->table[fd] != io) {
     err = PX_EBUSY;
@@ -110,9 +84,7 @@ static int sel_add(px__reactor *r, px__io *io, unsigned interest) {
     io->interest = r->watch[fd];
     if (fd + 1 > r->nfds) r->nfds = fd + 1;
   }
-  bool wake = err == 0 && r->polling && interest != 0;
-  pthread_mutex_unlock(&r->mu);
-  if (wake) (void)sel_wakeup(r);
+  px__reactor_unlock(&r->core, err == 0 && interest != 0);
   return err;
 }
 
@@ -120,25 +92,24 @@ static int sel_modify(px__reactor *r, px__io *io, unsigned interest) {
   if (r == NULL || io == NULL || io->fd < 0 || io->fd >= FD_SETSIZE)
     return PX_EINVAL;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   if (r->table[io->fd] != io) {
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->core.mu);
     return PX_ENOENT;
   }
   /* A poller blocked in another thread built its sets before this change;
    * only a wider interest needs it to start over. */
-  bool wake = r->polling && (interest & ~r->watch[io->fd]) != 0;
+  bool widened = (interest & ~r->watch[io->fd]) != 0;
   r->watch[io->fd] = (unsigned char)interest;
   io->interest = interest;
-  pthread_mutex_unlock(&r->mu);
-  if (wake) (void)sel_wakeup(r);
+  px__reactor_unlock(&r->core, widened);
   return 0;
 }
 
 static int sel_del(px__reactor *r, px__io *io) {
   if (r == NULL || io == NULL || io->fd < 0 || io->fd >= FD_SETSIZE)
     return PX_EINVAL;
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   if (r->table[io->fd] == io) {
     r->table[io->fd] = NULL;
     r->watch[io->fd] = 0;
@@ -147,14 +118,8 @@ static int sel_del(px__reactor *r, px__io *io) {
   /* A poller blocked in another thread may still have this descriptor in
    * its sets; once the caller closes it, select fails with EBADF, which the
    * poller handles by starting over. No wake-up is needed. */
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return 0;
-}
-
-static void drain_pipe(px__reactor *r) {
-  char buf[64];
-  while (read(r->wake_rd, buf, sizeof buf) > 0) {
-  }
 }
 
 /*
@@ -180,16 +145,16 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
   fd_set rd, wr;
   FD_ZERO(&rd);
   FD_ZERO(&wr);
-  pthread_mutex_lock(&r->mu);
+  pthread_mutex_lock(&r->core.mu);
   int nfds = r->nfds;
   for (int fd = 0; fd < nfds; fd++) {
     if (r->watch[fd] & PX__READABLE) FD_SET(fd, &rd);
     if (r->watch[fd] & PX__WRITABLE) FD_SET(fd, &wr);
   }
-  FD_SET(r->wake_rd, &rd);
-  if (r->wake_rd + 1 > nfds) nfds = r->wake_rd + 1;
-  r->polling = true;
-  pthread_mutex_unlock(&r->mu);
+  FD_SET(r->core.wake.rd, &rd);
+  if (r->core.wake.rd + 1 > nfds) nfds = r->core.wake.rd + 1;
+  r->core.polling = true;
+  pthread_mutex_unlock(&r->core.mu);
 
   struct timeval tv, *tvp = NULL;
   if (timeout_ms >= 0) {
@@ -200,18 +165,18 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
   int n = select(nfds, &rd, &wr, NULL, tvp);
   int saved = errno;
 
-  pthread_mutex_lock(&r->mu);
-  r->polling = false;
+  pthread_mutex_lock(&r->core.mu);
+  r->core.polling = false;
   int dispatched = 0;
   if (n < 0) {
     if (saved == EBADF) dispatched = report_closed(r);
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_unlock(&r->core.mu);
     /* EINTR (a signal) and EBADF (handled above) are not errors of the
      * wait as a whole: the caller simply polls again. */
     if (saved == EINTR || saved == EBADF) return dispatched;
     return px_err_from_errno(saved);
   }
-  if (FD_ISSET(r->wake_rd, &rd)) drain_pipe(r);
+  if (FD_ISSET(r->core.wake.rd, &rd)) px__wake_drain(&r->core.wake);
   /* Only descriptors that are still registered, and only the directions
    * still watched: the table may have changed while we waited. A number
    * that was deregistered and reused meanwhile may see one spurious
@@ -229,19 +194,8 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
     px__io_dispatch(r->table[fd], ready);
     dispatched++;
   }
-  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->core.mu);
   return dispatched;
-}
-
-static int sel_wakeup(px__reactor *r) {
-  if (r == NULL) return PX_EINVAL;
-  ssize_t n;
-  do {
-    n = write(r->wake_wr, "", 1);
-  } while (n < 0 && errno == EINTR);
-  /* A full pipe already holds a pending wake-up. */
-  if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
-  return 0;
 }
 
 const px__reactor_ops px__select_ops = {
@@ -254,5 +208,5 @@ const px__reactor_ops px__select_ops = {
     .modify = sel_modify,
     .del = sel_del,
     .poll = sel_poll,
-    .wakeup = sel_wakeup,
+    .wakeup = px__reactor_wakeup,
 };

@@ -1,0 +1,135 @@
+/*
+ * What the reactor backends share besides px__io (internal).
+ *
+ * Each backend is one file behind one ops table, but several of them keep
+ * the same bookkeeping around their system interface: a mutex and a wake-up
+ * descriptor in the reactor, and a table indexed by descriptor that says
+ * which registration owns it. Those live here, once, so a fix to (say) the
+ * way a wake-up is drained reaches every backend that uses one.
+ */
+#ifndef POLLUX_REACTORS_BACKEND_H
+#define POLLUX_REACTORS_BACKEND_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "reactors/reactor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Wake-up descriptors ------------------------------------------- */
+
+/*
+ * A descriptor that makes a blocked wait return when written: a pipe
+ * (rd, wr) or an eventfd (rd == wr). The backend watches rd for reading;
+ * -1 means not open.
+ */
+typedef struct px__wake {
+  int rd;
+  int wr;
+} px__wake;
+
+typedef enum px__wake_kind {
+  PX__WAKE_NONE,    /* the backend wakes itself some other way */
+  PX__WAKE_PIPE,    /* a self-pipe: POSIX, for the portable backends */
+  PX__WAKE_EVENTFD, /* an eventfd on Linux, a self-pipe elsewhere */
+} px__wake_kind;
+
+/* Opens w as `kind`, non-blocking and close-on-exec; 0 or a PX_E* code. */
+int px__wake_open(px__wake *w, px__wake_kind kind);
+
+/* Closes what px__wake_open opened (nothing when w holds -1). */
+void px__wake_close(px__wake *w);
+
+/* Makes rd readable. Any thread; a full pipe or counter is not an error. */
+int px__wake_signal(const px__wake *w);
+
+/* Empties rd, so that a level-triggered watch of it stops reporting. */
+void px__wake_drain(const px__wake *w);
+
+/* ---- The reactor core ----------------------------------------------- */
+
+/*
+ * The first member of every struct px__reactor made by px__reactor_new:
+ * the mutex that guards the backend's table and its wake-up descriptor.
+ * Being first is what lets px__reactor_wakeup and px__reactor_free reach
+ * it from the opaque px__reactor pointer; each backend asserts it.
+ */
+typedef struct px__reactor_core {
+  pthread_mutex_t mu;
+  px__wake wake;
+  /* Level-triggered backends: a poller is blocked on a copy of the table
+   * (see px__reactor_unlock). Guarded by mu. */
+  bool polling;
+} px__reactor_core;
+
+/*
+ * Allocates a zeroed reactor of `size` bytes (a struct px__reactor whose
+ * first member is a px__reactor_core), with its mutex initialized and a
+ * wake-up descriptor of `kind` open. NULL with *err set on failure.
+ */
+px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err);
+
+/* Undoes px__reactor_new, after the backend has released its own parts. */
+void px__reactor_free(px__reactor *r, size_t size);
+
+/* An ops->wakeup for backends woken through the core's descriptor. */
+int px__reactor_wakeup(px__reactor *r);
+
+/*
+ * Unlocks c->mu after a level-triggered backend changed what it watches.
+ * A poller blocked in another thread waits on what it copied before the
+ * change; when the change `widened` the watched set, that poller is woken
+ * so it copies again. A narrower set needs nothing: the poller drops stale
+ * answers when it dispatches.
+ */
+void px__reactor_unlock(px__reactor_core *c, bool widened);
+
+/* ---- Readiness bits ------------------------------------------------- */
+
+/*
+ * Translates poll(2)'s revents, which an io_uring poll request also
+ * returns, into px__io bits (PX__READABLE, ...).
+ */
+unsigned px__ready_from_poll(int revents);
+
+/* ---- Descriptor tables ---------------------------------------------- */
+
+/*
+ * An array indexed by descriptor, of elements of one size, grown (doubling)
+ * to cover a descriptor on demand; new elements are zero bytes. A zeroed
+ * px__fd_table is an empty one.
+ */
+typedef struct px__fd_table {
+  unsigned char *slots;
+  size_t cap; /* elements */
+  size_t elem_size;
+} px__fd_table;
+
+/*
+ * Gives t room for the first descriptors up front, so that a program with
+ * a few sockets allocates nothing per registration after start-up.
+ * Returns 0 or PX_ENOMEM.
+ */
+int px__fd_table_init(px__fd_table *t, size_t elem_size);
+
+void px__fd_table_free(px__fd_table *t);
+
+/* fd's element, or NULL when fd is negative or beyond the table. */
+void *px__fd_table_at(const px__fd_table *t, int fd);
+
+/*
+ * fd's element, growing the table to cover fd first; NULL when fd is
+ * negative or memory ran out (the table is then unchanged). Elements move
+ * when the table grows: pointers from earlier calls are stale after it.
+ */
+void *px__fd_table_slot(px__fd_table *t, int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
