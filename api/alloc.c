@@ -48,7 +48,10 @@ void px_set_allocator(const px_allocator *allocator) {
  * size in a few slots (a program spawns few distinct future sizes), up to
  * CACHE_MAX_BYTES per thread, and handed back to the allocator when the
  * thread leaves the runtime, so px_runtime_free still returns everything
- * and an allocator that counts blocks sees none left behind.
+ * and an allocator that counts blocks sees none left behind. A thread that
+ * is about to sleep (nothing to run) hands them back too: an idle worker
+ * holds no memory, and a task freed on a worker shows up as freed to the
+ * allocator once the worker has nothing left to do.
  *
  * Under AddressSanitizer the cache is compiled out: a block parked here
  * would hide a use after free from it.
@@ -87,13 +90,9 @@ typedef struct alloc_cache {
 static _Thread_local alloc_cache cache __attribute__((tls_model("initial-exec")));
 #endif
 
-void px__alloc_cache_use(bool on) {
 #if PX__ALLOC_CACHE
-  if (on) {
-    cache.on = true;
-    return;
-  }
-  cache.on = false;
+/* Hands every cached block back to the allocator. */
+static void cache_flush(void) {
   for (int i = 0; i < CACHE_SLOTS; i++) {
     cache_block *b = cache.head[i];
     while (b != NULL) {
@@ -105,8 +104,21 @@ void px__alloc_cache_use(bool on) {
     cache.size[i] = 0;
   }
   cache.bytes = 0;
+}
+#endif
+
+void px__alloc_cache_use(bool on) {
+#if PX__ALLOC_CACHE
+  if (!on) cache_flush();
+  cache.on = on;
 #else
   (void)on;
+#endif
+}
+
+void px__alloc_cache_trim(void) {
+#if PX__ALLOC_CACHE
+  if (cache.bytes != 0) cache_flush();
 #endif
 }
 

@@ -490,6 +490,8 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
    * has_work to see it (both sides use sequentially consistent order). */
   atomic_store(&rt->parked, 1);
   int timeout = (fired > 0 || has_work(arg)) ? 0 : park_timeout_ms(rt);
+  /* A thread about to sleep keeps no freed blocks (api/alloc.c). */
+  if (timeout != 0) px__alloc_cache_trim();
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
   int n = rt->reactor_ops->poll(rt->reactor, timeout);

@@ -103,13 +103,15 @@ TEST_F(Fault, EchoSurvivesEintrShortIoAndEmfile) {
   // accepted into the spare descriptor and closed at once (shed).
   int sacrificial = connect_blocking(port);
   ASSERT_GE(sacrificial, 0);
-  echo_server server;
-  echo_server_new(&server, l, kClients);  // owns and closes the listener
-  ASSERT_EQ(px_runtime_spawn(rt, &server.px.base, nullptr), 0);
-
+  // The faults are armed before the server exists: on a multi-threaded
+  // executor the spawned server may accept at once, on another thread, and
+  // it must meet the injected EMFILE with its first accept.
   g_fault.eintr_every = 3;
   g_fault.short_io = 1;
   g_fault.emfile_next = 1;  // the first connection is shed, not served
+  echo_server server;
+  echo_server_new(&server, l, kClients);  // owns and closes the listener
+  ASSERT_EQ(px_runtime_spawn(rt, &server.px.base, nullptr), 0);
 
   px__atomic(int) done{0}, good{0}, shed_saw_end{0};
   px_waker slot = PX_WAKER_EMPTY;

@@ -263,18 +263,28 @@ struct Missed {
 };
 
 Missed RunMissed(px_missed_tick policy) {
+  // The scenario needs the first tick on time: taken more than the 5 ms
+  // tolerance after t0 (a loaded machine, a sanitizer starting the
+  // runtime's threads), it is itself a missed tick and the policy acts on
+  // it instead. Such a run proves nothing, so it is run again.
   Missed m;
-  px_interval iv;
-  EXPECT_EQ(px_interval_init(&iv, px_ms(10), policy), 0);
-  m.ticks = Ticks(&iv, 6, [&](size_t k) {
-    if (k == 0) {
-      Stall(px_ms(35));
-      m.stall_end = px_now();
-    } else if (k == 1) {
-      m.late_done = px_now();  // after the late tick completed
-    }
-  });
-  m.t0 = m.ticks.empty() ? 0 : m.ticks[0];
+  for (int attempt = 0; attempt < 5; attempt++) {
+    m = Missed();
+    px_instant first_seen = 0;
+    px_interval iv;
+    EXPECT_EQ(px_interval_init(&iv, px_ms(10), policy), 0);
+    m.ticks = Ticks(&iv, 6, [&](size_t k) {
+      if (k == 0) {
+        first_seen = px_now();
+        Stall(px_ms(35));
+        m.stall_end = px_now();
+      } else if (k == 1) {
+        m.late_done = px_now();  // after the late tick completed
+      }
+    });
+    m.t0 = m.ticks.empty() ? 0 : m.ticks[0];
+    if (first_seen - m.t0 < px_ms(4)) break;
+  }
   return m;
 }
 

@@ -58,6 +58,10 @@ void px__free(void *ptr, size_t size);
  */
 void px__alloc_cache_use(bool on);
 
+/* Hands the calling thread's cached blocks back, the cache staying on (a
+ * thread about to sleep calls it). */
+void px__alloc_cache_trim(void);
+
 /*
  * Cooperative budget (tokio's coop). A task may make this many operations
  * on always-ready resources (a channel that is never empty, a socket that

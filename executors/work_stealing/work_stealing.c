@@ -370,6 +370,9 @@ static void park_futex(worker *w) {
     atomic_store(&w->park_state, PARK_EMPTY);
     return;
   }
+  /* A worker about to sleep keeps no freed blocks (api/alloc.c);
+   * px__runtime_park does the same for the driver. */
+  px__alloc_cache_trim();
   /* Parks, idle and busy time (observe/); px__runtime_park counts the
    * driver's wait in the reactor the same way. */
   uint64_t idle_start = px__now_ns();
