@@ -29,6 +29,14 @@
  * the current one belongs to a request that was removed, and is dropped.
  * Nothing is allocated per registration.
  *
+ * A removal can fail: when it meets the poll in the middle of handling a
+ * wake-up, the kernel answers -EALREADY and the multishot poll lives on,
+ * holding a reference to the descriptor's file. The descriptor is closed
+ * right after del, so the socket would never really close (the peer waits
+ * for a FIN that never comes). Each removal's CQE is therefore checked and
+ * a failed one is sent again; and a CQE with IORING_CQE_F_MORE from a
+ * request that was removed also asks for its removal once more.
+ *
  * Wake-ups: an eventfd with its own multishot poll in the ring. Timeouts:
  * io_uring_wait_cqe_timeout, which with IORING_FEAT_EXT_ARG (Linux 5.11+,
  * also checked by create) passes the timeout to the kernel directly instead
@@ -60,9 +68,10 @@
 #define MAX_ENTRIES 256u
 #define ENOMEM_RETRIES 20
 
-/* user_data values that are not records (records are aligned pointers). */
-#define TAG_WAKE 1u   /* the eventfd's poll */
-#define TAG_IGNORE 2u /* completions of removals: nothing to do */
+/* user_data values that are not a registration's (generation 0). */
+#define TAG_WAKE 1u /* the eventfd's poll */
+/* Set in the user_data of a removal, whose other bits name its target. */
+#define REMOVE_BIT (UINT64_C(1) << 63)
 
 /* The registration of one descriptor (io NULL: none). */
 typedef struct slot {
@@ -213,8 +222,9 @@ static uint64_t data_of(int fd, uint32_t gen) {
 static int start(px__reactor *r, px__io *io, unsigned interest) {
   slot *s = px__fd_table_slot(&r->slots, io->fd);
   if (s == NULL) return PX_ENOMEM;
-  /* Generation 0 is never used, so user_data never equals a TAG_*. */
-  if (++r->gen == 0) r->gen = 1;
+  /* Generation 0 is never used, so user_data never equals a TAG_*; 31
+   * bits, so that it never has REMOVE_BIT. */
+  if (++r->gen == 0 || r->gen > 0x7fffffffu) r->gen = 1;
   s->gen = r->gen;
   s->mask = poll_mask(interest);
   if (s->mask != 0) {
@@ -227,16 +237,20 @@ static int start(px__reactor *r, px__io *io, unsigned interest) {
   return 0;
 }
 
+/* Queues the removal of the poll whose user_data is `target`. mu held. */
+static void queue_remove(px__reactor *r, uint64_t target) {
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe == NULL) return;
+  io_uring_prep_poll_remove(sqe, target);
+  io_uring_sqe_set_data64(sqe, REMOVE_BIT | target);
+}
+
 /* Ends the request of the registration in `s`. mu held. */
 static void stop(px__reactor *r, slot *s, int fd) {
   s->io = NULL;
   if (s->mask == 0) return; /* nothing in flight */
-  struct io_uring_sqe *sqe = get_sqe(r);
-  if (sqe != NULL) {
-    io_uring_prep_poll_remove(sqe, data_of(fd, s->gen));
-    io_uring_sqe_set_data64(sqe, TAG_IGNORE);
-    (void)submit(r);
-  }
+  queue_remove(r, data_of(fd, s->gen));
+  (void)submit(r);
 }
 
 static slot *find(px__reactor *r, px__io *io) {
@@ -290,7 +304,12 @@ static int ur_del(px__reactor *r, px__io *io) {
 static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   uint64_t data = io_uring_cqe_get_data64(cqe);
   bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
-  if (data == TAG_IGNORE) return 0;
+  if (data & REMOVE_BIT) {
+    /* -EALREADY: the poll was busy with a wake-up and survived; ask again
+     * (see the top of the file). -ENOENT: it had ended already. */
+    if (cqe->res == -EALREADY) queue_remove(r, data & ~REMOVE_BIT);
+    return 0;
+  }
   if (data == TAG_WAKE) {
     px__wake_drain(&r->core.wake);
     if (!more) (void)queue_poll(r, r->core.wake.rd, POLLIN, TAG_WAKE);
@@ -299,8 +318,12 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   int fd = (int)(uint32_t)data;
   uint32_t gen = (uint32_t)(data >> 32);
   slot *s = px__fd_table_at(&r->slots, fd);
-  /* A request that was removed (or replaced) since: drop its CQEs. */
-  if (s == NULL || s->io == NULL || s->gen != gen) return 0;
+  /* A request that was removed (or replaced) since: drop its CQEs. One
+   * that is still armed (F_MORE) slipped past its removal: remove it. */
+  if (s == NULL || s->io == NULL || s->gen != gen) {
+    if (more) queue_remove(r, data);
+    return 0;
+  }
   int dispatched = 0;
   if (cqe->res > 0) {
     px__io_dispatch(s->io, px__ready_from_poll(cqe->res));
