@@ -55,7 +55,7 @@
 #define LOCAL_MASK (LOCAL_CAP - 1u)
 #define MAX_LIFO_POLLS 3      /* LIFO polls in a row before the queue's turn */
 #define GLOBAL_INTERVAL 61u   /* local polls between two looks at injection */
-#define PARK_SPINS 256        /* looks for a late notification before parking */
+#define PARK_SPINS 32         /* looks for a late notification before parking */
 
 /* A worker's parker: where it sleeps, so unpark knows how to wake it. */
 enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
