@@ -1,8 +1,7 @@
 /*
- * What the single-threaded executors (fifo, priority) share (internal):
+ * What the single-threaded executors (fifo, priority) share (internal),
+ * on top of px__task_list (executors/executor.h):
  *
- *   - px__task_list: an intrusive FIFO of tasks through task->queue_next, so
- *     queuing never allocates;
  *   - px__remote_queue: where wakes and spawns from other threads wait,
  *     behind a mutex, until the runtime thread moves them in one piece;
  *   - px__local_block_on: the block_on loop itself. The calling thread polls
@@ -26,47 +25,6 @@
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
 #include "observe/observe.h"
-
-/* ---- Task lists ---------------------------------------------------------- */
-
-typedef struct px__task_list {
-  px_task *head, *tail;
-  size_t len; /* for the metrics' queue depths */
-} px__task_list;
-
-static inline void px__task_list_push(px__task_list *l, px_task *t) {
-  t->queue_next = NULL;
-  if (l->tail != NULL)
-    l->tail->queue_next = t;
-  else
-    l->head = t;
-  l->tail = t;
-  l->len++;
-}
-
-static inline px_task *px__task_list_pop(px__task_list *l) {
-  px_task *t = l->head;
-  if (t != NULL) {
-    l->head = t->queue_next;
-    if (l->head == NULL) l->tail = NULL;
-    l->len--;
-  }
-  return t;
-}
-
-/* Appends all of `from` to `to` and empties `from`. */
-static inline void px__task_list_splice(px__task_list *to,
-                                        px__task_list *from) {
-  if (from->head == NULL) return;
-  if (to->tail != NULL)
-    to->tail->queue_next = from->head;
-  else
-    to->head = from->head;
-  to->tail = from->tail;
-  to->len += from->len;
-  from->head = from->tail = NULL;
-  from->len = 0;
-}
 
 /* ---- Wakes from other threads -------------------------------------------- */
 

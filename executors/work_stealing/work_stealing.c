@@ -64,10 +64,6 @@ enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
 #define SEARCHING_MASK 0xffffu
 #define UNPARKED_ONE (1u << 16)
 
-typedef struct task_list {
-  px_task *head, *tail;
-} task_list;
-
 typedef struct local_queue {
   _Atomic uint64_t head; /* steal << 32 | real */
   _Atomic uint32_t tail; /* written by the owner only */
@@ -101,7 +97,7 @@ struct px__executor {
 
   /* Guards the injection queue and the list of parked workers. */
   pthread_mutex_t lock;
-  task_list inject;
+  px__task_list inject;
   _Atomic size_t inject_len; /* read without the lock for a quick look */
   uint32_t *sleepers;        /* indices of parked workers, a stack */
   uint32_t num_sleepers;
@@ -114,25 +110,6 @@ struct px__executor {
 
 static _Thread_local worker *tls_worker;
 
-/* ---- Intrusive lists -------------------------------------------------- */
-
-static void list_push(task_list *l, px_task *t) {
-  t->queue_next = NULL;
-  if (l->tail != NULL)
-    l->tail->queue_next = t;
-  else
-    l->head = t;
-  l->tail = t;
-}
-
-static px_task *list_pop(task_list *l) {
-  px_task *t = l->head;
-  if (t != NULL) {
-    l->head = t->queue_next;
-    if (l->head == NULL) l->tail = NULL;
-  }
-  return t;
-}
 
 /* ---- Futex ------------------------------------------------------------ */
 
@@ -155,19 +132,16 @@ static void observe_inject_depth(px__executor *ex) {
 
 static void inject_push(px__executor *ex, px_task *t) {
   pthread_mutex_lock(&ex->lock);
-  list_push(&ex->inject, t);
+  px__task_list_push(&ex->inject, t);
   atomic_fetch_add(&ex->inject_len, 1);
   observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
 }
 
-static void inject_push_batch(px__executor *ex, task_list *batch, size_t n) {
+static void inject_push_batch(px__executor *ex, px__task_list *batch,
+                              size_t n) {
   pthread_mutex_lock(&ex->lock);
-  if (ex->inject.tail != NULL)
-    ex->inject.tail->queue_next = batch->head;
-  else
-    ex->inject.head = batch->head;
-  ex->inject.tail = batch->tail;
+  px__task_list_splice(&ex->inject, batch);
   atomic_fetch_add(&ex->inject_len, n);
   observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
@@ -177,7 +151,7 @@ static px_task *inject_pop(px__executor *ex) {
   if (atomic_load_explicit(&ex->inject_len, memory_order_acquire) == 0)
     return NULL;
   pthread_mutex_lock(&ex->lock);
-  px_task *t = list_pop(&ex->inject);
+  px_task *t = px__task_list_pop(&ex->inject);
   if (t != NULL) atomic_fetch_sub(&ex->inject_len, 1);
   observe_inject_depth(ex);
   pthread_mutex_unlock(&ex->lock);
@@ -225,11 +199,12 @@ static bool push_overflow(worker *w, px_task *t, uint32_t head,
                                                memory_order_release,
                                                memory_order_relaxed))
     return false;
-  task_list batch = {NULL, NULL};
+  px__task_list batch = {NULL, NULL, 0};
   for (uint32_t i = 0; i < half; i++)
-    list_push(&batch, atomic_load_explicit(&q->buffer[(head + i) & LOCAL_MASK],
-                                           memory_order_relaxed));
-  list_push(&batch, t);
+    px__task_list_push(
+        &batch, atomic_load_explicit(&q->buffer[(head + i) & LOCAL_MASK],
+                                     memory_order_relaxed));
+  px__task_list_push(&batch, t);
   inject_push_batch(w->ex, &batch, half + 1);
   return true;
 }
@@ -589,13 +564,13 @@ static px_task *next_task(worker *w) {
   size_t n = len / ex->n + 1;
   if (n > cap) n = cap;
   if (n < 1) n = 1;
-  task_list batch = {NULL, NULL};
+  px__task_list batch = {NULL, NULL, 0};
   pthread_mutex_lock(&ex->lock);
-  t = list_pop(&ex->inject);
+  t = px__task_list_pop(&ex->inject);
   size_t taken = t != NULL ? 1 : 0;
   px_task *u;
-  while (taken < n && (u = list_pop(&ex->inject)) != NULL) {
-    list_push(&batch, u);
+  while (taken < n && (u = px__task_list_pop(&ex->inject)) != NULL) {
+    px__task_list_push(&batch, u);
     taken++;
   }
   atomic_fetch_sub(&ex->inject_len, taken);
@@ -603,7 +578,7 @@ static px_task *next_task(worker *w) {
   pthread_mutex_unlock(&ex->lock);
   /* Only thieves remove from our queue, so the room counted above is
    * still there and these pushes never overflow back into the lock. */
-  while ((u = list_pop(&batch)) != NULL) push_back(w, u);
+  while ((u = px__task_list_pop(&batch)) != NULL) push_back(w, u);
   return t;
 }
 
