@@ -113,9 +113,31 @@ px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err) {
 
 void px__reactor_free(px__reactor *r, size_t size) {
   px__reactor_core *c = (px__reactor_core *)(void *)r;
+  px__reactor_free_retired(r);
   px__wake_close(&c->wake);
   pthread_mutex_destroy(&c->mu);
   px__free(c, size);
+}
+
+void px__reactor_retire(px__reactor *r, px__io *io) {
+  px__reactor_core *c = (px__reactor_core *)(void *)r;
+  pthread_mutex_lock(&c->mu);
+  io->retire_next = c->retired;
+  c->retired = io;
+  pthread_mutex_unlock(&c->mu);
+}
+
+void px__reactor_free_retired(px__reactor *r) {
+  px__reactor_core *c = (px__reactor_core *)(void *)r;
+  pthread_mutex_lock(&c->mu);
+  px__io *io = c->retired;
+  c->retired = NULL;
+  pthread_mutex_unlock(&c->mu);
+  while (io != NULL) {
+    px__io *next = io->retire_next;
+    px__free(io->retire_mem, io->retire_size);
+    io = next;
+  }
 }
 
 int px__reactor_wakeup(px__reactor *r) {

@@ -64,6 +64,9 @@ typedef struct px__reactor_core {
   /* Level-triggered backends: a poller is blocked on a copy of the table
    * (see px__reactor_unlock). Guarded by mu. */
   bool polling;
+  /* Registrations closed since the last poll began (px__reactor_retire).
+   * Guarded by mu. */
+  px__io *retired;
 } px__reactor_core;
 
 /*
@@ -73,8 +76,34 @@ typedef struct px__reactor_core {
  */
 px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err);
 
-/* Undoes px__reactor_new, after the backend has released its own parts. */
+/* Undoes px__reactor_new, after the backend has released its own parts;
+ * frees what is still retired. */
 void px__reactor_free(px__reactor *r, size_t size);
+
+/*
+ * Deferred frees, an ops->retire for any backend whose events name
+ * registrations: by pointer (epoll's data.ptr, kqueue's udata), or by a
+ * descriptor whose table entry the poller compares with the pointer it
+ * copied before waiting (poll, kqueue). (select's answers carry only the
+ * two directions, for which a spurious readiness is harmless: the
+ * future's syscall says EAGAIN. A hang-up is not: it stays.)
+ *
+ * A pointer compare alone cannot tell a closed registration from a new one
+ * that was given the same memory, and the allocator's per-thread cache
+ * (api/alloc.c) hands the block freed last to the next allocation of its
+ * size: close a socket on one worker, accept on the same worker, and the
+ * new registration has the old one's address and, being the lowest free
+ * number, its descriptor too. A poller still holding an event of the old
+ * socket (its hang-up, say) would deliver it to the new one. So closed
+ * registrations wait on a list, and px__reactor_free_retired, called when
+ * the next poll begins, frees them: polls never overlap, so by then no
+ * batch of events can name them, and until then their memory is nobody
+ * else's.
+ */
+void px__reactor_retire(px__reactor *r, px__io *io);
+
+/* Frees the registrations retired so far; each poll calls it first. */
+void px__reactor_free_retired(px__reactor *r);
 
 /* An ops->wakeup for backends woken through the core's descriptor. */
 int px__reactor_wakeup(px__reactor *r);

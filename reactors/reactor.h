@@ -86,13 +86,15 @@ typedef struct px__reactor_ops {
   int (*wakeup)(px__reactor *r);
   /*
    * Optional. Frees io->retire_mem (io->retire_size bytes, which contain
-   * io) once no dispatch can still reach io. A backend that dispatches
-   * through pointers the kernel hands back (epoll's data.ptr) needs it:
-   * with several threads, one may close a socket while another is still
-   * walking a batch of events that names it. Freeing at the start of the
-   * next poll is enough, since polls never overlap. NULL: the caller frees
-   * at once (backends that look events up in their own table under a
-   * lock that del also takes).
+   * io) once no dispatch can still reach io. A backend whose events name
+   * registrations by pointer needs it (px__reactor_retire, backend.h):
+   * with several threads, one may close a socket while another still holds
+   * a batch of events that names it, and a pointer compared with a table
+   * entry cannot tell the old registration from a new one given the same
+   * memory. Freeing at the start of the next poll is enough, since polls
+   * never overlap. NULL: the caller frees at once (libevent, whose
+   * event_del waits for a running callback; io_uring, whose events name a
+   * descriptor and a generation).
    */
   void (*retire)(px__reactor *r, px__io *io);
 } px__reactor_ops;

@@ -31,14 +31,12 @@
 #define DEFAULT_EVENT_CAPACITY 1024u
 
 struct px__reactor {
-  /* mu guards `retired` (epoll_ctl needs no lock of ours); wake is an
-   * eventfd, written by wakeup and drained by poll. */
+  /* mu guards the retired list (epoll_ctl needs no lock of ours); wake is
+   * an eventfd, written by wakeup and drained by poll. */
   px__reactor_core core;
   int epfd;
   uint32_t capacity;
   struct epoll_event *events; /* capacity entries, reused by every poll */
-  /* Registrations closed since the last poll began (see ep_retire). */
-  px__io *retired;
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
@@ -48,35 +46,15 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
 static char wake_sentinel;
 
 /*
- * A batch of events names registrations by pointer (data.ptr). If another
- * thread closes and frees one while this batch is being dispatched, the
- * dispatch would write into freed memory. So closed registrations are kept
- * on a list and freed when the next poll starts: polls never overlap, so by
- * then the batch that could name them is finished, and EPOLL_CTL_DEL made
- * sure no later batch will.
+ * A batch of events names registrations by pointer (data.ptr): a socket
+ * closed on another worker while the batch is dispatched must not be freed
+ * under it, so closed registrations are freed when the next poll begins
+ * (px__reactor_retire, reactors/backend.h); EPOLL_CTL_DEL already made sure
+ * no later batch names them.
  */
-static void ep_retire(px__reactor *r, px__io *io) {
-  pthread_mutex_lock(&r->core.mu);
-  io->retire_next = r->retired;
-  r->retired = io;
-  pthread_mutex_unlock(&r->core.mu);
-}
-
-static void free_retired(px__reactor *r) {
-  pthread_mutex_lock(&r->core.mu);
-  px__io *io = r->retired;
-  r->retired = NULL;
-  pthread_mutex_unlock(&r->core.mu);
-  while (io != NULL) {
-    px__io *next = io->retire_next;
-    px__free(io->retire_mem, io->retire_size);
-    io = next;
-  }
-}
 
 static void ep_destroy(px__reactor *r) {
   if (r == NULL) return;
-  free_retired(r);
   if (r->epfd >= 0) close(r->epfd);
   px__free(r->events, (size_t)r->capacity * sizeof(struct epoll_event));
   px__reactor_free(r, sizeof(*r));
@@ -179,7 +157,7 @@ static unsigned ready_bits(uint32_t events) {
 
 static int ep_poll(px__reactor *r, int timeout_ms) {
   if (r == NULL) return PX_EINVAL;
-  free_retired(r);
+  px__reactor_free_retired(r);
   int n = epoll_wait(r->epfd, r->events, (int)r->capacity, timeout_ms);
   if (n < 0) {
     /* A signal interrupted the wait: report "nothing happened" and let the
@@ -211,5 +189,5 @@ const px__reactor_ops px__epoll_ops = {
     .del = ep_del,
     .poll = ep_poll,
     .wakeup = px__reactor_wakeup,
-    .retire = ep_retire,
+    .retire = px__reactor_retire,
 };

@@ -23,7 +23,9 @@
  * right after; so the poller checks each event's px__io against a table
  * (descriptor -> px__io) under a mutex and dispatches under that mutex,
  * which del also takes: once del has returned no dispatch reaches its
- * px__io.
+ * px__io. A closed registration's memory is freed only when the next poll
+ * begins (px__reactor_retire), so a new registration of the same
+ * descriptor cannot have its address while an event may still name it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -239,6 +241,8 @@ static unsigned ready_bits(const struct kevent *ev) {
 
 static int kq_poll(px__reactor *r, int timeout_ms) {
   if (r == NULL) return PX_EINVAL;
+  /* Closed registrations are freed only now (px__reactor_retire). */
+  px__reactor_free_retired(r);
   struct timespec ts, *tsp = NULL;
   if (timeout_ms >= 0) {
     ts.tv_sec = timeout_ms / 1000;
@@ -295,4 +299,5 @@ const px__reactor_ops px__kqueue_ops = {
     .del = kq_del,
     .poll = kq_poll,
     .wakeup = kq_wakeup,
+    .retire = px__reactor_retire,
 };

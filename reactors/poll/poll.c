@@ -223,6 +223,8 @@ static int pl_del(px__reactor *r, px__io *io) {
 
 static int pl_poll(px__reactor *r, int timeout_ms) {
   if (r == NULL) return PX_EINVAL;
+  /* Closed registrations are freed only now (px__reactor_retire). */
+  px__reactor_free_retired(r);
   pthread_mutex_lock(&r->core.mu);
   size_t n = r->len;
   /* The copy keeps the arrays' old contents out of the way: only the
@@ -286,4 +288,5 @@ const px__reactor_ops px__poll_ops = {
     .del = pl_del,
     .poll = pl_poll,
     .wakeup = px__reactor_wakeup,
+    .retire = px__reactor_retire,
 };
