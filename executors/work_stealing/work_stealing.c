@@ -43,7 +43,9 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdalign.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -64,8 +66,21 @@ enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
 #define SEARCHING_MASK 0xffffu
 #define UNPARKED_ONE (1u << 16)
 
+/*
+ * Cache lines. Each worker writes its own fields on every task (tick, the
+ * LIFO slot, its queue's tail) and CASes its queue's head on every pop,
+ * while the other workers read the idle word on every wake. Data written
+ * by one core and read or written by another in the same line makes the
+ * line travel between the cores on each access (false sharing): with two
+ * workers on two cores that tripled the cost of a yield. So each group
+ * below starts a line of its own; 128 bytes, since x86 fetches lines in
+ * adjacent pairs (tokio's CachePadded does the same).
+ */
+#define CACHE_LINE 128
+
 typedef struct local_queue {
-  _Atomic uint64_t head; /* steal << 32 | real */
+  /* steal << 32 | real: CASed by the owner's pop and by stealers. */
+  alignas(CACHE_LINE) _Atomic uint64_t head;
   _Atomic uint32_t tail; /* written by the owner only */
   /* Slots are atomics only so that the hand-over between owner and stealer
    * is visible to the compiler and to TSan; relaxed loads and stores cost
@@ -77,35 +92,45 @@ typedef struct worker {
   px__executor *ex;
   uint32_t index;
   pthread_t thread;
-  local_queue queue; /* stealable */
-  atomic_int park_state;
   /* Touched by the worker's own thread only (and by drain once joined). */
   px_task *lifo;
   bool lifo_enabled;
   bool searching;
   bool parking; /* inside park: wakes it causes are announced afterwards */
   uint32_t tick;
+  uint32_t until_maintenance; /* ticks left; a countdown, not tick % n,
+                                 since a division by a variable is slow */
   uint32_t rand;
+  local_queue queue; /* stealable; starts a line of its own */
+  /* Swapped by whoever unparks this worker. */
+  alignas(CACHE_LINE) atomic_int park_state;
 } worker;
 
 struct px__executor {
+  /* Read-mostly: set up in create. */
   px_runtime *rt;
   uint32_t n;
   uint32_t event_interval;
   worker *workers;
   uint32_t started;
+  bool stopped; /* workers joined (drain) */
+  atomic_bool shutdown;
+  void *block;         /* what px__alloc returned for this struct */
+  void *workers_block; /* and for the workers (aligned_new) */
+
+  /* Read on every wake, written only when a worker parks, unparks or
+   * starts and stops searching. */
+  alignas(CACHE_LINE) _Atomic uint32_t idle; /* SEARCHING_MASK / UNPARKED_ONE */
+
+  /* Taken every event_interval ticks by a busy worker. */
+  alignas(CACHE_LINE) atomic_int driver; /* try-lock: who may wait in the reactor */
 
   /* Guards the injection queue and the list of parked workers. */
-  pthread_mutex_t lock;
+  alignas(CACHE_LINE) pthread_mutex_t lock;
   px__task_list inject;
   _Atomic size_t inject_len; /* read without the lock for a quick look */
   uint32_t *sleepers;        /* indices of parked workers, a stack */
   uint32_t num_sleepers;
-
-  _Atomic uint32_t idle; /* SEARCHING_MASK / UNPARKED_ONE */
-  atomic_int driver;     /* try-lock: who may wait in the reactor */
-  atomic_bool shutdown;
-  bool stopped; /* workers joined (drain) */
 };
 
 static _Thread_local worker *tls_worker;
@@ -421,6 +446,22 @@ static void notify_parked(px__executor *ex) {
   unpark(&ex->workers[index]);
 }
 
+/*
+ * The same, from a worker that has just queued work on itself (a wake or a
+ * yield): it will run that work anyway, so the only question is whether
+ * another worker should come and help. A plain look at the idle word
+ * answers "no" in the common case (someone is searching already, or nobody
+ * is parked) without notify_parked's read-modify-write, which takes the
+ * line from every other core and was a third of a yield's cost with two
+ * busy workers. A stale answer can only delay help, never lose a task:
+ * the worker runs its own queue before it parks.
+ */
+static void notify_parked_local(px__executor *ex) {
+  uint32_t s = atomic_load_explicit(&ex->idle, memory_order_relaxed);
+  if ((s & SEARCHING_MASK) != 0 || (s >> 16) >= ex->n) return;
+  notify_parked(ex);
+}
+
 static void notify_if_work_pending(px__executor *ex) {
   for (uint32_t i = 0; i < ex->n; i++) {
     if (queue_len(&ex->workers[i].queue) > 0) {
@@ -611,7 +652,7 @@ static void run_task(worker *w, px_task *t) {
      * into the LIFO slot: everything else ready runs before it again. */
     if (px__task_run(t) == PX__RUN_RESCHEDULE) {
       push_back(w, t);
-      notify_parked(w->ex);
+      notify_parked_local(w->ex);
     }
     t = w->lifo;
     if (t == NULL) {
@@ -634,7 +675,10 @@ static void *worker_main(void *arg) {
   px__observe_worker_enter(ex->rt, (int)w->index);
   while (!atomic_load(&ex->shutdown)) {
     w->tick++;
-    if (w->tick % ex->event_interval == 0) maintenance(w);
+    if (--w->until_maintenance == 0) {
+      w->until_maintenance = ex->event_interval;
+      maintenance(w);
+    }
     px_task *t = next_task(w);
     if (t == NULL) t = steal_work(w);
     if (t != NULL)
@@ -663,7 +707,7 @@ static void schedule_local(worker *w, px_task *t) {
     if (prev != NULL) push_back(w, prev);
     notify = prev != NULL;
   }
-  if (notify && !w->parking) notify_parked(w->ex);
+  if (notify && !w->parking) notify_parked_local(w->ex);
 }
 
 static void ws_schedule(px__executor *ex, px_task *t) {
@@ -687,22 +731,42 @@ static void stop_workers(px__executor *ex) {
   ex->stopped = true;
 }
 
+/*
+ * Zeroed memory for `size` bytes at a CACHE_LINE-aligned address. The
+ * allocator (px_set_allocator) promises only malloc's alignment, so the
+ * block is one line larger; *block is what to hand to aligned_free.
+ */
+static void *aligned_new(size_t size, void **block) {
+  unsigned char *p = px__calloc(size + CACHE_LINE);
+  *block = p;
+  if (p == NULL) return NULL;
+  uintptr_t a = ((uintptr_t)p + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1);
+  return p + (a - (uintptr_t)p);
+}
+
+static void aligned_free(void *block, size_t size) {
+  px__free(block, size + CACHE_LINE);
+}
+
 static void ws_destroy(px__executor *ex) {
   stop_workers(ex);
   pthread_mutex_destroy(&ex->lock);
   px__free(ex->sleepers, ex->n * sizeof *ex->sleepers);
-  px__free(ex->workers, ex->n * sizeof *ex->workers);
-  px__free(ex, sizeof *ex);
+  if (ex->workers_block != NULL)
+    aligned_free(ex->workers_block, ex->n * sizeof *ex->workers);
+  aligned_free(ex->block, sizeof *ex);
 }
 
 static int ws_create(px_runtime *rt, const px_config *cfg,
                      px__executor **out) {
-  px__executor *ex = px__calloc(sizeof *ex);
+  void *block;
+  px__executor *ex = aligned_new(sizeof *ex, &block);
   if (ex == NULL) return PX_ENOMEM;
+  ex->block = block;
   ex->rt = rt;
   ex->n = cfg->workers;
   ex->event_interval = cfg->event_interval;
-  ex->workers = px__calloc(ex->n * sizeof *ex->workers);
+  ex->workers = aligned_new(ex->n * sizeof *ex->workers, &ex->workers_block);
   ex->sleepers = px__calloc(ex->n * sizeof *ex->sleepers);
   pthread_mutex_init(&ex->lock, NULL);
   if (ex->workers == NULL || ex->sleepers == NULL) {
@@ -720,6 +784,7 @@ static int ws_create(px_runtime *rt, const px_config *cfg,
     w->ex = ex;
     w->index = i;
     w->lifo_enabled = true;
+    w->until_maintenance = ex->event_interval;
     w->rand = i * 0x9e3779b9u + 0x7f4a7c15u;
     if (w->rand == 0) w->rand = 1;
   }
