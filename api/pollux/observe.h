@@ -28,7 +28,8 @@ extern "C" {
 typedef struct px_worker_metrics {
   uint64_t polls;     /* task polls this worker ran */
   uint64_t steals;    /* successful steals (each takes up to half a queue) */
-  uint64_t parks;     /* times it went to sleep with nothing to do */
+  uint64_t parks;     /* times it parked with nothing to do, however
+                         briefly (a wake-up caught while spinning counts) */
   uint64_t lifo_hits; /* tasks it ran from its LIFO slot (work stealing) */
   uint64_t busy_ns;   /* time not parked: running tasks and the rest */
   uint64_t idle_ns;   /* time spent parked */

@@ -408,8 +408,14 @@ static void parker_park(worker *w) {
         PARK_NOTIFIED) {
       int expected = PARK_NOTIFIED;
       if (atomic_compare_exchange_strong(&w->park_state, &expected,
-                                         PARK_EMPTY))
+                                         PARK_EMPTY)) {
+        /* Parked all the same, if only for a moment: the metrics count it
+         * (a worker woken over and over shows up as parking over and over
+         * whether or not it got to sleep). */
+        uint64_t now = px__now_ns();
+        px__observe_parked(w->ex->rt, now, now, false);
         return;
+      }
     }
     px__cpu_relax();
   }
@@ -652,7 +658,7 @@ static void run_task(worker *w, px_task *t) {
      * into the LIFO slot: everything else ready runs before it again. */
     if (px__task_run(t) == PX__RUN_RESCHEDULE) {
       push_back(w, t);
-      notify_parked_local(w->ex);
+      if (should_notify_others(w)) notify_parked_local(w->ex);
     }
     t = w->lifo;
     if (t == NULL) {
@@ -697,8 +703,13 @@ static void *worker_main(void *arg) {
 static void schedule_local(worker *w, px_task *t) {
   bool notify;
   if (!w->lifo_enabled) {
+    /* One task waiting for the current one to finish needs no help (as
+     * one in the LIFO slot does not); a second one does. Waking a worker
+     * for the only one woke the idle worker every few links of a chain of
+     * spawns, only for it to find nothing (we ran the link first) and
+     * park again: a futex wake and two context switches each time. */
     push_back(w, t);
-    notify = true;
+    notify = should_notify_others(w);
   } else {
     /* The newest wake runs next; the one it displaces joins the queue,
      * where another worker can steal it. */

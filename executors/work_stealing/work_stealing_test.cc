@@ -142,6 +142,29 @@ TEST_F(Ws, TasksSpawnedInsideTasksRunOnWorkers) {
   EXPECT_NE(probe.px.base.output.i64, me);
 }
 
+TEST_F(Ws, AChainOfSpawnsStaysOnOneWorker) {
+  // Each link spawns the next and ends, so one task is runnable at a time:
+  // waking another worker for it buys nothing (its owner runs it next) and
+  // costs a futex wake, a search and a park again each time. The successor
+  // waits for its parent to finish instead, as one in the LIFO slot does;
+  // a second runnable task is what calls for help. So the idle worker
+  // stays parked: the workers park a handful of times, not once per few
+  // links.
+  REQUIRE_WORKERS();
+  New(2);
+  constexpr int kLinks = 100000;
+  px__atomic(long) done{0};
+  ws_chain chain;
+  ASSERT_EQ(px_runtime_spawn(rt_, ws_chain_new(&chain, kLinks, &done), nullptr),
+            0);
+  ASSERT_TRUE(WaitUntil([&] { return done.load() == 1; }));
+  px_metrics m;
+  ASSERT_EQ(px_runtime_metrics(rt_, &m), 0);
+  uint64_t parks = 0;
+  for (uint32_t i = 0; i < m.workers_reported; i++) parks += m.worker[i].parks;
+  EXPECT_LT(parks, uint64_t{kLinks / 1000}) << "idle workers kept being woken";
+}
+
 TEST_F(Ws, ManyRuntimesComeAndGo) {
   for (int i = 0; i < 20; i++) {
     New(1 + i % 4);

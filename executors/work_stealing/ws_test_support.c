@@ -80,6 +80,23 @@ px_future *ws_spawn_probe_new(ws_spawn_probe *f) {
   return PX_FUTURE(f);
 }
 
+/* ---- chain ---- */
+PX_ASYNC_FN(ws_chain) {
+  PX_BEGIN();
+  if (self->depth == 0) {
+    atomic_fetch_add(self->done, 1);
+  } else {
+    ws_chain next = PX_ASYNC_NEW(ws_chain, .depth = self->depth - 1,
+                                 .done = self->done);
+    PX_TRY(px_spawn(PX_FUTURE(&next), NULL));
+  }
+  PX_END();
+}
+px_future *ws_chain_new(ws_chain *f, int depth, px__atomic(long) *done) {
+  *f = PX_ASYNC_NEW(ws_chain, .depth = depth, .done = done);
+  return PX_FUTURE(f);
+}
+
 /* ---- sleep_many ---- */
 typedef struct {
   px_async px;

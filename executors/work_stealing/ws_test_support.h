@@ -46,6 +46,15 @@ typedef struct {
 px_future *ws_yielder_new(ws_yielder *f, int yields, px__atomic(int) *stop,
                           px__atomic(int) *drops);
 
+/* A chain of spawns: each link spawns the next one (detached) and ends;
+ * the last, at depth 0, adds one to *done. */
+typedef struct {
+  px_async px;
+  int depth;
+  px__atomic(long) *done;
+} ws_chain;
+px_future *ws_chain_new(ws_chain *f, int depth, px__atomic(long) *done);
+
 /* Spawns a child that reports its thread id and joins it. Output: the
  * child's thread id (gettid). */
 typedef struct {
