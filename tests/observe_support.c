@@ -71,7 +71,7 @@ typedef struct {
 
 PX_ASYNC_FN(obs_timers) {
   PX_BEGIN();
-  PX_AWAIT(px_sleep_init(&self->first, px_ms(2)));
+  PX_AWAIT(px_sleep_init(&self->first, px_ms(20)));
   /* The long one first, so the select polls (arms) it before the short one
    * can complete; 20 ms leaves room for slow runs (valgrind). */
   self->both[0] = px_sleep_init(&self->slow, px_secs(10));
