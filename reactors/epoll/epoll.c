@@ -45,14 +45,6 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
 /* Its address marks the eventfd's events; no px__io can live there. */
 static char wake_sentinel;
 
-/*
- * A batch of events names registrations by pointer (data.ptr): a socket
- * closed on another worker while the batch is dispatched must not be freed
- * under it, so closed registrations are freed when the next poll begins
- * (px__reactor_retire, reactors/backend.h); EPOLL_CTL_DEL already made sure
- * no later batch names them.
- */
-
 static void ep_destroy(px__reactor *r) {
   if (r == NULL) return;
   if (r->epfd >= 0) close(r->epfd);
@@ -189,5 +181,9 @@ const px__reactor_ops px__epoll_ops = {
     .del = ep_del,
     .poll = ep_poll,
     .wakeup = px__reactor_wakeup,
+    /* A batch of events names registrations by pointer (data.ptr): one
+     * closed on another worker while the batch is dispatched is freed only
+     * when the next poll begins (reactors/backend.h); EPOLL_CTL_DEL made
+     * sure no later batch names it. */
     .retire = px__reactor_retire,
 };
