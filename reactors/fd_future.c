@@ -17,6 +17,7 @@
 
 #include "executors/executor.h"
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "reactors/fd_future.h"
 
 /* ---- The readiness loop --------------------------------------------- */
@@ -133,31 +134,6 @@ int px__stream_new(int fd, unsigned flags, px_tcp_stream **out) {
   return 0;
 }
 
-/*
- * write() on a pipe whose reader is gone raises SIGPIPE, whose default
- * action kills the process; sockets have MSG_NOSIGNAL, pipes have nothing
- * like it. So the signal is blocked in this thread for the one call, and a
- * SIGPIPE it raised is taken off the pending set before unblocking (a
- * SIGPIPE sent to the whole process by someone else is left alone, since
- * it is only consumed when our write failed with EPIPE).
- */
-static ssize_t write_no_sigpipe(int fd, const void *buf, size_t len) {
-  sigset_t pipe_only, old;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-  ssize_t n = write(fd, buf, len);
-  int saved = errno;
-  if (n < 0 && saved == EPIPE && !sigismember(&old, SIGPIPE)) {
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  errno = saved;
-  return n;
-}
-
 static int read_attempt(px_future *self) {
   px_tcp_io *f = (px_tcp_io *)self;
   px_tcp_stream *s = f->stream;
@@ -172,12 +148,12 @@ static int read_attempt(px_future *self) {
 static int write_attempt(px_future *self) {
   px_tcp_io *f = (px_tcp_io *)self;
   px_tcp_stream *s = f->stream;
-  /* MSG_NOSIGNAL: writing to a connection the peer closed must come back
-   * as PX_EPIPE, not raise SIGPIPE, whose default action kills us. */
+  /* Writing to a connection the peer closed (or a pipe whose reader is
+   * gone) must come back as PX_EPIPE, not raise SIGPIPE, whose default
+   * action kills us: the platform layer's writes see to that. */
   ssize_t n = (s->flags & PX__STREAM_SOCKET)
-                  ? send(s->fd, f->buf + f->done, f->len - f->done,
-                         MSG_NOSIGNAL)
-                  : write_no_sigpipe(s->fd, f->buf + f->done, f->len - f->done);
+                  ? px__send(s->fd, f->buf + f->done, f->len - f->done)
+                  : px__write(s->fd, f->buf + f->done, f->len - f->done);
   if (n < 0) return px__fd_after_failure();
   f->done += (size_t)n;
   /* Kept up to date even if a later chunk fails, so a write_all that ends
@@ -289,7 +265,7 @@ int px_pipe(px_stream **r, px_stream **w) {
   *r = NULL;
   *w = NULL;
   int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) return px_err_from_errno(errno);
+  if (px__pipe(fds) < 0) return px_err_from_errno(errno);
   int err = px__stream_new(fds[0], 0, r);
   if (err == 0) err = px__stream_new(fds[1], 0, w);
   if (err < 0) {
