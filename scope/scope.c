@@ -26,13 +26,14 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "pollux/scope.h"
 
 enum where { IDLE, NOTIFIED, POLLING, POLLING_NOTIFIED, READY, GONE };
 
 typedef struct entry {
-  struct entry *prev, *next;
+  px__list node; /* in one of the set's lists, by `where` */
   px__scope_set *set;
   px_join_handle handle;
   uint64_t id; /* the child's task id, kept for join_next */
@@ -41,13 +42,9 @@ typedef struct entry {
   unsigned char detached; /* result discarded, memory freed when reaped */
 } entry;
 
-typedef struct {
-  entry head; /* sentinel: head.next is the first, head.prev the last */
-} entry_list;
-
 struct px__scope_set {
   px__spinlock lock;
-  entry_list idle, notified, ready;
+  px__list idle, notified, ready;
   px_waker owner;   /* the join waiting for children; under the lock */
   size_t live;      /* entries not yet reaped (not READY, not GONE) */
   size_t joinable;  /* live entries that are not detached */
@@ -55,23 +52,21 @@ struct px__scope_set {
   atomic_size_t refs;
 };
 
-static void list_init(entry_list *l) { l->head.prev = l->head.next = &l->head; }
-static int list_empty(const entry_list *l) { return l->head.next == &l->head; }
-static void list_remove(entry *e) {
-  e->prev->next = e->next;
-  e->next->prev = e->prev;
-  e->prev = e->next = e;
+/* Moves `e` to the end of `list` (or just links it), as `where`. Under the
+ * set's lock. */
+static void move_to(px__list *list, entry *e, enum where where) {
+  if (px__list_linked(&e->node)) px__list_remove(&e->node);
+  px__list_insert_tail(list, &e->node);
+  e->where = (unsigned char)where;
 }
-static void list_push(entry_list *l, entry *e) {
-  e->prev = l->head.prev;
-  e->next = &l->head;
-  l->head.prev->next = e;
-  l->head.prev = e;
-}
-static entry *list_pop(entry_list *l) {
-  if (list_empty(l)) return NULL;
-  entry *e = l->head.next;
-  list_remove(e);
+
+/* Unlinks the first entry of `list` and marks it `where`, or NULL. Under
+ * the set's lock. */
+static entry *take_first(px__list *list, enum where where) {
+  px__list *n = px__list_pop(list);
+  if (n == NULL) return NULL;
+  entry *e = px__container_of(n, entry, node);
+  e->where = (unsigned char)where;
   return e;
 }
 
@@ -105,9 +100,7 @@ static void entry_wake_by_ref(void *data) {
   px_waker owner = PX_WAKER_EMPTY;
   px__spin_lock(&set->lock);
   if (e->where == IDLE) {
-    list_remove(e);
-    list_push(&set->notified, e);
-    e->where = NOTIFIED;
+    move_to(&set->notified, e, NOTIFIED);
     owner = px_waker_take(&set->owner);
   } else if (e->where == POLLING) {
     e->where = POLLING_NOTIFIED;
@@ -152,8 +145,7 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
   if (set == NULL) return 0;
   for (;;) {
     px__spin_lock(&set->lock);
-    entry *e = list_pop(&set->notified);
-    if (e != NULL) e->where = POLLING;
+    entry *e = take_first(&set->notified, POLLING);
     px__spin_unlock(&set->lock);
     if (e == NULL) return consumed;
 
@@ -164,13 +156,10 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
     int rc = px_future_poll(&e->handle.base, &cx);
     if (rc == PX_PENDING) {
       px__spin_lock(&set->lock);
-      if (e->where == POLLING_NOTIFIED) {
-        list_push(&set->notified, e);
-        e->where = NOTIFIED;
-      } else {
-        list_push(&set->idle, e);
-        e->where = IDLE;
-      }
+      if (e->where == POLLING_NOTIFIED)
+        move_to(&set->notified, e, NOTIFIED);
+      else
+        move_to(&set->idle, e, IDLE);
       px__spin_unlock(&set->lock);
       continue;
     }
@@ -183,8 +172,7 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
     if (e->detached || consume) {
       e->where = GONE;
     } else {
-      list_push(&set->ready, e);
-      e->where = READY;
+      move_to(&set->ready, e, READY);
       set->unclaimed++;
     }
     px__spin_unlock(&set->lock);
@@ -207,9 +195,9 @@ static int set_new(px_scope *s) {
   px__scope_set *set = px__alloc(sizeof *set);
   if (set == NULL) return PX_ENOMEM;
   memset(set, 0, sizeof *set);
-  list_init(&set->idle);
-  list_init(&set->notified);
-  list_init(&set->ready);
+  px__list_init(&set->idle);
+  px__list_init(&set->notified);
+  px__list_init(&set->ready);
   atomic_init(&set->refs, 1);
   s->set = set;
   return 0;
@@ -242,8 +230,7 @@ static int spawn(px_scope *scope, const px_future *future, int detached) {
   /* A new child starts notified: its handle has not registered a waker
    * yet, so the next reap polls it (and it may well have finished). */
   px__spin_lock(&set->lock);
-  list_push(&set->notified, e);
-  e->where = NOTIFIED;
+  move_to(&set->notified, e, NOTIFIED);
   set->live++;
   if (!detached) set->joinable++;
   px_waker owner = px_waker_take(&set->owner);
@@ -278,24 +265,17 @@ int px_scope_cancel(px_scope *scope) {
    * from it, so it can be walked without the lock while the aborts run (an
    * abort may wake an entry, which takes the lock). The next reap polls
    * each handle again and sees the child finish. */
+  px__list *n;
   px__spin_lock(&set->lock);
-  for (entry *e = set->idle.head.next; e != &set->idle.head; e = e->next)
-    e->where = NOTIFIED;
-  if (!list_empty(&set->idle)) {
-    entry *first = set->idle.head.next, *last = set->idle.head.prev;
-    first->prev = set->notified.head.prev;
-    set->notified.head.prev->next = first;
-    last->next = &set->notified.head;
-    set->notified.head.prev = last;
-    list_init(&set->idle);
-  }
+  px__list_foreach(n, &set->idle)
+    px__container_of(n, entry, node)->where = NOTIFIED;
+  px__list_splice_tail(&set->notified, &set->idle);
   /* Their wakes are no-ops from now on, so the join must look itself. */
   px_waker owner = px_waker_take(&set->owner);
   px__spin_unlock(&set->lock);
   px_waker_wake(&owner);
-  for (entry *e = set->notified.head.next; e != &set->notified.head;
-       e = e->next)
-    px_join_handle_abort(&e->handle);
+  px__list_foreach(n, &set->notified)
+    px_join_handle_abort(&px__container_of(n, entry, node)->handle);
   return 0;
 }
 
@@ -308,12 +288,11 @@ void px_scope_drop(px_scope *scope) {
   /* Abort before detaching: a detached task would run on unsupervised. The
    * abort queues each child, and the executor drops its future. Entries
    * leave the lists under the lock, so a late wake finds them GONE. */
-  entry_list *lists[3] = {&set->idle, &set->notified, &set->ready};
+  px__list *lists[3] = {&set->idle, &set->notified, &set->ready};
   for (int l = 0; l < 3; l++) {
     for (;;) {
       px__spin_lock(&set->lock);
-      entry *e = list_pop(lists[l]);
-      if (e != NULL) e->where = GONE;
+      entry *e = take_first(lists[l], GONE);
       px__spin_unlock(&set->lock);
       if (e == NULL) break;
       if (l < 2) px_join_handle_abort(&e->handle);
@@ -332,7 +311,7 @@ void px_scope_drop(px_scope *scope) {
  * the caller reaps again instead of sleeping). Returns 1 when registered. */
 static int wait_for_children(px__scope_set *set, px_context *cx) {
   px__spin_lock(&set->lock);
-  int registered = list_empty(&set->notified);
+  int registered = px__list_empty(&set->notified);
   if (registered && !px_waker_will_wake(&set->owner, cx->waker)) {
     px_waker old = px_waker_take(&set->owner);
     set->owner = px_waker_clone(cx->waker);
@@ -342,6 +321,16 @@ static int wait_for_children(px__scope_set *set, px_context *cx) {
   }
   px__spin_unlock(&set->lock);
   return registered;
+}
+
+/* The first unclaimed result's entry, now GONE (the caller releases it),
+ * or NULL. */
+static entry *take_result(px__scope_set *set) {
+  px__spin_lock(&set->lock);
+  entry *e = take_first(&set->ready, GONE);
+  if (e != NULL) set->unclaimed--;
+  px__spin_unlock(&set->lock);
+  return e;
 }
 
 /* ---- join: every child ------------------------------------------------ */
@@ -356,15 +345,7 @@ static px_poll scope_join_poll(px_future *self, px_context *cx) {
   px__scope_set *set = s->set;
   if (set != NULL) {
     /* Results nobody claimed yet belong to the join now. */
-    for (;;) {
-      px__spin_lock(&set->lock);
-      entry *e = list_pop(&set->ready);
-      if (e != NULL) {
-        e->where = GONE;
-        set->unclaimed--;
-      }
-      px__spin_unlock(&set->lock);
-      if (e == NULL) break;
+    for (entry *e; (e = take_result(set)) != NULL;) {
       count_result(s, e->handle.base.error);
       j->reaped++;
       entry_release(e);
@@ -414,13 +395,9 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
   if (set == NULL) return PX_READY; /* nothing ever spawned: found = 0 */
   for (;;) {
     reap(s, cx->runtime, 0);
-    px__spin_lock(&set->lock);
-    entry *e = list_pop(&set->ready);
-    if (e != NULL) {
-      e->where = GONE;
-      set->unclaimed--;
-    }
+    entry *e = take_result(set);
     /* Detached children are never reported, so they are not waited for. */
+    px__spin_lock(&set->lock);
     int more = e == NULL && (set->unclaimed > 0 || set->joinable > 0);
     px__spin_unlock(&set->lock);
     if (e != NULL) {

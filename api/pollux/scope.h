@@ -1,7 +1,7 @@
 /**
- * @file pollux/scope.h
- * Structured concurrency: a scope owns the tasks it spawns (tokio's
- * JoinSet, trio's nursery).
+ * @file
+ * pollux/scope.h - structured concurrency: a scope owns the tasks it spawns
+ * (tokio's JoinSet, trio's nursery).
  *
  * Tasks spawned with px_spawn live on their own; a scope ties them to the
  * code that started them. Spawn children into a scope, then await the
@@ -29,6 +29,10 @@
  */
 #ifndef POLLUX_SCOPE_H
 #define POLLUX_SCOPE_H
+
+/** @addtogroup tasks
+ * @{
+ */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -149,5 +153,7 @@ px_future *px_scope_join_next_init(px_scope_join_next *f, px_scope *scope);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_SCOPE_H */
