@@ -152,7 +152,11 @@ static void *reaper_main(void *arg) {
     /* Watch the pipe, and the pidfd of every listed orphan. */
     pthread_mutex_lock(&g_lock);
     size_t n = 1;
-    for (px__proc *p = g_list; p != NULL; p = p->next) n += p->pidfd >= 0;
+    bool by_signal = false;
+    for (px__proc *p = g_list; p != NULL; p = p->next) {
+      n += p->pidfd >= 0;
+      by_signal |= p->pidfd < 0;
+    }
     if (n > cap) {
       struct pollfd *bigger = realloc(fds, n * 2 * sizeof(*fds));
       if (bigger != NULL) {
@@ -170,8 +174,15 @@ static void *reaper_main(void *arg) {
     pthread_mutex_unlock(&g_lock);
 
     if (used > 0) {
-      /* Out of memory for the whole set, look again every 100 ms. */
-      (void)poll(fds, used, used < n ? 100 : -1);
+      /*
+       * Look again every 100 ms while a child depends on SIGCHLD: the
+       * signal can be lost to us (a handler installed after ours that does
+       * not chain, a px_signal or sigwait that consumes SIGCHLD, a thread
+       * that takes the signal while a sanitizer defers its handlers until
+       * that thread's next intercepted call), and a lost SIGCHLD must
+       * delay a wait, not hang it. Also when short of memory for the set.
+       */
+      (void)poll(fds, used, by_signal || used < n ? 100 : -1);
     } else {
       struct timespec ts = {0, 100 * 1000 * 1000};
       nanosleep(&ts, NULL);
