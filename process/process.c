@@ -25,7 +25,7 @@
 #include "pollux/process.h"
 #include "process/process_internal.h"
 #include "process/reaper.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 /* pidfd_open(2): Linux 5.3. The portable build (and other systems) take
  * the SIGCHLD path. */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/process.h - child processes (tokio::process, libuv's uv_spawn).
  *
  * px_process_spawn starts a program with its arguments, environment,
@@ -35,6 +36,10 @@
  */
 #ifndef POLLUX_PROCESS_H
 #define POLLUX_PROCESS_H
+
+/** @addtogroup process
+ * @{
+ */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -175,5 +180,7 @@ void px_child_close(px_child *c);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_PROCESS_H */
