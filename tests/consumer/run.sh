@@ -11,7 +11,6 @@
 #   cmake                       find_package(pollux): pollux::pollux, _static
 #   bazel                       another workspace, local_repository to this one
 #   one-config-per-prefix       installing another configuration is refused
-#   apidoc                      the API reference builds without a warning
 #
 # Prints PASS/FAIL per check and ends with "N passed, N failed".
 #
@@ -154,6 +153,5 @@ case " $* " in
   *" --config=ws "*) ;;  # the refusal test installs ws over the first
   *) check one-config-per-prefix refuses_second_config ;;
 esac
-check apidoc "$root/tools/apidoc" "$work/apidoc"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
