@@ -1,7 +1,7 @@
 /*
  * The plain-descriptor px_stream (pollux/stream.h): TCP and Unix
  * connections, pipes, wrapped descriptors. They differ only in the syscall
- * that moves the bytes; waiting is fd_io.c's px__fd_drive.
+ * that moves the bytes; waiting is fd_future.c's px__fd_drive.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 /* px__fd_drive never calls the op's vtable; it names the op in a debugger. */
 static const px_future_vtable fd_read_vtable = {sizeof(px__fd_op), "fd_read",
