@@ -23,7 +23,7 @@
  * Backends are not here: epoll and io_uring are Linux-only on purpose, and
  * kqueue is the BSDs' and macOS's; a build picks one.
  *
- * PX_PORTABLE (--config=portable in .bazelrc) turns every PX_HAVE_* off, so
+ * PX_PORTABLE=1 (--config=portable in .bazelrc) turns every PX_HAVE_* off, so
  * the fallbacks are built and tested on Linux, where the matrix runs. The
  * fd-returning functions keep the system calls' contract (-1 and errno),
  * so the layer needs nothing from the rest of pollux.
@@ -38,10 +38,6 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <time.h>
-
-#ifndef PX_PORTABLE
-#define PX_PORTABLE 0
-#endif
 
 /* ---- What this system has ------------------------------------------- */
 
@@ -171,9 +167,9 @@ int px__socket(int domain, int type, int protocol);
  */
 int px__accept(int fd, bool nonblock);
 
-/* pipe(2) with both ends non-blocking and close-on-exec. 0, or -1 with
- * errno (nothing left open). */
-int px__pipe(int fds[2]);
+/* pipe(2) with both ends close-on-exec, and non-blocking when `nonblock`.
+ * 0, or -1 with errno (nothing left open). */
+int px__pipe(int fds[2], bool nonblock);
 
 /* ---- Writes that never raise SIGPIPE ---------------------------------- */
 

@@ -31,8 +31,8 @@ bool sigpipe_pending() {
   return sigismember(&pending, SIGPIPE) == 1;
 }
 
+#if defined(PX_PORTABLE) && PX_PORTABLE
 TEST(PlatformTest, PortableBuildTurnsEveryExtensionOff) {
-  if (!PX_PORTABLE) GTEST_SKIP() << "only under --config=portable";
   EXPECT_EQ(PX_HAVE_FUTEX, 0);
   EXPECT_EQ(PX_HAVE_EVENTFD, 0);
   EXPECT_EQ(PX_HAVE_SIGNALFD, 0);
@@ -44,6 +44,7 @@ TEST(PlatformTest, PortableBuildTurnsEveryExtensionOff) {
   EXPECT_EQ(PX_HAVE_CONDATTR_SETCLOCK, 0);
   EXPECT_EQ(PX__CLOCK_COARSE, CLOCK_MONOTONIC);
 }
+#endif
 
 // ---- futex ------------------------------------------------------------------
 
@@ -111,7 +112,7 @@ TEST(PlatformTest, FutexWordsAreIndependent) {
 
 TEST(PlatformTest, PipeEndsAreNonBlockingAndCloseOnExec) {
   int fds[2];
-  ASSERT_EQ(px__pipe(fds), 0);
+  ASSERT_EQ(px__pipe(fds, true), 0);
   for (int fd : fds) {
     EXPECT_TRUE(nonblocking(fd));
     EXPECT_TRUE(cloexec(fd));
@@ -119,6 +120,17 @@ TEST(PlatformTest, PipeEndsAreNonBlockingAndCloseOnExec) {
   char c;
   EXPECT_EQ(read(fds[0], &c, 1), -1);
   EXPECT_EQ(errno, EAGAIN);
+  close(fds[0]);
+  close(fds[1]);
+}
+
+TEST(PlatformTest, BlockingPipeIsStillCloseOnExec) {
+  int fds[2];
+  ASSERT_EQ(px__pipe(fds, false), 0);
+  for (int fd : fds) {
+    EXPECT_FALSE(nonblocking(fd));
+    EXPECT_TRUE(cloexec(fd));
+  }
   close(fds[0]);
   close(fds[1]);
 }
@@ -232,7 +244,7 @@ TEST(PlatformTest, SendDeliversBytes) {
 
 TEST(PlatformTest, WriteToAPipeWithoutReaderIsEpipeNotASignal) {
   int fds[2];
-  ASSERT_EQ(px__pipe(fds), 0);
+  ASSERT_EQ(px__pipe(fds, true), 0);
   close(fds[0]);
   EXPECT_EQ(px__write(fds[1], "x", 1), -1);
   EXPECT_EQ(errno, EPIPE);
@@ -249,7 +261,7 @@ TEST(PlatformTest, WriteLeavesACallersPendingSigpipeAlone) {
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &pipe_only, &old), 0);
   ASSERT_EQ(pthread_kill(pthread_self(), SIGPIPE), 0);
   int fds[2];
-  ASSERT_EQ(px__pipe(fds), 0);
+  ASSERT_EQ(px__pipe(fds, true), 0);
   close(fds[0]);
   EXPECT_EQ(px__write(fds[1], "x", 1), -1);
   EXPECT_EQ(errno, EPIPE);

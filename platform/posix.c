@@ -124,13 +124,15 @@ int px__accept(int fd, bool nonblock) {
   return finish_socket(c, nonblock, PX_HAVE_ACCEPT4);
 }
 
-int px__pipe(int fds[2]) {
+int px__pipe(int fds[2], bool nonblock) {
 #if PX_HAVE_PIPE2
-  return pipe2(fds, O_NONBLOCK | O_CLOEXEC);
+  return pipe2(fds, O_CLOEXEC | (nonblock ? O_NONBLOCK : 0));
 #else
   if (pipe(fds) < 0) return -1;
-  if (px__fd_set_nonblock_cloexec(fds[0]) < 0 ||
-      px__fd_set_nonblock_cloexec(fds[1]) < 0) {
+  for (int i = 0; i < 2; i++) {
+    int rc = nonblock ? px__fd_set_nonblock_cloexec(fds[i])
+                      : fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    if (rc == 0) continue;
     int saved = errno;
     close(fds[0]);
     close(fds[1]);

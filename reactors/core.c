@@ -22,7 +22,7 @@
 
 static int open_pipe(px__wakeup_fd *w) {
   int p[2];
-  if (px__pipe(p) < 0) return px_err_from_errno(errno);
+  if (px__pipe(p, true) < 0) return px_err_from_errno(errno);
   w->rd = p[0];
   w->wr = p[1];
   return 0;

@@ -88,7 +88,7 @@ static int open_fd(px_signal *sig, const int *signals, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (g_write_fd[signals[i]] > 0) return PX_EBUSY;
   int fds[2];
-  if (px__pipe(fds) < 0) return px_err_from_errno(errno);
+  if (px__pipe(fds, true) < 0) return px_err_from_errno(errno);
   sig->fd = fds[0];
   sig->write_fd = fds[1];
   sig->n = 0;
