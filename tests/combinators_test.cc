@@ -88,7 +88,7 @@ TEST_F(CombinatorsTest, RaceVersusSelectOnAnImmediateFailure) {
   px_future *gs[] = {px_ready_init(&bad2, px_i64(0), PX_EIO),
                      px_ready_init(&good2, px_i64(5), 0)};
   px_select sel;
-  EXPECT_EQ(RunFuture(px_select_init(&sel, gs, 2)), PX_EIO);
+  EXPECT_EQ(RunFuture(px_select_biased(px_select_init(&sel, gs, 2))), PX_EIO);
   EXPECT_EQ(sel.index, 0u);
 }
 

@@ -45,6 +45,9 @@ static px_poll timer_wait(timer_reg r, px_instant deadline, px_context *cx,
   /* The clock, not the timer, decides: a sleep never completes early even
    * if a timer backend rounds or a spurious wake polls us. */
   if (px__now_ns() >= deadline) {
+    /* Due already: completing costs budget, or a loop of past-due ticks
+     * (PX_MISSED_BURST after a stall) would run on inside one poll. */
+    if (!px__coop_proceed(cx)) return PX_PENDING;
     reg_release(r);
     return PX_READY;
   }
