@@ -365,6 +365,9 @@ PX_ASYNC_FN(accept_loop) {
       }
     }
   }
+  /* Every handler owns its connection from its first poll (its PX_DEFER):
+   * wait for all of them, or the runtime would drop unpolled ones. */
+  while (atomic_load(self->served) < self->n) PX_YIELD();
   PX_END();
 }
 px_future *accept_loop_new(accept_loop *f, px_tcp_listener *l, int n,

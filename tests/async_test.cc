@@ -515,6 +515,7 @@ TEST_F(Async, AcceptLoopInBlockOnLetsAcceptedConnectionsRun) {
                                                     &first_seen, &served)),
             0);
   EXPECT_EQ(accepted.load(), n);
+  EXPECT_EQ(served.load(), n);
   // The first connection was served long before the last was accepted
   // (without a budget on the block_on future: only after all n).
   EXPECT_GE(first_seen.load(), 1);
