@@ -509,8 +509,9 @@ TEST_F(Async, ReadySendsInALoopDoNotStarveAnInterval) {
   ASSERT_EQ(px_runtime_block_on(rt, &js.base), 0);
   ASSERT_EQ(px_runtime_block_on(rt, &jt.base), 0);
   EXPECT_GT(js.base.output.i64, 0);
-  // The ticker kept ticking while the sender ran (about 300 ticks)...
-  EXPECT_GE(jt.base.output.i64, 30);
+  // The ticker kept ticking while the sender ran (without a budget it
+  // ticks once before the sender's one endless poll and once after)...
+  EXPECT_GE(jt.base.output.i64, 5);
   // ...and no tick waited anywhere near the 300 ms the sender ran: a budget
   // of 128 sends is microseconds (milliseconds under valgrind); the bound
   // leaves room for a loaded machine and sanitizers.
