@@ -269,21 +269,24 @@ px_future *px_select_init(px_select *f, px_future *const *futures, size_t n) {
   return &f->base;
 }
 
+/* Stores two or three futures in the combinator's own slots (`few`). */
+static px_future *const *few_of(px_future **few, px_future *a, px_future *b,
+                                px_future *c) {
+  few[0] = a;
+  few[1] = b;
+  few[2] = c;
+  return few;
+}
+
 px_future *px_select2_init(px_select *f, px_future *a, px_future *b) {
   if (f == NULL) return NULL;
-  f->few[0] = a;
-  f->few[1] = b;
-  f->few[2] = NULL;
-  return px_select_init(f, f->few, 2);
+  return px_select_init(f, few_of(f->few, a, b, NULL), 2);
 }
 
 px_future *px_select3_init(px_select *f, px_future *a, px_future *b,
                            px_future *c) {
   if (f == NULL) return NULL;
-  f->few[0] = a;
-  f->few[1] = b;
-  f->few[2] = c;
-  return px_select_init(f, f->few, 3);
+  return px_select_init(f, few_of(f->few, a, b, c), 3);
 }
 
 px_future *px_select_biased(px_future *select) {
@@ -298,19 +301,13 @@ px_future *px_select_biased(px_future *select) {
 
 px_future *px_join2_init(px_join *f, px_future *a, px_future *b) {
   if (f == NULL) return NULL;
-  f->few[0] = a;
-  f->few[1] = b;
-  f->few[2] = NULL;
-  return px_join_init(f, f->few, 2, NULL);
+  return px_join_init(f, few_of(f->few, a, b, NULL), 2, NULL);
 }
 
 px_future *px_join3_init(px_join *f, px_future *a, px_future *b,
                          px_future *c) {
   if (f == NULL) return NULL;
-  f->few[0] = a;
-  f->few[1] = b;
-  f->few[2] = c;
-  return px_join_init(f, f->few, 3, NULL);
+  return px_join_init(f, few_of(f->few, a, b, c), 3, NULL);
 }
 
 px_future *px_join_all_init(px_join_all *f, px_future *const *futures,
