@@ -14,6 +14,7 @@
 #include "pollux/runtime.h"
 #include "pollux/time.h"
 #include "pollux/scope.h"
+#include "pollux/stream.h"
 #include "pollux/net.h"
 #include "pollux/sync.h"
 #include "pollux/channel.h"
