@@ -1,9 +1,11 @@
-/*
+/**
+ * @file
  * pollux.h - the whole public API of pollux, an async runtime for C.
  */
 #ifndef POLLUX_H
 #define POLLUX_H
 
+#include "pollux/version.h"
 #include "pollux/errors.h"
 #include "pollux/poll.h"
 #include "pollux/waker.h"
