@@ -42,6 +42,7 @@ typedef struct job {
   pool *pool;
   px_blocking_fn fn;
   void *arg;
+  void (*free_arg)(void *); /* an owned arg: released with the job */
   const px__blocking_hooks *hooks;
   size_t size;          /* bytes of this allocation, payload included */
   px__atomic(int) refs; /* the future's and the pool's */
@@ -116,6 +117,9 @@ static void pool_release_and_unlock(pool *p) {
 static void job_unref(job *j) {
   if (atomic_fetch_sub(&j->refs, 1) != 1) return;
   pool *p = j->pool;
+  /* The last reference: fn ran (or never will) and nobody reads the result
+   * any more, so an owned argument has no user left. */
+  if (j->free_arg != NULL) j->free_arg(j->arg);
   px__free(j, j->size);
   pthread_mutex_lock(&p->mu);
   pool_release_and_unlock(p);
@@ -383,15 +387,20 @@ static px_poll blocking_poll(px_future *self, px_context *cx) {
     } else {
       j->fn = f->fn;
       j->arg = f->arg;
+      /* Handed over before submit: once queued, the job may finish and be
+       * released by the pool at any time (our reference keeps it alive
+       * until our drop, but the field must be set before anyone reads it). */
+      j->free_arg = f->free_arg;
     }
     j->state = JOB_QUEUED;
     j->waker = px_waker_clone(cx->waker);
     rc = submit(p, j);
     if (rc < 0) {
       px_waker_drop(&j->waker);
-      px__free(j, size);
+      px__free(j, size); /* the argument stays the future's, for its drop */
       return blocking_fail(f, rc);
     }
+    f->free_arg = NULL; /* the job owns the argument now */
     f->job = j;
     return PX_PENDING;
   }
@@ -426,6 +435,13 @@ static px_poll blocking_poll(px_future *self, px_context *cx) {
 static void blocking_drop(px_future *self) {
   px_blocking *f = (px_blocking *)self;
   job *j = f->job;
+  if (f->free_arg != NULL) {
+    /* Never queued (not polled, or its first poll failed): the argument is
+     * still ours to release. */
+    void (*free_arg)(void *) = f->free_arg;
+    f->free_arg = NULL;
+    free_arg(f->arg);
+  }
   if (j == NULL) return;
   f->job = NULL;
   pool *p = j->pool;
@@ -467,6 +483,19 @@ px_future *px_spawn_blocking_init(px_blocking *f, px_blocking_fn fn,
   f->arg = arg;
   f->hooks = NULL;
   f->job = NULL;
+  f->free_arg = NULL;
+  return &f->base;
+}
+
+px_future *px_spawn_blocking_owned_init(px_blocking *f, px_blocking_fn fn,
+                                        void *arg, void (*free_arg)(void *)) {
+  if (f == NULL || fn == NULL) {
+    /* No future will ever own it: release it now rather than leak it. */
+    if (free_arg != NULL) free_arg(arg);
+    return NULL;
+  }
+  px_spawn_blocking_init(f, fn, arg);
+  f->free_arg = free_arg;
   return &f->base;
 }
 
@@ -478,6 +507,7 @@ px_future *px__blocking_init_hooks(px_blocking *f,
   f->arg = NULL;
   f->hooks = hooks;
   f->job = NULL;
+  f->free_arg = NULL;
   return &f->base;
 }
 

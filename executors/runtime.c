@@ -322,14 +322,28 @@ void px__runtime_schedule(px_runtime *rt, px_task *t) {
 int px_runtime_block_on(px_runtime *rt, px_future *future) {
   if (rt == NULL || future == NULL || future->vtable == NULL) return PX_EINVAL;
   if (future->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
-  if (tls_runtime != NULL) return PX_EBUSY; /* nested block_on deadlocks */
+  if (tls_runtime != NULL) {
+    /* Blocking this thread inside a poll would stop every task it runs
+     * (and deadlock outright on the same runtime), so nesting is refused;
+     * say so, since a bare PX_EBUSY is hard to trace back. */
+    PX__LOG(PX__LOG_ERROR,
+            "block_on called from inside a runtime (a task or a future "
+            "being polled); await the future instead, or spawn it: "
+            "returning PX_EBUSY");
+    return PX_EBUSY;
+  }
   owned_lock(rt);
   bool closed = rt->closed;
   owned_unlock(rt);
   if (closed) return PX_ESHUTDOWN;
   int expected = 0;
-  if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1))
+  if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1)) {
+    PX__LOG(PX__LOG_ERROR,
+            "block_on: another thread is already in block_on of this "
+            "runtime; use px_runtime_spawn from other threads: returning "
+            "PX_EBUSY");
     return PX_EBUSY;
+  }
 
   px_runtime *prev = px__runtime_enter(rt);
   int rc = rt->exec_ops->block_on(rt->exec, future);
@@ -340,6 +354,15 @@ int px_runtime_block_on(px_runtime *rt, px_future *future) {
 }
 
 int px_run(px_future *main) {
+  if (tls_runtime != NULL) {
+    /* Checked before building a second runtime that could not run anyway. */
+    PX__LOG(PX__LOG_ERROR,
+            "px_run called from inside a runtime (a task or a future being "
+            "polled); await the future instead, or spawn it: returning "
+            "PX_EBUSY");
+    px_future_drop(main);
+    return PX_EBUSY;
+  }
   px_runtime *rt;
   int rc = px_runtime_new(&rt, NULL);
   if (rc < 0) {

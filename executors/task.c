@@ -107,8 +107,9 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
   if (rt == NULL || future == NULL || future->vtable == NULL ||
       future->vtable->poll == NULL ||
       future->vtable->size < sizeof(px_future) ||
-      (future->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
-    return PX_EINVAL;
+      (future->state &
+       (PX_FUTURE_POLLED | PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
+    return PX_EINVAL; /* a polled future may point into itself: no copy */
 
   size_t size = px__task_alloc_size(future->vtable->size);
   px_task *t = px__alloc(size);
@@ -355,8 +356,11 @@ static px_poll join_poll(px_future *self, px_context *cx) {
     j->base.error = PX_EINVAL;
     return PX_READY;
   }
+  /* Joining finished tasks in a loop must give the others a turn too. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   uint64_t s = load_state(t);
   if (s & PX__TASK_COMPLETE) return join_finish(j);
+  px__coop_refund(); /* waiting, not progress; completion is re-checked below */
 
   if (s & PX__TASK_JOIN_WAKER) {
     /* A waker is stored. If it wakes the same task, we are done. */

@@ -824,7 +824,7 @@ static int ws_block_on(px__executor *ex, px_future *main) {
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
       px__observe_poll_begin(ex->rt, &probe);
-      int r = px_future_poll(main, &cx);
+      int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;
     }
