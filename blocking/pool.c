@@ -30,8 +30,10 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "blocking/pool.h"
+#include "executors/services.h"
 
-typedef struct pool pool;
+/* The pool is the runtime's opaque px__blocking_pool. */
+typedef struct px__blocking_pool pool;
 
 typedef enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state;
 
@@ -59,9 +61,7 @@ typedef struct job {
 
 static void *job_payload(job *j) { return (char *)j + JOB_PAYLOAD_OFFSET; }
 
-struct pool {
-  /* Must be first: px_runtime_free calls it through the runtime's slot. */
-  void (*shutdown)(void *self);
+struct px__blocking_pool {
   pthread_mutex_t mu;
   pthread_cond_t work;  /* threads wait here for jobs */
   pthread_cond_t quiet; /* shutdown waits here for jobs and threads to end */
@@ -233,12 +233,15 @@ static int submit(pool *p, job *j) {
 
 /* ---- Creation and shutdown ------------------------------------------------ */
 
-static void pool_shutdown(void *self);
+static void pool_shutdown(pool *p);
+static void pool_gauges(pool *p, uint64_t *threads, uint64_t *queued);
+
+/* How the runtime reaches the pool (executors/services.h). */
+static const px__blocking_plug plug = {pool_shutdown, pool_gauges};
 
 static int pool_create(const px_config *cfg, pool **out) {
   pool *p = px__calloc(sizeof *p);
   if (p == NULL) return PX_ENOMEM;
-  p->shutdown = pool_shutdown;
   p->max_threads = cfg->blocking_threads;
   p->idle_ms = cfg->blocking_idle_ms;
   p->shutdown_ms = cfg->blocking_shutdown_ms;
@@ -260,17 +263,13 @@ static int pool_create(const px_config *cfg, pool **out) {
  * executor may race to create it: one wins the compare-and-swap, the other
  * throws its copy away. */
 static int pool_get(px_runtime *rt, pool **out) {
-  void **slot = px__runtime_blocking_pool(rt);
-  pool *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  pool *p = px__runtime_blocking(rt);
   if (p == NULL) {
-    int rc = pool_create(px__runtime_blocking_config(rt), &p);
+    pool *mine;
+    int rc = pool_create(px__runtime_config(rt), &mine);
     if (rc < 0) return rc;
-    void *expected = NULL;
-    if (!__atomic_compare_exchange_n(slot, &expected, p, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-      pool_destroy(p);
-      p = expected;
-    }
+    p = px__runtime_blocking_install(rt, &plug, mine);
+    if (p != mine) pool_destroy(mine);
   }
   *out = p;
   return 0;
@@ -281,8 +280,7 @@ static int pool_get(px_runtime *rt, pool **out) {
  * futures were in tasks are already cancelled or detached) and before the
  * backends are destroyed (so the wakes below still have a runtime to go to).
  */
-static void pool_shutdown(void *self) {
-  pool *p = self;
+static void pool_shutdown(pool *p) {
   pthread_mutex_lock(&p->mu);
   p->closed = true;
   px__list cancelled, *l;
@@ -515,7 +513,7 @@ px_future *px__blocking_init_hooks(px_blocking *f,
 
 int px_runtime_blocking_threads(px_runtime *rt) {
   if (rt == NULL) return PX_EINVAL;
-  pool *p = __atomic_load_n(px__runtime_blocking_pool(rt), __ATOMIC_ACQUIRE);
+  pool *p = px__runtime_blocking(rt);
   if (p == NULL) return 0;
   pthread_mutex_lock(&p->mu);
   int n = (int)p->threads;
@@ -523,14 +521,10 @@ int px_runtime_blocking_threads(px_runtime *rt) {
   return n;
 }
 
-/* Jobs waiting for a thread, for px_runtime_metrics (observe/, which links
- * it weakly so builds without this library still link). */
-int px__blocking_queued(px_runtime *rt) {
-  if (rt == NULL) return PX_EINVAL;
-  pool *p = __atomic_load_n(px__runtime_blocking_pool(rt), __ATOMIC_ACQUIRE);
-  if (p == NULL) return 0;
+/* px_runtime_metrics' blocking_threads and blocking_queue_depth. */
+static void pool_gauges(pool *p, uint64_t *threads, uint64_t *queued) {
   pthread_mutex_lock(&p->mu);
-  int n = (int)p->queued;
+  *threads = p->threads;
+  *queued = p->queued;
   pthread_mutex_unlock(&p->mu);
-  return n;
 }

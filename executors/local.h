@@ -24,6 +24,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "executors/task_list.h"
 #include "observe/observe.h"
 
 /* ---- Wakes from other threads -------------------------------------------- */

@@ -1,7 +1,7 @@
 /*
  * Task life: spawning, the state word's transitions, polling, completion,
  * cancellation and join handles. Every executor uses these unchanged; the
- * state word (bits documented in pollux/task.h) is what makes them safe when
+ * state word (executors/task_state.h) is what makes them safe when
  * several threads poll, wake and join at once.
  *
  * Reference counting, in one place: a task starts with one reference for the
@@ -14,13 +14,15 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "executors/task.h"
+#include "executors/task_state.h"
 #include "observe/observe.h"
 
 /* The header is one cache line; growing it costs every task (see bench/). */
 _Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
 
 #define REF_ONE PX__TASK_REF_ONE
-#define REF_COUNT(s) ((s) >> PX__TASK_REF_SHIFT)
+#define REF_COUNT(s) PX__TASK_REF_COUNT(s)
 
 static _Atomic uint64_t next_task_id = 1;
 static _Thread_local px_task *current_task;

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executors/executor.h"
+#include "executors/services.h"
 #include "internal/px_internal.h"
 #include "reactors/fd_future.h"
 
