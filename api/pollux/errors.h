@@ -55,6 +55,7 @@ extern "C" {
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                            \
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
+  XX(EMSGSIZE, -EMSGSIZE, "message too long")                                 \
   XX(EDONE, -4001, "future already completed or dropped")                     \
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
   XX(ECLOSED, -4003, "channel closed")                                        \
