@@ -1,9 +1,11 @@
-/*
+/**
+ * @file
  * pollux.h - the whole public API of pollux, an async runtime for C.
  */
 #ifndef POLLUX_H
 #define POLLUX_H
 
+#include "pollux/version.h"
 #include "pollux/errors.h"
 #include "pollux/poll.h"
 #include "pollux/waker.h"
@@ -22,6 +24,7 @@
 #include "pollux/blocking.h"
 #include "pollux/fs.h"
 #include "pollux/signal.h"
+#include "pollux/process.h"
 #include "pollux/observe.h"
 
 #endif /* POLLUX_H */
