@@ -158,7 +158,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->timer_ops->init(rt->timer, 0);
 
   rt->reactor_ops = px__reactor_default;
-  rc = rt->reactor_ops->create(cfg, &rt->reactor);
+  rc = px__reactor_create(rt->reactor_ops, cfg, &rt->reactor);
   if (rc < 0) goto fail;
 
   rt->exec_ops = px__executor_default;
@@ -169,7 +169,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   return 0;
 
 fail:
-  if (rt->reactor != NULL) rt->reactor_ops->destroy(rt->reactor);
+  px__reactor_destroy(rt->reactor);
   if (rt->timer != NULL) {
     rt->timer_ops->destroy(rt->timer);
     px__free(rt->timer, rt->timer_ops->size);
@@ -251,7 +251,7 @@ void px_runtime_free(px_runtime *rt) {
   px__runtime_enter(prev);
 
   rt->exec_ops->destroy(rt->exec);
-  rt->reactor_ops->destroy(rt->reactor);
+  px__reactor_destroy(rt->reactor);
   rt->timer_ops->destroy(rt->timer);
   px__free(rt->timer, rt->timer_ops->size);
   pthread_mutex_destroy(&rt->timer_lock);
@@ -511,7 +511,7 @@ static int park_timeout_ms(px_runtime *rt) {
 }
 
 int px__runtime_turn(px_runtime *rt) {
-  int n = rt->reactor_ops->poll(rt->reactor, 0);
+  int n = px__reactor_poll(rt->reactor, 0);
   PX__COUNT(rt, reactor_polls, 1);
   if (n > 0) PX__COUNT(rt, reactor_events, n);
   return (n < 0 ? 0 : n) + (int)advance_timers(rt);
@@ -543,7 +543,7 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
   if (timeout != 0) px__alloc_cache_trim();
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
-  int n = rt->reactor_ops->poll(rt->reactor, timeout);
+  int n = px__reactor_poll(rt->reactor, timeout);
   observe_park(rt, timeout, wait_start, n);
   atomic_store(&rt->parked, 0);
   pthread_mutex_lock(&rt->timer_lock);
@@ -553,5 +553,5 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
 }
 
 void px__runtime_unpark(px_runtime *rt) {
-  if (atomic_load(&rt->parked)) rt->reactor_ops->wakeup(rt->reactor);
+  if (atomic_load(&rt->parked)) px__reactor_wakeup(rt->reactor);
 }

@@ -1,12 +1,13 @@
 /*
- * What the reactor backends share besides px__io: the reactor core (mutex
- * and wake-up descriptor), wake-up descriptors, and descriptor tables. See
- * reactors/core.h.
+ * The reactor core: the entry points every caller goes through, the
+ * descriptor table, deferred frees, wake-up descriptors and the helpers
+ * backends share. See reactors/core.h.
  */
 #include "reactors/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
@@ -90,48 +91,107 @@ px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
     *err = PX_ENOMEM;
     return NULL;
   }
+  atomic_init(&c->retired, NULL);
   *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
     pthread_mutex_destroy(&c->mu);
     px__free(c, size);
     return NULL;
   }
-  /* The core is the first member of struct px__reactor (backend.h). */
+  /* The core is the first member of struct px__reactor (core.h). */
   return (px__reactor *)(void *)c;
 }
 
+static void free_retired(px__reactor_core *c);
+
 void px__reactor_free(px__reactor *r, size_t size) {
-  px__reactor_core *c = (px__reactor_core *)(void *)r;
-  px__reactor_free_retired(r);
+  px__reactor_core *c = px__reactor_core_of(r);
+  free_retired(c);
+  px__fd_table_free(&c->table);
   px__wakeup_fd_close(&c->wakeup_fd);
   pthread_mutex_destroy(&c->mu);
   px__free(c, size);
 }
 
-void px__reactor_retire(px__reactor *r, px__io *io) {
-  px__reactor_core *c = (px__reactor_core *)(void *)r;
-  pthread_mutex_lock(&c->mu);
-  io->retire_next = c->retired;
-  c->retired = io;
-  pthread_mutex_unlock(&c->mu);
+/* ---- Entry points ----------------------------------------------------- */
+
+/* A table element: the registration, then the backend's slot. */
+typedef struct entry {
+  px__io *io;
+  _Alignas(void *) unsigned char slot[];
+} entry;
+
+static size_t entry_size(const px__reactor_ops *ops) {
+  size_t a = sizeof(void *);
+  return sizeof(entry) + (ops->slot_size + a - 1) / a * a;
 }
 
-void px__reactor_free_retired(px__reactor *r) {
-  px__reactor_core *c = (px__reactor_core *)(void *)r;
-  pthread_mutex_lock(&c->mu);
-  px__io *io = c->retired;
-  c->retired = NULL;
-  pthread_mutex_unlock(&c->mu);
-  while (io != NULL) {
-    px__io *next = io->retire_next;
-    px__free(io->retire_mem, io->retire_size);
-    io = next;
+int px__reactor_create(const px__reactor_ops *ops, const px_config *cfg,
+                       px__reactor **out) {
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  if (ops == NULL) return PX_EINVAL;
+  px__reactor *r = NULL;
+  int err = ops->create(cfg, &r);
+  if (err < 0) return err;
+  px__reactor_core *c = px__reactor_core_of(r);
+  c->ops = ops;
+  if ((ops->features & PX__REACTOR_FD_TABLE) &&
+      px__fd_table_init(&c->table, entry_size(ops)) < 0) {
+    ops->destroy(r);
+    return PX_ENOMEM;
   }
+  *out = r;
+  return 0;
+}
+
+void px__reactor_destroy(px__reactor *r) {
+  if (r == NULL) return;
+  px__reactor_core_of(r)->ops->destroy(r);
+}
+
+int px__reactor_poll(px__reactor *r, int timeout_ms) {
+  if (r == NULL) return PX_EINVAL;
+  px__reactor_core *c = px__reactor_core_of(r);
+  /* One relaxed load when nothing was closed: the common case. */
+  if (atomic_load_explicit(&c->retired, memory_order_relaxed) != NULL)
+    free_retired(c);
+  return c->ops->poll(r, timeout_ms);
 }
 
 int px__reactor_wakeup(px__reactor *r) {
   if (r == NULL) return PX_EINVAL;
-  return px__wakeup_fd_signal(&((px__reactor_core *)(void *)r)->wakeup_fd);
+  px__reactor_core *c = px__reactor_core_of(r);
+  if (c->ops->wakeup != NULL) return c->ops->wakeup(r);
+  return px__wakeup_fd_signal(&c->wakeup_fd);
+}
+
+const px__reactor_ops *px__reactor_ops_of(const px__reactor *r) {
+  return ((const px__reactor_core *)(const void *)r)->ops;
+}
+
+/* ---- The descriptor table --------------------------------------------- */
+
+static bool has_table(const px__reactor_core *c) {
+  return (c->ops->features & PX__REACTOR_FD_TABLE) != 0;
+}
+
+void *px__reactor_lookup(px__reactor *r, uintptr_t fd, const px__io *io) {
+  if (fd > INT_MAX) return NULL;
+  entry *e = px__fd_table_at(&px__reactor_core_of(r)->table, (int)fd);
+  return e != NULL && e->io == io && io != NULL ? e->slot : NULL;
+}
+
+px__io *px__reactor_at(px__reactor *r, int fd, void **slot) {
+  entry *e = px__fd_table_at(&px__reactor_core_of(r)->table, fd);
+  if (e == NULL || e->io == NULL) return NULL;
+  if (slot != NULL) *slot = e->slot;
+  return e->io;
+}
+
+int px__reactor_table_end(px__reactor *r) {
+  size_t cap = px__reactor_core_of(r)->table.cap;
+  return cap > INT_MAX ? INT_MAX : (int)cap;
 }
 
 void px__reactor_unlock(px__reactor_core *c, bool widened) {
@@ -139,6 +199,148 @@ void px__reactor_unlock(px__reactor_core *c, bool widened) {
   pthread_mutex_unlock(&c->mu);
   /* Outside the mutex: the poller takes it as soon as it wakes. */
   if (wake) (void)px__wakeup_fd_signal(&c->wakeup_fd);
+}
+
+int px__reactor_add(px__reactor *r, px__io *io, unsigned interest) {
+  px__reactor_core *c = px__reactor_core_of(r);
+  const px__reactor_ops *ops = c->ops;
+  if (!has_table(c)) {
+    int err = ops->add(r, io, interest, NULL);
+    if (err == 0) io->interest = interest;
+    return err;
+  }
+  /* A descriptor closed before registration would make select fail every
+   * wait with EBADF and poll report POLLNVAL forever: refuse it here. */
+  if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
+  pthread_mutex_lock(&c->mu);
+  int err = 0;
+  entry *e = px__fd_table_slot(&c->table, io->fd);
+  if (e == NULL) {
+    err = PX_ENOMEM;
+  } else if (e->io != NULL) {
+    /* Another registration of the same number: its owner has not
+     * deregistered it yet. */
+    err = PX_EBUSY;
+  } else {
+    memset(e->slot, 0, c->table.elem_size - sizeof(entry));
+    err = ops->add(r, io, interest, e->slot);
+    if (err == 0) {
+      e->io = io;
+      io->interest = interest;
+    }
+  }
+  px__reactor_unlock(c, err == 0 && interest != 0);
+  return err;
+}
+
+int px__reactor_modify(px__reactor *r, px__io *io, unsigned interest) {
+  px__reactor_core *c = px__reactor_core_of(r);
+  const px__reactor_ops *ops = c->ops;
+  if (!has_table(c)) {
+    if (interest == io->interest) return 0;
+    int err = ops->modify(r, io, interest, NULL);
+    if (err == 0) io->interest = interest;
+    return err;
+  }
+  pthread_mutex_lock(&c->mu);
+  int err = 0;
+  bool widened = false;
+  void *slot = px__reactor_lookup(r, (uintptr_t)io->fd, io);
+  if (slot == NULL) {
+    err = PX_ENOENT;
+  } else if (interest != io->interest) {
+    /* A poller blocked in another thread waits on what it copied before
+     * this change; only a wider interest needs it to start over. */
+    widened = (interest & ~io->interest) != 0;
+    if (ops->modify != NULL) err = ops->modify(r, io, interest, slot);
+    if (err == 0) io->interest = interest;
+  }
+  px__reactor_unlock(c, err == 0 && widened);
+  return err;
+}
+
+void px__reactor_del(px__reactor *r, px__io *io) {
+  px__reactor_core *c = px__reactor_core_of(r);
+  /* Errors are ignored: the descriptor is about to be closed, and close
+   * removes it from every interest list anyway. */
+  if (!has_table(c)) {
+    (void)c->ops->del(r, io, NULL);
+    return;
+  }
+  pthread_mutex_lock(&c->mu);
+  entry *e = px__fd_table_at(&c->table, io->fd);
+  if (e != NULL && e->io == io) {
+    e->io = NULL;
+    /* Under the mutex, which the poller holds while it dispatches: once
+     * this returns, no dispatch reaches io. */
+    (void)c->ops->del(r, io, e->slot);
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- Deferred frees --------------------------------------------------- */
+
+/*
+ * A backend whose events name registrations (by pointer: epoll's data.ptr,
+ * kqueue's udata; or by a descriptor whose table entry the poller compares
+ * with the pointer it copied before waiting: poll, kqueue) sets
+ * PX__REACTOR_DEFER_FREE. (select's answers carry only the two directions,
+ * for which a spurious readiness is harmless: the future's syscall says
+ * EAGAIN. A hang-up is not: it stays.)
+ *
+ * A pointer compare alone cannot tell a closed registration from a new one
+ * that was given the same memory, and the allocator's per-thread cache
+ * (api/alloc.c) hands the block freed last to the next allocation of its
+ * size: close a socket on one worker, accept on the same worker, and the
+ * new registration has the old one's address and, being the lowest free
+ * number, its descriptor too. A poller still holding an event of the old
+ * socket (its hang-up, say) would deliver it to the new one. So closed
+ * registrations wait on a list that px__reactor_poll empties before it
+ * waits: polls never overlap, so by then no batch of events can name them,
+ * and until then their memory is nobody else's. The list is a lock-free
+ * stack: closing pushes, the poller takes it whole with one exchange, and a
+ * poll with nothing to free costs one load.
+ */
+void px__io_retire(px__reactor *r, px__io *io, void *mem, size_t size) {
+  if (r == NULL ||
+      !(px__reactor_core_of(r)->ops->features & PX__REACTOR_DEFER_FREE)) {
+    px__free(mem, size);
+    return;
+  }
+  px__reactor_core *c = px__reactor_core_of(r);
+  io->retire_mem = mem;
+  io->retire_size = size;
+  px__io *head = atomic_load_explicit(&c->retired, memory_order_relaxed);
+  do {
+    io->retire_next = head;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &c->retired, &head, io, memory_order_release, memory_order_relaxed));
+}
+
+static void free_retired(px__reactor_core *c) {
+  px__io *io = atomic_exchange_explicit(&c->retired, NULL, memory_order_acquire);
+  while (io != NULL) {
+    px__io *next = io->retire_next;
+    px__free(io->retire_mem, io->retire_size);
+    io = next;
+  }
+}
+
+/* ---- Timeouts --------------------------------------------------------- */
+
+struct timespec *px__timeout_timespec(int timeout_ms, struct timespec *ts) {
+  if (timeout_ms < 0) return NULL;
+  ts->tv_sec = timeout_ms / 1000;
+  ts->tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+  return ts;
+}
+
+struct timeval *px__timeout_timeval(int timeout_ms, struct timeval *tv) {
+  struct timespec ts;
+  if (px__timeout_timespec(timeout_ms, &ts) == NULL) return NULL;
+  tv->tv_sec = ts.tv_sec;
+  tv->tv_usec = (suseconds_t)(ts.tv_nsec / 1000);
+  return tv;
 }
 
 unsigned px__ready_from_poll(int revents) {

@@ -1,11 +1,13 @@
 /*
- * What the reactor backends share besides px__io (internal).
+ * The reactor core (internal): what every backend would otherwise repeat.
  *
- * Each backend is one file behind one ops table, but several of them keep
- * the same bookkeeping around their system interface: a mutex and a wake-up
- * descriptor in the reactor, and a table indexed by descriptor that says
- * which registration owns it. Those live here, once, so a fix to (say) the
- * way a wake-up is drained reaches every backend that uses one.
+ * A backend keeps only what is specific to its system call. The core owns
+ * the entry points of reactor.h (arguments checked once, there), the
+ * descriptor -> registration table and its mutex (PX__REACTOR_FD_TABLE),
+ * the deferred free of closed registrations (PX__REACTOR_DEFER_FREE), the
+ * wake-up descriptor, the timeout conversion and the poll(2) bit
+ * translation, so a fix to (say) the way a wake-up is drained reaches every
+ * backend at once.
  */
 #ifndef POLLUX_REACTORS_CORE_H
 #define POLLUX_REACTORS_CORE_H
@@ -13,6 +15,9 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include "reactors/reactor.h"
 
@@ -50,81 +55,6 @@ int px__wakeup_fd_signal(const px__wakeup_fd *w);
 /* Empties rd, so that a level-triggered watch of it stops reporting. */
 void px__wakeup_fd_drain(const px__wakeup_fd *w);
 
-/* ---- The reactor core ----------------------------------------------- */
-
-/*
- * The first member of every struct px__reactor made by px__reactor_new:
- * the mutex that guards the backend's table and its wake-up descriptor.
- * Being first is what lets px__reactor_wakeup and px__reactor_free reach
- * it from the opaque px__reactor pointer; each backend asserts it.
- */
-typedef struct px__reactor_core {
-  pthread_mutex_t mu;
-  px__wakeup_fd wakeup_fd;
-  /* Level-triggered backends: a poller is blocked on a copy of the table
-   * (see px__reactor_unlock). Guarded by mu. */
-  bool polling;
-  /* Registrations closed since the last poll began (px__reactor_retire).
-   * Guarded by mu. */
-  px__io *retired;
-} px__reactor_core;
-
-/*
- * Allocates a zeroed reactor of `size` bytes (a struct px__reactor whose
- * first member is a px__reactor_core), with its mutex initialized and a
- * wake-up descriptor of `kind` open. NULL with *err set on failure.
- */
-px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err);
-
-/* Undoes px__reactor_new, after the backend has released its own parts;
- * frees what is still retired. */
-void px__reactor_free(px__reactor *r, size_t size);
-
-/*
- * Deferred frees, an ops->retire for any backend whose events name
- * registrations: by pointer (epoll's data.ptr, kqueue's udata), or by a
- * descriptor whose table entry the poller compares with the pointer it
- * copied before waiting (poll, kqueue). (select's answers carry only the
- * two directions, for which a spurious readiness is harmless: the
- * future's syscall says EAGAIN. A hang-up is not: it stays.)
- *
- * A pointer compare alone cannot tell a closed registration from a new one
- * that was given the same memory, and the allocator's per-thread cache
- * (api/alloc.c) hands the block freed last to the next allocation of its
- * size: close a socket on one worker, accept on the same worker, and the
- * new registration has the old one's address and, being the lowest free
- * number, its descriptor too. A poller still holding an event of the old
- * socket (its hang-up, say) would deliver it to the new one. So closed
- * registrations wait on a list, and px__reactor_free_retired, called when
- * the next poll begins, frees them: polls never overlap, so by then no
- * batch of events can name them, and until then their memory is nobody
- * else's.
- */
-void px__reactor_retire(px__reactor *r, px__io *io);
-
-/* Frees the registrations retired so far; each poll calls it first. */
-void px__reactor_free_retired(px__reactor *r);
-
-/* An ops->wakeup for backends woken through the core's descriptor. */
-int px__reactor_wakeup(px__reactor *r);
-
-/*
- * Unlocks c->mu after a level-triggered backend changed what it watches.
- * A poller blocked in another thread waits on what it copied before the
- * change; when the change `widened` the watched set, that poller is woken
- * so it copies again. A narrower set needs nothing: the poller drops stale
- * answers when it dispatches.
- */
-void px__reactor_unlock(px__reactor_core *c, bool widened);
-
-/* ---- Readiness bits ------------------------------------------------- */
-
-/*
- * Translates poll(2)'s revents, which an io_uring poll request also
- * returns, into px__io bits (PX__READABLE, ...).
- */
-unsigned px__ready_from_poll(int revents);
-
 /* ---- Descriptor tables ---------------------------------------------- */
 
 /*
@@ -156,6 +86,108 @@ void *px__fd_table_at(const px__fd_table *t, int fd);
  * when the table grows: pointers from earlier calls are stale after it.
  */
 void *px__fd_table_slot(px__fd_table *t, int fd);
+
+/* ---- The reactor core ----------------------------------------------- */
+
+typedef px__io *px__io_ptr; /* for px__atomic, which takes one token */
+
+/*
+ * The first member of every struct px__reactor made by px__reactor_new:
+ * what the core keeps for every backend. Being first is what lets the entry
+ * points (reactor.h) reach it from the opaque px__reactor pointer; each
+ * backend asserts it.
+ */
+typedef struct px__reactor_core {
+  const px__reactor_ops *ops;
+  /* Guards the table, and the backend's own state where it has any. */
+  pthread_mutex_t mu;
+  px__wakeup_fd wakeup_fd;
+  /* Level-triggered backends: a poller is blocked on a copy of what it
+   * watches (see px__reactor_unlock). Guarded by mu. */
+  bool polling;
+  /* PX__REACTOR_FD_TABLE: descriptor -> {px__io *, ops->slot_size bytes}.
+   * Guarded by mu. */
+  px__fd_table table;
+  /* PX__REACTOR_DEFER_FREE: registrations closed since the last poll
+   * began, a lock-free stack (pushed by any thread, taken whole by the
+   * poller). */
+  px__atomic(px__io_ptr) retired;
+} px__reactor_core;
+
+/*
+ * Allocates a zeroed reactor of `size` bytes (a struct px__reactor whose
+ * first member is a px__reactor_core), with its mutex initialized and a
+ * wake-up descriptor of `kind` open. NULL with *err set on failure. For a
+ * backend's create.
+ */
+px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err);
+
+/* Undoes px__reactor_new, after the backend has released its own parts;
+ * frees the table and what is still retired. For a backend's destroy. */
+void px__reactor_free(px__reactor *r, size_t size);
+
+/* r's core. */
+static inline px__reactor_core *px__reactor_core_of(px__reactor *r) {
+  return (px__reactor_core *)(void *)r;
+}
+
+/*
+ * PX__REACTOR_FD_TABLE, with the core's mutex held: the backend's slot for
+ * descriptor `fd` if `io` is the registration under it, else NULL. The one
+ * identity check ("is this io still registered under this fd") every
+ * poller makes before it dispatches an event it copied out of the kernel;
+ * it never reads *io, which may be a registration freed since.
+ */
+void *px__reactor_lookup(px__reactor *r, uintptr_t fd, const px__io *io);
+
+/*
+ * PX__REACTOR_FD_TABLE, with the core's mutex held: the registration under
+ * `fd` (NULL when none) and, in *slot, the backend's slot for it. For
+ * backends whose events name only a descriptor, and for scans.
+ */
+px__io *px__reactor_at(px__reactor *r, int fd, void **slot);
+
+/* PX__REACTOR_FD_TABLE: one past the highest descriptor the table covers. */
+int px__reactor_table_end(px__reactor *r);
+
+/*
+ * Unlocks c->mu after a level-triggered backend changed what it watches.
+ * A poller blocked in another thread waits on what it copied before the
+ * change; when the change `widened` the watched set, that poller is woken
+ * so it copies again. A narrower set needs nothing: the poller drops stale
+ * answers when it dispatches.
+ */
+void px__reactor_unlock(px__reactor_core *c, bool widened);
+
+/* ---- Registration (called by readiness.c, after its checks) ---------- */
+
+/* ops->add, under the core's table and mutex for a backend with one; sets
+ * io->interest. */
+int px__reactor_add(px__reactor *r, px__io *io, unsigned interest);
+
+/* ops->modify when `interest` differs from io->interest. */
+int px__reactor_modify(px__reactor *r, px__io *io, unsigned interest);
+
+/* ops->del, and io's table entry cleared. */
+void px__reactor_del(px__reactor *r, px__io *io);
+
+/* ---- Timeouts ------------------------------------------------------- */
+
+/*
+ * The one conversion of a poll timeout in milliseconds (-1: forever) into
+ * the structs system calls take: *ts filled and returned, or NULL for
+ * forever. px__timeout_timeval is the same for select and libevent.
+ */
+struct timespec *px__timeout_timespec(int timeout_ms, struct timespec *ts);
+struct timeval *px__timeout_timeval(int timeout_ms, struct timeval *tv);
+
+/* ---- Readiness bits ------------------------------------------------- */
+
+/*
+ * Translates poll(2)'s revents, which an io_uring poll request also
+ * returns, into px__io bits (PX__READABLE, ...).
+ */
+unsigned px__ready_from_poll(int revents);
 
 #ifdef __cplusplus
 }

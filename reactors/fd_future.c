@@ -45,7 +45,7 @@ static int ensure_registered(px__io *io, px_context *cx) {
   px__reactor *r = NULL;
   px__runtime_reactor(cx->runtime, &ops, &r);
   if (ops == NULL || r == NULL) return PX_ENORUNTIME;
-  return px__io_register(io, ops, r);
+  return px__io_register(io, r);
 }
 
 /*
@@ -123,7 +123,6 @@ void px__fd_close(px__io *io) {
 void px__fd_release(px__io *io, void *mem, size_t size) {
   /* Remember the reactor before deregistering forgets it. */
   px__reactor *r = io->reactor;
-  const px__reactor_ops *ops = io->ops;
   px__fd_close(io);
-  px__io_retire(r, ops, io, mem, size);
+  px__io_retire(r, io, mem, size);
 }

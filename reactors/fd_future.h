@@ -63,7 +63,7 @@ void px__fd_close(px__io *io);
 
 /*
  * px__fd_close, then frees `mem` (the struct holding io) when no dispatch
- * on another thread can still reach io (see px__reactor_ops.retire).
+ * on another thread can still reach io (see px__io_retire).
  */
 void px__fd_release(px__io *io, void *mem, size_t size);
 

@@ -54,6 +54,7 @@
 #include <stddef.h>
 
 #include "api/internal/px_internal.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 #define TICK_SHIFT 8
@@ -195,7 +196,7 @@ static void rearm(px__io *io) {
   for (;;) {
     /* A level-triggered backend's modify only updates its table for a
      * descriptor it accepted at registration, so it does not fail. */
-    (void)ops->modify(r, io, want);
+    (void)px__reactor_modify(r, io, want);
     unsigned now = waiting_directions(io);
     if (now == want) return;
     want = now;
@@ -270,8 +271,13 @@ void px__io_wake_all(px__io *io) {
   px_waker_wake(&writer);
 }
 
-int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
-  if (io == NULL || ops == NULL || r == NULL) return PX_EINVAL;
+int px__io_register(px__io *io, px__reactor *r) {
+  /* The entry point of registration: the arguments are checked here, once,
+   * for every backend. */
+  if (io == NULL || r == NULL || io->fd < 0) return PX_EINVAL;
+  const px__reactor_ops *ops = px__reactor_ops_of(r);
+  if ((ops->features & PX__REACTOR_FD_LIMIT) && io->fd >= ops->max_fd)
+    return PX_ERANGE; /* valid, but out of this backend's range */
   /* Registration is lazy and idempotent: the first future to be polled
    * registers, the others find it done. A second reactor cannot take over,
    * since the first one would still deliver the events.
@@ -293,7 +299,7 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
     unsigned interest = (ops->features & PX__REACTOR_EDGE)
                             ? (PX__READABLE | PX__WRITABLE)
                             : 0u;
-    err = ops->add(r, io, interest);
+    err = px__reactor_add(r, io, interest);
     if (err == 0) {
       io->ops = ops;
       io->reactor = r;
@@ -306,9 +312,7 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
 void px__io_deregister(px__io *io) {
   if (io == NULL) return;
   if (io->reactor != NULL) {
-    /* Errors are ignored: the descriptor is about to be closed, and close
-     * removes it from every interest list anyway. */
-    (void)io->ops->del(io->reactor, io);
+    px__reactor_del(io->reactor, io);
     io->reactor = NULL;
     io->ops = NULL;
   }
@@ -324,15 +328,4 @@ void px__io_deregister(px__io *io) {
   take_wakers(io, DIRECTION_BITS, &reader, &writer);
   px_waker_drop(&reader);
   px_waker_drop(&writer);
-}
-
-void px__io_retire(px__reactor *r, const px__reactor_ops *ops, px__io *io,
-                   void *mem, size_t size) {
-  if (r != NULL && ops != NULL && ops->retire != NULL) {
-    io->retire_mem = mem;
-    io->retire_size = size;
-    ops->retire(r, io);
-  } else {
-    px__free(mem, size);
-  }
 }

@@ -607,9 +607,10 @@ TEST_F(TcpTest, DroppingAPendingReadReleasesItsTask) {
   ASSERT_EQ(px_runtime_spawn(rt_, &t.base, &join), 0);
   EXPECT_EQ(Run(&join.base), PX_ETIMEDOUT);
   // At most what it was: the task must be gone (memory of sockets closed
-  // earlier may also have been reclaimed meanwhile, see ops->retire). On a
-  // multi-threaded executor the worker drops its last reference just after
-  // the joiner saw COMPLETE, so give it a moment.
+  // earlier may also have been reclaimed meanwhile, see
+  // PX__REACTOR_DEFER_FREE). On a multi-threaded executor the worker drops
+  // its last reference just after the joiner saw COMPLETE, so give it a
+  // moment.
   for (int i = 0; i < 200 && g_live_bytes.load() > before; i++)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   EXPECT_LE(g_live_bytes.load(), before) << "the task outlived its join";

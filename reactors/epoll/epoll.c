@@ -15,7 +15,7 @@
  *
  * Threading: add, modify and del may be called from any thread (epoll_ctl
  * is thread-safe); poll must be called by one thread at a time, since the
- * event array is shared; wakeup may be called from anywhere.
+ * event array is shared; wakeup (the core's eventfd) from anywhere.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -31,8 +31,8 @@
 #define DEFAULT_EVENT_CAPACITY 1024u
 
 struct px__reactor {
-  /* mu guards the retired list (epoll_ctl needs no lock of ours); wake is
-   * an eventfd, written by wakeup and drained by poll. */
+  /* wakeup_fd is an eventfd, written by wakeup and drained by poll;
+   * epoll_ctl needs no lock of ours. */
   px__reactor_core core;
   int epfd;
   uint32_t capacity;
@@ -46,15 +46,12 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
 static char wake_sentinel;
 
 static void ep_destroy(px__reactor *r) {
-  if (r == NULL) return;
   if (r->epfd >= 0) close(r->epfd);
   px__free(r->events, (size_t)r->capacity * sizeof(struct epoll_event));
   px__reactor_free(r, sizeof(*r));
 }
 
 static int ep_create(const px_config *cfg, px__reactor **out) {
-  if (out == NULL) return PX_EINVAL;
-  *out = NULL;
   uint32_t capacity = DEFAULT_EVENT_CAPACITY;
   /* px_config_validate rejects 0; treating it as "default" here keeps a
    * zeroed config usable by callers that skip validation (tests). */
@@ -101,30 +98,30 @@ static uint32_t ep_bits(unsigned interest) {
 }
 
 static int ep_ctl_io(px__reactor *r, int op, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
   struct epoll_event ev = {.events = ep_bits(interest), .data = {.ptr = io}};
   if (epoll_ctl(r->epfd, op, io->fd, &ev) < 0) return px_err_from_errno(errno);
-  io->interest = interest;
   return 0;
 }
 
-static int ep_add(px__reactor *r, px__io *io, unsigned interest) {
+static int ep_add(px__reactor *r, px__io *io, unsigned interest, void *slot) {
+  (void)slot; /* no table: events name the px__io itself */
   /* With EPOLLET, ADD also reports the current state once: a socket that is
    * already readable gets its edge on the next poll, so registering after
    * data arrived loses nothing. */
   return ep_ctl_io(r, EPOLL_CTL_ADD, io, interest);
 }
 
-static int ep_modify(px__reactor *r, px__io *io, unsigned interest) {
+static int ep_modify(px__reactor *r, px__io *io, unsigned interest,
+                     void *slot) {
   /* Edge-triggered registrations watch both directions for their whole
-   * life, so the usual call (same interest) costs no system call. A real
-   * change of interest is still honoured. */
-  if (io != NULL && interest == io->interest) return 0;
+   * life, so px__io never asks; a real change of interest (the core calls
+   * only for one) is still honoured. */
+  (void)slot;
   return ep_ctl_io(r, EPOLL_CTL_MOD, io, interest);
 }
 
-static int ep_del(px__reactor *r, px__io *io) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
+static int ep_del(px__reactor *r, px__io *io, void *slot) {
+  (void)slot;
   /* The event argument is ignored by DEL but must be non-NULL before
    * Linux 2.6.9. ENOENT (never added) and EBADF (already closed, which
    * removed it) both mean "not watched any more", which is what we want. */
@@ -148,8 +145,6 @@ static unsigned ready_bits(uint32_t events) {
 }
 
 static int ep_poll(px__reactor *r, int timeout_ms) {
-  if (r == NULL) return PX_EINVAL;
-  px__reactor_free_retired(r);
   int n = epoll_wait(r->epfd, r->events, (int)r->capacity, timeout_ms);
   if (n < 0) {
     /* A signal interrupted the wait: report "nothing happened" and let the
@@ -172,18 +167,16 @@ static int ep_poll(px__reactor *r, int timeout_ms) {
 
 const px__reactor_ops px__epoll_ops = {
     .name = "epoll",
-    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
-    .max_fd = 0,
+    /* DEFER_FREE: a batch of events names registrations by pointer
+     * (data.ptr), so one closed on another worker while the batch is
+     * dispatched is freed only when the next poll begins (reactors/core.c);
+     * EPOLL_CTL_DEL made sure no later batch names it. No table: the kernel
+     * keeps the one registration per descriptor. */
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_DEFER_FREE,
     .create = ep_create,
     .destroy = ep_destroy,
     .add = ep_add,
     .modify = ep_modify,
     .del = ep_del,
     .poll = ep_poll,
-    .wakeup = px__reactor_wakeup,
-    /* A batch of events names registrations by pointer (data.ptr): one
-     * closed on another worker while the batch is dispatched is freed only
-     * when the next poll begins (reactors/core.h); EPOLL_CTL_DEL made
-     * sure no later batch names it. */
-    .retire = px__reactor_retire,
 };

@@ -73,32 +73,28 @@
 /* Set in the user_data of a removal, whose other bits name its target. */
 #define REMOVE_BIT (UINT64_C(1) << 63)
 
-/* The registration of one descriptor (io NULL: none). */
+/* What the core's table keeps for a registered descriptor. */
 typedef struct slot {
-  px__io *io;
   uint32_t gen;  /* of its current request: user_data's high half */
   unsigned mask; /* POLL* bits asked for; 0: no request in flight */
 } slot;
 struct px__reactor {
-  px__reactor_core core; /* mu guards the SQ and slots; wake: an eventfd */
+  px__reactor_core core; /* mu guards the SQ and the table; wake: eventfd */
   struct io_uring ring;
   bool ring_ok;
-  px__fd_table slots; /* descriptor -> its slot */
-  uint32_t gen;       /* the last generation handed out */
+  uint32_t gen; /* the last generation handed out */
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
                "px__reactor_new needs the core first");
 
 static void ur_destroy(px__reactor *r) {
-  if (r == NULL) return;
   /* Closing the ring cancels what is still armed. Linux does that from a
    * worker that then queues task work to the threads that used the ring,
    * which interrupts one later blocking call of theirs: an epoll_wait in
    * this thread may return EINTR once, which reactor.h already counts as
    * "0 events". */
   if (r->ring_ok) io_uring_queue_exit(&r->ring);
-  px__fd_table_free(&r->slots);
   px__reactor_free(r, sizeof(*r));
 }
 
@@ -152,8 +148,6 @@ static int probe_multishot(px__reactor *r) {
 }
 
 static int ur_create(const px_config *cfg, px__reactor **out) {
-  if (out == NULL) return PX_EINVAL;
-  *out = NULL;
   /* The SQ only carries registrations and removals, a few per wait, and a
    * small ring matters: without CAP_IPC_LOCK (in a user namespace, say)
    * Linux counts ring memory against RLIMIT_MEMLOCK, often 8 MiB, and frees
@@ -166,12 +160,6 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
   int err;
   px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
-  /* The table's first size up front: a program with a few sockets then
-   * allocates nothing per registration beyond what add itself needs. */
-  if (px__fd_table_init(&r->slots, sizeof(slot)) < 0) {
-    ur_destroy(r);
-    return PX_ENOMEM;
-  }
   /* The CQ is twice the SQ (the default). More registrations than that
    * can be ready at once; the kernel then keeps the extra completions on
    * an overflow list, or ends a multishot poll, which poll re-arms. */
@@ -219,22 +207,15 @@ static uint64_t data_of(int fd, uint32_t gen) {
 }
 
 /* Starts a request for io with `interest`. mu held. */
-static int start(px__reactor *r, px__io *io, unsigned interest) {
-  slot *s = px__fd_table_slot(&r->slots, io->fd);
-  if (s == NULL) return PX_ENOMEM;
+static int start(px__reactor *r, px__io *io, unsigned interest, slot *s) {
   /* Generation 0 is never used, so user_data never equals a TAG_*; 31
    * bits, so that it never has REMOVE_BIT. */
   if (++r->gen == 0 || r->gen > 0x7fffffffu) r->gen = 1;
   s->gen = r->gen;
   s->mask = poll_mask(interest);
-  if (s->mask != 0) {
-    int err = queue_poll(r, io->fd, s->mask, data_of(io->fd, s->gen));
-    if (err == 0) err = submit(r);
-    if (err < 0) return err;
-  }
-  s->io = io;
-  io->interest = interest;
-  return 0;
+  if (s->mask == 0) return 0;
+  int err = queue_poll(r, io->fd, s->mask, data_of(io->fd, s->gen));
+  return err == 0 ? submit(r) : err;
 }
 
 /* Queues the removal of the poll whose user_data is `target`. mu held. */
@@ -247,56 +228,28 @@ static void queue_remove(px__reactor *r, uint64_t target) {
 
 /* Ends the request of the registration in `s`. mu held. */
 static void stop(px__reactor *r, slot *s, int fd) {
-  s->io = NULL;
   if (s->mask == 0) return; /* nothing in flight */
   queue_remove(r, data_of(fd, s->gen));
   (void)submit(r);
 }
 
-static slot *find(px__reactor *r, px__io *io) {
-  slot *s = px__fd_table_at(&r->slots, io->fd);
-  return s != NULL && s->io == io ? s : NULL;
+/* add, modify and del run under the core's mutex, with io's slot. */
+
+static int ur_add(px__reactor *r, px__io *io, unsigned interest, void *s) {
+  return start(r, io, interest & (PX__READABLE | PX__WRITABLE), s);
 }
 
-static int ur_add(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
-  /* A poll on a closed descriptor would fail only in its CQE, later. */
-  if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
-  pthread_mutex_lock(&r->core.mu);
-  int err = 0;
-  slot *s = px__fd_table_at(&r->slots, io->fd);
-  if (s != NULL && s->io != NULL)
-    err = PX_EBUSY;
-  else
-    err = start(r, io, interest & (PX__READABLE | PX__WRITABLE));
-  pthread_mutex_unlock(&r->core.mu);
-  return err;
-}
-
-static int ur_modify(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
+static int ur_modify(px__reactor *r, px__io *io, unsigned interest, void *s) {
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  int err = 0;
-  slot *s = find(r, io);
-  if (s == NULL) {
-    err = PX_ENOENT;
-  } else if (poll_mask(interest) != s->mask) {
-    /* A poll's mask is fixed: replace the request. (Edge-triggered
-     * registrations never come here from px__io.) */
-    stop(r, s, io->fd);
-    err = start(r, io, interest);
-  }
-  pthread_mutex_unlock(&r->core.mu);
-  return err;
+  if (poll_mask(interest) == ((slot *)s)->mask) return 0;
+  /* A poll's mask is fixed: replace the request. (Edge-triggered
+   * registrations never come here from px__io.) */
+  stop(r, s, io->fd);
+  return start(r, io, interest, s);
 }
 
-static int ur_del(px__reactor *r, px__io *io) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->core.mu);
-  slot *s = find(r, io);
-  if (s != NULL) stop(r, s, io->fd);
-  pthread_mutex_unlock(&r->core.mu);
+static int ur_del(px__reactor *r, px__io *io, void *s) {
+  stop(r, s, io->fd);
   return 0;
 }
 
@@ -317,21 +270,23 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   }
   int fd = (int)(uint32_t)data;
   uint32_t gen = (uint32_t)(data >> 32);
-  slot *s = px__fd_table_at(&r->slots, fd);
+  void *sp = NULL;
+  px__io *io = px__reactor_at(r, fd, &sp);
+  slot *s = sp;
   /* A request that was removed (or replaced) since: drop its CQEs. One
    * that is still armed (F_MORE) slipped past its removal: remove it. */
-  if (s == NULL || s->io == NULL || s->gen != gen) {
+  if (io == NULL || s->gen != gen) {
     if (more) queue_remove(r, data);
     return 0;
   }
   int dispatched = 0;
   if (cqe->res > 0) {
-    px__io_dispatch(s->io, px__ready_from_poll(cqe->res));
+    px__io_dispatch(io, px__ready_from_poll(cqe->res));
     dispatched = 1;
   } else if (cqe->res < 0 && cqe->res != -ECANCELED) {
     /* The poll itself failed (EBADF: closed without deregistering). Tell
      * the waiters; re-arming would fail the same way. */
-    px__io_dispatch(s->io, PX__ERROR);
+    px__io_dispatch(io, PX__ERROR);
     return 1;
   }
   /* The kernel ended the multishot poll (CQ overflow, ...): arm it again,
@@ -341,7 +296,6 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
 }
 
 static int ur_poll(px__reactor *r, int timeout_ms) {
-  if (r == NULL) return PX_EINVAL;
   struct io_uring_cqe *cqe = NULL;
   int rc;
   if (timeout_ms < 0) {
@@ -349,8 +303,9 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   } else if (timeout_ms == 0) {
     rc = io_uring_peek_cqe(&r->ring, &cqe);
   } else {
-    struct __kernel_timespec ts = {.tv_sec = timeout_ms / 1000,
-                                   .tv_nsec = (timeout_ms % 1000) * 1000000L};
+    struct timespec t;
+    (void)px__timeout_timespec(timeout_ms, &t);
+    struct __kernel_timespec ts = {.tv_sec = t.tv_sec, .tv_nsec = t.tv_nsec};
     rc = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
   }
   /* ETIME: the timeout passed; EAGAIN: nothing to peek; EINTR: a signal.
@@ -374,13 +329,12 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
 
 const px__reactor_ops px__io_uring_ops = {
     .name = "io_uring",
-    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
-    .max_fd = 0,
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE,
+    .slot_size = sizeof(slot),
     .create = ur_create,
     .destroy = ur_destroy,
     .add = ur_add,
     .modify = ur_modify,
     .del = ur_del,
     .poll = ur_poll,
-    .wakeup = px__reactor_wakeup,
 };

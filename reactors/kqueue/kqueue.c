@@ -20,11 +20,11 @@
  *
  * Threading: add, modify and del may be called from any thread. kevent
  * copies events out to the poller, and another thread may delete a knote
- * right after; so the poller checks each event's px__io against a table
- * (descriptor -> px__io) under a mutex and dispatches under that mutex,
- * which del also takes: once del has returned no dispatch reaches its
+ * right after; so the poller checks each event's px__io against the core's
+ * table (descriptor -> px__io) under the core's mutex and dispatches under
+ * that mutex, which del also takes: once del has returned no dispatch reaches its
  * px__io. A closed registration's memory is freed only when the next poll
- * begins (px__reactor_retire), so a new registration of the same
+ * begins (PX__REACTOR_DEFER_FREE), so a new registration of the same
  * descriptor cannot have its address while an event may still name it.
  */
 #include <errno.h>
@@ -55,9 +55,8 @@
 #endif
 
 struct px__reactor {
-  px__reactor_core core; /* mu guards table; wake: see WAKE_KIND */
+  px__reactor_core core; /* wake: see WAKE_KIND */
   int kq;
-  px__fd_table table; /* descriptor -> its registration (px__io *) */
   uint32_t capacity;
   struct kevent *events; /* capacity entries, reused by every poll */
 };
@@ -80,9 +79,7 @@ static void close_kqueue(int kq) {
 }
 
 static void kq_destroy(px__reactor *r) {
-  if (r == NULL) return;
   if (r->kq >= 0) close_kqueue(r->kq);
-  px__fd_table_free(&r->table);
   px__free(r->events, (size_t)r->capacity * sizeof(*r->events));
   px__reactor_free(r, sizeof(*r));
 }
@@ -111,8 +108,6 @@ static int make_wake(px__reactor *r) {
 }
 
 static int kq_create(const px_config *cfg, px__reactor **out) {
-  if (out == NULL) return PX_EINVAL;
-  *out = NULL;
   uint32_t capacity = DEFAULT_EVENT_CAPACITY;
   if (cfg != NULL && cfg->event_capacity != 0) capacity = cfg->event_capacity;
   int err;
@@ -121,7 +116,7 @@ static int kq_create(const px_config *cfg, px__reactor **out) {
   r->kq = -1;
   r->capacity = capacity;
   r->events = px__alloc((size_t)capacity * sizeof(*r->events));
-  if (r->events == NULL || px__fd_table_init(&r->table, sizeof(px__io *)) < 0) {
+  if (r->events == NULL) {
     kq_destroy(r);
     return PX_ENOMEM;
   }
@@ -161,69 +156,36 @@ static int changes_for(px__io *io, unsigned on, unsigned off,
   return n;
 }
 
-static int kq_add(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
+/* add, modify and del run under the core's mutex, which the poller also
+ * holds while it dispatches. */
+
+static int kq_add(px__reactor *r, px__io *io, unsigned interest, void *slot) {
+  (void)slot;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  px__io **slot = px__fd_table_slot(&r->table, io->fd);
-  int err = slot == NULL ? PX_ENOMEM : *slot != NULL ? PX_EBUSY : 0;
-  if (err == 0) {
-    struct kevent ch[2];
-    /* A closed descriptor fails here with EBADF. */
-    err = apply(r, ch, changes_for(io, interest, 0, ch));
-    if (err == 0) {
-      *slot = io;
-      io->interest = interest;
-    }
-  }
-  pthread_mutex_unlock(&r->core.mu);
-  return err;
+  struct kevent ch[2];
+  /* A closed descriptor fails here with EBADF. */
+  return apply(r, ch, changes_for(io, interest, 0, ch));
 }
 
-/* The table slot of `io` when it is registered as `fd`, else NULL; never
- * reads *io, which the poller may hold from an event whose registration
- * was freed since. */
-static px__io **registered_as(px__reactor *r, uintptr_t fd, const px__io *io) {
-  px__io **slot = fd <= INT_MAX ? px__fd_table_at(&r->table, (int)fd) : NULL;
-  return slot != NULL && *slot == io ? slot : NULL;
-}
-
-/* io's slot in the table, or NULL when io is not registered. */
-static px__io **registered(px__reactor *r, px__io *io) {
-  return io->fd >= 0 ? registered_as(r, (uintptr_t)io->fd, io) : NULL;
-}
-
-static int kq_modify(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
+static int kq_modify(px__reactor *r, px__io *io, unsigned interest,
+                     void *slot) {
+  (void)slot;
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  int err = PX_ENOENT;
-  if (registered(r, io) != NULL) {
-    /* Only filters that change are touched. (Edge-triggered registrations
-     * never come here from px__io.) */
-    struct kevent ch[2];
-    unsigned on = interest & ~io->interest, off = io->interest & ~interest;
-    err = apply(r, ch, changes_for(io, on, off, ch));
-    if (err == 0) io->interest = interest;
-  }
-  pthread_mutex_unlock(&r->core.mu);
-  return err;
+  /* Only filters that change are touched. (Edge-triggered registrations
+   * never come here from px__io.) */
+  struct kevent ch[2];
+  unsigned on = interest & ~io->interest, off = io->interest & ~interest;
+  return apply(r, ch, changes_for(io, on, off, ch));
 }
 
-static int kq_del(px__reactor *r, px__io *io) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->core.mu);
-  px__io **slot = registered(r, io);
-  if (slot != NULL) {
-    *slot = NULL;
-    struct kevent ch[2];
-    /* ENOENT (a filter never added) and EBADF (the descriptor was closed,
-     * which removed its knotes) both mean "not watched any more". Each
-     * filter separately, so one failure does not hide the other. */
-    int n = changes_for(io, 0, io->interest, ch);
-    for (int i = 0; i < n; i++) (void)apply(r, &ch[i], 1);
-  }
-  pthread_mutex_unlock(&r->core.mu);
+static int kq_del(px__reactor *r, px__io *io, void *slot) {
+  (void)slot;
+  struct kevent ch[2];
+  /* ENOENT (a filter never added) and EBADF (the descriptor was closed,
+   * which removed its knotes) both mean "not watched any more". Each
+   * filter separately, so one failure does not hide the other. */
+  int n = changes_for(io, 0, io->interest, ch);
+  for (int i = 0; i < n; i++) (void)apply(r, &ch[i], 1);
   return 0;
 }
 
@@ -240,16 +202,9 @@ static unsigned ready_bits(const struct kevent *ev) {
 }
 
 static int kq_poll(px__reactor *r, int timeout_ms) {
-  if (r == NULL) return PX_EINVAL;
-  /* Closed registrations are freed only now (px__reactor_retire). */
-  px__reactor_free_retired(r);
-  struct timespec ts, *tsp = NULL;
-  if (timeout_ms >= 0) {
-    ts.tv_sec = timeout_ms / 1000;
-    ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-    tsp = &ts;
-  }
-  int n = kevent(r->kq, NULL, 0, r->events, (int)r->capacity, tsp);
+  struct timespec ts;
+  int n = kevent(r->kq, NULL, 0, r->events, (int)r->capacity,
+                 px__timeout_timespec(timeout_ms, &ts));
   if (n < 0) {
     /* A signal: "nothing happened", as reactor.h promises. */
     if (errno == EINTR) return 0;
@@ -269,7 +224,7 @@ static int kq_poll(px__reactor *r, int timeout_ms) {
 #endif
     px__io *io = (px__io *)(uintptr_t)ev->udata;
     /* Deregistered since kevent returned? Then this event is stale. */
-    if (io == NULL || registered_as(r, ev->ident, io) == NULL) continue;
+    if (px__reactor_lookup(r, ev->ident, io) == NULL) continue;
     px__io_dispatch(io, ready_bits(ev));
     dispatched++;
   }
@@ -278,7 +233,6 @@ static int kq_poll(px__reactor *r, int timeout_ms) {
 }
 
 static int kq_wakeup(px__reactor *r) {
-  if (r == NULL) return PX_EINVAL;
 #ifdef EVFILT_USER
   struct kevent kev;
   EV_SET(&kev, WAKE_IDENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
@@ -290,8 +244,9 @@ static int kq_wakeup(px__reactor *r) {
 
 const px__reactor_ops px__kqueue_ops = {
     .name = "kqueue",
-    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
-    .max_fd = 0,
+    /* DEFER_FREE: events name registrations by pointer (udata). */
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE |
+                PX__REACTOR_DEFER_FREE,
     .create = kq_create,
     .destroy = kq_destroy,
     .add = kq_add,
@@ -299,5 +254,4 @@ const px__reactor_ops px__kqueue_ops = {
     .del = kq_del,
     .poll = kq_poll,
     .wakeup = kq_wakeup,
-    .retire = px__reactor_retire,
 };

@@ -26,8 +26,7 @@
  * per process), so add, modify and del may run in any thread while another
  * is inside the loop. event_del waits for a callback of that event running
  * in another thread to finish, which gives reactor.h's promise: no dispatch
- * once del has returned. The descriptor -> event table is guarded by a
- * mutex of ours.
+ * once del has returned. The descriptor -> event table is the core's.
  *
  * Allocation: each struct event lives in memory from px__alloc (event_assign
  * instead of event_new). libevent's own internal allocations (the base, its
@@ -49,13 +48,12 @@
 #include "reactors/reactor.h"
 
 struct px__reactor {
-  px__reactor_core core; /* mu guards regs; wake: an eventfd, or a pipe */
+  px__reactor_core core; /* wake: an eventfd, or a pipe */
   struct event_base *base;
   short extra;        /* EV_CLOSED when the method supports it, else 0 */
   struct event *wake; /* the wake-up descriptor's read event */
   struct event *timer;
-  int dispatched;    /* counted by the callbacks during one poll */
-  px__fd_table regs; /* descriptor -> its registration (struct reg *) */
+  int dispatched; /* counted by the callbacks during one poll */
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
@@ -99,13 +97,11 @@ static void reg_release(reg *g) {
 }
 
 static void le_destroy(px__reactor *r) {
-  if (r == NULL) return;
   /* Registrations left behind by their owners: their events go too. */
-  for (size_t fd = 0; fd < r->regs.cap; fd++) {
-    reg **slot = px__fd_table_at(&r->regs, (int)fd);
-    reg_release(*slot);
-  }
-  px__fd_table_free(&r->regs);
+  void *slot;
+  int end = px__reactor_table_end(r);
+  for (int fd = 0; fd < end; fd++)
+    if (px__reactor_at(r, fd, &slot) != NULL) reg_release(*(reg **)slot);
   event_release(r->wake);
   event_release(r->timer);
   if (r->base != NULL) event_base_free(r->base);
@@ -143,19 +139,14 @@ static void on_event(evutil_socket_t fd, short what, void *arg) {
 
 static int le_create(const px_config *cfg, px__reactor **out) {
   (void)cfg; /* libevent sizes its own event buffers */
-  if (out == NULL) return PX_EINVAL;
-  *out = NULL;
   pthread_once(&threads_once, use_threads);
   if (threads_rc != 0) return PX_ENOTSUP;
 
   int err;
   px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
-  /* The table's first size up front: a program with a few sockets then
-   * allocates nothing per registration beyond what add itself needs. */
-  struct event_config *ec = NULL;
-  if (px__fd_table_init(&r->regs, sizeof(reg *)) < 0 ||
-      (ec = event_config_new()) == NULL) {
+  struct event_config *ec = event_config_new();
+  if (ec == NULL) {
     le_destroy(r);
     return PX_ENOMEM;
   }
@@ -208,79 +199,53 @@ static int arm(reg *g, unsigned interest) {
   return 0;
 }
 
-static int le_add(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
-  if (fcntl(io->fd, F_GETFD) < 0) return px_err_from_errno(errno);
+/* The core's slot of a descriptor holds its struct reg *; add, modify
+ * and del run under the core's mutex. */
+
+static int le_add(px__reactor *r, px__io *io, unsigned interest, void *slot) {
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  reg **slot = px__fd_table_slot(&r->regs, io->fd);
-  reg *g = NULL;
-  int err = slot == NULL ? PX_ENOMEM : *slot != NULL ? PX_EBUSY : 0;
-  if (err == 0 && (g = px__alloc(reg_size())) == NULL) err = PX_ENOMEM;
-  if (err == 0) {
-    g->r = r;
-    g->io = io;
-    err = arm(g, interest);
-    if (err < 0) {
-      px__free(g, reg_size());
-    } else {
-      *slot = g;
-      io->interest = interest;
-    }
+  reg *g = px__alloc(reg_size());
+  if (g == NULL) return PX_ENOMEM;
+  g->r = r;
+  g->io = io;
+  int err = arm(g, interest);
+  if (err < 0) {
+    px__free(g, reg_size());
+    return err;
   }
-  pthread_mutex_unlock(&r->core.mu);
-  return err;
+  *(reg **)slot = g;
+  return 0;
 }
 
-/* io's slot in the table, or NULL when io is not registered. Called with
- * r->core.mu held. */
-static reg **find(px__reactor *r, px__io *io) {
-  reg **slot = px__fd_table_at(&r->regs, io->fd);
-  return (slot != NULL && *slot != NULL && (*slot)->io == io) ? slot : NULL;
+static int le_modify(px__reactor *r, px__io *io, unsigned interest,
+                     void *slot) {
+  (void)r;
+  (void)io;
+  /* An event's flags are fixed while it is added: delete, reassign, add.
+   * Edge-triggered registrations never come here from px__io. */
+  reg *g = *(reg **)slot;
+  event_del(EVENT_OF(g));
+  return arm(g, interest & (PX__READABLE | PX__WRITABLE));
 }
 
-static int le_modify(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
-  interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  int err = 0;
-  reg **slot = find(r, io);
-  if (slot == NULL) {
-    err = PX_ENOENT;
-  } else if (interest != io->interest) {
-    /* An event's flags are fixed while it is added: delete, reassign,
-     * add. Edge-triggered registrations never come here from px__io. */
-    event_del(EVENT_OF(*slot));
-    err = arm(*slot, interest);
-    if (err == 0) io->interest = interest;
-  }
-  pthread_mutex_unlock(&r->core.mu);
-  return err;
-}
-
-static int le_del(px__reactor *r, px__io *io) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->core.mu);
-  reg **slot = find(r, io);
-  reg *g = slot != NULL ? *slot : NULL;
-  if (slot != NULL) *slot = NULL;
-  pthread_mutex_unlock(&r->core.mu);
-  /* Outside our mutex: event_del may wait for this event's callback to
-   * finish in the polling thread, and that callback must not wait for us. */
-  reg_release(g);
+static int le_del(px__reactor *r, px__io *io, void *slot) {
+  (void)r;
+  (void)io;
+  /* event_del waits for this event's callback to finish in the polling
+   * thread; the callback never takes the core's mutex, which we hold. */
+  reg_release(*(reg **)slot);
   return 0;
 }
 
 static int le_poll(px__reactor *r, int timeout_ms) {
-  if (r == NULL) return PX_EINVAL;
   r->dispatched = 0;
   int flags = EVLOOP_ONCE;
   if (timeout_ms == 0) {
     flags = EVLOOP_NONBLOCK;
   } else if (timeout_ms > 0) {
-    struct timeval tv = {.tv_sec = timeout_ms / 1000,
-                         .tv_usec = (timeout_ms % 1000) * 1000};
-    if (evtimer_add(r->timer, &tv) < 0) return PX_EIO;
+    struct timeval tv;
+    if (evtimer_add(r->timer, px__timeout_timeval(timeout_ms, &tv)) < 0)
+      return PX_EIO;
   }
   /* A signal makes libevent's epoll_wait return EINTR, which it treats as
    * "nothing yet" and, with EVLOOP_ONCE, waits again: never an error. */
@@ -292,13 +257,12 @@ static int le_poll(px__reactor *r, int timeout_ms) {
 
 const px__reactor_ops px__libevent_ops = {
     .name = "libevent",
-    .features = PX__REACTOR_EDGE | PX__REACTOR_O1,
-    .max_fd = 0,
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE,
+    .slot_size = sizeof(reg *),
     .create = le_create,
     .destroy = le_destroy,
     .add = le_add,
     .modify = le_modify,
     .del = le_del,
     .poll = le_poll,
-    .wakeup = px__reactor_wakeup,
 };

@@ -8,8 +8,8 @@
  *
  * The array is dense. Entry 0 is the self-pipe that carries cross-thread
  * wake-ups; every registration owns one entry, and a parallel array holds
- * its px__io. A map from descriptor to index (grown on demand) makes modify
- * and del O(1): del moves the last entry into the hole.
+ * its px__io. The core's descriptor table keeps each descriptor's index,
+ * which makes modify and del O(1): del moves the last entry into the hole.
  *
  * Level-triggered, so the interest is one-shot (reactors/readiness.c explains):
  * an entry watches only the directions with a waiter and drops a direction
@@ -45,7 +45,6 @@ struct px__reactor {
   struct pollfd *fds;    /* [0] is the wake pipe, then one per registration */
   px__io **ios;          /* parallel to fds ([0] is NULL) */
   size_t len, cap;
-  px__fd_table index_of;   /* descriptor -> index in fds (size_t), 0: none */
   struct pollfd *wait_fds; /* the poller's private copies */
   px__io **wait_ios;
   size_t wait_cap;
@@ -55,10 +54,8 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
                "px__reactor_new needs the core first");
 
 static void pl_destroy(px__reactor *r) {
-  if (r == NULL) return;
   px__free(r->fds, r->cap * sizeof(*r->fds));
   px__free(r->ios, r->cap * sizeof(*r->ios));
-  px__fd_table_free(&r->index_of);
   px__free(r->wait_fds, r->wait_cap * sizeof(*r->wait_fds));
   px__free(r->wait_ios, r->wait_cap * sizeof(*r->wait_ios));
   px__reactor_free(r, sizeof(*r));
@@ -95,18 +92,15 @@ static bool grow_pair(struct pollfd **fds, px__io ***ios, size_t *cap,
 
 static int pl_create(const px_config *cfg, px__reactor **out) {
   (void)cfg; /* poll returns per-entry answers; no event buffer to size */
-  if (out == NULL) return PX_EINVAL;
-  *out = NULL;
   int err;
   px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_PIPE, &err);
   if (r == NULL) return err;
-  /* Room for the first registrations up front, in the table, the map
-   * and the poller's copy, so that a program with a few sockets allocates
-   * nothing after start-up. */
+  /* Room for the first registrations up front, in the table and the
+   * poller's copy, so that a program with a few sockets allocates nothing
+   * after start-up. */
   if (!grow_pair(&r->fds, &r->ios, &r->cap, 0, INITIAL_CAPACITY) ||
       !grow_pair(&r->wait_fds, &r->wait_ios, &r->wait_cap, 0,
-                 INITIAL_CAPACITY) ||
-      px__fd_table_init(&r->index_of, sizeof(size_t)) < 0) {
+                 INITIAL_CAPACITY)) {
     pl_destroy(r);
     return PX_ENOMEM;
   }
@@ -139,92 +133,44 @@ static unsigned watched(const struct pollfd *p) {
          ((p->events & POLLOUT) ? PX__WRITABLE : 0u);
 }
 
-static int pl_add(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
-  int fd = io->fd;
-  /* poll would report POLLNVAL for it forever: refuse it here instead. */
-  if (fcntl(fd, F_GETFD) < 0) return px_err_from_errno(errno);
+/* The core's slot of a descriptor holds the index of its entry in fds. */
+
+static int pl_add(px__reactor *r, px__io *io, unsigned interest, void *slot) {
+  /* The core checked that the descriptor is open (poll would report
+   * POLLNVAL for it forever) and holds the mutex. */
   interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  int err = 0;
-  size_t *entry = px__fd_table_slot(&r->index_of, fd);
-  if (entry != NULL && *entry != 0) {
-    err = r->ios[*entry] == io ? 0 : PX_EBUSY;
-  } else if (entry == NULL ||
-             !grow_pair(&r->fds, &r->ios, &r->cap, r->len, r->len + 1)) {
-    err = PX_ENOMEM;
-  } else {
-    size_t i = r->len++;
-    set_entry(&r->fds[i], fd, interest);
-    r->ios[i] = io;
-    *entry = i;
-    io->interest = interest;
-  }
-  px__reactor_unlock(&r->core, err == 0 && interest != 0);
-  return err;
-}
-
-/*
- * The index of the entry of `io` registered as `fd`, or 0 when there is
- * none. It never reads *io: the poller asks with pointers from its copy,
- * whose registrations may have been deregistered and freed meanwhile.
- */
-static size_t find_fd(px__reactor *r, int fd, const px__io *io) {
-  const size_t *entry = px__fd_table_at(&r->index_of, fd);
-  if (entry == NULL) return 0;
-  size_t i = *entry;
-  return (i != 0 && r->ios[i] == io) ? i : 0;
-}
-
-/* The map entry of a descriptor that has an entry in fds. */
-static size_t *map_entry(px__reactor *r, int fd) {
-  return px__fd_table_at(&r->index_of, fd);
-}
-
-static size_t find(px__reactor *r, px__io *io) {
-  return find_fd(r, io->fd, io);
-}
-
-static int pl_modify(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
-  interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  size_t i = find(r, io);
-  if (i == 0) {
-    pthread_mutex_unlock(&r->core.mu);
-    return PX_ENOENT;
-  }
-  bool widened = (interest & ~watched(&r->fds[i])) != 0;
+  if (!grow_pair(&r->fds, &r->ios, &r->cap, r->len, r->len + 1))
+    return PX_ENOMEM;
+  size_t i = r->len++;
   set_entry(&r->fds[i], io->fd, interest);
-  io->interest = interest;
-  px__reactor_unlock(&r->core, widened);
+  r->ios[i] = io;
+  *(size_t *)slot = i;
   return 0;
 }
 
-static int pl_del(px__reactor *r, px__io *io) {
-  if (r == NULL || io == NULL) return PX_EINVAL;
-  pthread_mutex_lock(&r->core.mu);
-  size_t i = find(r, io);
-  if (i != 0) {
-    /* O(1) removal: the last entry moves into the hole. */
-    size_t last = --r->len;
-    if (i != last) {
-      r->fds[i] = r->fds[last];
-      r->ios[i] = r->ios[last];
-      *map_entry(r, r->ios[i]->fd) = i;
-    }
-    *map_entry(r, io->fd) = 0;
+static int pl_modify(px__reactor *r, px__io *io, unsigned interest,
+                     void *slot) {
+  set_entry(&r->fds[*(size_t *)slot], io->fd,
+            interest & (PX__READABLE | PX__WRITABLE));
+  return 0;
+}
+
+static int pl_del(px__reactor *r, px__io *io, void *slot) {
+  (void)io;
+  /* O(1) removal: the last entry moves into the hole. */
+  size_t i = *(size_t *)slot;
+  size_t last = --r->len;
+  if (i != last) {
+    r->fds[i] = r->fds[last];
+    r->ios[i] = r->ios[last];
+    *(size_t *)px__reactor_lookup(r, (uintptr_t)r->ios[i]->fd, r->ios[i]) = i;
   }
   /* A poller blocked in another thread may still wait on its copy of the
    * entry; it checks the table before dispatching, so nothing reaches io. */
-  pthread_mutex_unlock(&r->core.mu);
   return 0;
 }
 
 static int pl_poll(px__reactor *r, int timeout_ms) {
-  if (r == NULL) return PX_EINVAL;
-  /* Closed registrations are freed only now (px__reactor_retire). */
-  px__reactor_free_retired(r);
   pthread_mutex_lock(&r->core.mu);
   size_t n = r->len;
   /* The copy keeps the arrays' old contents out of the way: only the
@@ -257,8 +203,9 @@ static int pl_poll(px__reactor *r, int timeout_ms) {
     got--;
     /* Still the same registration? It may have been deregistered (and the
      * entries moved) while we waited. */
-    size_t i = find_fd(r, w->fd, r->wait_ios[k]);
-    if (i == 0) continue;
+    size_t *slot = px__reactor_lookup(r, (uintptr_t)w->fd, r->wait_ios[k]);
+    if (slot == NULL) continue;
+    size_t i = *slot;
     unsigned ready = px__ready_from_poll(w->revents);
     /* Only directions still watched, plus what cannot be masked. */
     ready &= watched(&r->fds[i]) | PX__HUP | PX__ERROR;
@@ -279,14 +226,15 @@ static int pl_poll(px__reactor *r, int timeout_ms) {
 
 const px__reactor_ops px__poll_ops = {
     .name = "poll",
-    .features = 0,
-    .max_fd = 0,
+    /* DEFER_FREE: the poller compares the pointers of its copy with the
+     * table, and a freed registration's memory may come back as a new one
+     * under the same descriptor. */
+    .features = PX__REACTOR_FD_TABLE | PX__REACTOR_DEFER_FREE,
+    .slot_size = sizeof(size_t),
     .create = pl_create,
     .destroy = pl_destroy,
     .add = pl_add,
     .modify = pl_modify,
     .del = pl_del,
     .poll = pl_poll,
-    .wakeup = px__reactor_wakeup,
-    .retire = px__reactor_retire,
 };

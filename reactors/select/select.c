@@ -6,8 +6,9 @@
  * ready, so every wait rebuilds the sets from a table and every answer is
  * found by scanning them: O(highest descriptor) per wait, however few are
  * ready. An fd_set has room for FD_SETSIZE descriptors (1024 on Linux) and
- * FD_SET with a larger number writes past its end, so add refuses such a
- * descriptor with PX_ERANGE before it could ever reach FD_SET. (PX_ERANGE
+ * FD_SET with a larger number writes past its end, so registration
+ * (px__io_register, for max_fd) refuses such a descriptor with PX_ERANGE
+ * before it could ever reach FD_SET. (PX_ERANGE
  * rather than PX_EINVAL: the descriptor is valid, just out of this
  * backend's range, and a program that sees it knows to pick another.)
  *
@@ -15,8 +16,10 @@
  * directions somebody waits for and stops watching a direction once it has
  * fired; px__io_poll_ready re-arms it through modify (reactors/readiness.c).
  *
- * The table is indexed by descriptor: registration, modify and del are
- * O(1). A self-pipe in the read set carries cross-thread wake-ups.
+ * The core's table, indexed by descriptor, says which registration owns
+ * each descriptor and what it watches (io->interest): registration, modify
+ * and del are O(1). A self-pipe in the read set carries cross-thread
+ * wake-ups.
  *
  * Threading: the table is guarded by a mutex. The poller copies the sets
  * under it, waits without it, and dispatches under it again, so a del from
@@ -38,24 +41,17 @@
 #include "reactors/reactor.h"
 
 struct px__reactor {
-  px__reactor_core core;     /* mu guards the rest; wake is the self-pipe */
-  px__io *table[FD_SETSIZE]; /* the registration of each descriptor */
-  unsigned char watch[FD_SETSIZE]; /* PX__READABLE | PX__WRITABLE watched */
-  int nfds;                        /* one past the highest registered fd */
+  px__reactor_core core; /* mu guards nfds and the table; wake: self-pipe */
+  int nfds;              /* one past the highest registered fd */
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
                "px__reactor_new needs the core first");
 
-static void sel_destroy(px__reactor *r) {
-  if (r == NULL) return;
-  px__reactor_free(r, sizeof(*r));
-}
+static void sel_destroy(px__reactor *r) { px__reactor_free(r, sizeof(*r)); }
 
 static int sel_create(const px_config *cfg, px__reactor **out) {
   (void)cfg; /* event_capacity does not apply: select fills fixed sets */
-  if (out == NULL) return PX_EINVAL;
-  *out = NULL;
   int err;
   px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_PIPE, &err);
   if (r == NULL) return err;
@@ -68,57 +64,27 @@ static int sel_create(const px_config *cfg, px__reactor **out) {
   return 0;
 }
 
-static int sel_add(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0) return PX_EINVAL;
-  int fd = io->fd;
-  if (fd >= FD_SETSIZE) return PX_ERANGE;
-  /* select would fail the whole wait with EBADF: refuse it here instead. */
-  if (fcntl(fd, F_GETFD) < 0) return px_err_from_errno(errno);
-  pthread_mutex_lock(&r->core.mu);
-  int err = 0;
-  if (r->table[fd] != NULL && r->table[fd] != io) {
-    err = PX_EBUSY;
-  } else {
-    r->table[fd] = io;
-    r->watch[fd] = (unsigned char)(interest & (PX__READABLE | PX__WRITABLE));
-    io->interest = r->watch[fd];
-    if (fd + 1 > r->nfds) r->nfds = fd + 1;
-  }
-  px__reactor_unlock(&r->core, err == 0 && interest != 0);
-  return err;
-}
-
-static int sel_modify(px__reactor *r, px__io *io, unsigned interest) {
-  if (r == NULL || io == NULL || io->fd < 0 || io->fd >= FD_SETSIZE)
-    return PX_EINVAL;
-  interest &= PX__READABLE | PX__WRITABLE;
-  pthread_mutex_lock(&r->core.mu);
-  if (r->table[io->fd] != io) {
-    pthread_mutex_unlock(&r->core.mu);
-    return PX_ENOENT;
-  }
-  /* A poller blocked in another thread built its sets before this change;
-   * only a wider interest needs it to start over. */
-  bool widened = (interest & ~r->watch[io->fd]) != 0;
-  r->watch[io->fd] = (unsigned char)interest;
-  io->interest = interest;
-  px__reactor_unlock(&r->core, widened);
+/*
+ * The watched directions of each descriptor are its registration's
+ * io->interest, which the core keeps; the fd_sets are built from them.
+ * The core has checked that fd < FD_SETSIZE (max_fd) and that the
+ * descriptor is open, and holds the mutex.
+ */
+static int sel_add(px__reactor *r, px__io *io, unsigned interest, void *slot) {
+  (void)interest;
+  (void)slot;
+  if (io->fd + 1 > r->nfds) r->nfds = io->fd + 1;
   return 0;
 }
 
-static int sel_del(px__reactor *r, px__io *io) {
-  if (r == NULL || io == NULL || io->fd < 0 || io->fd >= FD_SETSIZE)
-    return PX_EINVAL;
-  pthread_mutex_lock(&r->core.mu);
-  if (r->table[io->fd] == io) {
-    r->table[io->fd] = NULL;
-    r->watch[io->fd] = 0;
-    while (r->nfds > 0 && r->table[r->nfds - 1] == NULL) r->nfds--;
-  }
+static int sel_del(px__reactor *r, px__io *io, void *slot) {
+  (void)io;
+  (void)slot;
   /* A poller blocked in another thread may still have this descriptor in
    * its sets; once the caller closes it, select fails with EBADF, which the
    * poller handles by starting over. No wake-up is needed. */
-  pthread_mutex_unlock(&r->core.mu);
+  while (r->nfds > 0 && px__reactor_at(r, r->nfds - 1, NULL) == NULL)
+    r->nfds--;
   return 0;
 }
 
@@ -130,10 +96,11 @@ static int sel_del(px__reactor *r, px__io *io) {
 static int report_closed(px__reactor *r) {
   int n = 0;
   for (int fd = 0; fd < r->nfds; fd++) {
-    if (r->table[fd] == NULL || r->watch[fd] == 0) continue;
+    px__io *io = px__reactor_at(r, fd, NULL);
+    if (io == NULL || io->interest == 0) continue;
     if (fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
-      r->watch[fd] = 0;
-      px__io_dispatch(r->table[fd], PX__ERROR);
+      io->interest = 0;
+      px__io_dispatch(io, PX__ERROR);
       n++;
     }
   }
@@ -141,28 +108,24 @@ static int report_closed(px__reactor *r) {
 }
 
 static int sel_poll(px__reactor *r, int timeout_ms) {
-  if (r == NULL) return PX_EINVAL;
   fd_set rd, wr;
   FD_ZERO(&rd);
   FD_ZERO(&wr);
   pthread_mutex_lock(&r->core.mu);
   int nfds = r->nfds;
   for (int fd = 0; fd < nfds; fd++) {
-    if (r->watch[fd] & PX__READABLE) FD_SET(fd, &rd);
-    if (r->watch[fd] & PX__WRITABLE) FD_SET(fd, &wr);
+    px__io *io = px__reactor_at(r, fd, NULL);
+    if (io == NULL) continue;
+    if (io->interest & PX__READABLE) FD_SET(fd, &rd);
+    if (io->interest & PX__WRITABLE) FD_SET(fd, &wr);
   }
   FD_SET(r->core.wakeup_fd.rd, &rd);
   if (r->core.wakeup_fd.rd + 1 > nfds) nfds = r->core.wakeup_fd.rd + 1;
   r->core.polling = true;
   pthread_mutex_unlock(&r->core.mu);
 
-  struct timeval tv, *tvp = NULL;
-  if (timeout_ms >= 0) {
-    tv.tv_sec = timeout_ms / 1000;
-    tv.tv_usec = (timeout_ms % 1000) * 1000;
-    tvp = &tv;
-  }
-  int n = select(nfds, &rd, &wr, NULL, tvp);
+  struct timeval tv;
+  int n = select(nfds, &rd, &wr, NULL, px__timeout_timeval(timeout_ms, &tv));
   int saved = errno;
 
   pthread_mutex_lock(&r->core.mu);
@@ -176,7 +139,8 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
     if (saved == EINTR || saved == EBADF) return dispatched;
     return px_err_from_errno(saved);
   }
-  if (FD_ISSET(r->core.wakeup_fd.rd, &rd)) px__wakeup_fd_drain(&r->core.wakeup_fd);
+  if (FD_ISSET(r->core.wakeup_fd.rd, &rd))
+    px__wakeup_fd_drain(&r->core.wakeup_fd);
   /* Only descriptors that are still registered, and only the directions
    * still watched: the table may have changed while we waited. A number
    * that was deregistered and reused meanwhile may see one spurious
@@ -186,12 +150,12 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
     unsigned ready = 0;
     if (FD_ISSET(fd, &rd)) ready |= PX__READABLE;
     if (FD_ISSET(fd, &wr)) ready |= PX__WRITABLE;
-    ready &= r->watch[fd];
-    if (ready == 0 || r->table[fd] == NULL) continue;
+    if (ready == 0) continue;
+    px__io *io = px__reactor_at(r, fd, NULL);
+    if (io == NULL || (ready &= io->interest) == 0) continue;
     /* One-shot interest: what fired is not watched until a waiter asks. */
-    r->watch[fd] &= (unsigned char)~ready;
-    r->table[fd]->interest = r->watch[fd];
-    px__io_dispatch(r->table[fd], ready);
+    io->interest &= ~ready;
+    px__io_dispatch(io, ready);
     dispatched++;
   }
   pthread_mutex_unlock(&r->core.mu);
@@ -200,13 +164,12 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
 
 const px__reactor_ops px__select_ops = {
     .name = "select",
-    .features = PX__REACTOR_FD_LIMIT,
+    .features = PX__REACTOR_FD_LIMIT | PX__REACTOR_FD_TABLE,
     .max_fd = FD_SETSIZE,
     .create = sel_create,
     .destroy = sel_destroy,
     .add = sel_add,
-    .modify = sel_modify,
+    /* No modify: the sets are rebuilt from io->interest on every wait. */
     .del = sel_del,
     .poll = sel_poll,
-    .wakeup = px__reactor_wakeup,
 };
