@@ -115,11 +115,7 @@ void px__reactor_free(px__reactor *r, size_t size) {
 
 /* ---- Entry points ----------------------------------------------------- */
 
-/* A table element: the registration, then the backend's slot. */
-typedef struct entry {
-  px__io *io;
-  _Alignas(void *) unsigned char slot[];
-} entry;
+typedef px__reactor_entry entry;
 
 static size_t entry_size(const px__reactor_ops *ops) {
   size_t a = sizeof(void *);
@@ -174,19 +170,6 @@ const px__reactor_ops *px__reactor_ops_of(const px__reactor *r) {
 
 static bool has_table(const px__reactor_core *c) {
   return (c->ops->features & PX__REACTOR_FD_TABLE) != 0;
-}
-
-void *px__reactor_lookup(px__reactor *r, uintptr_t fd, const px__io *io) {
-  if (fd > INT_MAX) return NULL;
-  entry *e = px__fd_table_at(&px__reactor_core_of(r)->table, (int)fd);
-  return e != NULL && e->io == io && io != NULL ? e->slot : NULL;
-}
-
-px__io *px__reactor_at(px__reactor *r, int fd, void **slot) {
-  entry *e = px__fd_table_at(&px__reactor_core_of(r)->table, fd);
-  if (e == NULL || e->io == NULL) return NULL;
-  if (slot != NULL) *slot = e->slot;
-  return e->io;
 }
 
 int px__reactor_table_end(px__reactor *r) {

@@ -138,17 +138,43 @@ static inline px__reactor_core *px__reactor_core_of(px__reactor *r) {
  * poller makes before it dispatches an event it copied out of the kernel;
  * it never reads *io, which may be a registration freed since.
  */
-void *px__reactor_lookup(px__reactor *r, uintptr_t fd, const px__io *io);
+static inline void *px__reactor_lookup(px__reactor *r, uintptr_t fd,
+                                       const px__io *io);
 
 /*
  * PX__REACTOR_FD_TABLE, with the core's mutex held: the registration under
  * `fd` (NULL when none) and, in *slot, the backend's slot for it. For
  * backends whose events name only a descriptor, and for scans.
  */
-px__io *px__reactor_at(px__reactor *r, int fd, void **slot);
+static inline px__io *px__reactor_at(px__reactor *r, int fd, void **slot);
 
 /* PX__REACTOR_FD_TABLE: one past the highest descriptor the table covers. */
 int px__reactor_table_end(px__reactor *r);
+
+/* A table element: the registration, then the backend's slot. (Inline
+ * above: the poller looks up every event it dispatches.) */
+typedef struct px__reactor_entry {
+  px__io *io;
+  unsigned char slot[]; /* pointer-aligned: it follows a pointer */
+} px__reactor_entry;
+
+static inline void *px__reactor_lookup(px__reactor *r, uintptr_t fd,
+                                       const px__io *io) {
+  const px__fd_table *t = &px__reactor_core_of(r)->table;
+  if (fd >= t->cap || io == NULL) return NULL;
+  px__reactor_entry *e =
+      (px__reactor_entry *)(void *)(t->slots + (size_t)fd * t->elem_size);
+  return e->io == io ? e->slot : NULL;
+}
+
+static inline px__io *px__reactor_at(px__reactor *r, int fd, void **slot) {
+  const px__fd_table *t = &px__reactor_core_of(r)->table;
+  if (fd < 0 || (size_t)fd >= t->cap) return NULL;
+  px__reactor_entry *e =
+      (px__reactor_entry *)(void *)(t->slots + (size_t)fd * t->elem_size);
+  if (e->io != NULL && slot != NULL) *slot = e->slot;
+  return e->io;
+}
 
 /*
  * Unlocks c->mu after a level-triggered backend changed what it watches.
