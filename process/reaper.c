@@ -63,7 +63,9 @@ long long px__proc_status(const px__proc *p) {
 static void kick(void) {
   int saved = errno;
   char b = 0;
-  if (g_pipe_wr >= 0) (void)write(g_pipe_wr, &b, 1);
+  if (g_pipe_wr >= 0 && write(g_pipe_wr, &b, 1) < 0) {
+    /* EAGAIN: a wake-up is already waiting in the pipe. */
+  }
   errno = saved;
 }
 
