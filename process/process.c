@@ -109,7 +109,7 @@ static void fds_close(spawn_fds *s) {
   for (int i = 0; i < 3; i++) {
     if (s->child[i] >= 0) close(s->child[i]);
     s->child[i] = -1;
-    px_tcp_close(s->parent[i]);
+    px_stream_close(s->parent[i]);
     s->parent[i] = NULL;
   }
 }
@@ -379,7 +379,7 @@ int px_child_kill(px_child *c, int signo) {
 
 void px_child_close(px_child *c) {
   if (c == NULL) return;
-  for (int i = 0; i < 3; i++) px_tcp_close(c->stdio[i]);
+  for (int i = 0; i < 3; i++) px_stream_close(c->stdio[i]);
   px__proc *p = c->proc;
   px__reaper_lock();
   bool done = px__proc_reap_locked(p);

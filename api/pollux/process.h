@@ -46,7 +46,7 @@
 #include <sys/types.h>
 
 #include "pollux/future.h"
-#include "pollux/net.h"
+#include "pollux/stream.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -130,7 +130,7 @@ px_stream *px_child_stdio(px_child *c, int fd);
 
 /**
  * Like px_child_stdio, but hands the stream over: the caller closes it
- * (px_tcp_close), and px_child_close leaves it alone. Closing the stdin
+ * (px_stream_close), and px_child_close leaves it alone. Closing the stdin
  * stream is how a child is told that its input has ended.
  */
 px_stream *px_child_take_stdio(px_child *c, int fd);
