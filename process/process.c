@@ -27,9 +27,13 @@
 #include "process/reaper.h"
 #include "reactors/fd_future.h"
 
-/* pidfd_open(2): Linux 5.3. The portable build (and other systems) take
- * the SIGCHLD path. */
-#if defined(__linux__) && defined(SYS_pidfd_open) && !defined(PX_PORTABLE)
+/* pidfd_open(2): Linux 5.3. Other systems, and the portable build
+ * (--config=portable: PX_PORTABLE=1, every POSIX fallback), take the
+ * SIGCHLD path. */
+#if !defined(PX_PORTABLE)
+#define PX_PORTABLE 0
+#endif
+#if defined(__linux__) && defined(SYS_pidfd_open) && !PX_PORTABLE
 #define HAVE_PIDFD 1
 #else
 #define HAVE_PIDFD 0
