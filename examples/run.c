@@ -140,12 +140,17 @@ int main(int argc, char **argv) {
     return 1;
   }
 
+  /* Not px_run: the stream and the child's pidfd are registered with the
+   * runtime's reactor, so they are closed before the runtime is freed. */
+  px_runtime *rt = NULL;
+  err = px_runtime_new(&rt, NULL);
   run_cmd r = PX_ASYNC_NEW(run_cmd, .child = child,
                            .limit = (px_duration)(secs * 1e9));
   r.out = PX_ASYNC_NEW(lines, .out = out);
-  err = px_run(PX_FUTURE(&r));
+  if (err == 0) err = px_runtime_block_on(rt, PX_FUTURE(&r));
   px_buf_reader_close(out);
   px_child_close(child);
+  px_runtime_free(rt);
   if (err < 0) {
     fprintf(stderr, "run: %s\n", px_strerror(err));
     return 1;

@@ -173,7 +173,10 @@ int px_child_kill(px_child *c, int signo);
  * Closes the streams the child still owns and frees the handle. A child
  * still running is killed with SIGKILL if it was spawned with
  * kill_on_drop, and detached otherwise; either way it is reaped in the
- * background. No wait may be pending on it. NULL is ignored.
+ * background. No wait may be pending on it. As with a stream, the runtime
+ * that waited for the child must outlive it (the child's pidfd is
+ * registered with that runtime's reactor): close, then free the runtime.
+ * NULL is ignored.
  */
 void px_child_close(px_child *c);
 
