@@ -202,7 +202,7 @@ static void __attribute__((noreturn)) child_main(const child_plan *p) {
  */
 static int start(const px_command *cmd, const spawn_fds *s, pid_t *pid) {
   int ep[2];
-  if (pipe2(ep, O_CLOEXEC) < 0) return errno;
+  if (px__pipe(ep, false) < 0) return errno;
   int err_fd = above_stdio(ep[1]);
   if (err_fd < 0) {
     int e = errno;
