@@ -13,6 +13,8 @@ PX_USER_COPTS = [
     "-Wshadow",
     "-Wimplicit-fallthrough",
 ] + select({
-    "//:clang": ["-Wconditional-uninitialized"],
+    # A Label, so the key names pollux's own setting when another workspace
+    # loads this file as @pollux//:warnings.bzl.
+    str(Label("//:clang")): ["-Wconditional-uninitialized"],
     "//conditions:default": ["-Wjump-misses-init"],
 })
