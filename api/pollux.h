@@ -18,6 +18,7 @@
 #include "pollux/scope.h"
 #include "pollux/stream.h"
 #include "pollux/net.h"
+#include "pollux/resolve.h"
 #include "pollux/sync.h"
 #include "pollux/channel.h"
 #include "pollux/blocking.h"
