@@ -55,6 +55,9 @@ extern "C" {
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                            \
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
+  XX(ECHILD, -ECHILD, "no child processes")                                   \
+  XX(ENOTDIR, -ENOTDIR, "not a directory")                                    \
+  XX(ENOEXEC, -ENOEXEC, "exec format error")                                  \
   XX(EDONE, -4001, "future already completed or dropped")                     \
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
   XX(ECLOSED, -4003, "channel closed")                                        \
