@@ -55,6 +55,7 @@ extern "C" {
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                            \
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
+  XX(EMSGSIZE, -EMSGSIZE, "message too long")                                 \
   XX(ECHILD, -ECHILD, "no child processes")                                   \
   XX(ENOTDIR, -ENOTDIR, "not a directory")                                    \
   XX(ENOEXEC, -ENOEXEC, "exec format error")                                  \
