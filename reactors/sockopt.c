@@ -14,6 +14,11 @@
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
 
+/* macOS names the keepalive idle time TCP_KEEPALIVE. */
+#if !defined(TCP_KEEPIDLE) && defined(TCP_KEEPALIVE)
+#define TCP_KEEPIDLE TCP_KEEPALIVE
+#endif
+
 enum { BOOL_VALUE, POSITIVE, LINGER };
 
 /* Which kinds of socket an option applies to. */
@@ -128,14 +133,17 @@ int px__sockopt_apply(int fd, int family, int kind,
 
 /* ---- Streams ---------------------------------------------------------- */
 
-/* A stream's socket and its family (SO_DOMAIN: a wrapped descriptor may
- * be any kind of socket). */
+/* A stream's socket and its family, asked of the socket itself: a
+ * wrapped descriptor may be any kind of socket. */
 static int stream_socket(const px_stream *s, int *fd, int *family) {
   int err = px__stream_socket(s, fd);
   if (err < 0) return err;
-  socklen_t len = sizeof(*family);
-  if (getsockopt(*fd, SOL_SOCKET, SO_DOMAIN, family, &len) < 0)
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+  memset(&ss, 0, sizeof(ss));
+  if (getsockname(*fd, (struct sockaddr *)&ss, &len) < 0)
     return px_err_from_errno(errno);
+  *family = ss.ss_family;
   return 0;
 }
 

@@ -10,7 +10,9 @@
  * Writes never raise SIGPIPE.
  *
  * Hosts are numeric addresses ("127.0.0.1", "::1", "0.0.0.0"); no name
- * resolution happens, so nothing here blocks.
+ * resolution happens, so nothing here blocks. For names ("localhost",
+ * "example.org") see pollux/resolve.h: px_lookup_host and
+ * px_tcp_connect_host, which resolve on the blocking pool.
  *
  * Streams: every connection, pipe end and wrapped descriptor here is a
  * px_stream (pollux/stream.h), read and written with px_stream_read_init
@@ -68,7 +70,7 @@ typedef struct px_addr {
   socklen_t len; /**< its length in bytes */
 } px_addr;
 
-/** Fills *out from a numeric host and a port. PX_EINVAL for names. */
+/** Fills *out from a numeric host and a port. PX_EINVAL for names (resolve them with px_lookup_host). */
 int px_addr_parse(const char *host, uint16_t port, px_addr *out);
 
 /**
