@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
 
@@ -104,16 +105,6 @@ static int sock_addr(int fd, int peer, px_addr *out) {
   return rc < 0 ? px_err_from_errno(errno) : 0;
 }
 
-/* The socket under s: PX_EINVAL for NULL, PX_ENOTSUP for a pipe or a
- * stream that is not a plain descriptor (TLS, buffered, user-defined). */
-int px__stream_socket(const px_stream *s, int *fd) {
-  if (s == NULL) return PX_EINVAL;
-  px__fd_stream *fs = px__fd_stream_of(s);
-  if (fs == NULL || !(fs->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
-  *fd = fs->fd;
-  return 0;
-}
-
 int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out) {
   int fd = -1;
   int err = px__stream_socket(s, &fd);
@@ -129,7 +120,7 @@ int px_tcp_peer_addr(const px_tcp_stream *s, px_addr *out) {
 static int open_socket(int family, int *out) {
   /* Non-blocking from birth, so no syscall on it can stall the runtime;
    * CLOEXEC so a child started with exec does not keep it open. */
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = px__socket(family, SOCK_STREAM, 0);
   if (fd < 0) return px_err_from_errno(errno);
   *out = fd;
   return 0;
@@ -170,25 +161,46 @@ int px__listener_new(int fd, const struct sockaddr *addr, socklen_t len,
   return 0;
 }
 
-int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out) {
+int px_tcp_bind_with(const char *host, uint16_t port,
+                     const px_sockopt_value *opts, size_t n,
+                     px_tcp_listener **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
   px_addr addr;
   int err = px_addr_parse(host, port, &addr);
   if (err < 0) return err;
+  int family = addr.storage.ss_family;
   int fd = -1;
-  err = open_socket(addr.storage.ss_family, &fd);
+  err = open_socket(family, &fd);
   if (err < 0) return err;
 
   /* SO_REUSEADDR lets a restarted server bind while connections of its
-   * previous run linger in TIME_WAIT; it does not allow two listeners. */
-  int one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-    err = px_err_from_errno(errno);
-  else
+   * previous run linger in TIME_WAIT; it does not allow two listeners.
+   * Set first, so the caller's options can turn it off. */
+  err = px__sockopt_set(fd, family, PX__SOCK_TCP_LISTENER,
+                        PX_SOCKOPT_REUSEADDR, 1);
+  if (err == 0)
+    err = px__sockopt_apply(fd, family, PX__SOCK_TCP_LISTENER, opts, n);
+  if (err == 0)
     err = px__listener_new(fd, (struct sockaddr *)&addr.storage, addr.len, out);
   if (err < 0) close(fd);
   return err;
+}
+
+int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out) {
+  return px_tcp_bind_with(host, port, NULL, 0, out);
+}
+
+int px_tcp_listener_set_option(px_tcp_listener *l, px_sockopt opt,
+                               int value) {
+  if (l == NULL) return PX_EINVAL;
+  return px__sockopt_set(l->fd, l->family, PX__SOCK_TCP_LISTENER, opt, value);
+}
+
+int px_tcp_listener_get_option(const px_tcp_listener *l, px_sockopt opt,
+                               int *value) {
+  if (l == NULL) return PX_EINVAL;
+  return px__sockopt_get(l->fd, l->family, PX__SOCK_TCP_LISTENER, opt, value);
 }
 
 int px_tcp_listener_addr(const px_tcp_listener *l, px_addr *out) {
@@ -225,7 +237,7 @@ static int shed_connection(px_tcp_listener *l) {
   if (l->spare < 0) return PX__FD_WOULD_BLOCK;
   close(l->spare);
   l->spare = -1;
-  int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+  int fd = px__accept(l->fd, false);
   int saved = errno;
   if (fd >= 0) close(fd);
   l->spare = open_spare();
@@ -237,7 +249,7 @@ static int shed_connection(px_tcp_listener *l) {
 static int accept_attempt(px_future *self) {
   px_tcp_accept *f = (px_tcp_accept *)self;
   px_tcp_listener *l = f->listener;
-  int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int fd = px__accept(l->fd, true);
   if (fd < 0) {
     /* The client gave up while its connection sat in the backlog. That is
      * its problem, not the listener's: accept the next one (accept(2)

@@ -21,6 +21,11 @@ typedef struct counting_waker {
 } counting_waker;
 px_waker counting_waker_make(counting_waker *cw); /* counts as one clone */
 
+/* ---- Descriptors ------------------------------------------------------- */
+/* How many descriptors this process has open (from /proc/self/fd), so a
+ * test can show it left none behind; -1 when that cannot be read. */
+int open_fd_count(void);
+
 /* ---- An allocator that counts live bytes and can fail on demand -------- */
 typedef struct alloc_stats {
   px__atomic(long) live_bytes, live_blocks, total_allocs;
@@ -93,8 +98,6 @@ px_future *wait_for_new(wait_for *f, px__atomic(int) *value, int target,
 }
 #endif
 
-#endif
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -148,3 +151,5 @@ px_future *ticker_new(ticker *f, px__atomic(int) *ticks, px__atomic(int) *stop);
 #ifdef __cplusplus
 }
 #endif
+
+#endif /* POLLUX_TESTS_SUPPORT_H */
