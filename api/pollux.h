@@ -15,6 +15,7 @@
 #include "pollux/time.h"
 #include "pollux/scope.h"
 #include "pollux/net.h"
+#include "pollux/tls.h"
 #include "pollux/sync.h"
 #include "pollux/channel.h"
 #include "pollux/blocking.h"

@@ -50,9 +50,11 @@ extern "C" {
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                            \
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
+  XX(EPROTO, -EPROTO, "protocol error")                                       \
   XX(EDONE, -4001, "future already completed or dropped")                     \
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
   XX(ECLOSED, -4003, "channel closed")                                        \
+  XX(ECERT, -4020, "certificate verification failed")                         \
   XX(EOF, -4095, "end of file")                                               \
   XX(EUNKNOWN, -4094, "unknown error")
 
