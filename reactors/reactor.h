@@ -102,7 +102,7 @@ typedef struct px__reactor_ops {
 /* The backend chosen by --//reactors:reactor (defined by its *_default target). */
 extern const px__reactor_ops *const px__reactor_default;
 
-/* ---- px__io: shared by every backend (reactors/io.c) ----------------- */
+/* ---- px__io: shared by every backend (reactors/readiness.c) ----------------- */
 
 void px__io_init(px__io *io, int fd);
 

@@ -12,7 +12,7 @@
 
 #include "internal/px_internal.h"
 #include "pollux/signal.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 #ifdef __linux__
 #include <sys/signalfd.h>

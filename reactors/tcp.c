@@ -1,7 +1,7 @@
 /*
  * TCP listeners and connections (pollux/net.h), and the address helpers all
  * sockets share, over whichever reactor the runtime was built with. The
- * readiness loop and the byte streams live in fd_io.c; this file supplies
+ * readiness loop and the byte streams live in fd_future.c; this file supplies
  * the syscalls of accept and connect.
  */
 #include <arpa/inet.h>
@@ -18,7 +18,7 @@
 
 #include "internal/px_internal.h"
 #include "pollux/net.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 #define LISTEN_BACKLOG 1024
 

@@ -1,6 +1,6 @@
 /*
  * UDP sockets (pollux/net.h). Each send or receive moves one datagram, with
- * the readiness loop of fd_io.c around one sendto/recvfrom.
+ * the readiness loop of fd_future.c around one sendto/recvfrom.
  */
 #include <errno.h>
 #include <string.h>
@@ -9,7 +9,7 @@
 
 #include "internal/px_internal.h"
 #include "pollux/net.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 struct px_udp_socket {
   int fd;

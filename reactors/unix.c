@@ -1,6 +1,6 @@
 /*
  * Unix domain stream sockets (pollux/net.h). Only the address differs from
- * TCP: listeners, accept, connect and the streams are tcp.c's and fd_io.c's.
+ * TCP: listeners, accept, connect and the streams are tcp.c's and fd_future.c's.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "pollux/net.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 /* Fills *out with a path address; PX_EINVAL when empty or too long. */
 static int unix_addr(const char *path, px_addr *out) {

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/async.h - async functions as straight-line C.
  *
  * These macros turn a function body into a stackless coroutine: a
@@ -30,24 +31,28 @@
 #ifndef POLLUX_ASYNC_H
 #define POLLUX_ASYNC_H
 
+/** @addtogroup futures
+ * @{
+ */
+
 #include "pollux/future.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/*
+/**
  * The header of every async frame. The resume point lives in the low bits of
  * base.state; `awaiting` is the sub-future currently awaited, which the
  * frame's drop drops, so cancelling an async function cancels what it waits
  * on (a pending sleep leaves the timer, a pending read leaves the reactor).
  */
 typedef struct px_async {
-  px_future base;
-  px_future *awaiting;
+  px_future base; /**< the future header (must be first) */
+  px_future *awaiting; /**< the sub-future being awaited, or NULL */
 } px_async;
 
-/* The drop every async frame gets: drops the sub-future being awaited. */
+/** The drop every async frame gets: drops the sub-future being awaited. */
 void px_async_drop(px_future *self);
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -65,38 +70,40 @@ void px_async_drop(px_future *self);
                                                  type##__poll, dropfn};       \
   static px_poll type##__body(type *self, px_context *cx)
 
-/* Defines the vtable `type##_vtable` and opens the body of an async function. */
+/** Defines the vtable `type##_vtable` and opens the body of an async function. */
 #define PX_ASYNC_FN(type) PX__ASYNC_FN(type, px_async_drop)
 
-/*
+/**
  * Same, with a cleanup of your own: `void cleanup(px_future *self)` must call
  * px_async_drop(self) and then release what the frame owns (for example join
  * handles it has not awaited yet).
  */
 #define PX_ASYNC_FN_WITH_DROP(type, cleanup) PX__ASYNC_FN(type, cleanup)
 
-/* A new, not yet polled frame of `type`, with designated initialisers. */
+/** A new, not yet polled frame of `type`, with designated initialisers. */
 #define PX_ASYNC_NEW(type, ...)                                               \
   ((type){.px = {PX_FUTURE_INIT(&type##_vtable), NULL}, __VA_ARGS__})
 
-/* The frame's future header, to hand to px_spawn / block_on / combinators. */
+/** The frame's future header, to hand to px_spawn / block_on / combinators. */
 #define PX_FUTURE(frame) (&(frame)->px.base)
 
 #define PX__SET_RESUME(line)                                                  \
   (self->px.base.state =                                                      \
        (self->px.base.state & ~PX_FUTURE_USER_MASK) | (uint32_t)(line))
 
+/** Opens the body of an async function: the first statement of every PX_ASYNC_FN. */
 #define PX_BEGIN()                                                            \
   (void)cx;                                                                   \
   switch (self->px.base.state & PX_FUTURE_USER_MASK) {                        \
     case 0:
 
+/** Closes the body of an async function: the last statement of every PX_ASYNC_FN. */
 #define PX_END()                                                              \
   }                                                                           \
   self->px.base.error = 0;                                                    \
   return PX_READY
 
-/* Finishes with an output value (a px_value: px_ptr, px_i64, px_u64). */
+/** Finishes with an output value (a px_value: px_ptr, px_i64, px_u64). */
 #define PX_RETURN(value)                                                      \
   do {                                                                        \
     self->px.base.output = (value);                                           \
@@ -104,7 +111,7 @@ void px_async_drop(px_future *self);
     return PX_READY;                                                          \
   } while (0)
 
-/* Finishes with a negative PX_E* error code. */
+/** Finishes with a negative PX_E* error code. */
 #define PX_FAIL(err)                                                          \
   do {                                                                        \
     self->px.base.output.u64 = 0;                                             \
@@ -112,7 +119,7 @@ void px_async_drop(px_future *self);
     return PX_READY;                                                          \
   } while (0)
 
-/* Evaluates a synchronous call; a negative result fails the async function. */
+/** Evaluates a synchronous call; a negative result fails the async function. */
 #define PX_TRY(expr)                                                          \
   do {                                                                        \
     int px__e = (expr);                                                       \
@@ -134,7 +141,7 @@ void px_async_drop(px_future *self);
     }                                                                         \
   } while (0)
 
-/*
+/**
  * Awaits a future (an expression giving px_future *, typically an *_init
  * call on a field of self). Afterwards its output and error are in the
  * future's header; the future has been dropped (resources released).
@@ -142,10 +149,10 @@ void px_async_drop(px_future *self);
  */
 #define PX_AWAIT(expr) PX__AWAIT(expr, 0)
 
-/* Awaits, and fails this function with the awaited error if there is one (Rust's `?`). */
+/** Awaits, and fails this function with the awaited error if there is one (Rust's `?`). */
 #define PX_TRY_AWAIT(expr) PX__AWAIT(expr, 1)
 
-/* Gives other tasks a turn: wakes itself and returns PENDING once. */
+/** Gives other tasks a turn: wakes itself and returns PENDING once. */
 #define PX_YIELD()                                                            \
   do {                                                                        \
     PX__SET_RESUME(__LINE__);                                                 \
@@ -157,5 +164,7 @@ void px_async_drop(px_future *self);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_ASYNC_H */

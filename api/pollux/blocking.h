@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/blocking.h - running blocking work off the runtime thread
  * (tokio::task::spawn_blocking).
  *
@@ -17,6 +18,10 @@
 #ifndef POLLUX_BLOCKING_H
 #define POLLUX_BLOCKING_H
 
+/** @addtogroup blocking
+ * @{
+ */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +31,7 @@
 extern "C" {
 #endif
 
-/*
+/**
  * Blocking work: runs on a pool thread, stores its result in *out and
  * returns 0, or returns a negative PX_E* code (positive returns count as 0).
  */
@@ -34,19 +39,19 @@ typedef int (*px_blocking_fn)(void *arg, px_value *out);
 
 struct px__blocking_hooks;
 
-/*
+/**
  * The future of one blocking job, like a join handle: awaiting it gives fn's
  * output and error. Fields are private.
  */
 typedef struct px_blocking {
-  px_future base;
-  px_blocking_fn fn;
-  void *arg;
-  const struct px__blocking_hooks *hooks; /* NULL for px_spawn_blocking */
-  void *job;                              /* the pool's record once queued */
+  px_future base; /**< the future header (must be first) */
+  px_blocking_fn fn; /**< private: the job */
+  void *arg; /**< private: the job's argument */
+  const struct px__blocking_hooks *hooks; /**< NULL for px_spawn_blocking */
+  void *job;                              /**< the pool's record once queued */
 } px_blocking;
 
-/*
+/**
  * Prepares a future that runs fn(arg) on the runtime's blocking pool. Like
  * every pollux future, creating it runs nothing: the job is queued on the
  * first poll, which must happen inside a runtime (else PX_ENORUNTIME).
@@ -62,7 +67,7 @@ typedef struct px_blocking {
  */
 px_future *px_spawn_blocking_init(px_blocking *f, px_blocking_fn fn, void *arg);
 
-/*
+/**
  * The number of threads the runtime's blocking pool has right now, busy or
  * idle (0 before first use and once idle threads timed out), or PX_EINVAL
  * for a NULL runtime. Any thread may ask; the answer may be stale at once.
@@ -72,5 +77,7 @@ int px_runtime_blocking_threads(px_runtime *rt);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_BLOCKING_H */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/errors.h - error codes.
  *
  * Every pollux function that can fail returns a negative PX_E* code (0 or a
@@ -11,13 +12,17 @@
 #ifndef POLLUX_ERRORS_H
 #define POLLUX_ERRORS_H
 
+/** @addtogroup runtime
+ * @{
+ */
+
 #include <errno.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/*
+/**
  * The X-macro list of every code: XX(NAME, value, message). It is public so
  * that bindings and tests can iterate over all codes.
  */
@@ -58,7 +63,7 @@ extern "C" {
   XX(EOF, -4095, "end of file")                                               \
   XX(EUNKNOWN, -4094, "unknown error")
 
-/* The codes as an enum: PX_EINVAL, PX_ENOMEM, ... */
+/** The codes as an enum: PX_EINVAL, PX_ENOMEM, ... */
 typedef enum px_errno {
 #define PX__ERR_ENUM(name, value, msg) PX_##name = (value),
   PX_ERRNO_MAP(PX__ERR_ENUM)
@@ -66,16 +71,16 @@ typedef enum px_errno {
   PX_ERRNO_MAX_ = -4096
 } px_errno;
 
-/*
+/**
  * The message for a code: "invalid argument" for PX_EINVAL. Never NULL; an
  * unknown code gets "unknown error". The string is static: do not free it.
  */
 const char *px_strerror(int err);
 
-/* The code's name, "EINVAL" for PX_EINVAL; "UNKNOWN" for unknown codes. */
+/** The code's name, "EINVAL" for PX_EINVAL; "UNKNOWN" for unknown codes. */
 const char *px_err_name(int err);
 
-/*
+/**
  * Translates an errno value (positive, as errno holds it) into a PX_E* code.
  * Values pollux does not list become PX_EUNKNOWN rather than a code with no
  * message.
@@ -85,5 +90,7 @@ int px_err_from_errno(int errnum);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_ERRORS_H */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/future.h - futures: polled state machines.
  *
  * A future is any struct whose first member is a px_future. The px_future
@@ -20,6 +21,10 @@
 #ifndef POLLUX_FUTURE_H
 #define POLLUX_FUTURE_H
 
+/** @addtogroup futures
+ * @{
+ */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,24 +36,27 @@
 extern "C" {
 #endif
 
-/* The output of a future: one machine word, interpreted by agreement. */
+/** The output of a future: one machine word, interpreted by agreement. */
 typedef union px_value {
-  void *ptr;
-  int64_t i64;
-  uint64_t u64;
-  double f64;
+  void *ptr; /**< a pointer */
+  int64_t i64; /**< a signed integer */
+  uint64_t u64; /**< an unsigned integer (byte counts) */
+  double f64; /**< a floating-point number */
 } px_value;
 
+/** A px_value holding the pointer `p`. */
 static inline px_value px_ptr(const void *p) {
   px_value v;
   v.ptr = (void *)(uintptr_t)p;
   return v;
 }
+/** A px_value holding the signed integer `i`. */
 static inline px_value px_i64(int64_t i) {
   px_value v;
   v.i64 = i;
   return v;
 }
+/** A px_value holding the unsigned integer `u`. */
 static inline px_value px_u64(uint64_t u) {
   px_value v;
   v.u64 = u;
@@ -57,18 +65,19 @@ static inline px_value px_u64(uint64_t u) {
 
 typedef struct px_future px_future;
 
+/** What a kind of future is: its size, its name, and its poll and drop functions. */
 typedef struct px_future_vtable {
-  /* sizeof the whole future struct; px_spawn copies this many bytes. */
+  /** sizeof the whole future struct; px_spawn copies this many bytes. */
   size_t size;
-  /* A short name for logs and traces ("sleep", "tcp_read", "say_after"). */
+  /** A short name for logs and traces ("sleep", "tcp_read", "say_after"). */
   const char *name;
-  /*
+  /**
    * Advances the state machine. Returns PX_READY after storing the result in
    * self->output / self->error, or PX_PENDING after arranging for
    * cx->waker to be woken. Never called again once it returned PX_READY.
    */
   px_poll (*poll)(px_future *self, px_context *cx);
-  /*
+  /**
    * Releases everything the future holds (timer entries, reactor
    * registrations, sub-futures, wakers) whether or not it completed. Called
    * at most once. May be NULL when there is nothing to release. Must leave
@@ -77,20 +86,21 @@ typedef struct px_future_vtable {
   void (*drop)(px_future *self);
 } px_future_vtable;
 
-/* Bits of px_future.state that px_future_poll / px_future_drop own. */
-#define PX_FUTURE_DONE 0x80000000u    /* poll returned PX_READY */
-#define PX_FUTURE_DROPPED 0x40000000u /* drop ran */
-/* The low 30 bits are the future's own (the async macros keep the resume point there). */
+/** Bits of px_future.state that px_future_poll / px_future_drop own. */
+#define PX_FUTURE_DONE 0x80000000u    /**< poll returned PX_READY */
+#define PX_FUTURE_DROPPED 0x40000000u /**< drop ran */
+/** The low 30 bits are the future's own (the async macros keep the resume point there). */
 #define PX_FUTURE_USER_MASK 0x3fffffffu
 
+/** The header every future starts with: its vtable, its output slot and its state bits. */
 struct px_future {
-  const px_future_vtable *vtable;
-  px_value output; /* valid once READY */
-  int32_t error;   /* 0 or a negative PX_E* code, valid once READY */
-  uint32_t state;  /* PX_FUTURE_DONE | PX_FUTURE_DROPPED | user bits */
+  const px_future_vtable *vtable; /**< what the future is: poll, drop, size, name */
+  px_value output; /**< valid once READY */
+  int32_t error;   /**< 0 or a negative PX_E* code, valid once READY */
+  uint32_t state;  /**< PX_FUTURE_DONE | PX_FUTURE_DROPPED | user bits */
 };
 
-/* Initialises the header of a future about to be constructed. */
+/** Initialises the header of a future about to be constructed. */
 static inline void px_future_init(px_future *f, const px_future_vtable *vt) {
   f->vtable = vt;
   f->output.u64 = 0;
@@ -98,9 +108,10 @@ static inline void px_future_init(px_future *f, const px_future_vtable *vt) {
   f->state = 0;
 }
 
+/** A static initialiser for a future header with vtable `vt` (what px_future_init does at run time). */
 #define PX_FUTURE_INIT(vt) {(vt), {0}, 0, 0}
 
-/*
+/**
  * Polls a future. Returns PX_READY or PX_PENDING, or a negative code when the
  * call itself is wrong: PX_EINVAL for a NULL future, context or vtable, and
  * PX_EDONE for a future that already completed or was dropped (its output is
@@ -108,38 +119,40 @@ static inline void px_future_init(px_future *f, const px_future_vtable *vt) {
  */
 int px_future_poll(px_future *f, px_context *cx);
 
-/*
+/**
  * Drops a future: runs its drop function once; later calls do nothing.
  * NULL is accepted and ignored. The output slot stays readable.
  */
 void px_future_drop(px_future *f);
 
-/* True once the future returned PX_READY. */
+/** True once the future returned PX_READY. */
 static inline int px_future_is_done(const px_future *f) {
   return f != NULL && (f->state & PX_FUTURE_DONE) != 0;
 }
 
 /* ---- Small futures every program needs ------------------------------ */
 
-/* A future that is immediately READY with the given output. */
+/** A future that is immediately READY with the given output. */
 typedef struct px_ready {
-  px_future base;
-  px_value value;
-  int32_t err;
+  px_future base; /**< the future header (must be first) */
+  px_value value; /**< private: the output to give */
+  int32_t err; /**< private: the error to give */
 } px_ready;
+/** Initialises a ready future with output `value` and error `err`; returns its header. */
 px_future *px_ready_init(px_ready *f, px_value value, int err);
 
-/*
+/**
  * Yields once to the scheduler (tokio::task::yield_now): the first poll wakes
  * itself and returns PENDING, so every other ready task runs before this one
  * continues.
  */
 typedef struct px_yield {
-  px_future base;
+  px_future base; /**< the future header (must be first) */
 } px_yield;
+/** Initialises a yield and returns its future. */
 px_future *px_yield_init(px_yield *f);
 
-/*
+/**
  * Waits for all of `n` futures (tokio::join!). Outputs stay in each future, in
  * argument order. If `order` is not NULL, order[k] receives the index of the
  * k-th future to complete, so callers can report completion order. The join's
@@ -148,39 +161,42 @@ px_future *px_yield_init(px_yield *f);
  * its first poll and drops each one when the join is dropped.
  */
 typedef struct px_join {
-  px_future base;
-  px_future *const *futures;
-  size_t n;
-  size_t completed;
-  size_t *order;
+  px_future base; /**< the future header (must be first) */
+  px_future *const *futures; /**< private: the futures, owned from the first poll */
+  size_t n; /**< private: how many */
+  size_t completed; /**< private: how many completed */
+  size_t *order; /**< private: completion order, may be NULL */
 } px_join;
+/** Initialises a join of the `n` futures (order may be NULL) and returns its future. */
 px_future *px_join_init(px_join *f, px_future *const *futures, size_t n,
                         size_t *order);
 
-/*
+/**
  * Waits for the first of `n` futures to finish (tokio::select!): the winner's
  * output and error become the select's own, `index` says which one won, and
  * every other future is dropped at once. Futures are polled in index order on
  * each poll, so a lower index wins a tie.
  */
 typedef struct px_select {
-  px_future base;
-  px_future *const *futures;
-  size_t n;
-  size_t index;
+  px_future base; /**< the future header (must be first) */
+  px_future *const *futures; /**< private: the futures, owned from the first poll */
+  size_t n; /**< private: how many */
+  size_t index; /**< the winner's index, once READY */
 } px_select;
+/** Initialises a select over the `n` futures and returns its future. */
 px_future *px_select_init(px_select *f, px_future *const *futures, size_t n);
 
-/*
+/**
  * join_all (futures::future::join_all): px_join under the name other
  * runtimes use for "wait for every one of n futures". Same struct, same
  * behaviour, same output; the alias exists so the name can be found.
  */
 typedef px_join px_join_all;
+/** The same as px_join_init. */
 px_future *px_join_all_init(px_join_all *f, px_future *const *futures,
                             size_t n, size_t *order);
 
-/*
+/**
  * Waits for the first of `n` futures to finish *successfully* (error 0),
  * like futures::future::select_ok or JavaScript's Promise.any: the winner's
  * output becomes the race's own, `index` says which one won, and every
@@ -197,16 +213,19 @@ px_future *px_join_all_init(px_join_all *f, px_future *const *futures,
  * outlive the race; the race owns the futures from its first poll.
  */
 typedef struct px_race {
-  px_future base;
-  px_future *const *futures;
-  size_t n;
-  size_t index;  /* the winner, or the last to fail; (size_t)-1 before */
-  size_t failed; /* how many futures failed */
+  px_future base; /**< the future header (must be first) */
+  px_future *const *futures; /**< private: the futures, owned from the first poll */
+  size_t n; /**< private: how many */
+  size_t index;  /**< the winner, or the last to fail; (size_t)-1 before */
+  size_t failed; /**< how many futures failed */
 } px_race;
+/** Initialises a race of the `n` futures and returns its future. */
 px_future *px_race_init(px_race *f, px_future *const *futures, size_t n);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_FUTURE_H */

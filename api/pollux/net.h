@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/net.h - sockets, pipes and other descriptors over the reactor.
  *
  * Descriptors are non-blocking and registered with the reactor of the
@@ -31,6 +32,10 @@
 #ifndef POLLUX_NET_H
 #define POLLUX_NET_H
 
+/** @addtogroup io
+ * @{
+ */
+
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -42,50 +47,52 @@
 extern "C" {
 #endif
 
+/** A listening TCP or Unix socket (opaque). */
 typedef struct px_tcp_listener px_tcp_listener;
+/** A byte stream: a connected socket, a pipe end or a wrapped descriptor (opaque). */
 typedef struct px_tcp_stream px_tcp_stream;
-/* Any byte stream: TCP, Unix, pipes, wrapped descriptors. */
+/** Any byte stream: TCP, Unix, pipes, wrapped descriptors. */
 typedef struct px_tcp_stream px_stream;
 
 /* ---- Addresses ------------------------------------------------------ */
 
-/* A socket address of any family (IPv4, IPv6, Unix) and its length. */
+/** A socket address of any family (IPv4, IPv6, Unix) and its length. */
 typedef struct px_addr {
-  struct sockaddr_storage storage;
-  socklen_t len;
+  struct sockaddr_storage storage; /**< the address */
+  socklen_t len; /**< its length in bytes */
 } px_addr;
 
-/* Fills *out from a numeric host and a port. PX_EINVAL for names. */
+/** Fills *out from a numeric host and a port. PX_EINVAL for names. */
 int px_addr_parse(const char *host, uint16_t port, px_addr *out);
 
-/*
+/**
  * Writes "127.0.0.1:8080", "[::1]:8080" or a Unix socket's path into buf
  * (NUL-terminated). Returns the length, or PX_EINVAL (bad address) or
  * PX_ERANGE (buf too small; 64 bytes fit any IP address, 110 any path).
  */
 int px_addr_format(const px_addr *a, char *buf, size_t size);
 
-/* The port of an IPv4 or IPv6 address, or PX_EAFNOSUPPORT. */
+/** The port of an IPv4 or IPv6 address, or PX_EAFNOSUPPORT. */
 int px_addr_port(const px_addr *a);
 
 /* ---- TCP (listeners and accept serve Unix sockets too) -------------- */
 
-/*
+/**
  * Binds and listens (SO_REUSEADDR set). Port 0 picks a free port; see
  * px_tcp_listener_port. Errors: PX_EINVAL (bad host), PX_EADDRINUSE, ...
  */
 int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out);
 
-/* The local port, or a negative error. */
+/** The local port, or a negative error. */
 int px_tcp_listener_port(const px_tcp_listener *l);
 
-/* The address the listener is bound to. */
+/** The address the listener is bound to. */
 int px_tcp_listener_addr(const px_tcp_listener *l, px_addr *out);
 
-/* Closes the listener and frees it. NULL is ignored. */
+/** Closes the listener and frees it. NULL is ignored. */
 void px_tcp_listener_close(px_tcp_listener *l);
 
-/*
+/**
  * Completes with output.ptr = a new px_tcp_stream *. Works on TCP and Unix
  * listeners alike. Running out of descriptors (EMFILE, ENFILE) does not end
  * it: each listener keeps one spare descriptor, and when accept finds the
@@ -94,29 +101,31 @@ void px_tcp_listener_close(px_tcp_listener *l);
  * spare back and goes on waiting. Serving resumes when descriptors free up.
  */
 typedef struct px_tcp_accept {
-  px_future base;
-  px_tcp_listener *listener; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_tcp_listener *listener; /**< private */
 } px_tcp_accept;
+/** Initialises an accept on `l` and returns its future. */
 px_future *px_tcp_accept_init(px_tcp_accept *f, px_tcp_listener *l);
 
-/*
+/**
  * Completes with output.ptr = a connected px_tcp_stream *. A bad host makes
  * the first poll fail with PX_EINVAL. Dropping the future before it
  * completes closes the half-open socket, so a connect under px_timeout
  * leaves nothing behind when the time runs out.
  */
 typedef struct px_tcp_connect {
-  px_future base;
-  px_addr addr;           /* private */
-  int err;                /* private: a bad argument, reported by poll */
-  px_tcp_stream *pending; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_addr addr;           /**< private */
+  int err;                /**< private: a bad argument, reported by poll */
+  px_tcp_stream *pending; /**< private */
 } px_tcp_connect;
+/** Initialises a connect to host:port (a numeric IPv4 or IPv6 address) and returns its future. */
 px_future *px_tcp_connect_init(px_tcp_connect *f, const char *host,
                                uint16_t port);
-/* Same, to an address from px_addr_parse or px_tcp_peer_addr. */
+/** Same, to an address from px_addr_parse or px_tcp_peer_addr. */
 px_future *px_tcp_connect_addr_init(px_tcp_connect *f, const px_addr *addr);
 
-/*
+/**
  * A connect with a time limit: px_tcp_connect under px_timeout, in one
  * struct. Completes like the connect, or with PX_ETIMEDOUT after `limit`
  * (the half-open socket is closed). Await the returned future; the result
@@ -124,32 +133,35 @@ px_future *px_tcp_connect_addr_init(px_tcp_connect *f, const px_addr *addr);
  * into itself, so it must not be copied afterwards.
  */
 typedef struct px_tcp_connect_timeout {
-  px_timeout timeout;
-  px_tcp_connect connect;
+  px_timeout timeout; /**< the future to await (the timeout around `connect`) */
+  px_tcp_connect connect; /**< private: the connect it limits */
 } px_tcp_connect_timeout;
+/** Initialises a connect to host:port limited to `limit` and returns its future (the timeout's). */
 px_future *px_tcp_connect_timeout_init(px_tcp_connect_timeout *f,
                                        const char *host, uint16_t port,
                                        px_duration limit);
 
-/* One read or write on a stream. */
+/** One read or write on a stream. */
 typedef struct px_tcp_io {
-  px_future base;
-  px_tcp_stream *stream; /* private */
-  unsigned char *buf;    /* private */
-  size_t len;            /* private */
-  size_t done;           /* private */
-  int all;               /* private: write_all */
+  px_future base; /**< the future header (must be first) */
+  px_tcp_stream *stream; /**< private */
+  unsigned char *buf;    /**< private */
+  size_t len;            /**< private */
+  size_t done;           /**< private */
+  int all;               /**< private: write_all */
 } px_tcp_io;
+/** A read: px_tcp_io under the name of what it does. */
 typedef px_tcp_io px_tcp_read;
+/** A write: px_tcp_io under the name of what it does. */
 typedef px_tcp_io px_tcp_write;
 
-/* Reads up to len bytes: output.u64 = bytes read, 0 at end of stream. */
+/** Reads up to len bytes: output.u64 = bytes read, 0 at end of stream. */
 px_future *px_tcp_read_init(px_tcp_io *f, px_tcp_stream *s, void *buf,
                             size_t len);
-/* Writes up to len bytes: output.u64 = bytes written (at least 1). */
+/** Writes up to len bytes: output.u64 = bytes written (at least 1). */
 px_future *px_tcp_write_init(px_tcp_io *f, px_tcp_stream *s, const void *buf,
                              size_t len);
-/*
+/**
  * Writes all len bytes: output.u64 = len. On error, output.u64 holds the
  * bytes already written. Zero-length reads and writes complete with 0 at
  * once, even outside a runtime. A stream registered with one runtime fails
@@ -158,34 +170,35 @@ px_future *px_tcp_write_init(px_tcp_io *f, px_tcp_stream *s, const void *buf,
 px_future *px_tcp_write_all_init(px_tcp_io *f, px_tcp_stream *s,
                                  const void *buf, size_t len);
 
-/* Shuts down the write side (the peer then reads end of stream). */
+/** Shuts down the write side (the peer then reads end of stream). */
 int px_tcp_shutdown(px_tcp_stream *s);
 
-/* The socket's file descriptor (for setsockopt and the like), or -1. */
+/** The socket's file descriptor (for setsockopt and the like), or -1. */
 int px_tcp_stream_fd(const px_tcp_stream *s);
 
-/* This end's and the peer's address (sockets only; PX_ENOTSUP for pipes). */
+/** This end's and the peer's address (sockets only; PX_ENOTSUP for pipes). */
 int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out);
+/** The peer's address (sockets only; PX_ENOTSUP for pipes). */
 int px_tcp_peer_addr(const px_tcp_stream *s, px_addr *out);
 
-/* Closes the stream and frees it. NULL is ignored. */
+/** Closes the stream and frees it. NULL is ignored. */
 void px_tcp_close(px_tcp_stream *s);
 
 /* ---- Unix domain stream sockets ------------------------------------- */
 
-/*
+/**
  * Binds and listens on a filesystem path (at most 107 bytes). The path must
  * not exist yet (PX_EADDRINUSE), and closing does not remove it: unlink it
  * yourself. Accept with px_tcp_accept_init; the streams are px_streams.
  */
 int px_unix_bind(const char *path, px_tcp_listener **out);
 
-/* Connects to a Unix socket path; completes like px_tcp_connect. */
+/** Connects to a Unix socket path; completes like px_tcp_connect. */
 px_future *px_unix_connect_init(px_tcp_connect *f, const char *path);
 
 /* ---- Pipes and other descriptors ------------------------------------ */
 
-/*
+/**
  * Wraps an open descriptor the reactor can watch (a pipe, socket, tty,
  * eventfd; not a regular file: PX_EINVAL) as a stream, making it
  * non-blocking. The stream owns fd from then on: px_tcp_close closes it.
@@ -193,57 +206,63 @@ px_future *px_unix_connect_init(px_tcp_connect *f, const char *path);
  */
 int px_fd_wrap(int fd, px_stream **out);
 
-/* A new pipe as two streams: read from *r what is written to *w. */
+/** A new pipe as two streams: read from *r what is written to *w. */
 int px_pipe(px_stream **r, px_stream **w);
 
 /* ---- UDP ------------------------------------------------------------ */
 
+/** A UDP socket (opaque). */
 typedef struct px_udp_socket px_udp_socket;
 
-/* A UDP socket bound to host:port (port 0: any free port). */
+/** A UDP socket bound to host:port (port 0: any free port). */
 int px_udp_bind(const char *host, uint16_t port, px_udp_socket **out);
 
-/* The bound address, and its port (or a negative error). */
+/** The bound address, and its port (or a negative error). */
 int px_udp_local_addr(const px_udp_socket *s, px_addr *out);
+/** The bound port, or a negative error. */
 int px_udp_port(const px_udp_socket *s);
 
-/*
+/**
  * Sets the default peer (no packets are sent: UDP connect only filters
  * what arrives and fixes where px_udp_send goes). Synchronous.
  */
 int px_udp_connect(px_udp_socket *s, const char *host, uint16_t port);
 
-/*
+/**
  * One datagram. Sends complete with output.u64 = bytes sent (the whole
  * datagram). Receives complete with output.u64 = bytes stored: a datagram
  * longer than the buffer is truncated, the rest of it discarded.
  */
 typedef struct px_udp_io {
-  px_future base;
-  px_udp_socket *sock; /* private */
-  unsigned char *buf;  /* private */
-  size_t len;          /* private */
-  px_addr to;          /* private: send_to's destination */
-  px_addr *from;       /* private: recv_from's output, may be NULL */
-  int err;             /* private */
+  px_future base; /**< the future header (must be first) */
+  px_udp_socket *sock; /**< private */
+  unsigned char *buf;  /**< private */
+  size_t len;          /**< private */
+  px_addr to;          /**< private: send_to's destination */
+  px_addr *from;       /**< private: recv_from's output, may be NULL */
+  int err;             /**< private */
 } px_udp_io;
 
+/** Initialises a send of one datagram to `to` and returns its future. */
 px_future *px_udp_send_to_init(px_udp_io *f, px_udp_socket *s,
                                const void *buf, size_t len, const px_addr *to);
-/* *from (if not NULL) receives the sender's address; it must outlive f. */
+/** *from (if not NULL) receives the sender's address; it must outlive f. */
 px_future *px_udp_recv_from_init(px_udp_io *f, px_udp_socket *s, void *buf,
                                  size_t len, px_addr *from);
-/* To and from the connected peer (PX_ENOTCONN / PX_EINVAL without one). */
+/** To and from the connected peer (PX_ENOTCONN / PX_EINVAL without one). */
 px_future *px_udp_send_init(px_udp_io *f, px_udp_socket *s, const void *buf,
                             size_t len);
+/** Initialises a receive of one datagram from the connected peer and returns its future. */
 px_future *px_udp_recv_init(px_udp_io *f, px_udp_socket *s, void *buf,
                             size_t len);
 
-/* Closes the socket and frees it. NULL is ignored. */
+/** Closes the socket and frees it. NULL is ignored. */
 void px_udp_close(px_udp_socket *s);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_NET_H */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/scope.h - structured concurrency: a scope owns the tasks it spawns
  * (tokio's JoinSet, trio's nursery).
  *
@@ -26,6 +27,10 @@
 #ifndef POLLUX_SCOPE_H
 #define POLLUX_SCOPE_H
 
+/** @addtogroup tasks
+ * @{
+ */
+
 #include <stddef.h>
 
 #include "pollux/future.h"
@@ -35,21 +40,22 @@
 extern "C" {
 #endif
 
+/** A set of child tasks that ends together (structured concurrency). Fields are private. */
 typedef struct px_scope {
-  px_join_handle *children; /* private: one handle per child, spawn order */
-  size_t len;               /* private: children spawned */
-  size_t cap;               /* private: handles allocated */
-  size_t done;              /* private: children whose result was collected */
-  size_t scan_from;         /* private: children before it are all collected */
-  size_t errors;            /* read-only: children that finished with an error */
-  int first_error;          /* read-only: the first such error seen, or 0 */
-  int closed;               /* private: dropped; spawning is refused */
+  px_join_handle *children; /**< private: one handle per child, spawn order */
+  size_t len;               /**< private: children spawned */
+  size_t cap;               /**< private: handles allocated */
+  size_t done;              /**< private: children whose result was collected */
+  size_t scan_from;         /**< private: children before it are all collected */
+  size_t errors;            /**< read-only: children that finished with an error */
+  int first_error;          /**< read-only: the first such error seen, or 0 */
+  int closed;               /**< private: dropped; spawning is refused */
 } px_scope;
 
-/* An empty scope; it allocates nothing until the first spawn. */
+/** An empty scope; it allocates nothing until the first spawn. */
 void px_scope_init(px_scope *scope);
 
-/*
+/**
  * Spawns `future` on the current runtime (as px_spawn: the future is copied
  * into the task, the caller's copy must not be used after success) and keeps
  * its join handle. Errors: PX_EINVAL (NULL, or a dropped scope),
@@ -58,23 +64,23 @@ void px_scope_init(px_scope *scope);
  */
 int px_scope_spawn(px_scope *scope, const px_future *future);
 
-/* Children spawned so far. */
+/** Children spawned so far. */
 size_t px_scope_len(const px_scope *scope);
 
-/*
+/**
  * The join handle of child `i` (spawn order), whose output and error hold
  * the child's result once the join completed. NULL when out of range.
  */
 const px_join_handle *px_scope_child(const px_scope *scope, size_t i);
 
-/*
+/**
  * Aborts every child still running (they finish with PX_ECANCELED, which
  * the join counts as errors). The scope stays usable: await the join to know
  * that the children are gone. Returns PX_EINVAL for NULL.
  */
 int px_scope_cancel(px_scope *scope);
 
-/*
+/**
  * Aborts every child still running, lets go of their join handles (the
  * runtime drops the aborted futures on its thread) and frees the scope's
  * memory. Results are no longer readable; spawning is refused. Safe to call
@@ -82,7 +88,7 @@ int px_scope_cancel(px_scope *scope);
  */
 void px_scope_drop(px_scope *scope);
 
-/*
+/**
  * Waits for every child (spawned before or while the join is pending). Its
  * output (u64) is the number of children and its error the scope's
  * first_error; PX_EINVAL for a dropped scope. Dropping the join before it
@@ -90,13 +96,16 @@ void px_scope_drop(px_scope *scope);
  * structured concurrency.
  */
 typedef struct px_scope_join {
-  px_future base;
-  px_scope *scope; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_scope *scope; /**< private */
 } px_scope_join;
+/** Initialises a join of every child of `scope` and returns its future. */
 px_future *px_scope_join_init(px_scope_join *join, px_scope *scope);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_SCOPE_H */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/signal.h - Unix signals as an async stream (tokio::signal::unix).
  *
  * A px_signal delivers the signals it was opened for, one per receive, as
@@ -25,6 +26,10 @@
 #ifndef POLLUX_SIGNAL_H
 #define POLLUX_SIGNAL_H
 
+/** @addtogroup io
+ * @{
+ */
+
 #include <stddef.h>
 
 #include "pollux/future.h"
@@ -33,26 +38,30 @@
 extern "C" {
 #endif
 
+/** A stream of received signals (opaque). */
 typedef struct px_signal px_signal;
 
-/*
+/**
  * Opens a stream of the `n` signals in `signals` (1..64 of them; SIGKILL and
  * SIGSTOP cannot be caught: PX_EINVAL).
  */
 int px_signal_open(px_signal **out, const int *signals, size_t n);
 
-/* Completes with output.i64 = the number of the next signal received. */
+/** Completes with output.i64 = the number of the next signal received. */
 typedef struct px_signal_recv {
-  px_future base;
-  px_signal *sig; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_signal *sig; /**< private */
 } px_signal_recv;
+/** Initialises a wait for the next signal of `s` and returns its future. */
 px_future *px_signal_recv_init(px_signal_recv *f, px_signal *s);
 
-/* Closes the stream and frees it. NULL is ignored. */
+/** Closes the stream and frees it. NULL is ignored. */
 void px_signal_close(px_signal *s);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_SIGNAL_H */

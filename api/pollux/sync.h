@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/sync.h - awaitable synchronization: semaphore, mutex, notify.
  *
  * The shapes are tokio::sync's, written in C:
@@ -26,6 +27,10 @@
 #ifndef POLLUX_SYNC_H
 #define POLLUX_SYNC_H
 
+/** @addtogroup sync
+ * @{
+ */
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,33 +41,34 @@
 extern "C" {
 #endif
 
-/*
+/**
  * A wait-queue node, embedded in a waiting future. All fields are private
  * and guarded by the lock of the primitive the node waits on.
  */
 typedef struct px_wait_node {
-  struct px_wait_node *next; /* private */
-  struct px_wait_node *prev; /* private */
-  px_waker waker;            /* private: woken when the node is served */
-  uint64_t tag;              /* private: permits wanted, generation, ... */
-  uint32_t state;            /* private: idle, queued, granted, ... */
-  uint32_t flags;            /* private: linked */
+  struct px_wait_node *next; /**< private */
+  struct px_wait_node *prev; /**< private */
+  px_waker waker;            /**< private: woken when the node is served */
+  uint64_t tag;              /**< private: permits wanted, generation, ... */
+  uint32_t state;            /**< private: idle, queued, granted, ... */
+  uint32_t flags;            /**< private: linked */
 } px_wait_node;
 
-/* The most permits a semaphore can hold (tokio's figure, usize::MAX >> 3). */
+/** The most permits a semaphore can hold (tokio's figure, usize::MAX >> 3). */
 #define PX_SEMAPHORE_MAX_PERMITS (SIZE_MAX >> 3)
 
 /* ---- Semaphore ------------------------------------------------------- */
 
+/** A counting semaphore (opaque). */
 typedef struct px_semaphore px_semaphore;
 
-/* Creates a semaphore holding `permits` permits (at most the max). */
+/** Creates a semaphore holding `permits` permits (at most the max). */
 int px_semaphore_new(px_semaphore **out, size_t permits);
 
-/* Frees it. PX_EBUSY (and nothing freed) while futures wait on it. */
+/** Frees it. PX_EBUSY (and nothing freed) while futures wait on it. */
 int px_semaphore_free(px_semaphore *s);
 
-/*
+/**
  * Acquires `n` permits (tokio's acquire_many). Waiters are served strictly
  * first come, first served: a waiter needing many permits is not overtaken
  * by later, smaller requests. Completes with error 0 once the permits are
@@ -72,63 +78,66 @@ int px_semaphore_free(px_semaphore *s);
  * it was handed.
  */
 typedef struct px_semaphore_acquire {
-  px_future base;
-  px_semaphore *sem; /* private */
-  size_t n;          /* private */
-  px_wait_node node; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_semaphore *sem; /**< private */
+  size_t n;          /**< private */
+  px_wait_node node; /**< private */
 } px_semaphore_acquire;
+/** Initialises an acquire of `n` permits of `s` and returns its future. */
 px_future *px_semaphore_acquire_init(px_semaphore_acquire *f, px_semaphore *s,
                                      size_t n);
 
-/*
+/**
  * Takes `n` permits now, or fails with PX_EAGAIN when there are not enough
  * or other futures are already waiting (they come first), PX_ECLOSED when
  * closed, PX_EINVAL for bad arguments.
  */
 int px_semaphore_try_acquire(px_semaphore *s, size_t n);
 
-/*
+/**
  * Adds `n` permits, handing them straight to the waiters at the head of the
  * queue. PX_EINVAL for NULL or when the total would pass the maximum.
  */
 int px_semaphore_release(px_semaphore *s, size_t n);
 
-/* Permits available right now (0 for NULL). */
+/** Permits available right now (0 for NULL). */
 size_t px_semaphore_available(const px_semaphore *s);
 
-/* Closes: pending and future acquires fail with PX_ECLOSED. */
+/** Closes: pending and future acquires fail with PX_ECLOSED. */
 int px_semaphore_close(px_semaphore *s);
 
 /* ---- Mutex ------------------------------------------------------------ */
 
-/*
+/**
  * An async mutex. It guards no data of its own: it is the lock you hold
  * across awaits around data you keep elsewhere. Unlocking hands ownership
  * directly to the longest waiting future, so nobody can barge in between.
  */
 typedef struct px_mutex px_mutex;
 
+/** Creates an unlocked mutex. Returns 0, PX_EINVAL (NULL) or PX_ENOMEM. */
 int px_mutex_new(px_mutex **out);
-/* PX_EBUSY (and nothing freed) while futures wait on it. */
+/** PX_EBUSY (and nothing freed) while futures wait on it. */
 int px_mutex_free(px_mutex *m);
 
-/* Completes with error 0 once the caller holds the lock. */
+/** Completes with error 0 once the caller holds the lock. */
 typedef struct px_mutex_lock {
-  px_future base;
-  px_mutex *mutex;   /* private */
-  px_wait_node node; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_mutex *mutex;   /**< private */
+  px_wait_node node; /**< private */
 } px_mutex_lock;
+/** Initialises a lock of `m` and returns its future. */
 px_future *px_mutex_lock_init(px_mutex_lock *f, px_mutex *m);
 
-/* 0 when the lock was taken, PX_EBUSY when it is held, PX_EINVAL for NULL. */
+/** 0 when the lock was taken, PX_EBUSY when it is held, PX_EINVAL for NULL. */
 int px_mutex_try_lock(px_mutex *m);
 
-/* Releases the lock (to the first waiter, if any). PX_EINVAL if not locked. */
+/** Releases the lock (to the first waiter, if any). PX_EINVAL if not locked. */
 int px_mutex_unlock(px_mutex *m);
 
 /* ---- Notify ----------------------------------------------------------- */
 
-/*
+/**
  * Notify (tokio::sync::Notify): a future waits with px_notified; another
  * party calls px_notify_one or px_notify_waiters. px_notify_one with nobody
  * waiting stores one permit, which the next px_notified consumes at once,
@@ -136,31 +145,35 @@ int px_mutex_unlock(px_mutex *m);
  */
 typedef struct px_notify px_notify;
 
+/** Creates a notify with no stored permit. Returns 0, PX_EINVAL (NULL) or PX_ENOMEM. */
 int px_notify_new(px_notify **out);
-/* PX_EBUSY (and nothing freed) while futures wait on it. */
+/** PX_EBUSY (and nothing freed) while futures wait on it. */
 int px_notify_free(px_notify *n);
 
-/*
+/**
  * Completes with error 0 when notified. It also sees every
  * px_notify_waiters call made after it was initialised, even before its
  * first poll (tokio's guarantee).
  */
 typedef struct px_notified {
-  px_future base;
-  px_notify *notify; /* private */
-  uint64_t gen;      /* private: px_notify_waiters calls seen at init */
-  px_wait_node node; /* private */
+  px_future base; /**< the future header (must be first) */
+  px_notify *notify; /**< private */
+  uint64_t gen;      /**< private: px_notify_waiters calls seen at init */
+  px_wait_node node; /**< private */
 } px_notified;
+/** Initialises a wait for a notification of `n` and returns its future. */
 px_future *px_notified_init(px_notified *f, px_notify *n);
 
-/* Wakes the longest waiting future, or stores a permit if none waits. */
+/** Wakes the longest waiting future, or stores a permit if none waits. */
 int px_notify_one(px_notify *n);
 
-/* Wakes every future waiting now; stores no permit. */
+/** Wakes every future waiting now; stores no permit. */
 int px_notify_waiters(px_notify *n);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_SYNC_H */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/time.h - durations, sleeps and timeouts.
  *
  * Times are nanoseconds of the monotonic clock. Timers have a resolution of
@@ -7,6 +8,10 @@
  */
 #ifndef POLLUX_TIME_H
 #define POLLUX_TIME_H
+
+/** @addtogroup time
+ * @{
+ */
 
 #include <stdint.h>
 
@@ -17,18 +22,22 @@
 extern "C" {
 #endif
 
-typedef uint64_t px_duration; /* nanoseconds */
-typedef uint64_t px_instant;  /* nanoseconds of CLOCK_MONOTONIC */
+typedef uint64_t px_duration; /**< nanoseconds */
+typedef uint64_t px_instant;  /**< nanoseconds of CLOCK_MONOTONIC */
 
+/** `n` nanoseconds. */
 static inline px_duration px_ns(uint64_t n) { return n; }
+/** `n` microseconds. */
 static inline px_duration px_us(uint64_t n) { return n * 1000u; }
+/** `n` milliseconds. */
 static inline px_duration px_ms(uint64_t n) { return n * 1000000u; }
+/** `n` seconds. */
 static inline px_duration px_secs(uint64_t n) { return n * 1000000000u; }
 
-/* The current monotonic time. */
+/** The current monotonic time. */
 px_instant px_now(void);
 
-/*
+/**
  * A timer registration, embedded in whatever waits on a deadline. Its fields
  * belong to the timer backend (a wheel slot list, or a heap index with the
  * links holding the heap's short deferred list); the size is part of the
@@ -36,27 +45,29 @@ px_instant px_now(void);
  * (timers/conformance_test.cc checks it).
  */
 typedef struct px_timer_node {
-  struct px_timer_node *next; /* private */
-  struct px_timer_node *prev; /* private */
-  uint64_t tick;              /* private: deadline in timer ticks (ms) */
-  px_waker waker;             /* private: woken when the deadline passes */
-  uint32_t where;             /* private: backend slot or heap index */
-  uint32_t flags;             /* private: armed */
+  struct px_timer_node *next; /**< private */
+  struct px_timer_node *prev; /**< private */
+  uint64_t tick;              /**< private: deadline in timer ticks (ms) */
+  px_waker waker;             /**< private: woken when the deadline passes */
+  uint32_t where;             /**< private: backend slot or heap index */
+  uint32_t flags;             /**< private: armed */
 } px_timer_node;
 
-/* Completes with error 0 once `duration` has passed (tokio::time::sleep). */
+/** Completes with error 0 once `duration` has passed (tokio::time::sleep). */
 typedef struct px_sleep {
-  px_future base;
-  px_instant deadline;    /* private */
-  void *timer;            /* private: the runtime whose timer holds node */
-  px_waker waker;         /* private: the waker node was armed for */
-  px_timer_node node;     /* private */
+  px_future base; /**< the future header (must be first) */
+  px_instant deadline;    /**< private */
+  void *timer;            /**< private: the runtime whose timer holds node */
+  px_waker waker;         /**< private: the waker node was armed for */
+  px_timer_node node;     /**< private */
 } px_sleep;
 
+/** Initialises a sleep of `duration` and returns its future. */
 px_future *px_sleep_init(px_sleep *s, px_duration duration);
+/** Initialises a sleep until the instant `deadline` and returns its future. */
 px_future *px_sleep_until_init(px_sleep *s, px_instant deadline);
 
-/*
+/**
  * Moves a sleep's deadline (tokio's Sleep::reset), earlier or later. Before
  * the first poll it just changes the deadline. While the sleep is pending
  * its timer entry is re-registered at once, for the same waker, so the
@@ -67,7 +78,7 @@ px_future *px_sleep_until_init(px_sleep *s, px_instant deadline);
  */
 int px_sleep_reset(px_sleep *s, px_instant new_deadline);
 
-/*
+/**
  * What an interval does when ticks were missed because the task awaiting it
  * was late by more than 5 ms (tokio's MissedTickBehavior and tolerance).
  * With a period of 10 ms, ticks scheduled at 10, 20, 30, ..., and a task
@@ -89,7 +100,7 @@ typedef enum px_missed_tick {
   PX_MISSED_SKIP = 2
 } px_missed_tick;
 
-/*
+/**
  * A periodic timer (tokio::time::interval). Each tick is awaited as a
  * future the interval owns and hands out again and again:
  *
@@ -108,16 +119,16 @@ typedef enum px_missed_tick {
  * where it is once a tick was polled.
  */
 typedef struct px_interval {
-  px_future tick;         /* private: the future px_interval_tick returns */
-  px_duration period;     /* private */
-  px_instant next;        /* private: the instant of the next tick */
-  px_missed_tick policy;  /* private */
-  void *timer;            /* private: the runtime whose timer holds node */
-  px_waker waker;         /* private: the waker node was armed for */
-  px_timer_node node;     /* private */
+  px_future tick;         /**< private: the future px_interval_tick returns */
+  px_duration period;     /**< private */
+  px_instant next;        /**< private: the instant of the next tick */
+  px_missed_tick policy;  /**< private */
+  void *timer;            /**< private: the runtime whose timer holds node */
+  px_waker waker;         /**< private: the waker node was armed for */
+  px_timer_node node;     /**< private */
 } px_interval;
 
-/*
+/**
  * Starts an interval whose first tick is now. Returns 0, or PX_EINVAL for a
  * NULL interval, a zero period or an unknown policy (a tick of an interval
  * that failed to initialise then completes with PX_EINVAL).
@@ -125,11 +136,11 @@ typedef struct px_interval {
 int px_interval_init(px_interval *iv, px_duration period,
                      px_missed_tick policy);
 
-/* Same, with the first tick at `start` (tokio::time::interval_at). */
+/** Same, with the first tick at `start` (tokio::time::interval_at). */
 int px_interval_init_at(px_interval *iv, px_instant start, px_duration period,
                         px_missed_tick policy);
 
-/*
+/**
  * The future of the interval's next tick, re-armed: await it once, then
  * call again for the tick after. Calling again while the previous tick is
  * still pending abandons that one (its timer entry is released). Returns
@@ -137,23 +148,26 @@ int px_interval_init_at(px_interval *iv, px_instant start, px_duration period,
  */
 px_future *px_interval_tick(px_interval *iv);
 
-/*
+/**
  * Runs `inner` with a time limit (tokio::time::timeout). If `inner` finishes
  * first, its output and error become the timeout's. Otherwise `inner` is
  * dropped when the deadline passes and the result is PX_ETIMEDOUT. The
  * timeout owns `inner` from its first poll: dropping the timeout drops it.
  */
 typedef struct px_timeout {
-  px_future base;
-  px_future *inner; /* private */
-  px_sleep sleep;   /* private */
+  px_future base; /**< the future header (must be first) */
+  px_future *inner; /**< private */
+  px_sleep sleep;   /**< private */
 } px_timeout;
 
+/** Initialises a timeout of `duration` around `inner` and returns its future. */
 px_future *px_timeout_init(px_timeout *t, px_future *inner,
                            px_duration duration);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_TIME_H */

@@ -6,7 +6,7 @@
  * kernel reports a change (the socket *became* readable), not a state, so a
  * descriptor never needs another epoll_ctl between operations: the px__io
  * remembers the edge until a syscall returns EAGAIN and clears it (see
- * reactors/io.c for why that clear is race-free). That is one system call
+ * reactors/readiness.c for why that clear is race-free). That is one system call
  * per registration instead of one per wait, which is what mio and tokio do.
  *
  * Cross-thread wake-ups go through an eventfd in the same epoll set: writing
@@ -25,7 +25,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/backend.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 #define DEFAULT_EVENT_CAPACITY 1024u
@@ -63,7 +63,7 @@ static int ep_create(const px_config *cfg, px__reactor **out) {
   /* CLOEXEC everywhere: a child started with exec must not inherit the
    * runtime's descriptors (and keep its sockets open). */
   int err;
-  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_EVENTFD, &err);
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
   r->epfd = -1;
   r->capacity = capacity;
@@ -80,7 +80,7 @@ static int ep_create(const px_config *cfg, px__reactor **out) {
    * is non-zero every epoll_wait returns at once, so a wake-up that races
    * with the drain cannot be missed. */
   struct epoll_event ev = {.events = EPOLLIN, .data = {.ptr = &wake_sentinel}};
-  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->core.wake.rd, &ev) < 0) goto fail;
+  if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->core.wakeup_fd.rd, &ev) < 0) goto fail;
 
   *out = r;
   return 0;
@@ -161,7 +161,7 @@ static int ep_poll(px__reactor *r, int timeout_ms) {
   for (int i = 0; i < n; i++) {
     struct epoll_event *ev = &r->events[i];
     if (ev->data.ptr == &wake_sentinel) {
-      px__wake_drain(&r->core.wake);
+      px__wakeup_fd_drain(&r->core.wakeup_fd);
       continue;
     }
     px__io_dispatch((px__io *)ev->data.ptr, ready_bits(ev->events));
@@ -183,7 +183,7 @@ const px__reactor_ops px__epoll_ops = {
     .wakeup = px__reactor_wakeup,
     /* A batch of events names registrations by pointer (data.ptr): one
      * closed on another worker while the batch is dispatched is freed only
-     * when the next poll begins (reactors/backend.h); EPOLL_CTL_DEL made
+     * when the next poll begins (reactors/core.h); EPOLL_CTL_DEL made
      * sure no later batch names it. */
     .retire = px__reactor_retire,
 };

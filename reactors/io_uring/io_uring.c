@@ -15,7 +15,7 @@
  * kernels support? A re-armed one-shot poll reports the *state* again, so a
  * writable socket would complete over and over: it is level-triggered, and
  * edge-triggered backends are never told when a waiter wants a direction
- * again (reactors/io.c). create therefore checks that multishot polls work
+ * again (reactors/readiness.c). create therefore checks that multishot polls work
  * and fails with PX_ENOSYS on a kernel without them. The kernel may still
  * end a multishot poll (a CQE without IORING_CQE_F_MORE, e.g. when the CQ
  * overflowed); such a poll is re-armed, which reports the current state
@@ -61,7 +61,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/backend.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 #define MIN_ENTRIES 8u
@@ -135,7 +135,7 @@ static int submit(px__reactor *r) {
  * rejects the flag with -EINVAL.
  */
 static int probe_multishot(px__reactor *r) {
-  int err = px__wake_signal(&r->core.wake);
+  int err = px__wakeup_fd_signal(&r->core.wakeup_fd);
   if (err < 0) return err;
   struct io_uring_cqe *cqe;
   int rc;
@@ -146,7 +146,7 @@ static int probe_multishot(px__reactor *r) {
   int res = cqe->res;
   bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
   io_uring_cqe_seen(&r->ring, cqe);
-  px__wake_drain(&r->core.wake);
+  px__wakeup_fd_drain(&r->core.wakeup_fd);
   if (res < 0 || !more) return PX_ENOSYS;
   return 0;
 }
@@ -164,7 +164,7 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
   if (entries > MAX_ENTRIES) entries = MAX_ENTRIES;
 
   int err;
-  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_EVENTFD, &err);
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
   /* The table's first size up front: a program with a few sockets then
    * allocates nothing per registration beyond what add itself needs. */
@@ -196,7 +196,7 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
     ur_destroy(r);
     return PX_ENOSYS; /* see the file comment: Linux 5.11+ */
   }
-  err = queue_poll(r, r->core.wake.rd, POLLIN, TAG_WAKE);
+  err = queue_poll(r, r->core.wakeup_fd.rd, POLLIN, TAG_WAKE);
   if (err == 0) err = submit(r);
   if (err == 0) err = probe_multishot(r);
   if (err < 0) {
@@ -311,8 +311,8 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
     return 0;
   }
   if (data == TAG_WAKE) {
-    px__wake_drain(&r->core.wake);
-    if (!more) (void)queue_poll(r, r->core.wake.rd, POLLIN, TAG_WAKE);
+    px__wakeup_fd_drain(&r->core.wakeup_fd);
+    if (!more) (void)queue_poll(r, r->core.wakeup_fd.rd, POLLIN, TAG_WAKE);
     return 0;
   }
   int fd = (int)(uint32_t)data;

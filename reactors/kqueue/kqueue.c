@@ -41,7 +41,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/backend.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 #define DEFAULT_EVENT_CAPACITY 1024u
@@ -49,9 +49,9 @@
 
 /* With EVFILT_USER the kqueue wakes itself; without, a self-pipe does. */
 #ifdef EVFILT_USER
-#define WAKE_KIND PX__WAKE_NONE
+#define WAKE_KIND PX__WAKEUP_FD_NONE
 #else
-#define WAKE_KIND PX__WAKE_PIPE
+#define WAKE_KIND PX__WAKEUP_FD_PIPE
 #endif
 
 struct px__reactor {
@@ -105,7 +105,7 @@ static int make_wake(px__reactor *r) {
 #else
   /* Level-triggered (no EV_CLEAR): reported until poll drains it. */
   struct kevent kev;
-  EV_SET(&kev, r->core.wake.rd, EVFILT_READ, EV_ADD, 0, 0, NULL);
+  EV_SET(&kev, r->core.wakeup_fd.rd, EVFILT_READ, EV_ADD, 0, 0, NULL);
   return apply(r, &kev, 1);
 #endif
 }
@@ -262,8 +262,8 @@ static int kq_poll(px__reactor *r, int timeout_ms) {
 #ifdef EVFILT_USER
     if (ev->filter == EVFILT_USER) continue; /* a wake-up, EV_CLEAR'd */
 #else
-    if (ev->filter == EVFILT_READ && (int)ev->ident == r->core.wake.rd) {
-      px__wake_drain(&r->core.wake);
+    if (ev->filter == EVFILT_READ && (int)ev->ident == r->core.wakeup_fd.rd) {
+      px__wakeup_fd_drain(&r->core.wakeup_fd);
       continue;
     }
 #endif
@@ -284,7 +284,7 @@ static int kq_wakeup(px__reactor *r) {
   EV_SET(&kev, WAKE_IDENT, EVFILT_USER, 0, NOTE_TRIGGER, 0, NULL);
   return apply(r, &kev, 1);
 #else
-  return px__wake_signal(&r->core.wake);
+  return px__wakeup_fd_signal(&r->core.wakeup_fd);
 #endif
 }
 

@@ -45,7 +45,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/backend.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 struct px__reactor {
@@ -116,7 +116,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
   px__reactor *r = arg;
-  px__wake_drain(&r->core.wake);
+  px__wakeup_fd_drain(&r->core.wakeup_fd);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
@@ -149,7 +149,7 @@ static int le_create(const px_config *cfg, px__reactor **out) {
   if (threads_rc != 0) return PX_ENOTSUP;
 
   int err;
-  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_EVENTFD, &err);
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
   /* The table's first size up front: a program with a few sockets then
    * allocates nothing per registration beyond what add itself needs. */
@@ -180,7 +180,7 @@ static int le_create(const px_config *cfg, px__reactor **out) {
   }
   /* Level-triggered on purpose: it stays active until drained, so a
    * wake-up written before or during a loop always ends it. */
-  if (event_assign(r->wake, r->base, r->core.wake.rd, EV_READ | EV_PERSIST,
+  if (event_assign(r->wake, r->base, r->core.wakeup_fd.rd, EV_READ | EV_PERSIST,
                    on_wake, r) < 0 ||
       evtimer_assign(r->timer, r->base, on_timer, r) < 0 ||
       event_add(r->wake, NULL) < 0) {

@@ -11,7 +11,7 @@
  * its px__io. A map from descriptor to index (grown on demand) makes modify
  * and del O(1): del moves the last entry into the hole.
  *
- * Level-triggered, so the interest is one-shot (reactors/io.c explains):
+ * Level-triggered, so the interest is one-shot (reactors/readiness.c explains):
  * an entry watches only the directions with a waiter and drops a direction
  * once it fired. An entry that watches nothing gets a negative fd, which
  * poll skips; with events = 0 alone it would still report POLLHUP and
@@ -35,7 +35,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/backend.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 #define INITIAL_CAPACITY 64u
@@ -98,7 +98,7 @@ static int pl_create(const px_config *cfg, px__reactor **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
   int err;
-  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_PIPE, &err);
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_PIPE, &err);
   if (r == NULL) return err;
   /* Room for the first registrations up front, in the table, the map
    * and the poller's copy, so that a program with a few sockets allocates
@@ -110,7 +110,7 @@ static int pl_create(const px_config *cfg, px__reactor **out) {
     pl_destroy(r);
     return PX_ENOMEM;
   }
-  r->fds[0] = (struct pollfd){.fd = r->core.wake.rd, .events = POLLIN};
+  r->fds[0] = (struct pollfd){.fd = r->core.wakeup_fd.rd, .events = POLLIN};
   r->ios[0] = NULL;
   r->len = 1;
   *out = r;
@@ -249,7 +249,7 @@ static int pl_poll(px__reactor *r, int timeout_ms) {
     if (saved == EINTR) return 0;
     return px_err_from_errno(saved);
   }
-  if (r->wait_fds[0].revents & POLLIN) px__wake_drain(&r->core.wake);
+  if (r->wait_fds[0].revents & POLLIN) px__wakeup_fd_drain(&r->core.wakeup_fd);
   int dispatched = 0;
   for (size_t k = 1; k < n && got > 0; k++) {
     struct pollfd *w = &r->wait_fds[k];

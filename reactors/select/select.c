@@ -13,7 +13,7 @@
  *
  * Level-triggered: select reports states, so the backend only watches the
  * directions somebody waits for and stops watching a direction once it has
- * fired; px__io_poll_ready re-arms it through modify (reactors/io.c).
+ * fired; px__io_poll_ready re-arms it through modify (reactors/readiness.c).
  *
  * The table is indexed by descriptor: registration, modify and del are
  * O(1). A self-pipe in the read set carries cross-thread wake-ups.
@@ -34,7 +34,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
-#include "reactors/backend.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 struct px__reactor {
@@ -57,10 +57,10 @@ static int sel_create(const px_config *cfg, px__reactor **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
   int err;
-  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKE_PIPE, &err);
+  px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_PIPE, &err);
   if (r == NULL) return err;
   /* The pipe itself has to fit in an fd_set. */
-  if (r->core.wake.rd >= FD_SETSIZE) {
+  if (r->core.wakeup_fd.rd >= FD_SETSIZE) {
     sel_destroy(r);
     return PX_ERANGE;
   }
@@ -151,8 +151,8 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
     if (r->watch[fd] & PX__READABLE) FD_SET(fd, &rd);
     if (r->watch[fd] & PX__WRITABLE) FD_SET(fd, &wr);
   }
-  FD_SET(r->core.wake.rd, &rd);
-  if (r->core.wake.rd + 1 > nfds) nfds = r->core.wake.rd + 1;
+  FD_SET(r->core.wakeup_fd.rd, &rd);
+  if (r->core.wakeup_fd.rd + 1 > nfds) nfds = r->core.wakeup_fd.rd + 1;
   r->core.polling = true;
   pthread_mutex_unlock(&r->core.mu);
 
@@ -176,7 +176,7 @@ static int sel_poll(px__reactor *r, int timeout_ms) {
     if (saved == EINTR || saved == EBADF) return dispatched;
     return px_err_from_errno(saved);
   }
-  if (FD_ISSET(r->core.wake.rd, &rd)) px__wake_drain(&r->core.wake);
+  if (FD_ISSET(r->core.wakeup_fd.rd, &rd)) px__wakeup_fd_drain(&r->core.wakeup_fd);
   /* Only descriptors that are still registered, and only the directions
    * still watched: the table may have changed while we waited. A number
    * that was deregistered and reused meanwhile may see one spurious

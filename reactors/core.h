@@ -7,8 +7,8 @@
  * which registration owns it. Those live here, once, so a fix to (say) the
  * way a wake-up is drained reaches every backend that uses one.
  */
-#ifndef POLLUX_REACTORS_BACKEND_H
-#define POLLUX_REACTORS_BACKEND_H
+#ifndef POLLUX_REACTORS_CORE_H
+#define POLLUX_REACTORS_CORE_H
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -27,28 +27,28 @@ extern "C" {
  * (rd, wr) or an eventfd (rd == wr). The backend watches rd for reading;
  * -1 means not open.
  */
-typedef struct px__wake {
+typedef struct px__wakeup_fd {
   int rd;
   int wr;
-} px__wake;
+} px__wakeup_fd;
 
-typedef enum px__wake_kind {
-  PX__WAKE_NONE,    /* the backend wakes itself some other way */
-  PX__WAKE_PIPE,    /* a self-pipe: POSIX, for the portable backends */
-  PX__WAKE_EVENTFD, /* an eventfd on Linux, a self-pipe elsewhere */
-} px__wake_kind;
+typedef enum px__wakeup_fd_kind {
+  PX__WAKEUP_FD_NONE,    /* the backend wakes itself some other way */
+  PX__WAKEUP_FD_PIPE,    /* a self-pipe: POSIX, for the portable backends */
+  PX__WAKEUP_FD_EVENTFD, /* an eventfd on Linux, a self-pipe elsewhere */
+} px__wakeup_fd_kind;
 
 /* Opens w as `kind`, non-blocking and close-on-exec; 0 or a PX_E* code. */
-int px__wake_open(px__wake *w, px__wake_kind kind);
+int px__wakeup_fd_open(px__wakeup_fd *w, px__wakeup_fd_kind kind);
 
-/* Closes what px__wake_open opened (nothing when w holds -1). */
-void px__wake_close(px__wake *w);
+/* Closes what px__wakeup_fd_open opened (nothing when w holds -1). */
+void px__wakeup_fd_close(px__wakeup_fd *w);
 
 /* Makes rd readable. Any thread; a full pipe or counter is not an error. */
-int px__wake_signal(const px__wake *w);
+int px__wakeup_fd_signal(const px__wakeup_fd *w);
 
 /* Empties rd, so that a level-triggered watch of it stops reporting. */
-void px__wake_drain(const px__wake *w);
+void px__wakeup_fd_drain(const px__wakeup_fd *w);
 
 /* ---- The reactor core ----------------------------------------------- */
 
@@ -60,7 +60,7 @@ void px__wake_drain(const px__wake *w);
  */
 typedef struct px__reactor_core {
   pthread_mutex_t mu;
-  px__wake wake;
+  px__wakeup_fd wakeup_fd;
   /* Level-triggered backends: a poller is blocked on a copy of the table
    * (see px__reactor_unlock). Guarded by mu. */
   bool polling;
@@ -74,7 +74,7 @@ typedef struct px__reactor_core {
  * first member is a px__reactor_core), with its mutex initialized and a
  * wake-up descriptor of `kind` open. NULL with *err set on failure.
  */
-px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err);
+px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err);
 
 /* Undoes px__reactor_new, after the backend has released its own parts;
  * frees what is still retired. */

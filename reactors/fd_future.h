@@ -20,8 +20,8 @@
  * Only the px__io API of reactors/reactor.h is used, so the same code runs
  * over every reactor backend, edge- or level-triggered.
  */
-#ifndef POLLUX_REACTORS_FD_IO_H
-#define POLLUX_REACTORS_FD_IO_H
+#ifndef POLLUX_REACTORS_FD_FUTURE_H
+#define POLLUX_REACTORS_FD_FUTURE_H
 
 #include <stdbool.h>
 #include <sys/socket.h>

@@ -1,9 +1,9 @@
 /*
  * What the reactor backends share besides px__io: the reactor core (mutex
  * and wake-up descriptor), wake-up descriptors, and descriptor tables. See
- * reactors/backend.h.
+ * reactors/core.h.
  */
-#include "reactors/backend.h"
+#include "reactors/core.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -26,25 +26,25 @@ static int set_flags(int fd) {
   return fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
-static int open_pipe(px__wake *w) {
+static int open_pipe(px__wakeup_fd *w) {
   int p[2];
   if (pipe(p) < 0) return px_err_from_errno(errno);
   w->rd = p[0];
   w->wr = p[1];
   if (set_flags(p[0]) < 0 || set_flags(p[1]) < 0) {
     int err = px_err_from_errno(errno);
-    px__wake_close(w);
+    px__wakeup_fd_close(w);
     return err;
   }
   return 0;
 }
 
-int px__wake_open(px__wake *w, px__wake_kind kind) {
+int px__wakeup_fd_open(px__wakeup_fd *w, px__wakeup_fd_kind kind) {
   w->rd = w->wr = -1;
   switch (kind) {
-    case PX__WAKE_NONE:
+    case PX__WAKEUP_FD_NONE:
       return 0;
-    case PX__WAKE_EVENTFD:
+    case PX__WAKEUP_FD_EVENTFD:
 #ifdef __linux__
       /* One descriptor instead of two, and one read drains it. */
       w->rd = w->wr = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -52,19 +52,19 @@ int px__wake_open(px__wake *w, px__wake_kind kind) {
 #else
       return open_pipe(w);
 #endif
-    case PX__WAKE_PIPE:
+    case PX__WAKEUP_FD_PIPE:
       return open_pipe(w);
   }
   return PX_EINVAL;
 }
 
-void px__wake_close(px__wake *w) {
+void px__wakeup_fd_close(px__wakeup_fd *w) {
   if (w->wr >= 0 && w->wr != w->rd) close(w->wr);
   if (w->rd >= 0) close(w->rd);
   w->rd = w->wr = -1;
 }
 
-int px__wake_signal(const px__wake *w) {
+int px__wakeup_fd_signal(const px__wakeup_fd *w) {
   /* An eventfd takes exactly 8 bytes; a pipe takes any number. */
   uint64_t one = 1;
   ssize_t n;
@@ -77,7 +77,7 @@ int px__wake_signal(const px__wake *w) {
   return 0;
 }
 
-void px__wake_drain(const px__wake *w) {
+void px__wakeup_fd_drain(const px__wakeup_fd *w) {
   uint64_t buf[8];
   for (;;) {
     ssize_t n = read(w->rd, buf, sizeof buf);
@@ -90,7 +90,7 @@ void px__wake_drain(const px__wake *w) {
   }
 }
 
-px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err) {
+px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
   px__reactor_core *c = px__calloc(size);
   if (c == NULL) {
     *err = PX_ENOMEM;
@@ -101,7 +101,7 @@ px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err) {
     *err = PX_ENOMEM;
     return NULL;
   }
-  *err = px__wake_open(&c->wake, kind);
+  *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
     pthread_mutex_destroy(&c->mu);
     px__free(c, size);
@@ -114,7 +114,7 @@ px__reactor *px__reactor_new(size_t size, px__wake_kind kind, int *err) {
 void px__reactor_free(px__reactor *r, size_t size) {
   px__reactor_core *c = (px__reactor_core *)(void *)r;
   px__reactor_free_retired(r);
-  px__wake_close(&c->wake);
+  px__wakeup_fd_close(&c->wakeup_fd);
   pthread_mutex_destroy(&c->mu);
   px__free(c, size);
 }
@@ -142,14 +142,14 @@ void px__reactor_free_retired(px__reactor *r) {
 
 int px__reactor_wakeup(px__reactor *r) {
   if (r == NULL) return PX_EINVAL;
-  return px__wake_signal(&((px__reactor_core *)(void *)r)->wake);
+  return px__wakeup_fd_signal(&((px__reactor_core *)(void *)r)->wakeup_fd);
 }
 
 void px__reactor_unlock(px__reactor_core *c, bool widened) {
   bool wake = widened && c->polling;
   pthread_mutex_unlock(&c->mu);
   /* Outside the mutex: the poller takes it as soon as it wakes. */
-  if (wake) (void)px__wake_signal(&c->wake);
+  if (wake) (void)px__wakeup_fd_signal(&c->wakeup_fd);
 }
 
 unsigned px__ready_from_poll(int revents) {

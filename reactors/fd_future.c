@@ -1,5 +1,5 @@
 /*
- * The readiness loop every descriptor future shares (see fd_io.h), and the
+ * The readiness loop every descriptor future shares (see fd_future.h), and the
  * byte streams built on it: TCP and Unix connections, pipes, wrapped
  * descriptors. They differ only in the syscall that moves the bytes.
  *
@@ -17,7 +17,7 @@
 
 #include "executors/executor.h"
 #include "internal/px_internal.h"
-#include "reactors/fd_io.h"
+#include "reactors/fd_future.h"
 
 /* ---- The readiness loop --------------------------------------------- */
 
