@@ -27,6 +27,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "blocking/pool.h"
 
@@ -35,7 +36,7 @@ typedef struct pool pool;
 typedef enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state;
 
 typedef struct job {
-  struct job *prev, *next; /* in the pool's queue or running list (mu) */
+  px__list link; /* in the pool's queue or running list (mu) */
   pool *pool;
   px_blocking_fn fn;
   void *arg;
@@ -57,18 +58,14 @@ typedef struct job {
 
 static void *job_payload(job *j) { return (char *)j + JOB_PAYLOAD_OFFSET; }
 
-typedef struct job_list {
-  job *head, *tail;
-} job_list;
-
 struct pool {
   /* Must be first: px_runtime_free calls it through the runtime's slot. */
   void (*shutdown)(void *self);
   pthread_mutex_t mu;
   pthread_cond_t work;  /* threads wait here for jobs */
   pthread_cond_t quiet; /* shutdown waits here for jobs and threads to end */
-  job_list queue;       /* not started yet, oldest first */
-  job_list running;     /* in fn right now */
+  px__list queue;       /* jobs not started yet, oldest first */
+  px__list running;     /* jobs in fn right now */
   uint32_t max_threads, idle_ms, shutdown_ms;
   uint32_t threads; /* alive, busy or idle */
   uint32_t idle;    /* waiting for a job */
@@ -81,26 +78,9 @@ struct pool {
 
 /* ---- Small helpers ------------------------------------------------------ */
 
-static void list_push(job_list *l, job *j) {
-  j->next = NULL;
-  j->prev = l->tail;
-  if (l->tail != NULL)
-    l->tail->next = j;
-  else
-    l->head = j;
-  l->tail = j;
-}
-
-static void list_remove(job_list *l, job *j) {
-  if (j->prev != NULL)
-    j->prev->next = j->next;
-  else
-    l->head = j->next;
-  if (j->next != NULL)
-    j->next->prev = j->prev;
-  else
-    l->tail = j->prev;
-  j->next = j->prev = NULL;
+/* The job a queue or running list node belongs to (NULL for none). */
+static job *job_of(px__list *l) {
+  return l != NULL ? px__container_of(l, job, link) : NULL;
 }
 
 /* A deadline `ms` from now on the monotonic clock (the conds use it, so a
@@ -147,19 +127,18 @@ static void *worker_main(void *arg) {
   pool *p = arg;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    if (p->queue.head == NULL && !p->closed) {
+    if (px__list_empty(&p->queue) && !p->closed) {
       struct timespec deadline = deadline_after(p->idle_ms);
       int rc = 0;
       p->idle++;
-      while (p->queue.head == NULL && !p->closed && rc != ETIMEDOUT)
+      while (px__list_empty(&p->queue) && !p->closed && rc != ETIMEDOUT)
         rc = pthread_cond_timedwait(&p->work, &p->mu, &deadline);
       p->idle--;
     }
-    job *j = p->queue.head;
+    job *j = job_of(px__list_pop(&p->queue));
     if (j == NULL) break; /* idle for too long, or shutting down */
-    list_remove(&p->queue, j);
     p->queued--;
-    list_push(&p->running, j);
+    px__list_insert_tail(&p->running, &j->link);
     j->state = JOB_RUNNING;
     p->busy++;
     pthread_mutex_unlock(&p->mu);
@@ -170,7 +149,7 @@ static void *worker_main(void *arg) {
     if (err > 0) err = 0;
 
     pthread_mutex_lock(&p->mu);
-    list_remove(&p->running, j);
+    px__list_remove(&j->link);
     p->busy--;
     j->state = JOB_DONE;
     j->err = err;
@@ -241,7 +220,7 @@ static int submit(pool *p, job *j) {
   }
   j->pool = p;
   p->refs++;
-  list_push(&p->queue, j);
+  px__list_insert_tail(&p->queue, &j->link);
   p->queued++;
   pthread_cond_signal(&p->work);
   pthread_mutex_unlock(&p->mu);
@@ -260,6 +239,8 @@ static int pool_create(const px_config *cfg, pool **out) {
   p->idle_ms = cfg->blocking_idle_ms;
   p->shutdown_ms = cfg->blocking_shutdown_ms;
   p->refs = 1; /* the runtime's */
+  px__list_init(&p->queue);
+  px__list_init(&p->running);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -300,12 +281,13 @@ static void pool_shutdown(void *self) {
   pool *p = self;
   pthread_mutex_lock(&p->mu);
   p->closed = true;
-  job_list cancelled = p->queue;
-  p->queue.head = p->queue.tail = NULL;
+  px__list cancelled, *l;
+  px__list_init(&cancelled);
+  px__list_splice_tail(&cancelled, &p->queue);
   p->queued = 0;
-  for (job *j = cancelled.head; j != NULL; j = j->next) {
-    j->state = JOB_DONE;
-    j->err = PX_ECANCELED;
+  px__list_foreach(l, &cancelled) {
+    job_of(l)->state = JOB_DONE;
+    job_of(l)->err = PX_ECANCELED;
   }
   pthread_cond_broadcast(&p->work); /* idle threads: exit now */
 
@@ -313,8 +295,13 @@ static void pool_shutdown(void *self) {
    * wakers now. Dropping a waker may run arbitrary code, so do it unlocked
    * and rescan afterwards (the list is short: at most max_threads). */
   for (;;) {
-    job *j = p->running.head;
-    while (j != NULL && px_waker_is_empty(&j->waker)) j = j->next;
+    job *j = NULL;
+    px__list_foreach(l, &p->running) {
+      if (!px_waker_is_empty(&job_of(l)->waker)) {
+        j = job_of(l);
+        break;
+      }
+    }
     if (j == NULL) break;
     px_waker w = j->waker;
     j->waker.vtable = NULL;
@@ -327,10 +314,13 @@ static void pool_shutdown(void *self) {
 
   /* Queued jobs never run: their futures, if still awaited, see
    * PX_ECANCELED. The queue's reference to each goes away. */
-  for (job *j = cancelled.head, *next; j != NULL; j = next) {
+  for (;;) {
     pthread_mutex_lock(&p->mu);
-    next = j->next;
-    j->next = j->prev = NULL;
+    job *j = job_of(px__list_pop(&cancelled));
+    if (j == NULL) {
+      pthread_mutex_unlock(&p->mu);
+      break;
+    }
     px_waker w = j->waker;
     j->waker.vtable = NULL;
     j->waker.data = NULL;
@@ -449,7 +439,7 @@ static void blocking_drop(px_future *self) {
   bool was_done = j->state == JOB_DONE;
   if (was_queued) {
     /* Not started: cancel it. fn never runs. */
-    list_remove(&p->queue, j);
+    px__list_remove(&j->link);
     p->queued--;
     j->state = JOB_DONE;
     j->err = PX_ECANCELED;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pollux/list.h"
 #include "pollux/runtime.h"
 #include "pollux/task.h"
 #include "pollux/time.h"
@@ -40,7 +41,7 @@ extern "C" {
 struct px_task {
   _Atomic uint64_t state;
   px_task *queue_next;               /* run queue link (executor's) */
-  px_task *owned_next, *owned_prev;  /* runtime's list of live tasks */
+  px__list owned;                    /* runtime's list of live tasks */
   px_runtime *runtime;
   px_waker join_waker;               /* guarded by JOIN_WAKER */
   /* Immutable after spawn. Packed so the header stays at 64 bytes. */

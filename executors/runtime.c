@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
 #include "observe/observe.h"
@@ -38,7 +39,7 @@ struct px_runtime {
   /* Live tasks. A spinlock: held for a few pointer writes, never across a
    * call, and remote spawns are the only other thread that takes it. */
   px__spinlock owned_lock;
-  px_task *owned_head;
+  px__list owned; /* px_task.owned */
   bool closed; /* under owned_lock: no new task may join */
 
   px__thread_waker main_waker; /* block_on's future was woken */
@@ -134,6 +135,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   if (rt == NULL) return PX_ENOMEM;
   rt->cfg = *cfg;
   atomic_init(&rt->owned_lock, 0);
+  px__list_init(&rt->owned);
   rt->main_waker.runtime = rt;
   rt->start_ns = px__now_ns();
   pthread_mutex_init(&rt->timer_lock, NULL);
@@ -182,25 +184,15 @@ int px__runtime_adopt(px_runtime *rt, px_task *t) {
     owned_unlock(rt);
     return PX_ESHUTDOWN;
   }
-  t->owned_prev = NULL;
-  t->owned_next = rt->owned_head;
-  if (rt->owned_head != NULL) rt->owned_head->owned_prev = t;
-  rt->owned_head = t;
+  px__list_insert_head(&rt->owned, &t->owned);
   owned_unlock(rt);
   return 0;
 }
 
 bool px__runtime_unlink(px_runtime *rt, px_task *t) {
   owned_lock(rt);
-  bool linked = t->owned_prev != NULL || rt->owned_head == t;
-  if (linked) {
-    if (t->owned_prev != NULL)
-      t->owned_prev->owned_next = t->owned_next;
-    else
-      rt->owned_head = t->owned_next;
-    if (t->owned_next != NULL) t->owned_next->owned_prev = t->owned_prev;
-    t->owned_next = t->owned_prev = NULL;
-  }
+  bool linked = px__list_linked(&t->owned);
+  if (linked) px__list_remove(&t->owned);
   owned_unlock(rt);
   return linked;
 }
@@ -229,7 +221,8 @@ void px_runtime_free(px_runtime *rt) {
   rt->exec_ops->drain(rt->exec);
   for (;;) {
     owned_lock(rt);
-    px_task *t = rt->owned_head;
+    px__list *first = px__list_first(&rt->owned);
+    px_task *t = first != NULL ? px__container_of(first, px_task, owned) : NULL;
     if (t != NULL) px__task_ref_inc(t); /* keep it alive across the unlock */
     owned_unlock(rt);
     if (t == NULL) break;

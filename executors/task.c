@@ -118,7 +118,7 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
                              (join != NULL ? PX__TASK_JOIN_INTEREST : 0) |
                              refs * REF_ONE);
   t->queue_next = NULL;
-  t->owned_next = t->owned_prev = NULL;
+  t->owned.next = t->owned.prev = NULL;
   t->runtime = rt;
   t->join_waker.vtable = NULL;
   t->join_waker.data = NULL;

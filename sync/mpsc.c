@@ -54,6 +54,7 @@ static int create(size_t bound, size_t cap, px_mpsc_sender **tx,
   c->cap = cap;
   c->bound = bound;
   c->slots.permits = bound;
+  px__waitq_init(&c->slots.waiters);
   c->senders = 1;
   c->rx_alive = true;
   *tx = (px_mpsc_sender *)c;

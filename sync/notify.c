@@ -23,6 +23,7 @@ int px_notify_new(px_notify **out) {
   if (n == NULL) return PX_ENOMEM;
   atomic_init(&n->lock, 0);
   atomic_init(&n->gen, 0);
+  px__waitq_init(&n->waiters);
   *out = n;
   return 0;
 }
@@ -68,7 +69,8 @@ int px_notify_waiters(px_notify *n) {
   /* Each node's tag is the generation it was queued in. The wake list may
    * drop the lock between batches; futures queued meanwhile carry the new
    * generation, sit behind the older ones, and are not woken by this call. */
-  while (n->waiters.head != NULL && n->waiters.head->tag < gen) {
+  px_wait_node *head;
+  while ((head = px__waitq_first(&n->waiters)) != NULL && head->tag < gen) {
     px_wait_node *w = px__waitq_pop(&n->waiters);
     w->state = PX__NODE_GRANTED_ALL;
     px__wake_list_take(&wl, w);

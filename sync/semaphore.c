@@ -24,6 +24,7 @@ static int sem_create(struct px_semaphore **out, size_t permits) {
   if (s == NULL) return PX_ENOMEM;
   atomic_init(&s->lock, 0);
   s->sem.permits = permits;
+  px__waitq_init(&s->sem.waiters);
   *out = s;
   return 0;
 }

@@ -12,32 +12,19 @@
 /* ---- wait queue --------------------------------------------------------- */
 
 void px__waitq_push(px__waitq *q, px_wait_node *n) {
-  n->next = NULL;
-  n->prev = q->tail;
-  if (q->tail != NULL)
-    q->tail->next = n;
-  else
-    q->head = n;
-  q->tail = n;
+  px__list_insert_tail(&q->nodes, &n->link);
   n->flags |= PX__NODE_LINKED;
 }
 
 void px__waitq_remove(px__waitq *q, px_wait_node *n) {
+  (void)q; /* the node knows its neighbours */
   if (!(n->flags & PX__NODE_LINKED)) return;
-  if (n->prev != NULL)
-    n->prev->next = n->next;
-  else
-    q->head = n->next;
-  if (n->next != NULL)
-    n->next->prev = n->prev;
-  else
-    q->tail = n->prev;
-  n->next = n->prev = NULL;
+  px__list_remove(&n->link);
   n->flags &= ~PX__NODE_LINKED;
 }
 
 px_wait_node *px__waitq_pop(px__waitq *q) {
-  px_wait_node *n = q->head;
+  px_wait_node *n = px__waitq_first(q);
   if (n != NULL) px__waitq_remove(q, n);
   return n;
 }
@@ -76,8 +63,9 @@ void px__wake_list_finish(px__wake_list *wl) {
  * Strict FIFO: a large request at the head blocks smaller ones behind it,
  * so it cannot starve. */
 static void sem_serve(px__sem *s, px__wake_list *wl) {
-  while (!s->closed && s->waiters.head != NULL &&
-         s->waiters.head->tag <= s->permits) {
+  px_wait_node *head;
+  while (!s->closed && (head = px__waitq_first(&s->waiters)) != NULL &&
+         head->tag <= s->permits) {
     px_wait_node *n = px__waitq_pop(&s->waiters);
     s->permits -= n->tag;
     n->state = PX__NODE_GRANTED;
@@ -129,7 +117,7 @@ void px__sem_cancel(px__sem *s, px_wait_node *n, px__wake_list *wl,
                     px_waker *drop_me) {
   *drop_me = px_waker_take(&n->waker);
   if (n->state == PX__NODE_QUEUED) {
-    bool was_head = s->waiters.head == n;
+    bool was_head = px__waitq_first(&s->waiters) == n;
     px__waitq_remove(&s->waiters, n);
     n->state = PX__NODE_IDLE;
     /* A big request at the head may have been holding back smaller ones

@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "pollux/channel.h"
 #include "pollux/errors.h"
@@ -40,16 +41,25 @@ enum {
 #define PX__NODE_LINKED 1u  /* in a wait queue's list */
 
 typedef struct px__waitq {
-  px_wait_node *head, *tail;
+  px__list nodes; /* px_wait_node.link, oldest first */
 } px__waitq;
 
+/* A zeroed queue is not empty but invalid: every owner calls this. */
+static inline void px__waitq_init(px__waitq *q) { px__list_init(&q->nodes); }
 void px__waitq_push(px__waitq *q, px_wait_node *n);
 void px__waitq_remove(px__waitq *q, px_wait_node *n);
 px_wait_node *px__waitq_pop(px__waitq *q);
-static inline bool px__waitq_empty(const px__waitq *q) { return q->head == NULL; }
+static inline bool px__waitq_empty(const px__waitq *q) {
+  return px__list_empty(&q->nodes);
+}
+/* The oldest waiter, or NULL. */
+static inline px_wait_node *px__waitq_first(const px__waitq *q) {
+  px__list *l = px__list_first(&q->nodes);
+  return l != NULL ? px__container_of(l, px_wait_node, link) : NULL;
+}
 
 static inline void px__node_init(px_wait_node *n) {
-  n->next = n->prev = NULL;
+  n->link.next = n->link.prev = NULL;
   n->waker.vtable = NULL;
   n->waker.data = NULL;
   n->tag = 0;

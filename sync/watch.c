@@ -47,6 +47,7 @@ int px_watch_new(px_value initial, px_watch_sender **tx,
     return PX_ENOMEM;
   }
   atomic_init(&c->lock, 0);
+  px__waitq_init(&c->waiters);
   c->value = initial;
   c->tx_alive = true;
   c->receivers = 1;
@@ -62,8 +63,9 @@ int px_watch_new(px_value initial, px_watch_sender **tx,
  * while the lock is released have seen the current version (their tag) and
  * rightly stay queued. */
 static void wake_all_locked(watch *c, px__wake_list *wl) {
-  while (c->waiters.head != NULL &&
-         (c->closed || c->waiters.head->tag < c->version)) {
+  px_wait_node *head;
+  while ((head = px__waitq_first(&c->waiters)) != NULL &&
+         (c->closed || head->tag < c->version)) {
     px_wait_node *n = px__waitq_pop(&c->waiters);
     n->state = PX__NODE_GRANTED;
     px__wake_list_take(wl, n);

@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "pollux/future.h"
+#include "pollux/list.h"
 #include "pollux/waker.h"
 
 #ifdef __cplusplus
@@ -46,8 +47,7 @@ extern "C" {
  * and guarded by the lock of the primitive the node waits on.
  */
 typedef struct px_wait_node {
-  struct px_wait_node *next; /**< private */
-  struct px_wait_node *prev; /**< private */
+  px__list link;             /**< private: in the primitive's wait queue */
   px_waker waker;            /**< private: woken when the node is served */
   uint64_t tag;              /**< private: permits wanted, generation, ... */
   uint32_t state;            /**< private: idle, queued, granted, ... */

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "pollux/future.h"
+#include "pollux/list.h"
 #include "pollux/waker.h"
 
 #ifdef __cplusplus
@@ -45,8 +46,7 @@ px_instant px_now(void);
  * (timers/conformance_test.cc checks it).
  */
 typedef struct px_timer_node {
-  struct px_timer_node *next; /**< private */
-  struct px_timer_node *prev; /**< private */
+  px__list link;              /**< private: in a wheel slot or deferred list */
   uint64_t tick;              /**< private: deadline in timer ticks (ms) */
   px_waker waker;             /**< private: woken when the deadline passes */
   uint32_t where;             /**< private: backend slot or heap index */

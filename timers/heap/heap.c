@@ -33,6 +33,7 @@
  */
 #include <string.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "timers/timer.h"
 
@@ -56,7 +57,7 @@ typedef struct px__heap {
   size_t cap;            /* how many entries the array can hold */
   uint64_t elapsed;      /* the current tick */
   uint64_t next_seq;     /* the next insertion's sequence number */
-  px_timer_node *deferred_head, *deferred_tail;
+  px__list deferred;     /* px_timer_node.link, in insertion order */
   size_t deferred_len;   /* nodes on the deferred list */
   int advancing;         /* inside advance: callbacks may be running */
   px__heap_entry inline_entries[PX__HEAP_INLINE];
@@ -155,34 +156,21 @@ static void remove_at(px__heap *h, size_t i) {
  * deferred one at or before it, so the two never share a deadline.
  */
 static void deferred_append(px__heap *h, px_timer_node *n) {
-  n->next = NULL;
-  n->prev = h->deferred_tail;
-  if (h->deferred_tail != NULL)
-    h->deferred_tail->next = n;
-  else
-    h->deferred_head = n;
-  h->deferred_tail = n;
+  px__list_insert_tail(&h->deferred, &n->link);
   h->deferred_len++;
   n->where = PX__HEAP_DEFERRED;
 }
 
 static void deferred_unlink(px__heap *h, px_timer_node *n) {
-  if (n->prev != NULL)
-    n->prev->next = n->next;
-  else
-    h->deferred_head = n->next;
-  if (n->next != NULL)
-    n->next->prev = n->prev;
-  else
-    h->deferred_tail = n->prev;
-  n->next = n->prev = NULL;
+  px__list_remove(&n->link);
   h->deferred_len--;
 }
 
 /* Moves every deferred node into the heap, in insertion order. */
 static void deferred_flush(px__heap *h) {
-  px_timer_node *n;
-  while ((n = h->deferred_head) != NULL) {
+  px__list *l;
+  while ((l = px__list_first(&h->deferred)) != NULL) {
+    px_timer_node *n = px__container_of(l, px_timer_node, link);
     deferred_unlink(h, n);
     push(h, n, h->next_seq++);
   }
@@ -194,6 +182,7 @@ static void heap_init(void *timer, uint64_t now) {
   h->entries = h->inline_entries;
   h->cap = PX__HEAP_INLINE;
   h->elapsed = now;
+  px__list_init(&h->deferred);
 }
 
 static int heap_insert(void *timer, px_timer_node *node, uint64_t tick) {

@@ -41,6 +41,7 @@
 #include <assert.h>
 #include <string.h>
 
+#include "api/internal/list.h"
 #include "timers/timer.h"
 
 #define PX__WHEEL_BITS 6 /* log2 of the slots per level */
@@ -59,43 +60,14 @@
 #define PX__WHEEL_FIRING (PX__WHEEL_PENDING + 1)
 #define PX__WHEEL_LISTS (PX__WHEEL_FIRING + 1)
 
-/* An intrusive doubly-linked list with a tail, so appending is O(1). */
-typedef struct px__wheel_list {
-  px_timer_node *head;
-  px_timer_node *tail;
-} px__wheel_list;
-
 typedef struct px__wheel {
   uint64_t elapsed;                      /* the current tick */
   uint64_t occupied[PX__WHEEL_LEVELS];   /* bit s: slot s is non-empty */
-  px__wheel_list lists[PX__WHEEL_LISTS]; /* slots, pending, firing */
+  px__list lists[PX__WHEEL_LISTS]; /* slots, pending, firing */
 } px__wheel;
 
-/* Links `n` after `after` (at the head when `after` is NULL). */
-static void list_insert_after(px__wheel_list *l, px_timer_node *after,
-                              px_timer_node *n) {
-  n->prev = after;
-  n->next = after != NULL ? after->next : l->head;
-  if (n->next != NULL)
-    n->next->prev = n;
-  else
-    l->tail = n;
-  if (after != NULL)
-    after->next = n;
-  else
-    l->head = n;
-}
-
-static void list_unlink(px__wheel_list *l, px_timer_node *n) {
-  if (n->prev != NULL)
-    n->prev->next = n->next;
-  else
-    l->head = n->next;
-  if (n->next != NULL)
-    n->next->prev = n->prev;
-  else
-    l->tail = n->prev;
-  n->next = n->prev = NULL;
+static px_timer_node *node_of(px__list *l) {
+  return px__container_of(l, px_timer_node, link);
 }
 
 /*
@@ -112,7 +84,7 @@ static unsigned level_for(uint64_t elapsed, uint64_t tick) {
 
 /* Clears a slot's occupied bit once its list is empty. */
 static void slot_vacated(px__wheel *w, unsigned where) {
-  if (where < PX__WHEEL_PENDING && w->lists[where].head == NULL)
+  if (where < PX__WHEEL_PENDING && px__list_empty(&w->lists[where]))
     w->occupied[where / PX__WHEEL_SLOTS] &=
         ~((uint64_t)1 << (where % PX__WHEEL_SLOTS));
 }
@@ -127,10 +99,10 @@ static void place(px__wheel *w, px_timer_node *n) {
      * or in increasing order); only overdue deadlines inserted out of order
      * pay for the walk.
      */
-    px__wheel_list *l = &w->lists[PX__WHEEL_PENDING];
-    px_timer_node *after = l->tail;
-    while (after != NULL && after->tick > n->tick) after = after->prev;
-    list_insert_after(l, after, n);
+    px__list *l = &w->lists[PX__WHEEL_PENDING];
+    px__list *after = l->prev;
+    while (after != l && node_of(after)->tick > n->tick) after = after->prev;
+    px__list_insert_after(after, &n->link);
     n->where = PX__WHEEL_PENDING;
     return;
   }
@@ -144,7 +116,7 @@ static void place(px__wheel *w, px_timer_node *n) {
     slot = 0;
   }
   n->where = level * PX__WHEEL_SLOTS + slot;
-  list_insert_after(&w->lists[n->where], w->lists[n->where].tail, n);
+  px__list_insert_tail(&w->lists[n->where], &n->link);
   w->occupied[level] |= (uint64_t)1 << slot;
 }
 
@@ -187,20 +159,18 @@ static int next_slot(const px__wheel *w, uint64_t *start) {
  * there behind it.
  */
 static void collect(px__wheel *w, unsigned where, uint64_t due) {
-  px_timer_node *n = w->lists[where].head;
-  px__wheel_list *firing = &w->lists[PX__WHEEL_FIRING];
-
-  w->lists[where].head = w->lists[where].tail = NULL;
+  px__list taken, *l;
+  px__list_init(&taken);
+  px__list_splice_tail(&taken, &w->lists[where]);
   slot_vacated(w, where);
-  while (n != NULL) {
-    px_timer_node *next = n->next;
+  while ((l = px__list_pop(&taken)) != NULL) {
+    px_timer_node *n = node_of(l);
     if (n->tick <= due) {
-      list_insert_after(firing, firing->tail, n);
+      px__list_insert_tail(&w->lists[PX__WHEEL_FIRING], &n->link);
       n->where = PX__WHEEL_FIRING;
     } else {
       place(w, n);
     }
-    n = next;
   }
 }
 
@@ -211,12 +181,11 @@ static void collect(px__wheel *w, unsigned where, uint64_t due) {
  * waiting on this list (cancel unlinks it from here).
  */
 static size_t drain(px__wheel *w, px__timer_fire_fn fire, void *arg) {
-  px__wheel_list *firing = &w->lists[PX__WHEEL_FIRING];
   size_t fired = 0;
-  px_timer_node *n;
+  px__list *l;
 
-  while ((n = firing->head) != NULL) {
-    list_unlink(firing, n);
+  while ((l = px__list_pop(&w->lists[PX__WHEEL_FIRING])) != NULL) {
+    px_timer_node *n = node_of(l);
     n->flags &= ~PX__TIMER_ARMED;
     fire(n, arg);
     fired++;
@@ -227,6 +196,7 @@ static size_t drain(px__wheel *w, px__timer_fire_fn fire, void *arg) {
 static void wheel_init(void *timer, uint64_t now) {
   px__wheel *w = timer;
   memset(w, 0, sizeof *w);
+  for (size_t i = 0; i < PX__WHEEL_LISTS; i++) px__list_init(&w->lists[i]);
   w->elapsed = now;
 }
 
@@ -243,7 +213,7 @@ static int wheel_insert(void *timer, px_timer_node *node, uint64_t tick) {
 static void wheel_cancel(void *timer, px_timer_node *node) {
   px__wheel *w = timer;
   if (!(node->flags & PX__TIMER_ARMED)) return;
-  list_unlink(&w->lists[node->where], node);
+  px__list_remove(&node->link);
   slot_vacated(w, node->where);
   node->flags &= ~PX__TIMER_ARMED;
 }
@@ -252,8 +222,8 @@ static void wheel_cancel(void *timer, px_timer_node *node) {
 static uint64_t wheel_next_tick(void *timer) {
   px__wheel *w = timer;
   uint64_t start;
-  if (w->lists[PX__WHEEL_PENDING].head != NULL)
-    return w->lists[PX__WHEEL_PENDING].head->tick;
+  px__list *first = px__list_first(&w->lists[PX__WHEEL_PENDING]);
+  if (first != NULL) return node_of(first)->tick;
   return next_slot(w, &start) >= 0 ? start : PX__TICK_NONE;
 }
 
