@@ -1,9 +1,11 @@
-/*
+/**
+ * @file
  * pollux.h - the whole public API of pollux, an async runtime for C.
  */
 #ifndef POLLUX_H
 #define POLLUX_H
 
+#include "pollux/version.h"
 #include "pollux/errors.h"
 #include "pollux/poll.h"
 #include "pollux/waker.h"
@@ -14,6 +16,7 @@
 #include "pollux/runtime.h"
 #include "pollux/time.h"
 #include "pollux/scope.h"
+#include "pollux/stream.h"
 #include "pollux/net.h"
 #include "pollux/tls.h"
 #include "pollux/sync.h"

@@ -71,14 +71,40 @@ void px__fd_release(px__io *io, void *mem, size_t size);
 
 #define PX__STREAM_SOCKET 0x1u /* send/recv (no SIGPIPE); else read/write */
 
-struct px_tcp_stream {
+/*
+ * One direction's operation in progress. px__fd_drive keeps its WAITING bit
+ * in a future's state, so each direction of a stream has a small future of
+ * its own for the stream-level poll functions to drive (one reader and one
+ * writer at a time, as stream.h requires).
+ */
+typedef struct px__fd_op {
+  px_future base;
+  unsigned char *buf;
+  size_t len;
+  size_t n;
+} px__fd_op;
+
+/* The plain-descriptor implementation of px_stream (fd_stream.c). */
+typedef struct px__fd_stream {
+  px_stream base; /* ops == &px__fd_stream_ops */
   int fd;
   unsigned flags; /* PX__STREAM_* */
   px__io io;
-};
+  px__fd_op rd;
+  px__fd_op wr;
+} px__fd_stream;
+
+extern const px_stream_ops px__fd_stream_ops;
+
+/* The descriptor stream behind s, or NULL when s is another kind. */
+px__fd_stream *px__fd_stream_of(const px_stream *s);
 
 /* Wraps a non-blocking descriptor. On failure fd is left open. */
-int px__stream_new(int fd, unsigned flags, px_tcp_stream **out);
+int px__stream_new(int fd, unsigned flags, px_stream **out);
+
+/* The socket under s: PX_EINVAL for NULL, PX_ENOTSUP for anything that is
+ * not a plain descriptor stream over a socket (tcp.c). */
+int px__stream_socket(const px_stream *s, int *fd);
 
 /* ---- Listeners: TCP and Unix ------------------------------------------ */
 

@@ -1,7 +1,7 @@
 /*
  * TCP listeners and connections (pollux/net.h), and the address helpers all
  * sockets share, over whichever reactor the runtime was built with. The
- * readiness loop and the byte streams live in fd_future.c; this file supplies
+ * readiness loop is fd_future.c, the byte streams fd_stream.c; this file supplies
  * the syscalls of accept and connect.
  */
 #include <arpa/inet.h>
@@ -104,16 +104,26 @@ static int sock_addr(int fd, int peer, px_addr *out) {
   return rc < 0 ? px_err_from_errno(errno) : 0;
 }
 
-int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out) {
+/* The socket under s: PX_EINVAL for NULL, PX_ENOTSUP for a pipe or a
+ * stream that is not a plain descriptor (TLS, buffered, user-defined). */
+int px__stream_socket(const px_stream *s, int *fd) {
   if (s == NULL) return PX_EINVAL;
-  if (!(s->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
-  return sock_addr(s->fd, 0, out);
+  px__fd_stream *fs = px__fd_stream_of(s);
+  if (fs == NULL || !(fs->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
+  *fd = fs->fd;
+  return 0;
+}
+
+int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out) {
+  int fd = -1;
+  int err = px__stream_socket(s, &fd);
+  return err < 0 ? err : sock_addr(fd, 0, out);
 }
 
 int px_tcp_peer_addr(const px_tcp_stream *s, px_addr *out) {
-  if (s == NULL) return PX_EINVAL;
-  if (!(s->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
-  return sock_addr(s->fd, 1, out);
+  int fd = -1;
+  int err = px__stream_socket(s, &fd);
+  return err < 0 ? err : sock_addr(fd, 1, out);
 }
 
 static int open_socket(int family, int *out) {
@@ -284,7 +294,7 @@ px_future *px_tcp_accept_init(px_tcp_accept *f, px_tcp_listener *l) {
  */
 static int connect_attempt(px_future *self) {
   px_tcp_connect *f = (px_tcp_connect *)self;
-  int fd = f->pending->fd;
+  int fd = px_stream_fd(f->pending);
   int so_error = 0;
   socklen_t len = sizeof(so_error);
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) < 0)
@@ -342,8 +352,8 @@ static px_poll connect_poll(px_future *self, px_context *cx) {
     int err = connect_start(f, cx);
     if (err < 0) return px__fd_complete(self, err);
   }
-  px_poll p =
-      px__fd_drive(self, cx, &f->pending->io, PX__WRITABLE, connect_attempt);
+  px_poll p = px__fd_drive(self, cx, &px__fd_stream_of(f->pending)->io,
+                           PX__WRITABLE, connect_attempt);
   if (p == PX_READY && self->error < 0) connect_abandon(f);
   return p;
 }

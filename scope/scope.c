@@ -1,94 +1,340 @@
 /*
- * Scopes (pollux/scope.h): a growable array of join handles, and a join
- * future that polls them until every one is done.
+ * Scopes (pollux/scope.h): tokio's JoinSet, in C.
  *
- * Everything here runs on the owner task; the children are only reached
- * through their join handles, whose poll, abort and drop are thread-safe
- * (executors/task.c), so children may finish on any worker thread. A join
- * handle holds nothing but a pointer to its task (the waker it registers is
- * stored in the task), so handles may be moved when the array grows, even
- * after they were polled.
+ * Each child has an entry: its join handle, and a waker of its own. The
+ * entry sits on one of three lists of the scope's shared set:
+ *
+ *   idle      its handle was polled with the entry's waker and is pending;
+ *   notified  the child woke its entry (it finished, or was just spawned
+ *             and never polled): the owner must poll its handle again;
+ *   ready     its result is in the handle, waiting for join_next.
+ *
+ * A child finishing on any thread wakes its entry's waker, which moves the
+ * entry from idle to notified under the set's lock and wakes the owner's
+ * join, if one waits. The owner alone polls handles (reaping), so finding
+ * what finished costs one step per finished child, never a scan of every
+ * child. A reaped handle is dropped at once, which frees the child's task:
+ * what stays is the small entry, and only until join_next takes its result
+ * (detached children's entries go at once).
+ *
+ * Lifetimes: wakers given to children may outlive the scope (an aborted
+ * child drops its join waker on its own thread, later), so entries and the
+ * set are reference counted. An entry holds one reference for being on a
+ * list and one per waker clone; the set holds one for the scope and one per
+ * entry.
  */
+#include <stdatomic.h>
 #include <string.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "pollux/scope.h"
+
+enum where { IDLE, NOTIFIED, POLLING, POLLING_NOTIFIED, READY, GONE };
+
+typedef struct entry {
+  px__list node; /* in one of the set's lists, by `where` */
+  px__scope_set *set;
+  px_join_handle handle;
+  uint64_t id; /* the child's task id, kept for join_next */
+  atomic_size_t refs;
+  unsigned char where;    /* enum where; guarded by the set's lock */
+  unsigned char detached; /* result discarded, memory freed when reaped */
+} entry;
+
+struct px__scope_set {
+  px__spinlock lock;
+  px__list idle, notified, ready;
+  px_waker owner;   /* the join waiting for children; under the lock */
+  size_t live;      /* entries not yet reaped (not READY, not GONE) */
+  size_t joinable;  /* live entries that are not detached */
+  size_t unclaimed; /* READY entries */
+  atomic_size_t refs;
+};
+
+/* Moves `e` to the end of `list` (or just links it), as `where`. Under the
+ * set's lock. */
+static void move_to(px__list *list, entry *e, enum where where) {
+  if (px__list_linked(&e->node)) px__list_remove(&e->node);
+  px__list_insert_tail(list, &e->node);
+  e->where = (unsigned char)where;
+}
+
+/* Unlinks the first entry of `list` and marks it `where`, or NULL. Under
+ * the set's lock. */
+static entry *take_first(px__list *list, enum where where) {
+  px__list *n = px__list_pop(list);
+  if (n == NULL) return NULL;
+  entry *e = px__container_of(n, entry, node);
+  e->where = (unsigned char)where;
+  return e;
+}
+
+/* ---- reference counts ------------------------------------------------- */
+
+static void set_release(px__scope_set *set) {
+  if (atomic_fetch_sub_explicit(&set->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  px_waker_drop(&set->owner);
+  px__free(set, sizeof *set);
+}
+
+static void entry_release(entry *e) {
+  if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  px__scope_set *set = e->set;
+  px__free(e, sizeof *e);
+  set_release(set);
+}
+
+/* ---- the entry's waker ------------------------------------------------ */
+
+static px_waker entry_waker_clone(void *data);
+
+/* Moves the entry to `notified` and hands back the owner's waker to wake
+ * once the lock is released (never wake while holding it: the owner's wake
+ * may run the owner at once on this thread). */
+static void entry_wake_by_ref(void *data) {
+  entry *e = data;
+  px__scope_set *set = e->set;
+  px_waker owner = PX_WAKER_EMPTY;
+  px__spin_lock(&set->lock);
+  if (e->where == IDLE) {
+    move_to(&set->notified, e, NOTIFIED);
+    owner = px_waker_take(&set->owner);
+  } else if (e->where == POLLING) {
+    e->where = POLLING_NOTIFIED;
+  }
+  px__spin_unlock(&set->lock);
+  px_waker_wake(&owner);
+}
+
+static void entry_waker_drop(void *data) { entry_release(data); }
+
+static void entry_wake(void *data) {
+  entry_wake_by_ref(data);
+  entry_release(data);
+}
+
+static const px_waker_vtable entry_waker_vtable = {
+    entry_waker_clone, entry_wake, entry_wake_by_ref, entry_waker_drop};
+
+static px_waker entry_waker_clone(void *data) {
+  entry *e = data;
+  atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+  px_waker w = {&entry_waker_vtable, e};
+  return w;
+}
+
+/* ---- reaping ---------------------------------------------------------- */
+
+/* Counts a finished, non-detached child's error in the scope. */
+static void count_result(px_scope *s, int err) {
+  if (err < 0 && s->errors++ == 0) s->first_error = err;
+}
+
+/*
+ * Polls the handle of every notified entry (owner only). A finished child's
+ * handle is dropped, freeing its task; its entry moves to `ready` or, when
+ * detached or when `consume` is set (a full join takes every result), goes.
+ * Returns how many children were consumed that way.
+ */
+static size_t reap(px_scope *s, px_runtime *rt, int consume) {
+  px__scope_set *set = s->set;
+  size_t consumed = 0;
+  if (set == NULL) return 0;
+  for (;;) {
+    px__spin_lock(&set->lock);
+    entry *e = take_first(&set->notified, POLLING);
+    px__spin_unlock(&set->lock);
+    if (e == NULL) return consumed;
+
+    /* Poll with the entry's own waker, so the child wakes this entry. The
+     * handle borrows the waker and clones it if it must wait. */
+    px_waker w = {&entry_waker_vtable, e};
+    px_context cx = {&w, rt};
+    int rc = px_future_poll(&e->handle.base, &cx);
+    if (rc == PX_PENDING) {
+      px__spin_lock(&set->lock);
+      if (e->where == POLLING_NOTIFIED)
+        move_to(&set->notified, e, NOTIFIED);
+      else
+        move_to(&set->idle, e, IDLE);
+      px__spin_unlock(&set->lock);
+      continue;
+    }
+    if (rc < 0) e->handle.base.error = rc; /* cannot happen; never silent */
+    /* The result stays readable in the dropped handle; the task goes. */
+    px_future_drop(&e->handle.base);
+    px__spin_lock(&set->lock);
+    set->live--;
+    if (!e->detached) set->joinable--;
+    if (e->detached || consume) {
+      e->where = GONE;
+    } else {
+      move_to(&set->ready, e, READY);
+      set->unclaimed++;
+    }
+    px__spin_unlock(&set->lock);
+    if (e->where == GONE) {
+      if (!e->detached) count_result(s, e->handle.base.error);
+      consumed += !e->detached;
+      entry_release(e);
+    }
+  }
+}
+
+/* ---- the scope -------------------------------------------------------- */
 
 void px_scope_init(px_scope *scope) {
   if (scope == NULL) return;
   memset(scope, 0, sizeof *scope);
 }
 
-/* Doubles the array; px__alloc has no realloc, so copy by hand. */
-static int grow(px_scope *s) {
-  size_t cap = s->cap == 0 ? 4 : s->cap * 2;
-  if (cap > SIZE_MAX / sizeof *s->children) return PX_ENOMEM;
-  px_join_handle *children = px__alloc(cap * sizeof *children);
-  if (children == NULL) return PX_ENOMEM;
-  if (s->len > 0) memcpy(children, s->children, s->len * sizeof *children);
-  px__free(s->children, s->cap * sizeof *s->children);
-  s->children = children;
-  s->cap = cap;
+static int set_new(px_scope *s) {
+  px__scope_set *set = px__alloc(sizeof *set);
+  if (set == NULL) return PX_ENOMEM;
+  memset(set, 0, sizeof *set);
+  px__list_init(&set->idle);
+  px__list_init(&set->notified);
+  px__list_init(&set->ready);
+  atomic_init(&set->refs, 1);
+  s->set = set;
+  return 0;
+}
+
+static int spawn(px_scope *scope, const px_future *future, int detached) {
+  if (scope == NULL || future == NULL || scope->closed) return PX_EINVAL;
+  /* Check first, so a call outside a runtime allocates nothing. */
+  px_runtime *rt = px_runtime_current();
+  if (rt == NULL) return PX_ENORUNTIME;
+  if (scope->set == NULL) {
+    int rc = set_new(scope);
+    if (rc < 0) return rc;
+  }
+  reap(scope, rt, 0);
+  px__scope_set *set = scope->set;
+  entry *e = px__alloc(sizeof *e);
+  if (e == NULL) return PX_ENOMEM;
+  memset(e, 0, sizeof *e);
+  int rc = px_spawn(future, &e->handle);
+  if (rc < 0) {
+    px__free(e, sizeof *e);
+    return rc;
+  }
+  e->set = set;
+  e->id = px_join_handle_id(&e->handle);
+  e->detached = (unsigned char)detached;
+  atomic_init(&e->refs, 1);
+  atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
+  /* A new child starts notified: its handle has not registered a waker
+   * yet, so the next reap polls it (and it may well have finished). */
+  px__spin_lock(&set->lock);
+  move_to(&set->notified, e, NOTIFIED);
+  set->live++;
+  if (!detached) set->joinable++;
+  px_waker owner = px_waker_take(&set->owner);
+  px__spin_unlock(&set->lock);
+  px_waker_wake(&owner);
   return 0;
 }
 
 int px_scope_spawn(px_scope *scope, const px_future *future) {
-  if (scope == NULL || future == NULL || scope->closed) return PX_EINVAL;
-  /* Check first, so a call outside a runtime does not grow the array. */
-  if (px_runtime_current() == NULL) return PX_ENORUNTIME;
-  if (scope->len == scope->cap) {
-    int rc = grow(scope);
-    if (rc < 0) return rc;
-  }
-  int rc = px_spawn(future, &scope->children[scope->len]);
-  if (rc < 0) return rc;
-  scope->len++;
-  return 0;
+  return spawn(scope, future, 0);
+}
+
+int px_scope_spawn_detached(px_scope *scope, const px_future *future) {
+  return spawn(scope, future, 1);
 }
 
 size_t px_scope_len(const px_scope *scope) {
-  return scope == NULL ? 0 : scope->len;
-}
-
-const px_join_handle *px_scope_child(const px_scope *scope, size_t i) {
-  if (scope == NULL || i >= scope->len) return NULL;
-  return &scope->children[i];
-}
-
-/* A handle whose result was collected (DONE) or that let go (DROPPED). */
-static int collected(const px_join_handle *h) {
-  return (h->base.state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0;
+  if (scope == NULL || scope->set == NULL) return 0;
+  px__scope_set *set = scope->set;
+  px__spin_lock(&set->lock);
+  size_t n = set->live + set->unclaimed;
+  px__spin_unlock(&set->lock);
+  return n;
 }
 
 int px_scope_cancel(px_scope *scope) {
   if (scope == NULL) return PX_EINVAL;
-  for (size_t i = scope->scan_from; i < scope->len; i++)
-    if (!collected(&scope->children[i]))
-      px_join_handle_abort(&scope->children[i]);
+  px__scope_set *set = scope->set;
+  if (set == NULL) return 0;
+  /* Every live entry moves to `notified`; from then on no wake touches the
+   * list (a wake only moves IDLE entries) and only the owner, us, takes
+   * from it, so it can be walked without the lock while the aborts run (an
+   * abort may wake an entry, which takes the lock). The next reap polls
+   * each handle again and sees the child finish. */
+  px__list *n;
+  px__spin_lock(&set->lock);
+  px__list_foreach(n, &set->idle)
+    px__container_of(n, entry, node)->where = NOTIFIED;
+  px__list_splice_tail(&set->notified, &set->idle);
+  /* Their wakes are no-ops from now on, so the join must look itself. */
+  px_waker owner = px_waker_take(&set->owner);
+  px__spin_unlock(&set->lock);
+  px_waker_wake(&owner);
+  px__list_foreach(n, &set->notified)
+    px_join_handle_abort(&px__container_of(n, entry, node)->handle);
   return 0;
 }
 
 void px_scope_drop(px_scope *scope) {
   if (scope == NULL || scope->closed) return;
-  /* Abort before detaching: a detached task would run on unsupervised. The
-   * abort queues each child, and the executor drops its future. */
-  px_scope_cancel(scope);
-  for (size_t i = 0; i < scope->len; i++)
-    px_future_drop(&scope->children[i].base);
-  px__free(scope->children, scope->cap * sizeof *scope->children);
-  scope->children = NULL;
-  scope->len = scope->cap = scope->done = scope->scan_from = 0;
   scope->closed = 1;
+  px__scope_set *set = scope->set;
+  scope->set = NULL;
+  if (set == NULL) return;
+  /* Abort before detaching: a detached task would run on unsupervised. The
+   * abort queues each child, and the executor drops its future. Entries
+   * leave the lists under the lock, so a late wake finds them GONE. */
+  px__list *lists[3] = {&set->idle, &set->notified, &set->ready};
+  for (int l = 0; l < 3; l++) {
+    for (;;) {
+      px__spin_lock(&set->lock);
+      entry *e = take_first(lists[l], GONE);
+      px__spin_unlock(&set->lock);
+      if (e == NULL) break;
+      if (l < 2) px_join_handle_abort(&e->handle);
+      px_future_drop(&e->handle.base);
+      entry_release(e);
+    }
+  }
+  px__spin_lock(&set->lock);
+  px_waker owner = px_waker_take(&set->owner);
+  px__spin_unlock(&set->lock);
+  px_waker_drop(&owner);
+  set_release(set);
 }
 
-/* ---- join ------------------------------------------------------------- */
+/* Registers the owner's waker, unless a child was notified meanwhile (then
+ * the caller reaps again instead of sleeping). Returns 1 when registered. */
+static int wait_for_children(px__scope_set *set, px_context *cx) {
+  px__spin_lock(&set->lock);
+  int registered = px__list_empty(&set->notified);
+  if (registered && !px_waker_will_wake(&set->owner, cx->waker)) {
+    px_waker old = px_waker_take(&set->owner);
+    set->owner = px_waker_clone(cx->waker);
+    px__spin_unlock(&set->lock);
+    px_waker_drop(&old);
+    return 1;
+  }
+  px__spin_unlock(&set->lock);
+  return registered;
+}
 
-/*
- * Polls every child not yet collected. Each pending handle keeps a clone of
- * our waker in its task (a repeated poll with the same waker costs nothing),
- * so any child finishing wakes us. Collected children are skipped; the
- * prefix of collected ones is not even looked at again.
- */
+/* The first unclaimed result's entry, now GONE (the caller releases it),
+ * or NULL. */
+static entry *take_result(px__scope_set *set) {
+  px__spin_lock(&set->lock);
+  entry *e = take_first(&set->ready, GONE);
+  if (e != NULL) set->unclaimed--;
+  px__spin_unlock(&set->lock);
+  return e;
+}
+
+/* ---- join: every child ------------------------------------------------ */
+
 static px_poll scope_join_poll(px_future *self, px_context *cx) {
   px_scope_join *j = (px_scope_join *)self;
   px_scope *s = j->scope;
@@ -96,21 +342,24 @@ static px_poll scope_join_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
-  for (size_t i = s->scan_from; i < s->len; i++) {
-    px_join_handle *h = &s->children[i];
-    if (collected(h)) continue;
-    int rc = px_future_poll(&h->base, cx);
-    if (rc == PX_PENDING) continue;
-    int err = rc < 0 ? rc : h->base.error;
-    if (err < 0) {
-      if (s->errors++ == 0) s->first_error = err;
+  px__scope_set *set = s->set;
+  if (set != NULL) {
+    /* Results nobody claimed yet belong to the join now. */
+    for (entry *e; (e = take_result(set)) != NULL;) {
+      count_result(s, e->handle.base.error);
+      j->reaped++;
+      entry_release(e);
     }
-    s->done++;
+    for (;;) {
+      j->reaped += reap(s, cx->runtime, 1);
+      px__spin_lock(&set->lock);
+      size_t live = set->live;
+      px__spin_unlock(&set->lock);
+      if (live == 0) break;
+      if (wait_for_children(set, cx)) return PX_PENDING;
+    }
   }
-  while (s->scan_from < s->len && collected(&s->children[s->scan_from]))
-    s->scan_from++;
-  if (s->done < s->len) return PX_PENDING;
-  self->output = px_u64(s->len);
+  self->output = px_u64(j->reaped);
   self->error = s->first_error;
   return PX_READY;
 }
@@ -129,5 +378,50 @@ px_future *px_scope_join_init(px_scope_join *join, px_scope *scope) {
   if (join == NULL) return NULL;
   px_future_init(&join->base, &scope_join_vtable);
   join->scope = scope;
+  join->reaped = 0;
   return &join->base;
+}
+
+/* ---- join_next: one child --------------------------------------------- */
+
+static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
+  px_scope_join_next *f = (px_scope_join_next *)self;
+  px_scope *s = f->scope;
+  if (s == NULL || s->closed) {
+    self->error = PX_EINVAL;
+    return PX_READY;
+  }
+  px__scope_set *set = s->set;
+  if (set == NULL) return PX_READY; /* nothing ever spawned: found = 0 */
+  for (;;) {
+    reap(s, cx->runtime, 0);
+    entry *e = take_result(set);
+    /* Detached children are never reported, so they are not waited for. */
+    px__spin_lock(&set->lock);
+    int more = e == NULL && (set->unclaimed > 0 || set->joinable > 0);
+    px__spin_unlock(&set->lock);
+    if (e != NULL) {
+      f->found = 1;
+      f->id = e->id;
+      self->output = e->handle.base.output;
+      self->error = e->handle.base.error;
+      count_result(s, self->error);
+      entry_release(e);
+      return PX_READY;
+    }
+    if (!more) return PX_READY;
+    if (wait_for_children(set, cx)) return PX_PENDING;
+  }
+}
+
+static const px_future_vtable scope_join_next_vtable = {
+    sizeof(px_scope_join_next), "scope_join_next", scope_join_next_poll, NULL};
+
+px_future *px_scope_join_next_init(px_scope_join_next *f, px_scope *scope) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &scope_join_next_vtable);
+  f->scope = scope;
+  f->found = 0;
+  f->id = 0;
+  return &f->base;
 }

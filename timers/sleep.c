@@ -1,7 +1,9 @@
 /*
- * px_sleep and px_timeout over whichever timer backend is built in. The
- * sleep registers its embedded timer node on first poll (no allocation) and
- * leaves the timer when it completes or is dropped.
+ * px_sleep, px_timeout and px_interval over whichever timer backend is built
+ * in. Sleeps and interval ticks share one px_timer_entry (pollux/time.h): it
+ * registers its embedded node on the first poll that must wait (no
+ * allocation), is re-armed in place, and leaves the timer when its future
+ * completes or is dropped.
  */
 #include <string.h>
 
@@ -11,66 +13,80 @@
 
 px_instant px_now(void) { return px__now_ns(); }
 
-/*
- * A registration: the node, the runtime whose timer holds it, and a clone
- * of the waker it was armed for. The node's own fields belong to the timer
- * and are only touched under the runtime's timer lock (a driver on another
- * thread may be firing it), so questions like "armed for this task?" are
- * answered from `waker`, which only the future's owner touches.
- */
-typedef struct timer_reg {
-  void **timer;
-  px_waker *waker;
-  px_timer_node *node;
-} timer_reg;
+/* ---- the timer entry: what sleeps and interval ticks embed ------------- */
 
-/* Leaves the timer (if in it) and lets go of the waker. */
-static void reg_release(timer_reg r) {
-  if (*r.timer != NULL) {
-    px__runtime_timer_cancel(*r.timer, r.node);
-    *r.timer = NULL;
+static void entry_init(px_timer_entry *e, px_instant deadline) {
+  e->deadline = deadline;
+  e->rt = NULL;
+  px_waker empty = PX_WAKER_EMPTY;
+  e->waker = empty;
+  memset(&e->node, 0, sizeof e->node);
+}
+
+/* Leaves the timer (if registered) and lets go of the waker; the entry can
+ * be registered again afterwards. */
+static void entry_release(px_timer_entry *e) {
+  if (e->rt != NULL) {
+    px__runtime_timer_cancel(e->rt, &e->node);
+    e->rt = NULL;
   }
-  px_waker_drop(r.waker);
+  px_waker_drop(&e->waker);
 }
 
 /*
- * The part of a poll that sleeps and interval ticks share: READY with *err
- * = 0 once `deadline` has passed (the node has then left the timer), READY
- * with *err < 0 when the timer cannot take the node, PENDING once the node
- * is armed to wake cx->waker.
+ * One poll of an entry: READY with *err = 0 once its deadline has passed
+ * (it has then left the timer), READY with *err < 0 when the timer cannot
+ * take it, PENDING once it is armed to wake cx->waker.
  */
-static px_poll timer_wait(timer_reg r, px_instant deadline, px_context *cx,
-                          int *err) {
+static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
   *err = 0;
   /* The clock, not the timer, decides: a sleep never completes early even
    * if a timer backend rounds or a spurious wake polls us. */
-  if (px__now_ns() >= deadline) {
-    reg_release(r);
+  if (px__now_ns() >= e->deadline) {
+    entry_release(e);
     return PX_READY;
   }
   /*
    * Registered for the same task: nothing to change. The node cannot have
    * fired meanwhile, since it fires only once the deadline passed (ticks
-   * round deadlines up), and px_sleep_reset re-arms it when the deadline
+   * round deadlines up), and entry_reset re-arms it when the deadline
    * moves.
    */
-  if (*r.timer != NULL && px_waker_will_wake(r.waker, cx->waker))
+  if (e->rt == cx->runtime && px_waker_will_wake(&e->waker, cx->waker))
     return PX_PENDING;
-  int rc = px__runtime_timer_insert(cx->runtime, r.node, deadline, cx->waker);
+  /* Polled from another runtime (a future handed over after a shutdown):
+   * the old one must let go of the node before the new one takes it. */
+  if (e->rt != NULL && e->rt != cx->runtime) entry_release(e);
+  int rc = px__runtime_timer_insert(cx->runtime, &e->node, e->deadline,
+                                    cx->waker);
   if (rc < 0) {
-    reg_release(r);
+    entry_release(e);
     *err = rc;
     return PX_READY;
   }
-  px_waker_set(r.waker, cx->waker);
-  *r.timer = cx->runtime;
+  px_waker_set(&e->waker, cx->waker);
+  e->rt = cx->runtime;
   return PX_PENDING;
 }
 
-static timer_reg sleep_reg(px_sleep *s) {
-  timer_reg r = {&s->timer, &s->waker, &s->node};
-  return r;
+/*
+ * Moves the deadline. A registered entry is re-armed now, for the waker it
+ * was armed for, so the task is not woken for nothing at the old deadline,
+ * nor left asleep past an earlier new one. If the node fired already, this
+ * arms it again, which is harmless: the woken task's poll sees the new
+ * deadline. If the timer cannot take it, the registration is forgotten and
+ * the task woken, so that its next poll tries again and reports the error.
+ */
+static void entry_reset(px_timer_entry *e, px_instant deadline) {
+  e->deadline = deadline;
+  if (e->rt == NULL) return;
+  if (px__runtime_timer_insert(e->rt, &e->node, deadline, &e->waker) < 0) {
+    e->rt = NULL;
+    px_waker_wake(&e->waker);
+  }
 }
+
+/* ---- sleep ------------------------------------------------------------ */
 
 static px_poll sleep_poll(px_future *self, px_context *cx) {
   px_sleep *s = (px_sleep *)self;
@@ -79,14 +95,13 @@ static px_poll sleep_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   int err;
-  if (timer_wait(sleep_reg(s), s->deadline, cx, &err) == PX_PENDING)
-    return PX_PENDING;
+  if (entry_poll(&s->entry, cx, &err) == PX_PENDING) return PX_PENDING;
   s->base.error = err;
   return PX_READY;
 }
 
 static void sleep_drop(px_future *self) {
-  reg_release(sleep_reg((px_sleep *)self));
+  entry_release(&((px_sleep *)self)->entry);
 }
 
 static const px_future_vtable sleep_vtable = {sizeof(px_sleep), "sleep",
@@ -95,11 +110,7 @@ static const px_future_vtable sleep_vtable = {sizeof(px_sleep), "sleep",
 px_future *px_sleep_until_init(px_sleep *s, px_instant deadline) {
   if (s == NULL) return NULL;
   px_future_init(&s->base, &sleep_vtable);
-  s->deadline = deadline;
-  s->timer = NULL;
-  s->waker.vtable = NULL;
-  s->waker.data = NULL;
-  memset(&s->node, 0, sizeof s->node);
+  entry_init(&s->entry, deadline);
   return &s->base;
 }
 
@@ -120,22 +131,7 @@ int px_sleep_reset(px_sleep *s, px_instant new_deadline) {
     px_sleep_until_init(s, new_deadline);
     return 0;
   }
-  s->deadline = new_deadline;
-  /*
-   * Pending: move the node now, for the waker it was armed for, so the task
-   * is not woken for nothing at the old deadline, nor left asleep past an
-   * earlier new one. If the node fired already, this arms it again, which
-   * is harmless: the woken task's poll sees the new deadline. If the timer
-   * cannot take it, forget the registration and wake the task, whose next
-   * poll tries again and reports the error.
-   */
-  if (s->timer != NULL) {
-    if (px__runtime_timer_insert(s->timer, &s->node, new_deadline,
-                                 &s->waker) < 0) {
-      s->timer = NULL;
-      px_waker_wake(&s->waker);
-    }
-  }
+  entry_reset(&s->entry, new_deadline);
   return 0;
 }
 
@@ -197,11 +193,6 @@ static px_instant interval_next(const px_interval *iv, px_instant due,
   return add_sat(now, iv->period - (now - due) % iv->period);
 }
 
-static timer_reg interval_reg(px_interval *iv) {
-  timer_reg r = {&iv->timer, &iv->waker, &iv->node};
-  return r;
-}
-
 static px_poll tick_poll(px_future *self, px_context *cx) {
   px_interval *iv = (px_interval *)self; /* the tick is the first member */
   if (iv->period == 0) {
@@ -213,21 +204,20 @@ static px_poll tick_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   int err;
-  if (timer_wait(interval_reg(iv), iv->next, cx, &err) == PX_PENDING)
-    return PX_PENDING;
+  if (entry_poll(&iv->entry, cx, &err) == PX_PENDING) return PX_PENDING;
   if (err < 0) {
     self->error = err; /* the schedule stays: the next tick retries it */
     return PX_READY;
   }
-  px_instant due = iv->next;
-  iv->next = interval_next(iv, due, px__now_ns());
+  px_instant due = iv->entry.deadline;
+  iv->entry.deadline = interval_next(iv, due, px__now_ns());
   self->output = px_u64(due);
   self->error = 0;
   return PX_READY;
 }
 
 static void tick_drop(px_future *self) {
-  reg_release(interval_reg((px_interval *)self));
+  entry_release(&((px_interval *)self)->entry);
 }
 
 static const px_future_vtable tick_vtable = {sizeof(px_interval),
@@ -238,11 +228,7 @@ int px_interval_init_at(px_interval *iv, px_instant start, px_duration period,
                         px_missed_tick policy) {
   if (iv == NULL) return PX_EINVAL;
   px_future_init(&iv->tick, &tick_vtable);
-  iv->next = start;
-  iv->timer = NULL;
-  iv->waker.vtable = NULL;
-  iv->waker.data = NULL;
-  memset(&iv->node, 0, sizeof iv->node);
+  entry_init(&iv->entry, start);
   int valid = period > 0 && (policy == PX_MISSED_BURST ||
                              policy == PX_MISSED_DELAY ||
                              policy == PX_MISSED_SKIP);

@@ -12,9 +12,11 @@
  * Hosts are numeric addresses ("127.0.0.1", "::1", "0.0.0.0"); no name
  * resolution happens, so nothing here blocks.
  *
- * Streams: px_stream is any byte stream (a TCP or Unix connection, a pipe
- * end, a wrapped descriptor). It is the same type as px_tcp_stream, so the
- * px_tcp_read/write/shutdown/close functions serve all of them.
+ * Streams: every connection, pipe end and wrapped descriptor here is a
+ * px_stream (pollux/stream.h), read and written with px_stream_read_init
+ * and friends like any other stream (TLS, buffered, user-defined).
+ * px_tcp_stream is the same type under its historical name, and the
+ * px_tcp_read/write/write_all/close functions are the px_stream ones.
  *
  * A stream or listener must outlive the futures using it, and the runtime
  * must outlive the stream: drop the futures, close, then free the runtime.
@@ -41,6 +43,7 @@
 #include <sys/socket.h>
 
 #include "pollux/future.h"
+#include "pollux/stream.h"
 #include "pollux/time.h"
 
 #ifdef __cplusplus
@@ -49,10 +52,13 @@ extern "C" {
 
 /** A listening TCP or Unix socket (opaque). */
 typedef struct px_tcp_listener px_tcp_listener;
-/** A byte stream: a connected socket, a pipe end or a wrapped descriptor (opaque). */
-typedef struct px_tcp_stream px_tcp_stream;
-/** Any byte stream: TCP, Unix, pipes, wrapped descriptors. */
-typedef struct px_tcp_stream px_stream;
+/**
+ * A connected stream from accept or connect: a px_stream (stream.h) whose
+ * implementation is a plain descriptor. The TCP-only functions below
+ * (addresses, socket options) also accept any px_stream and answer
+ * PX_ENOTSUP for streams that are not sockets.
+ */
+typedef px_stream px_tcp_stream;
 
 /* ---- Addresses ------------------------------------------------------ */
 
@@ -141,39 +147,35 @@ px_future *px_tcp_connect_timeout_init(px_tcp_connect_timeout *f,
                                        const char *host, uint16_t port,
                                        px_duration limit);
 
-/** One read or write on a stream. */
-typedef struct px_tcp_io {
-  px_future base; /**< the future header (must be first) */
-  px_tcp_stream *stream; /**< private */
-  unsigned char *buf;    /**< private */
-  size_t len;            /**< private */
-  size_t done;           /**< private */
-  int all;               /**< private: write_all */
-} px_tcp_io;
-/** A read: px_tcp_io under the name of what it does. */
-typedef px_tcp_io px_tcp_read;
-/** A write: px_tcp_io under the name of what it does. */
-typedef px_tcp_io px_tcp_write;
+/** px_stream_io under its historical name. */
+typedef px_stream_io px_tcp_io;
+/** px_stream_io under its historical name. */
+typedef px_stream_io px_tcp_read;
+/** px_stream_io under its historical name. */
+typedef px_stream_io px_tcp_write;
 
-/** Reads up to len bytes: output.u64 = bytes read, 0 at end of stream. */
+/** px_stream_read_init under its historical name. */
 px_future *px_tcp_read_init(px_tcp_io *f, px_tcp_stream *s, void *buf,
                             size_t len);
-/** Writes up to len bytes: output.u64 = bytes written (at least 1). */
+/** px_stream_write_init under its historical name. */
 px_future *px_tcp_write_init(px_tcp_io *f, px_tcp_stream *s, const void *buf,
                              size_t len);
 /**
- * Writes all len bytes: output.u64 = len. On error, output.u64 holds the
- * bytes already written. Zero-length reads and writes complete with 0 at
- * once, even outside a runtime. A stream registered with one runtime fails
- * with PX_EBUSY when polled from another.
+ * px_stream_write_all_init under its historical name. A stream registered
+ * with one runtime fails with PX_EBUSY when polled from another.
  */
 px_future *px_tcp_write_all_init(px_tcp_io *f, px_tcp_stream *s,
                                  const void *buf, size_t len);
 
-/** Shuts down the write side (the peer then reads end of stream). */
+/**
+ * Shuts down the write side of a socket at once (the peer then reads end
+ * of stream). PX_ENOTSUP for pipes and for streams that are not plain
+ * descriptors (a TLS stream needs px_stream_shutdown_init, which sends
+ * close_notify first).
+ */
 int px_tcp_shutdown(px_tcp_stream *s);
 
-/** The socket's file descriptor (for setsockopt and the like), or -1. */
+/** The socket's file descriptor (px_stream_fd), or -1. */
 int px_tcp_stream_fd(const px_tcp_stream *s);
 
 /** This end's and the peer's address (sockets only; PX_ENOTSUP for pipes). */
@@ -181,7 +183,7 @@ int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out);
 /** The peer's address (sockets only; PX_ENOTSUP for pipes). */
 int px_tcp_peer_addr(const px_tcp_stream *s, px_addr *out);
 
-/** Closes the stream and frees it. NULL is ignored. */
+/** px_stream_close under its historical name. NULL is ignored. */
 void px_tcp_close(px_tcp_stream *s);
 
 /* ---- Unix domain stream sockets ------------------------------------- */

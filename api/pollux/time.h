@@ -53,13 +53,31 @@ typedef struct px_timer_node {
   uint32_t flags;             /**< private: armed */
 } px_timer_node;
 
+/**
+ * One deadline registration: what px_sleep and px_interval embed (libuv's
+ * uv_timer_t, tokio's TimerEntry). It is registered with the runtime's
+ * timer on the first poll that must wait, stays registered while pending,
+ * and is re-armed in place when the deadline moves or another task polls it;
+ * completing or dropping its future releases it. No allocation: the node is
+ * the timer's link. All fields are private; on 64-bit targets it is 80
+ * bytes (timers/conformance_test.cc checks the layout).
+ */
+typedef struct px_timer_entry {
+  px_instant deadline; /**< private: when the entry fires (ns, monotonic) */
+  /** private: the runtime whose timer holds `node`; NULL when unregistered */
+  px_runtime *rt;
+  /** private: a clone of the waker `node` was armed for. The node's own
+   * copy belongs to the timer (read under its lock, moved out when it
+   * fires on another thread), so "armed for this task?" is answered from
+   * this one, which only the future's owner touches. */
+  px_waker waker;
+  px_timer_node node; /**< private: the timer's link */
+} px_timer_entry;
+
 /** Completes with error 0 once `duration` has passed (tokio::time::sleep). */
 typedef struct px_sleep {
-  px_future base; /**< the future header (must be first) */
-  px_instant deadline;    /**< private */
-  void *timer;            /**< private: the runtime whose timer holds node */
-  px_waker waker;         /**< private: the waker node was armed for */
-  px_timer_node node;     /**< private */
+  px_future base;       /**< the future header (must be first) */
+  px_timer_entry entry; /**< private: the deadline and its registration */
 } px_sleep;
 
 /** Initialises a sleep of `duration` and returns its future. */
@@ -119,13 +137,10 @@ typedef enum px_missed_tick {
  * where it is once a tick was polled.
  */
 typedef struct px_interval {
-  px_future tick;         /**< private: the future px_interval_tick returns */
-  px_duration period;     /**< private */
-  px_instant next;        /**< private: the instant of the next tick */
-  px_missed_tick policy;  /**< private */
-  void *timer;            /**< private: the runtime whose timer holds node */
-  px_waker waker;         /**< private: the waker node was armed for */
-  px_timer_node node;     /**< private */
+  px_future tick;        /**< private: the future px_interval_tick returns */
+  px_duration period;    /**< private */
+  px_missed_tick policy; /**< private */
+  px_timer_entry entry;  /**< private: its deadline is the next tick's */
 } px_interval;
 
 /**

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# tools/bench_report renders a fixed run (bench/testdata/run.json) and the
+# report says what the numbers say: medians with min-max, the ratio to the
+# right tokio runtime per executor, each target met, short or missing, the
+# chart written, no row that restates a constant of the build.
+# Arguments: tools/bench_report, bench/targets.json, the run.
+set -euo pipefail
+report=$1 targets=$2 run=$3
+out=${TEST_TMPDIR:-$(mktemp -d)}/report.md
+python3 "$report" "$run" --out "$out" --targets "$targets"
+
+fail=0
+expect() {  # a line that must be in the report, as a fixed string
+  grep -qF -- "$1" "$out" || { echo "FAIL: missing: $1"; fail=1; }
+}
+refuse() {
+  if grep -qF -- "$1" "$out"; then echo "FAIL: unexpected: $1"; fail=1; fi
+}
+# Median 330 of 300..360 CPU-s; fifo faces current_thread (330 / 200),
+# work stealing multi_thread (100 / 125).
+expect "| spawn_many | pollux default | 310 (300-320) | 330 | 0.5 | 0.00 | 1000 KiB | 1.55 / 1.65 (vs tokio ct) |"
+expect "| spawn_many | pollux executor=work_stealing | 100 (100-100) | 100 | - | - | - KiB | 1.00 / 0.80 (vs tokio mt) |"
+expect "| spawn_many: fifo vs tokio current_thread | 1.65x | >= 1.50x | met |"
+expect "| spawn_many: work_stealing (2 workers) vs tokio multi_thread | 0.80x | >= 1.20x | **short** |"
+expect "| yield_many: fifo vs tokio current_thread | missing | >= 1.50x | n/a |"
+expect "| million_timers: pollux vs libuv | 2.00x | >= 1.00x | met |"
+expect "| million_timers: peak RSS, pollux vs libuv | 900 vs 1000 KiB | <= libuv | met |"
+expect "| HTTP requests per server CPU-s: pollux vs tokio ct | 1.25x | >= 1.00x | met |"
+expect "| callgrind instructions per task: pollux vs tokio | 500 vs 900 | < tokio ct | met |"
+expect "- **Note:** libuv peers unavailable (a note is shown)"
+expect "![pollux / tokio ratios](report.svg)"
+refuse "task header"
+refuse "px_timer_node"
+[ -s "${out%.md}.svg" ] || { echo "FAIL: no chart"; fail=1; }
+grep -q '<svg' "${out%.md}.svg" || { echo "FAIL: the chart is not SVG"; fail=1; }
+[ "$fail" = 0 ] && echo "report ok"
+exit "$fail"

@@ -1,0 +1,199 @@
+/*
+ * The plain-descriptor px_stream (pollux/stream.h): TCP and Unix
+ * connections, pipes, wrapped descriptors. They differ only in the syscall
+ * that moves the bytes; waiting is fd_future.c's px__fd_drive.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal/px_internal.h"
+#include "reactors/fd_future.h"
+
+/* px__fd_drive never calls the op's vtable; it names the op in a debugger. */
+static const px_future_vtable fd_read_vtable = {sizeof(px__fd_op), "fd_read",
+                                                NULL, NULL};
+static const px_future_vtable fd_write_vtable = {sizeof(px__fd_op),
+                                                 "fd_write", NULL, NULL};
+
+int px__stream_new(int fd, unsigned flags, px_stream **out) {
+  px__fd_stream *s = px__alloc(sizeof(*s));
+  if (s == NULL) return PX_ENOMEM;
+  memset(s, 0, sizeof(*s));
+  s->base.ops = &px__fd_stream_ops;
+  s->fd = fd;
+  s->flags = flags;
+  px__io_init(&s->io, fd);
+  px_future_init(&s->rd.base, &fd_read_vtable);
+  px_future_init(&s->wr.base, &fd_write_vtable);
+  *out = &s->base;
+  return 0;
+}
+
+px__fd_stream *px__fd_stream_of(const px_stream *s) {
+  if (s == NULL || s->ops != &px__fd_stream_ops) return NULL;
+  return (px__fd_stream *)(uintptr_t)s;
+}
+
+/*
+ * write() on a pipe whose reader is gone raises SIGPIPE, whose default
+ * action kills the process; sockets have MSG_NOSIGNAL, pipes have nothing
+ * like it. So the signal is blocked in this thread for the one call, and a
+ * SIGPIPE it raised is taken off the pending set before unblocking (a
+ * SIGPIPE sent to the whole process by someone else is left alone, since
+ * it is only consumed when our write failed with EPIPE).
+ */
+static ssize_t write_no_sigpipe(int fd, const void *buf, size_t len) {
+  sigset_t pipe_only, old;
+  sigemptyset(&pipe_only);
+  sigaddset(&pipe_only, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+  ssize_t n = write(fd, buf, len);
+  int saved = errno;
+  if (n < 0 && saved == EPIPE && !sigismember(&old, SIGPIPE)) {
+    struct timespec zero = {0, 0};
+    while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = saved;
+  return n;
+}
+
+static px__fd_stream *stream_of_op(px__fd_op *op, int write) {
+  return (px__fd_stream *)((char *)op - (write ? offsetof(px__fd_stream, wr)
+                                               : offsetof(px__fd_stream, rd)));
+}
+
+static int read_attempt(px_future *self) {
+  px__fd_op *op = (px__fd_op *)self;
+  px__fd_stream *s = stream_of_op(op, 0);
+  ssize_t n = (s->flags & PX__STREAM_SOCKET) ? recv(s->fd, op->buf, op->len, 0)
+                                             : read(s->fd, op->buf, op->len);
+  if (n < 0) return px__fd_after_failure();
+  op->n = (size_t)n; /* 0: the peer shut its side down */
+  return PX__FD_DONE;
+}
+
+static int write_attempt(px_future *self) {
+  px__fd_op *op = (px__fd_op *)self;
+  px__fd_stream *s = stream_of_op(op, 1);
+  /* MSG_NOSIGNAL: writing to a connection the peer closed must come back
+   * as PX_EPIPE, not raise SIGPIPE, whose default action kills us. */
+  ssize_t n = (s->flags & PX__STREAM_SOCKET)
+                  ? send(s->fd, op->buf, op->len, MSG_NOSIGNAL)
+                  : write_no_sigpipe(s->fd, op->buf, op->len);
+  if (n < 0) return px__fd_after_failure();
+  op->n = (size_t)n;
+  return PX__FD_DONE;
+}
+
+/* Drives one direction's op; its result lands in *n. */
+static int drive(px__fd_stream *s, px__fd_op *op, px_context *cx,
+                 unsigned interest, px__fd_attempt_fn attempt, void *buf,
+                 size_t len, size_t *n) {
+  op->buf = buf;
+  op->len = len;
+  op->n = 0;
+  op->base.error = 0;
+  if (px__fd_drive(&op->base, cx, &s->io, interest, attempt) == PX_PENDING)
+    return PX_PENDING;
+  if (op->base.error < 0) return op->base.error;
+  *n = op->n;
+  return PX_READY;
+}
+
+static int fd_poll_read(px_stream *self, px_context *cx, void *buf,
+                        size_t len, size_t *n) {
+  px__fd_stream *s = (px__fd_stream *)self;
+  return drive(s, &s->rd, cx, PX__READABLE, read_attempt, buf, len, n);
+}
+
+static int fd_poll_write(px_stream *self, px_context *cx, const void *buf,
+                         size_t len, size_t *n) {
+  px__fd_stream *s = (px__fd_stream *)self;
+  /* The op's buffer field serves both directions; writes never store. */
+  return drive(s, &s->wr, cx, PX__WRITABLE, write_attempt,
+               (void *)(uintptr_t)buf, len, n);
+}
+
+/* shutdown(2) never blocks, so the poll form is the sync one. */
+static int fd_poll_shutdown(px_stream *self, px_context *cx) {
+  (void)cx;
+  int err = px_tcp_shutdown(self);
+  return err < 0 ? err : PX_READY;
+}
+
+static void fd_cancel(px_stream *self, px_stream_dir dir) {
+  px__fd_stream *s = (px__fd_stream *)self;
+  if (dir == PX_STREAM_READ)
+    px__fd_forget_waker(&s->rd.base, &s->io, PX__READABLE);
+  else
+    px__fd_forget_waker(&s->wr.base, &s->io, PX__WRITABLE);
+}
+
+static void fd_close(px_stream *self) {
+  px__fd_stream *s = (px__fd_stream *)self;
+  px__fd_release(&s->io, s, sizeof(*s));
+}
+
+const px_stream_ops px__fd_stream_ops = {
+    "fd",     fd_poll_read, fd_poll_write, NULL, fd_poll_shutdown,
+    fd_cancel, fd_close};
+
+int px_stream_fd(const px_stream *s) {
+  px__fd_stream *fs = px__fd_stream_of(s);
+  return fs == NULL ? -1 : fs->fd;
+}
+
+int px_tcp_stream_fd(const px_tcp_stream *s) { return px_stream_fd(s); }
+
+int px_tcp_shutdown(px_tcp_stream *s) {
+  px__fd_stream *fs = px__fd_stream_of(s);
+  if (fs == NULL) return s == NULL ? PX_EINVAL : PX_ENOTSUP;
+  /* A pipe has no half-close: closing the write end is how it ends. */
+  if (!(fs->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
+  if (shutdown(fs->fd, SHUT_WR) < 0) return px_err_from_errno(errno);
+  return 0;
+}
+
+/* ---- Wrapped descriptors and pipes ---------------------------------- */
+
+int px_fd_wrap(int fd, px_stream **out) {
+  if (out == NULL) return PX_EINVAL;
+  *out = NULL;
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) return PX_EBADF;
+  /* Regular files and directories are always "ready" to the kernel and
+   * epoll refuses them: there is nothing for a reactor to wait on. */
+  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) return PX_EINVAL;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    return px_err_from_errno(errno);
+  return px__stream_new(fd, S_ISSOCK(st.st_mode) ? PX__STREAM_SOCKET : 0, out);
+}
+
+int px_pipe(px_stream **r, px_stream **w) {
+  if (r == NULL || w == NULL) return PX_EINVAL;
+  *r = NULL;
+  *w = NULL;
+  int fds[2];
+  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) return px_err_from_errno(errno);
+  int err = px__stream_new(fds[0], 0, r);
+  if (err == 0) err = px__stream_new(fds[1], 0, w);
+  if (err < 0) {
+    if (*r != NULL) {
+      px_stream_close(*r);
+      *r = NULL;
+    } else {
+      close(fds[0]);
+    }
+    close(fds[1]);
+  }
+  return err;
+}
