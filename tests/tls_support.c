@@ -5,13 +5,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void note_error(tls_report *rep, px_tls_stream *s, int err) {
+static void note_error(tls_report *rep, px_stream *s, int err) {
   if (rep->io_err != 0 || err == 0) return;
   rep->io_err = err;
   snprintf(rep->err_text, sizeof rep->err_text, "%s", px_tls_last_error(s));
 }
 
-static void note_handshake(tls_report *rep, px_tls_stream *s, int err) {
+static void note_handshake(tls_report *rep, px_stream *s, int err) {
   rep->handshake_err = err;
   snprintf(rep->err_text, sizeof rep->err_text, "%s", px_tls_last_error(s));
   const char *a = px_tls_alpn(s);
@@ -27,7 +27,7 @@ static void note_handshake(tls_report *rep, px_tls_stream *s, int err) {
 static void echo_server_cleanup(px_future *f) {
   tls_echo_server *self = (tls_echo_server *)f;
   px_async_drop(f);
-  px_tls_close(self->tls);
+  px_stream_close(self->tls);
   self->tls = NULL;
 }
 
@@ -42,10 +42,20 @@ PX_ASYNC_FN_WITH_DROP(tls_echo_server, echo_server_cleanup) {
       PX_FAIL(err);
     }
   }
-  PX_AWAIT(px_timeout_init(&self->to, px_tls_handshake_init(&self->op, self->tls),
+  PX_AWAIT(px_timeout_init(&self->to, px_tls_handshake_init(&self->hs, self->tls),
                            self->limit));
   note_handshake(self->rep, self->tls, self->to.base.error);
   if (self->to.base.error < 0) goto out;
+  if (self->tunnel) {
+    /* TLS inside the TLS stream just made (a tunnel through a proxy). */
+    px_stream *outer;
+    int err = px_tls_server_new(self->ctx, self->tls, &outer);
+    if (err < 0) PX_FAIL(err);
+    self->tls = outer;
+    PX_AWAIT(px_tls_handshake_init(&self->hs, self->tls));
+    note_handshake(self->rep, self->tls, self->hs.base.error);
+    if (self->hs.base.error < 0) goto out;
+  }
   if (self->raw_close) goto out;
   for (;;) {
     self->n = sizeof self->buf;
@@ -53,7 +63,7 @@ PX_ASYNC_FN_WITH_DROP(tls_echo_server, echo_server_cleanup) {
         self->stop_after - self->rep->wrote_bytes < self->n)
       self->n = (size_t)(self->stop_after - self->rep->wrote_bytes);
     if (self->n == 0) break;
-    PX_AWAIT(px_tls_read_init(&self->op, self->tls, self->buf, self->n));
+    PX_AWAIT(px_stream_read_init(&self->op, self->tls, self->buf, self->n));
     if (self->op.base.error < 0) {
       note_error(self->rep, self->tls, self->op.base.error);
       goto out;
@@ -64,17 +74,17 @@ PX_ASYNC_FN_WITH_DROP(tls_echo_server, echo_server_cleanup) {
       break;
     }
     self->rep->read_bytes += self->n;
-    PX_AWAIT(px_tls_write_all_init(&self->op, self->tls, self->buf, self->n));
+    PX_AWAIT(px_stream_write_all_init(&self->op, self->tls, self->buf, self->n));
     if (self->op.base.error < 0) {
       note_error(self->rep, self->tls, self->op.base.error);
       goto out;
     }
     self->rep->wrote_bytes += self->n;
   }
-  PX_AWAIT(px_tls_shutdown_init(&self->op, self->tls));
+  PX_AWAIT(px_stream_shutdown_init(&self->op, self->tls));
   note_error(self->rep, self->tls, self->op.base.error);
 out:
-  px_tls_close(self->tls);
+  px_stream_close(self->tls);
   self->tls = NULL;
   PX_END();
 }
@@ -92,11 +102,11 @@ px_future *tls_echo_server_new(tls_echo_server *f, px_tcp_listener *l,
 
 typedef struct tls_writer {
   px_async px;
-  px_tls_stream *tls;
+  px_stream *tls;
   uint64_t total;
   tls_report *rep;
   size_t n;
-  px_tls_op op;
+  px_stream_io op;
   unsigned char buf[50000];
 } tls_writer;
 
@@ -108,14 +118,14 @@ PX_ASYNC_FN(tls_writer) {
       self->n = (size_t)(self->total - self->rep->wrote_bytes);
     for (size_t i = 0; i < self->n; i++)
       self->buf[i] = tls_pattern(self->rep->wrote_bytes + i);
-    PX_AWAIT(px_tls_write_all_init(&self->op, self->tls, self->buf, self->n));
+    PX_AWAIT(px_stream_write_all_init(&self->op, self->tls, self->buf, self->n));
     if (self->op.base.error < 0) {
       note_error(self->rep, self->tls, self->op.base.error);
       PX_FAIL(self->op.base.error);
     }
     self->rep->wrote_bytes += self->n;
   }
-  PX_AWAIT(px_tls_shutdown_init(&self->op, self->tls));
+  PX_AWAIT(px_stream_shutdown_init(&self->op, self->tls));
   note_error(self->rep, self->tls, self->op.base.error);
   PX_END();
 }
@@ -152,11 +162,11 @@ static px_future *poll_once_init(poll_once *f, px_future *inner) {
 
 typedef struct tls_reader {
   px_async px;
-  px_tls_stream *tls;
+  px_stream *tls;
   px_duration timeout;
   tls_report *rep;
   uint64_t *timeouts;
-  px_tls_op op;
+  px_stream_io op;
   poll_once once;
   int turn;
   unsigned char buf[30000];
@@ -171,7 +181,7 @@ PX_ASYNC_FN(tls_reader) {
     if (self->timeout > 0 && !self->turn) {
       PX_AWAIT(poll_once_init(
           &self->once,
-          px_tls_read_init(&self->op, self->tls, self->buf, sizeof self->buf)));
+          px_stream_read_init(&self->op, self->tls, self->buf, sizeof self->buf)));
       if (self->once.base.error == PX_ECANCELED) {
         (*self->timeouts)++;
         self->turn = 1;
@@ -179,7 +189,7 @@ PX_ASYNC_FN(tls_reader) {
       }
     } else {
       PX_AWAIT(
-          px_tls_read_init(&self->op, self->tls, self->buf, sizeof self->buf));
+          px_stream_read_init(&self->op, self->tls, self->buf, sizeof self->buf));
       self->turn = 0;
     }
     if (self->op.base.error < 0) {
@@ -203,7 +213,7 @@ PX_ASYNC_FN(tls_reader) {
 static void client_cleanup(px_future *f) {
   tls_client *self = (tls_client *)f;
   px_async_drop(f);
-  px_tls_close(self->tls);
+  px_stream_close(self->tls);
   self->tls = NULL;
 }
 
@@ -218,10 +228,19 @@ PX_ASYNC_FN_WITH_DROP(tls_client, client_cleanup) {
       PX_FAIL(err);
     }
   }
-  PX_AWAIT(px_timeout_init(&self->to, px_tls_handshake_init(&self->op, self->tls),
+  PX_AWAIT(px_timeout_init(&self->to, px_tls_handshake_init(&self->hs, self->tls),
                            self->limit));
   note_handshake(self->rep, self->tls, self->to.base.error);
   if (self->to.base.error < 0) goto out;
+  if (self->tunnel) {
+    px_stream *outer;
+    int err = px_tls_client_new(self->ctx, self->tls, self->name, &outer);
+    if (err < 0) PX_FAIL(err);
+    self->tls = outer;
+    PX_AWAIT(px_tls_handshake_init(&self->hs, self->tls));
+    note_handshake(self->rep, self->tls, self->hs.base.error);
+    if (self->hs.base.error < 0) goto out;
+  }
   {
     tls_writer *w = (tls_writer *)self->writer_frame;
     tls_reader *r = (tls_reader *)self->reader_frame;
@@ -235,7 +254,7 @@ PX_ASYNC_FN_WITH_DROP(tls_client, client_cleanup) {
   }
   PX_AWAIT(px_join_init(&self->join, self->both, 2, NULL));
 out:
-  px_tls_close(self->tls);
+  px_stream_close(self->tls);
   self->tls = NULL;
   PX_END();
 }

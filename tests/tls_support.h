@@ -47,11 +47,13 @@ typedef struct tls_echo_server {
   px_duration limit;
   uint64_t stop_after;
   int raw_close;
+  int tunnel; /* a second TLS session inside the first */
   tls_report *rep;
-  px_tls_stream *tls;
+  px_stream *tls;
   px_tcp_accept accept;
   px_timeout to;
-  px_tls_op op;
+  px_tls_handshake hs;
+  px_stream_io op;
   size_t n;
   unsigned char buf[20000];
 } tls_echo_server;
@@ -74,12 +76,14 @@ typedef struct tls_client {
   px_duration limit;
   uint64_t total;
   px_duration read_timeout;
+  int tunnel; /* a second TLS session inside the first */
   tls_report *rep;
   uint64_t timeouts; /* reads cancelled (read_timeout > 0) */
-  px_tls_stream *tls;
+  px_stream *tls;
   px_tcp_connect connect;
   px_timeout to;
-  px_tls_op op;
+  px_tls_handshake hs;
+  px_stream_io op;
   px_async *writer_frame;
   px_async *reader_frame;
   px_join join;

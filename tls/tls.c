@@ -32,8 +32,9 @@
 #include <openssl/x509v3.h>
 
 #include "internal/px_internal.h"
-#include "pollux/net.h"
+#include "pollux/stream.h"
 #include "pollux/tls.h"
+#include "pollux/waker.h"
 
 #define ERR_LEN 256
 /* One TLS record is at most 16 KiB of payload plus ~300 bytes of header,
@@ -55,9 +56,11 @@ struct px_tls_context {
   char err[ERR_LEN];
 };
 
-enum { OP_HANDSHAKE, OP_READ, OP_WRITE, OP_WRITE_ALL, OP_SHUTDOWN };
+/* Who left a waker in one direction of the inner stream. */
+enum { OWNER_NONE = 0, OWNER_READ, OWNER_WRITE, OWNER_HANDSHAKE };
 
-struct px_tls_stream {
+typedef struct tls_stream {
+  px_stream base;       /* first: a TLS stream is a px_stream */
   pthread_mutex_t lock; /* OpenSSL's SSL object is not thread-safe */
   px_tls_context *ctx;
   px_stream *inner;
@@ -65,22 +68,27 @@ struct px_tls_stream {
   BIO *rbio; /* network -> OpenSSL */
   BIO *wbio; /* OpenSSL -> network */
   int fatal; /* sticky error once OpenSSL or the inner stream failed */
-  bool flush_alert;   /* a failed handshake still owes the peer its alert */
-  bool established;   /* the handshake completed */
-  bool eof_in;        /* the inner stream reached end of stream */
-  bool inner_shut;    /* the inner write side was shut down */
-  px_tcp_io rd;       /* the inner read, while rd_owner != NULL */
-  px_tls_op *rd_owner;
-  px_tcp_io wr;       /* the inner write, while wr_owner != NULL */
-  px_tls_op *wr_owner;
-  px_tls_op *writer;  /* the write or shutdown in progress */
+  bool flush_alert; /* a failed handshake still owes the peer its alert */
+  bool established; /* the handshake completed */
+  bool eof_in;      /* the inner stream reached end of stream */
+  bool inner_shut;  /* the inner write side was shut down */
+  int rd_owner;     /* OWNER_*: pending on the inner read */
+  int wr_owner;     /* OWNER_*: pending on the inner write */
+  px_waker reader;  /* a pending read's waker, for records left behind */
   size_t out_off, out_len; /* obuf[out_off, out_len) is owed to inner */
-  char *name;         /* server_name given to a client */
-  char alpn[256];     /* the agreed ALPN protocol, NUL-terminated */
+  char *name;              /* server_name given to a client */
+  char alpn[256];          /* the agreed ALPN protocol, NUL-terminated */
   char err[ERR_LEN];
   unsigned char ibuf[CIPHER_BUF];
   unsigned char obuf[CIPHER_BUF];
-};
+} tls_stream;
+
+static const px_stream_ops tls_ops;
+
+static tls_stream *tls_of(const px_stream *s) {
+  if (s == NULL || s->ops != &tls_ops) return NULL;
+  return (tls_stream *)(uintptr_t)s;
+}
 
 /* ---- Error text --------------------------------------------------------- */
 
@@ -257,8 +265,8 @@ int px_tls_context_set_alpn(px_tls_context *c, const char *const *protos,
 /* ---- Streams ------------------------------------------------------------ */
 
 static int stream_new(px_tls_context *ctx, px_stream *inner,
-                      px_tls_stream **out) {
-  px_tls_stream *s = px__calloc(sizeof(*s));
+                      tls_stream **out) {
+  tls_stream *s = px__calloc(sizeof(*s));
   if (s == NULL) return PX_ENOMEM;
   s->ssl = SSL_new(ctx->ssl_ctx);
   s->rbio = BIO_new(BIO_s_mem());
@@ -276,11 +284,23 @@ static int stream_new(px_tls_context *ctx, px_stream *inner,
    * inner stream's end is tracked in eof_in. */
   BIO_set_mem_eof_return(s->rbio, -1);
   SSL_set_bio(s->ssl, s->rbio, s->wbio); /* the SSL owns both now */
+  s->base.ops = &tls_ops;
   s->inner = inner;
   atomic_fetch_add(&ctx->refs, 1);
   s->ctx = ctx;
   *out = s;
   return 0;
+}
+
+/* Frees a stream; `inner` is closed only if the stream owns it by now. */
+static void stream_free(tls_stream *s, bool close_inner) {
+  px_waker_drop(&s->reader);
+  SSL_free(s->ssl); /* frees both BIOs */
+  pthread_mutex_destroy(&s->lock);
+  if (close_inner) px_stream_close(s->inner);
+  if (s->name != NULL) px__free(s->name, strlen(s->name) + 1);
+  context_unref(s->ctx);
+  px__free(s, sizeof(*s));
 }
 
 static bool is_ip_literal(const char *name) {
@@ -290,10 +310,11 @@ static bool is_ip_literal(const char *name) {
 }
 
 int px_tls_client_new(px_tls_context *ctx, px_stream *inner,
-                      const char *server_name, px_tls_stream **out) {
+                      const char *server_name, px_stream **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
-  if (ctx == NULL || inner == NULL || ctx->role != PX_TLS_CLIENT)
+  if (ctx == NULL || inner == NULL || inner->ops == NULL ||
+      ctx->role != PX_TLS_CLIENT)
     return PX_EINVAL;
   if (server_name != NULL && server_name[0] == '\0') server_name = NULL;
   if (ctx->verify && server_name == NULL) return PX_EINVAL;
@@ -303,15 +324,14 @@ int px_tls_client_new(px_tls_context *ctx, px_stream *inner,
     if (SSL_CTX_set_default_verify_paths(ctx->ssl_ctx) != 1) ERR_clear_error();
     ctx->ca_loaded = true;
   }
-  px_tls_stream *s;
+  tls_stream *s;
   int err = stream_new(ctx, inner, &s);
   if (err < 0) return err;
   if (server_name != NULL) {
     size_t n = strlen(server_name) + 1;
     s->name = px__alloc(n);
     if (s->name == NULL) {
-      s->inner = NULL;
-      px_tls_close(s);
+      stream_free(s, false);
       return PX_ENOMEM;
     }
     memcpy(s->name, server_name, n);
@@ -331,22 +351,21 @@ int px_tls_client_new(px_tls_context *ctx, px_stream *inner,
   }
   if (!ok) {
     ERR_clear_error();
-    s->inner = NULL; /* the caller keeps it on failure */
-    px_tls_close(s);
+    stream_free(s, false); /* the caller keeps inner on failure */
     return PX_EINVAL;
   }
-  *out = s;
+  *out = &s->base;
   return 0;
 }
 
 int px_tls_server_new(px_tls_context *ctx, px_stream *inner,
-                      px_tls_stream **out) {
+                      px_stream **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
-  if (ctx == NULL || inner == NULL || ctx->role != PX_TLS_SERVER ||
-      !ctx->has_cert)
+  if (ctx == NULL || inner == NULL || inner->ops == NULL ||
+      ctx->role != PX_TLS_SERVER || !ctx->has_cert)
     return PX_EINVAL;
-  px_tls_stream *s;
+  tls_stream *s;
   int err = stream_new(ctx, inner, &s);
   if (err < 0) return err;
   SSL_set_accept_state(s->ssl);
@@ -354,62 +373,44 @@ int px_tls_server_new(px_tls_context *ctx, px_stream *inner,
                  ctx->verify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
                              : SSL_VERIFY_NONE,
                  NULL);
-  *out = s;
+  *out = &s->base;
   return 0;
 }
 
-void px_tls_close(px_tls_stream *s) {
-  if (s == NULL) return;
-  /* The futures were dropped, and each drop gave its inner future back;
-   * these cover a caller that closed while one was still pending. */
-  if (s->rd_owner != NULL) px_future_drop(&s->rd.base);
-  if (s->wr_owner != NULL) px_future_drop(&s->wr.base);
-  SSL_free(s->ssl); /* frees both BIOs */
-  pthread_mutex_destroy(&s->lock);
-  px_tcp_close(s->inner);
-  if (s->name != NULL) px__free(s->name, strlen(s->name) + 1);
-  context_unref(s->ctx);
-  px__free(s, sizeof(*s));
+bool px_tls_is_tls(const px_stream *s) { return tls_of(s) != NULL; }
+
+px_stream *px_tls_inner(px_stream *s) {
+  tls_stream *t = tls_of(s);
+  return t == NULL ? NULL : t->inner;
 }
 
-px_stream *px_tls_inner(px_tls_stream *s) {
-  return s == NULL ? NULL : s->inner;
+const char *px_tls_last_error(const px_stream *s) {
+  tls_stream *t = tls_of(s);
+  return t == NULL ? "" : t->err;
 }
 
-const char *px_tls_last_error(const px_tls_stream *s) {
-  return s == NULL ? "" : s->err;
+const char *px_tls_alpn(const px_stream *s) {
+  tls_stream *t = tls_of(s);
+  if (t == NULL || !t->established || t->alpn[0] == '\0') return NULL;
+  return t->alpn;
 }
 
-const char *px_tls_alpn(const px_tls_stream *s) {
-  if (s == NULL || !s->established || s->alpn[0] == '\0') return NULL;
-  return s->alpn;
+const char *px_tls_server_name(const px_stream *s) {
+  tls_stream *t = tls_of(s);
+  if (t == NULL) return NULL;
+  if (t->name != NULL) return t->name;
+  return SSL_get_servername(t->ssl, TLSEXT_NAMETYPE_host_name);
 }
 
-const char *px_tls_server_name(const px_tls_stream *s) {
-  if (s == NULL) return NULL;
-  if (s->name != NULL) return s->name;
-  return SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
-}
-
-const char *px_tls_version(const px_tls_stream *s) {
-  if (s == NULL || !s->established) return NULL;
-  return SSL_get_version(s->ssl);
+const char *px_tls_version(const px_stream *s) {
+  tls_stream *t = tls_of(s);
+  if (t == NULL || !t->established) return NULL;
+  return SSL_get_version(t->ssl);
 }
 
 /* ---- Moving ciphertext -------------------------------------------------- */
 
-/* Result of the steps below besides PX_PENDING: 0 or a negative error. */
-typedef struct step {
-  px_poll poll;
-  int err;
-} step;
-
-static step ready(int err) {
-  step r = {PX_READY, err};
-  return r;
-}
-
-static int fail(px_tls_stream *s, int err, const char *fmt, ...) {
+static int fail(tls_stream *s, int err, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(s->err, ERR_LEN, fmt, ap);
@@ -418,74 +419,62 @@ static int fail(px_tls_stream *s, int err, const char *fmt, ...) {
   return err;
 }
 
-/*
- * Writes everything OpenSSL queued in wbio to the inner stream. READY(0)
- * once wbio and obuf are empty.
- */
-static step flush_out(px_tls_stream *s, px_tls_op *op, px_context *cx) {
-  for (;;) {
-    if (s->wr_owner == NULL) {
-      if (s->out_off == s->out_len) {
-        int n = BIO_read(s->wbio, s->obuf, sizeof s->obuf);
-        if (n <= 0) return ready(0);
-        s->out_off = 0;
-        s->out_len = (size_t)n;
-      }
-      px_tcp_write_init(&s->wr, s->inner, s->obuf + s->out_off,
-                        s->out_len - s->out_off);
-    }
-    s->wr_owner = op;
-    int p = px_future_poll(&s->wr.base, cx);
-    if (p == PX_PENDING) {
-      step r = {PX_PENDING, 0};
-      return r;
-    }
-    int err = p < 0 ? p : s->wr.base.error;
-    uint64_t n = s->wr.base.output.u64;
-    px_future_drop(&s->wr.base);
-    s->wr_owner = NULL;
-    if (err < 0)
-      return ready(fail(s, err, "writing to the inner stream: %s",
-                        px_strerror(err)));
-    s->out_off += (size_t)n;
-  }
-}
-
-static bool out_pending(px_tls_stream *s) {
+static bool out_pending(tls_stream *s) {
   return s->out_off < s->out_len || BIO_ctrl_pending(s->wbio) > 0;
 }
 
-/* Reads one batch of ciphertext from the inner stream into rbio. */
-static step fill_in(px_tls_stream *s, px_tls_op *op, px_context *cx) {
-  if (s->rd_owner == NULL)
-    px_tcp_read_init(&s->rd, s->inner, s->ibuf, sizeof s->ibuf);
-  s->rd_owner = op;
-  int p = px_future_poll(&s->rd.base, cx);
-  if (p == PX_PENDING) {
-    step r = {PX_PENDING, 0};
-    return r;
+/*
+ * Writes everything OpenSSL queued in wbio to the inner stream, for
+ * `owner`. PX_READY once wbio and obuf are empty, PX_PENDING (the inner
+ * write holds owner's waker), or an error.
+ */
+static int flush_out(tls_stream *s, px_context *cx, int owner) {
+  for (;;) {
+    if (s->out_off == s->out_len) {
+      int n = BIO_read(s->wbio, s->obuf, sizeof s->obuf);
+      if (n <= 0) return PX_READY;
+      s->out_off = 0;
+      s->out_len = (size_t)n;
+    }
+    size_t n = 0;
+    int r = px_stream_poll_write(s->inner, cx, s->obuf + s->out_off,
+                                 s->out_len - s->out_off, &n);
+    if (r == PX_PENDING) {
+      s->wr_owner = owner;
+      return PX_PENDING;
+    }
+    s->wr_owner = OWNER_NONE;
+    if (r < 0)
+      return fail(s, r, "writing to the inner stream: %s", px_strerror(r));
+    s->out_off += n;
   }
-  int err = p < 0 ? p : s->rd.base.error;
-  uint64_t n = s->rd.base.output.u64;
-  px_future_drop(&s->rd.base);
-  s->rd_owner = NULL;
-  if (err < 0)
-    return ready(
-        fail(s, err, "reading from the inner stream: %s", px_strerror(err)));
+}
+
+/* Reads one batch of ciphertext from the inner stream into rbio. */
+static int fill_in(tls_stream *s, px_context *cx, int owner) {
+  size_t n = 0;
+  int r = px_stream_poll_read(s->inner, cx, s->ibuf, sizeof s->ibuf, &n);
+  if (r == PX_PENDING) {
+    s->rd_owner = owner;
+    return PX_PENDING;
+  }
+  s->rd_owner = OWNER_NONE;
+  if (r < 0)
+    return fail(s, r, "reading from the inner stream: %s", px_strerror(r));
   if (n == 0) {
     s->eof_in = true;
-    return ready(0);
+    return PX_READY;
   }
   /* A memory BIO grows to hold what it is given; short only without memory. */
   if (BIO_write(s->rbio, s->ibuf, (int)n) != (int)n) {
     ERR_clear_error();
-    return ready(fail(s, PX_ENOMEM, "out of memory buffering ciphertext"));
+    return fail(s, PX_ENOMEM, "out of memory buffering ciphertext");
   }
-  return ready(0);
+  return PX_READY;
 }
 
 /* Classifies a failed SSL_* call (ret = its return value); sets fatal. */
-static int ssl_failure(px_tls_stream *s, int ret, const char *what) {
+static int ssl_failure(tls_stream *s, int ret, const char *what) {
   int kind = SSL_get_error(s->ssl, ret);
   long verify = SSL_get_verify_result(s->ssl);
   if (kind == SSL_ERROR_SSL && verify != X509_V_OK) {
@@ -498,15 +487,21 @@ static int ssl_failure(px_tls_stream *s, int ret, const char *what) {
   return PX_EPROTO;
 }
 
-/* ---- Futures ------------------------------------------------------------ */
-
-static px_poll complete(px_tls_op *f, int err, uint64_t out) {
-  f->base.error = err;
-  f->base.output.u64 = out;
-  return PX_READY;
+/* Cancels what `owner` left pending in the inner stream. */
+static void cancel_owner(tls_stream *s, int owner) {
+  if (s->rd_owner == owner) {
+    px_stream_cancel(s->inner, PX_STREAM_READ);
+    s->rd_owner = OWNER_NONE;
+  }
+  if (s->wr_owner == owner) {
+    px_stream_cancel(s->inner, PX_STREAM_WRITE);
+    s->wr_owner = OWNER_NONE;
+  }
 }
 
-static step handshake_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
+/* ---- The handshake ------------------------------------------------------ */
+
+static int handshake_step(tls_stream *s, px_context *cx) {
   for (;;) {
     if (s->fatal < 0) {
       /* A failed handshake tells the peer why (an alert OpenSSL queued),
@@ -515,16 +510,15 @@ static step handshake_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
         int why = s->fatal;
         char text[ERR_LEN];
         memcpy(text, s->err, ERR_LEN);
-        step r = flush_out(s, f, cx);
-        if (r.poll == PX_PENDING) return r;
+        if (flush_out(s, cx, OWNER_HANDSHAKE) == PX_PENDING) return PX_PENDING;
         /* A peer gone meanwhile does not change why the handshake failed. */
         s->fatal = why;
         memcpy(s->err, text, ERR_LEN);
         s->flush_alert = false;
       }
-      return ready(s->fatal);
+      return s->fatal;
     }
-    if (s->established) return ready(0);
+    if (s->established) return PX_READY;
     ERR_clear_error();
     int ret = SSL_do_handshake(s->ssl);
     int kind = ret == 1 ? SSL_ERROR_NONE : SSL_get_error(s->ssl, ret);
@@ -535,8 +529,8 @@ static step handshake_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
     }
     /* Our flight (ClientHello, the server's certificate, Finished...) goes
      * out before we wait for the peer's. */
-    step r = flush_out(s, f, cx);
-    if (r.poll == PX_PENDING || r.err < 0) return r;
+    int r = flush_out(s, cx, OWNER_HANDSHAKE);
+    if (r != PX_READY) return r;
     if (ret == 1) {
       /* OpenSSL's copy of the name is not NUL-terminated. */
       const unsigned char *p;
@@ -545,196 +539,203 @@ static step handshake_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
       memcpy(s->alpn, p, len);
       s->alpn[len] = '\0';
       s->established = true;
-      return ready(0);
+      return PX_READY;
     }
     if (s->eof_in) {
       fail(s, PX_ECONNRESET,
            "the peer closed the connection during the handshake");
       continue;
     }
-    r = fill_in(s, f, cx);
-    if (r.poll == PX_PENDING || r.err < 0) return r;
+    r = fill_in(s, cx, OWNER_HANDSHAKE);
+    if (r != PX_READY) return r;
   }
 }
 
-static step read_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
+static px_poll handshake_poll(px_future *self, px_context *cx) {
+  px_tls_handshake *f = (px_tls_handshake *)self;
+  tls_stream *s = tls_of(f->stream);
+  int r = PX_EINVAL;
+  if (s != NULL) {
+    pthread_mutex_lock(&s->lock);
+    r = handshake_step(s, cx);
+    pthread_mutex_unlock(&s->lock);
+  }
+  f->waiting = r == PX_PENDING;
+  if (r == PX_PENDING) return PX_PENDING;
+  self->error = r < 0 ? r : 0;
+  return PX_READY;
+}
+
+static void handshake_drop(px_future *self) {
+  px_tls_handshake *f = (px_tls_handshake *)self;
+  tls_stream *s = tls_of(f->stream);
+  if (s == NULL || !f->waiting) return;
+  f->waiting = 0;
+  pthread_mutex_lock(&s->lock);
+  cancel_owner(s, OWNER_HANDSHAKE);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static const px_future_vtable handshake_vtable = {
+    sizeof(px_tls_handshake), "tls_handshake", handshake_poll, handshake_drop};
+
+px_future *px_tls_handshake_init(px_tls_handshake *f, px_stream *s) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &handshake_vtable);
+  f->stream = s;
+  f->waiting = 0;
+  return &f->base;
+}
+
+/* ---- The stream's poll functions ---------------------------------------- */
+
+/* The checks every operation but the handshake makes: PX_READY to go on,
+ * or the error to report. */
+static int usable(tls_stream *s) {
+  if (s->fatal < 0) return s->fatal;
+  if (!s->established) {
+    set_err(s->err, "the handshake has not completed");
+    return PX_ENOTCONN;
+  }
+  return PX_READY;
+}
+
+static int read_step(tls_stream *s, px_context *cx, void *buf, size_t len,
+                     size_t *n) {
   for (;;) {
-    if (s->fatal < 0) return ready(s->fatal);
     ERR_clear_error();
-    size_t n = 0;
-    int ret = SSL_read_ex(s->ssl, f->buf, f->len, &n);
-    if (ret == 1) {
-      f->done = n;
-      return ready(0);
-    }
+    int ret = SSL_read_ex(s->ssl, buf, len, n);
+    if (ret == 1) return PX_READY;
     int kind = SSL_get_error(s->ssl, ret);
     if (kind == SSL_ERROR_ZERO_RETURN) {
       ERR_clear_error();
-      f->done = 0; /* close_notify: the clean end of stream */
-      return ready(0);
+      *n = 0; /* close_notify: the clean end of stream */
+      return PX_READY;
     }
-    if (kind != SSL_ERROR_WANT_READ)
-      return ready(ssl_failure(s, ret, "read"));
-    /* Reading may queue records for the peer (a TLS 1.3 key update
-     * answer). Send them unless a writer is at it: the writer sends all
-     * of wbio before it completes, and its waker must stay in the slot. */
-    if (s->writer == NULL && out_pending(s) &&
-        (s->wr_owner == NULL || s->wr_owner == f)) {
-      step r = flush_out(s, f, cx);
-      if (r.poll == PX_READY && r.err < 0) return r;
+    if (kind != SSL_ERROR_WANT_READ) return ssl_failure(s, ret, "read");
+    /* Records a write left behind (or that reading queued: a TLS 1.3 key
+     * update answer) go out while we wait, unless a pending write is at it
+     * with its own waker. */
+    if (out_pending(s) && s->wr_owner != OWNER_WRITE) {
+      int r = flush_out(s, cx, OWNER_READ);
+      if (r < 0) return r;
     }
     if (s->eof_in)
-      return ready(fail(s, PX_EOF,
-                        "the peer closed the connection without close_notify "
-                        "(the data may be truncated)"));
-    step r = fill_in(s, f, cx);
-    if (r.poll == PX_PENDING || r.err < 0) return r;
+      return fail(s, PX_EOF,
+                  "the peer closed the connection without close_notify "
+                  "(the data may be truncated)");
+    int r = fill_in(s, cx, OWNER_READ);
+    if (r != PX_READY) return r;
   }
 }
 
-static step write_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
-  for (;;) {
-    if (s->fatal < 0) return ready(s->fatal);
-    /* Earlier records first, then report only what went out with them. */
-    step r = flush_out(s, f, cx);
-    if (r.poll == PX_PENDING || r.err < 0) return r;
-    if (f->done == f->len || (f->kind == OP_WRITE && f->done > 0))
-      return ready(0);
-    if (SSL_get_shutdown(s->ssl) & SSL_SENT_SHUTDOWN) {
-      set_err(s->err, "write after shutdown");
-      return ready(PX_EPIPE);
-    }
-    size_t chunk = f->len - f->done;
-    if (chunk > WRITE_CHUNK) chunk = WRITE_CHUNK;
+static int tls_poll_read(px_stream *self, px_context *cx, void *buf,
+                         size_t len, size_t *n) {
+  tls_stream *s = (tls_stream *)self;
+  pthread_mutex_lock(&s->lock);
+  int r = usable(s);
+  if (r == PX_READY) r = read_step(s, cx, buf, len, n);
+  /* Kept while pending, so a write that leaves records behind can wake us
+   * to send them. */
+  if (r == PX_PENDING)
+    px_waker_set(&s->reader, cx->waker);
+  else
+    px_waker_drop(&s->reader);
+  pthread_mutex_unlock(&s->lock);
+  return r;
+}
+
+static int tls_poll_write(px_stream *self, px_context *cx, const void *buf,
+                          size_t len, size_t *n) {
+  tls_stream *s = (tls_stream *)self;
+  pthread_mutex_lock(&s->lock);
+  int r = usable(s);
+  if (r == PX_READY && (SSL_get_shutdown(s->ssl) & SSL_SENT_SHUTDOWN)) {
+    set_err(s->err, "write after shutdown");
+    r = PX_EPIPE;
+  }
+  /* Earlier records first: that is the backpressure that keeps wbio from
+   * growing without bound when the peer does not read. */
+  if (r == PX_READY) r = flush_out(s, cx, OWNER_WRITE);
+  if (r == PX_READY) {
+    size_t chunk = len < WRITE_CHUNK ? len : WRITE_CHUNK;
     ERR_clear_error();
-    size_t n = 0;
-    int ret = SSL_write_ex(s->ssl, f->buf + f->done, chunk, &n);
-    if (ret != 1) return ready(ssl_failure(s, ret, "write"));
-    f->done += n;
+    int ret = SSL_write_ex(s->ssl, buf, chunk, n);
+    if (ret != 1) {
+      r = ssl_failure(s, ret, "write");
+    } else if (flush_out(s, cx, OWNER_WRITE) == PX_PENDING) {
+      /* The bytes are taken (READY), so no cancel will come for this
+       * poll: hand the inner write back, and let a pending read (which may
+       * be what the peer's answer will wake) send the rest. */
+      cancel_owner(s, OWNER_WRITE);
+      if (!px_waker_is_empty(&s->reader)) px_waker_wake_by_ref(&s->reader);
+    }
+    /* A flush error is sticky (fatal) and reported by the next call; these
+     * bytes were taken either way. */
   }
+  pthread_mutex_unlock(&s->lock);
+  return r;
 }
 
-static step shutdown_step(px_tls_stream *s, px_tls_op *f, px_context *cx) {
-  if (s->fatal < 0) return ready(s->fatal);
+static int tls_poll_flush(px_stream *self, px_context *cx) {
+  tls_stream *s = (tls_stream *)self;
+  pthread_mutex_lock(&s->lock);
+  int r = usable(s);
+  if (r == PX_READY) r = flush_out(s, cx, OWNER_WRITE);
+  pthread_mutex_unlock(&s->lock);
+  return r;
+}
+
+static int shutdown_step(tls_stream *s, px_context *cx) {
   if (!(SSL_get_shutdown(s->ssl) & SSL_SENT_SHUTDOWN)) {
     ERR_clear_error();
     /* With memory BIOs this queues close_notify and returns 0 (the peer's
      * has not been seen) or 1; it cannot block. */
     int ret = SSL_shutdown(s->ssl);
-    if (ret < 0) return ready(ssl_failure(s, ret, "shutdown"));
+    if (ret < 0) return ssl_failure(s, ret, "shutdown");
   }
-  step r = flush_out(s, f, cx);
-  if (r.poll == PX_PENDING || r.err < 0) return r;
-  if (!s->inner_shut) {
-    int err = px_tcp_shutdown(s->inner);
-    /* A peer that already hung up has what close_notify was for. */
-    if (err < 0 && err != PX_ENOTCONN) {
-      set_err(s->err, "shutting down the inner stream: %s", px_strerror(err));
-      return ready(err);
-    }
-    s->inner_shut = true;
+  int r = flush_out(s, cx, OWNER_WRITE);
+  if (r != PX_READY || s->inner_shut) return r;
+  r = px_stream_poll_shutdown(s->inner, cx);
+  if (r == PX_PENDING) {
+    s->wr_owner = OWNER_WRITE;
+    return r;
   }
-  return ready(0);
+  s->wr_owner = OWNER_NONE;
+  /* A pipe has no write side to end, and a peer that already hung up has
+   * what close_notify was for. */
+  if (r < 0 && r != PX_ENOTSUP && r != PX_ENOTCONN) {
+    set_err(s->err, "shutting down the inner stream: %s", px_strerror(r));
+    return r;
+  }
+  s->inner_shut = true;
+  return PX_READY;
 }
 
-static px_poll op_poll(px_future *self, px_context *cx) {
-  px_tls_op *f = (px_tls_op *)self;
-  px_tls_stream *s = f->stream;
-  if (s == NULL) return complete(f, PX_EINVAL, 0);
-  if (f->kind != OP_SHUTDOWN && f->kind != OP_HANDSHAKE && f->len == 0)
-    return complete(f, 0, 0);
+static int tls_poll_shutdown(px_stream *self, px_context *cx) {
+  tls_stream *s = (tls_stream *)self;
   pthread_mutex_lock(&s->lock);
-  step r;
-  if (f->kind != OP_HANDSHAKE && !s->established && s->fatal == 0) {
-    set_err(s->err, "the handshake has not completed");
-    r = ready(PX_ENOTCONN);
+  int r = usable(s);
+  if (r == PX_READY) r = shutdown_step(s, cx);
+  pthread_mutex_unlock(&s->lock);
+  return r;
+}
+
+static void tls_cancel(px_stream *self, px_stream_dir dir) {
+  tls_stream *s = (tls_stream *)self;
+  pthread_mutex_lock(&s->lock);
+  if (dir == PX_STREAM_READ) {
+    cancel_owner(s, OWNER_READ);
+    px_waker_drop(&s->reader);
   } else {
-    switch (f->kind) {
-      case OP_HANDSHAKE:
-        r = handshake_step(s, f, cx);
-        break;
-      case OP_READ:
-        r = read_step(s, f, cx);
-        break;
-      case OP_SHUTDOWN:
-        s->writer = f;
-        r = shutdown_step(s, f, cx);
-        break;
-      default:
-        s->writer = f;
-        r = write_step(s, f, cx);
-        break;
-    }
+    cancel_owner(s, OWNER_WRITE);
   }
-  if (r.poll == PX_READY && s->writer == f) s->writer = NULL;
-  pthread_mutex_unlock(&s->lock);
-  if (r.poll == PX_PENDING) {
-    /* A write dropped while pending reports what it had accepted. */
-    if (f->kind == OP_WRITE || f->kind == OP_WRITE_ALL)
-      f->base.output.u64 = f->done;
-    return PX_PENDING;
-  }
-  return complete(f, r.err, f->kind == OP_HANDSHAKE || f->kind == OP_SHUTDOWN
-                                ? 0
-                                : (uint64_t)f->done);
-}
-
-/* Gives back the inner futures this operation was waiting on (both are
- * cancel-safe: a pending inner read has read nothing, a pending inner write
- * has written nothing, and obuf still holds what it was to write). */
-static void op_drop(px_future *self) {
-  px_tls_op *f = (px_tls_op *)self;
-  px_tls_stream *s = f->stream;
-  if (s == NULL) return;
-  pthread_mutex_lock(&s->lock);
-  if (s->rd_owner == f) {
-    px_future_drop(&s->rd.base);
-    s->rd_owner = NULL;
-  }
-  if (s->wr_owner == f) {
-    px_future_drop(&s->wr.base);
-    s->wr_owner = NULL;
-  }
-  if (s->writer == f) s->writer = NULL;
   pthread_mutex_unlock(&s->lock);
 }
 
-static const px_future_vtable op_vtable = {sizeof(px_tls_op), "tls_op",
-                                           op_poll, op_drop};
+/* No future uses the stream any more, so nothing is pending inside it. */
+static void tls_close(px_stream *self) { stream_free((tls_stream *)self, true); }
 
-static px_future *op_init(px_tls_op *f, px_tls_stream *s, int kind,
-                          const void *buf, size_t len) {
-  if (f == NULL) return NULL;
-  px_future_init(&f->base, &op_vtable);
-  /* A NULL buffer with a length is refused at the first poll, like a NULL
-   * stream, so PX_AWAIT reports it instead of crashing. */
-  f->stream = buf == NULL && len > 0 ? NULL : s;
-  f->buf = (unsigned char *)(uintptr_t)buf;
-  f->len = len;
-  f->done = 0;
-  f->kind = kind;
-  return &f->base;
-}
-
-px_future *px_tls_handshake_init(px_tls_op *f, px_tls_stream *s) {
-  return op_init(f, s, OP_HANDSHAKE, NULL, 0);
-}
-
-px_future *px_tls_read_init(px_tls_op *f, px_tls_stream *s, void *buf,
-                            size_t len) {
-  return op_init(f, s, OP_READ, buf, len);
-}
-
-px_future *px_tls_write_init(px_tls_op *f, px_tls_stream *s, const void *buf,
-                             size_t len) {
-  return op_init(f, s, OP_WRITE, buf, len);
-}
-
-px_future *px_tls_write_all_init(px_tls_op *f, px_tls_stream *s,
-                                 const void *buf, size_t len) {
-  return op_init(f, s, OP_WRITE_ALL, buf, len);
-}
-
-px_future *px_tls_shutdown_init(px_tls_op *f, px_tls_stream *s) {
-  return op_init(f, s, OP_SHUTDOWN, NULL, 0);
-}
+static const px_stream_ops tls_ops = {
+    "tls",          tls_poll_read,     tls_poll_write, tls_poll_flush,
+    tls_poll_shutdown, tls_cancel, tls_close};

@@ -1,28 +1,35 @@
 /*
  * pollux/tls.h - TLS streams over OpenSSL (client and server).
  *
- * A px_tls_stream wraps an established byte stream (a px_stream: TCP, Unix
- * socket, pipe, ...) and speaks TLS over it, like tokio-openssl's SslStream
- * or libevent's bufferevent_openssl. OpenSSL runs on memory buffers: it
- * never touches the descriptor, so the same code works over every reactor
- * and every kind of inner stream, and nothing ever blocks.
+ * A TLS stream wraps an established byte stream (any px_stream: TCP, Unix
+ * socket, pipe, another wrapper) and is itself a px_stream, like
+ * tokio-openssl's SslStream or libevent's bufferevent_openssl: once the
+ * handshake is done, px_stream_read_init, px_stream_write_all_init, the
+ * buffered reader and everything else written for px_stream work on it
+ * unchanged. OpenSSL runs on memory buffers and never touches a
+ * descriptor, so it works over every reactor and nothing ever blocks.
  *
  *   px_tls_context *ctx;                        // once per program
  *   px_tls_context_new(&ctx, PX_TLS_CLIENT);    // verification is ON
  *   px_tls_context_load_ca(ctx, "ca.pem", NULL);
- *   ... connect a px_tcp_stream *tcp ...
- *   px_tls_stream *tls;
+ *   ... connect a px_stream *tcp ...
+ *   px_stream *tls;
  *   px_tls_client_new(ctx, tcp, "example.com", &tls);   // owns tcp now
- *   PX_AWAIT(px_tls_handshake_init(&self->op, tls));
- *   PX_AWAIT(px_tls_write_all_init(&self->op, tls, req, len));
- *   PX_AWAIT(px_tls_read_init(&self->op, tls, buf, sizeof buf));
- *   PX_AWAIT(px_tls_shutdown_init(&self->op, tls));     // close_notify
- *   px_tls_close(tls);                                  // closes tcp too
+ *   PX_TRY_AWAIT(px_tls_handshake_init(&self->hs, tls));
+ *   PX_TRY_AWAIT(px_stream_write_all_init(&self->io, tls, req, len));
+ *   PX_TRY_AWAIT(px_stream_read_init(&self->io, tls, buf, sizeof buf));
+ *   PX_AWAIT(px_stream_shutdown_init(&self->io, tls));   // close_notify
+ *   px_stream_close(tls);                               // closes tcp too
  *
- * Operations are futures with the same results as pollux/net.h's: a read
- * completes with the bytes read (0 once the peer sent close_notify), a
- * write with the bytes written, write_all with all of them. Reads and
- * writes before the handshake completed fail with PX_ENOTCONN.
+ * Reads complete with the bytes read, 0 once the peer sent close_notify.
+ * A write completes once its bytes are encrypted; their records go to the
+ * inner stream at once when it takes them, else with the next write,
+ * flush or shutdown, or while a read waits (px_stream_flush_init waits
+ * until they are all out). Shutdown sends close_notify, then shuts down
+ * the inner stream's write side; it does not wait for the peer's
+ * close_notify (read until 0 for that); later writes fail with PX_EPIPE.
+ * Reads, writes and shutdown before the handshake completed fail with
+ * PX_ENOTCONN.
  *
  * Errors: PX_ECERT when certificate verification failed (untrusted issuer,
  * expired, wrong host name), PX_EPROTO for any other TLS failure (a bad
@@ -31,24 +38,22 @@
  * closed it after the handshake without close_notify (the data may have been
  * truncated: a protocol with its own framing may accept that), and the inner
  * stream's errors as they are. px_tls_last_error() gives OpenSSL's reason
- * as text ("certificate verify failed: hostname mismatch"). After an error
- * other than a timeout or cancellation, every operation on the stream fails
- * with the same error: close it.
+ * as text ("certificate verify failed: hostname mismatch"). After such an
+ * error every operation on the stream fails with the same error: close it.
+ * (A timeout or a cancellation is not an error of the stream.)
  *
- * Cancel safety: the rules of pollux/net.h hold. A dropped pending read
- * has returned nothing and loses nothing: decrypted bytes stay inside the
- * stream for the next read. A dropped write or write_all may have accepted
- * a prefix (its own output.u64 says how many bytes); accepted bytes are
- * encrypted and will go out ahead of anything written later (the next
- * write or shutdown sends them; a read sends them too when no write is in
- * progress). A dropped handshake can be polled again with a new handshake
- * future, which continues where the old one stopped.
+ * Cancel safety: the rules of pollux/stream.h hold. A dropped pending read
+ * has returned nothing and loses nothing: ciphertext already read and
+ * plaintext already decrypted stay inside the stream for the next read. A
+ * write reports its bytes only once OpenSSL has taken them, so a dropped
+ * pending write has written nothing. A dropped handshake can be resumed
+ * with a new handshake future.
  *
- * Threads: one task may read while another writes (each side has one slot,
- * as on a plain stream); the stream serialises its use of OpenSSL with a
- * mutex. A context is configured first, then shared read-only by any
- * number of streams on any threads; it is reference-counted, so it may be
- * freed while streams made from it are still open.
+ * Threads: one task may read while another writes, as on any px_stream;
+ * the stream serialises its use of OpenSSL with a mutex. A context is
+ * configured first, then shared read-only by any number of streams on any
+ * threads; it is reference-counted, so it may be freed while streams made
+ * from it are still open.
  */
 #ifndef POLLUX_TLS_H
 #define POLLUX_TLS_H
@@ -57,7 +62,7 @@
 #include <stddef.h>
 
 #include "pollux/future.h"
-#include "pollux/net.h"
+#include "pollux/stream.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -65,9 +70,6 @@ extern "C" {
 
 /** Shared TLS settings (an OpenSSL SSL_CTX): certificates, trust, ALPN. */
 typedef struct px_tls_context px_tls_context;
-
-/** A TLS connection over another stream; see the file comment. */
-typedef struct px_tls_stream px_tls_stream;
 
 /** Which end of the connection a context makes streams for. */
 typedef enum px_tls_role {
@@ -139,13 +141,13 @@ void px_tls_context_free(px_tls_context *c);
  * `server_name`: a DNS name, sent as SNI and checked against the
  * certificate, or a numeric IP address, checked against the certificate's
  * IP entries (no SNI then). With verification on, server_name is required.
- * On success the TLS stream owns `inner` (px_tls_close closes it); on
- * failure inner is left as it was. Then await px_tls_handshake_init.
- * Errors: PX_EINVAL (NULL ctx/inner/out, a server context, no name while
- * verifying), PX_ENOMEM.
+ * On success *out is a new px_stream that owns `inner` (px_stream_close
+ * closes both); on failure inner is left as it was. Then await
+ * px_tls_handshake_init. Errors: PX_EINVAL (NULL ctx/inner/out, a server
+ * context, no name while verifying), PX_ENOMEM.
  */
 int px_tls_client_new(px_tls_context *ctx, px_stream *inner,
-                      const char *server_name, px_tls_stream **out);
+                      const char *server_name, px_stream **out);
 
 /**
  * Wraps an accepted stream as the server end of a TLS connection. Owns
@@ -153,81 +155,55 @@ int px_tls_client_new(px_tls_context *ctx, px_stream *inner,
  * argument, a client context, a context without certificate), PX_ENOMEM.
  */
 int px_tls_server_new(px_tls_context *ctx, px_stream *inner,
-                      px_tls_stream **out);
+                      px_stream **out);
 
-/** A TLS operation: handshake, read, write, write_all or shutdown. */
-typedef struct px_tls_op {
-  px_future base;        /**< the future; its output is the op's result */
-  px_tls_stream *stream; /**< private */
-  unsigned char *buf;    /**< private */
-  size_t len;            /**< private */
-  size_t done;           /**< private */
-  int kind;              /**< private */
-} px_tls_op;
+/** The handshake future; its fields are private. */
+typedef struct px_tls_handshake {
+  px_future base;    /**< the future header; output unused */
+  px_stream *stream; /**< private */
+  int waiting;       /**< private: the last poll returned PX_PENDING */
+} px_tls_handshake;
 
 /**
- * Runs the handshake: completes with output 0 when the connection is
- * established and verified (at once if it already was). Errors: see the
- * file comment. Put it under px_timeout to bound how long a peer may take
- * (a slowloris client then gets PX_ETIMEDOUT).
+ * Runs the handshake: completes with error 0 when the connection is
+ * established and verified (at once if it already was). Errors: PX_EINVAL
+ * (NULL or not a TLS stream), the ones of the file comment. Put it under
+ * px_timeout to bound how long a peer may take (a slowloris client then
+ * gets PX_ETIMEDOUT).
  */
-px_future *px_tls_handshake_init(px_tls_op *f, px_tls_stream *s);
+px_future *px_tls_handshake_init(px_tls_handshake *f, px_stream *s);
 
-/** Reads up to len bytes: output.u64 = bytes read, 0 after close_notify. */
-px_future *px_tls_read_init(px_tls_op *f, px_tls_stream *s, void *buf,
-                            size_t len);
-
-/**
- * Writes up to len bytes: output.u64 = bytes written (at least 1), once
- * their TLS records were handed to the inner stream.
- */
-px_future *px_tls_write_init(px_tls_op *f, px_tls_stream *s, const void *buf,
-                             size_t len);
-
-/**
- * Writes all len bytes: output.u64 = len; on error, output.u64 holds the
- * bytes already accepted. Zero-length reads and writes complete with 0.
- */
-px_future *px_tls_write_all_init(px_tls_op *f, px_tls_stream *s,
-                                 const void *buf, size_t len);
-
-/**
- * Sends close_notify, then shuts down the inner stream's write side (the
- * peer reads end of stream). Does not wait for the peer's close_notify:
- * read until 0 for that. Later writes fail with PX_EPIPE.
- */
-px_future *px_tls_shutdown_init(px_tls_op *f, px_tls_stream *s);
+/** True when `s` is a TLS stream made by px_tls_client_new/server_new. */
+bool px_tls_is_tls(const px_stream *s);
 
 /**
  * The ALPN protocol agreed in the handshake ("http/1.1"), or NULL when
- * none was (or the handshake has not completed). Valid until close.
+ * none was, the handshake has not completed, or s is not a TLS stream.
+ * Valid until the stream is closed.
  */
-const char *px_tls_alpn(const px_tls_stream *s);
+const char *px_tls_alpn(const px_stream *s);
 
 /**
  * The host name of the connection: the SNI a client sent (on a server), or
  * the name given to px_tls_client_new (on a client). NULL if none.
  */
-const char *px_tls_server_name(const px_tls_stream *s);
+const char *px_tls_server_name(const px_stream *s);
 
-/** The negotiated protocol version ("TLSv1.3"), or NULL before it is known. */
-const char *px_tls_version(const px_tls_stream *s);
+/**
+ * The negotiated protocol version ("TLSv1.3"), or NULL before the
+ * handshake completed (or for a stream that is not TLS).
+ */
+const char *px_tls_version(const px_stream *s);
 
 /**
  * OpenSSL's reason for the stream's last failure as text, or "" when
- * nothing failed. Read it from the task that saw the error.
+ * nothing failed (or s is not a TLS stream). Read it from the task that
+ * saw the error.
  */
-const char *px_tls_last_error(const px_tls_stream *s);
+const char *px_tls_last_error(const px_stream *s);
 
-/** The wrapped stream (for px_tcp_peer_addr and the like). */
-px_stream *px_tls_inner(px_tls_stream *s);
-
-/**
- * Frees the TLS state and closes the inner stream, without sending
- * close_notify (await px_tls_shutdown_init first for a clean close).
- * Every future on the stream must have been dropped. NULL is ignored.
- */
-void px_tls_close(px_tls_stream *s);
+/** The wrapped stream, or NULL when s is not a TLS stream. */
+px_stream *px_tls_inner(px_stream *s);
 
 #ifdef __cplusplus
 }
