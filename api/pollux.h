@@ -24,6 +24,7 @@
 #include "pollux/blocking.h"
 #include "pollux/fs.h"
 #include "pollux/signal.h"
+#include "pollux/process.h"
 #include "pollux/observe.h"
 
 #endif /* POLLUX_H */

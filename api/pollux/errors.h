@@ -56,6 +56,9 @@ extern "C" {
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
   XX(EPROTO, -EPROTO, "protocol error")                                       \
+  XX(ECHILD, -ECHILD, "no child processes")                                   \
+  XX(ENOTDIR, -ENOTDIR, "not a directory")                                    \
+  XX(ENOEXEC, -ENOEXEC, "exec format error")                                  \
   XX(EDONE, -4001, "future already completed or dropped")                     \
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
   XX(ECLOSED, -4003, "channel closed")                                        \
