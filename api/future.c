@@ -3,7 +3,9 @@
  * futures every program needs: ready, yield, join, select, race.
  */
 #include <stddef.h>
+#include <stdlib.h>
 
+#include "internal/px_internal.h"
 #include "pollux/async.h"
 #include "pollux/future.h"
 
@@ -13,6 +15,9 @@ int px_future_poll(px_future *f, px_context *cx) {
   /* Polling again after READY (or after drop) would re-run a finished state
    * machine, which is undefined in Rust and a crash in C: refuse instead. */
   if (f->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  /* Set before the call: the future may hand out pointers to itself during
+   * it, and from then on must not be moved (px_spawn checks the bit). */
+  f->state |= PX_FUTURE_POLLED;
   px_poll r = f->vtable->poll(f, cx);
   if (r == PX_READY) f->state |= PX_FUTURE_DONE;
   return (int)r;
@@ -25,13 +30,77 @@ void px_future_drop(px_future *f) {
   if (f->vtable->drop != NULL) f->vtable->drop(f);
 }
 
+/* One PX_DEFER registration; the frame keeps a list, newest first. */
+struct px_defer {
+  px_defer_fn fn;
+  void *arg;
+  px_defer *next;
+};
+
 void px_async_drop(px_future *self) {
   px_async *a = (px_async *)self;
-  /* The awaited sub-future is the only thing a plain async frame owns. */
+  /* The awaited sub-future goes first: it may still use what the deferred
+   * cleanups release (a read pending on a stream the frame owns). */
   px_future *sub = a->awaiting;
   a->awaiting = NULL;
   px_future_drop(sub);
+  /* Newest first, as Go runs defers and Rust drops locals. Each node is
+   * unlinked before its cleanup runs, so a cleanup that registers or takes
+   * back another one sees a consistent list. */
+  px_defer *d;
+  while ((d = a->defers) != NULL) {
+    a->defers = d->next;
+    px_defer_fn fn = d->fn;
+    void *arg = d->arg;
+    px__free(d, sizeof *d);
+    fn(arg);
+  }
 }
+
+int px_async_defer(px_async *frame, px_defer_fn fn, void *arg) {
+  if (frame == NULL || fn == NULL) return PX_EINVAL;
+  px_defer *d = px__alloc(sizeof *d);
+  if (d == NULL) {
+    /* Release now rather than leak: the caller fails right after. */
+    fn(arg);
+    return PX_ENOMEM;
+  }
+  d->fn = fn;
+  d->arg = arg;
+  d->next = frame->defers;
+  frame->defers = d;
+  return 0;
+}
+
+/* Unlinks the newest registration of fn(arg); NULL when there is none. */
+static px_defer *defer_take(px_async *frame, px_defer_fn fn, void *arg) {
+  for (px_defer **p = &frame->defers; *p != NULL; p = &(*p)->next) {
+    px_defer *d = *p;
+    if (d->fn == fn && d->arg == arg) {
+      *p = d->next;
+      return d;
+    }
+  }
+  return NULL;
+}
+
+int px_async_undefer(px_async *frame, px_defer_fn fn, void *arg) {
+  if (frame == NULL || fn == NULL) return PX_EINVAL;
+  px_defer *d = defer_take(frame, fn, arg);
+  if (d == NULL) return PX_ENOENT;
+  px__free(d, sizeof *d);
+  return 0;
+}
+
+int px_async_run_deferred(px_async *frame, px_defer_fn fn, void *arg) {
+  int rc = px_async_undefer(frame, fn, arg);
+  if (rc == 0) fn(arg);
+  return rc;
+}
+
+void px_defer_future_drop(void *future) { px_future_drop(future); }
+
+void px_defer_free(void *ptr) { free(ptr); }
 
 /* ---- ready ------------------------------------------------------------ */
 
@@ -135,9 +204,32 @@ static size_t live_children(px_future *const *futures, size_t n) {
   return live;
 }
 
+/*
+ * Where a fair select starts polling: a per-thread xorshift generator, as
+ * tokio::select! picks a random branch to start from. Random rather than a
+ * rotating counter because a counter shared by every select of a thread can
+ * fall into step with a loop that runs several selects per iteration and
+ * then starve the same branch every time.
+ */
+static _Thread_local uint32_t select_rng;
+
+static size_t select_start(size_t n) {
+  if (n < 2) return 0;
+  uint32_t x = select_rng;
+  if (x == 0) /* first use on this thread: any nonzero seed will do */
+    x = (uint32_t)(px__now_ns() ^ (uintptr_t)&select_rng) | 1u;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  select_rng = x;
+  return (size_t)(x % (uint32_t)n);
+}
+
 static px_poll select_poll(px_future *self, px_context *cx) {
   px_select *s = (px_select *)self;
-  for (size_t i = 0; i < s->n; i++) {
+  size_t start = s->biased ? 0 : select_start(s->n);
+  for (size_t k = 0; k < s->n; k++) {
+    size_t i = start + k < s->n ? start + k : start + k - s->n;
     px_future *child = s->futures[i];
     if (child_finished(child)) continue;
     int r = px_future_poll(child, cx);
@@ -173,7 +265,49 @@ px_future *px_select_init(px_select *f, px_future *const *futures, size_t n) {
   f->futures = futures;
   f->n = futures == NULL ? 0 : n;
   f->index = (size_t)-1;
+  f->biased = 0;
   return &f->base;
+}
+
+/* Stores two or three futures in the combinator's own slots (`few`). */
+static px_future *const *few_of(px_future **few, px_future *a, px_future *b,
+                                px_future *c) {
+  few[0] = a;
+  few[1] = b;
+  few[2] = c;
+  return few;
+}
+
+px_future *px_select2_init(px_select *f, px_future *a, px_future *b) {
+  if (f == NULL) return NULL;
+  return px_select_init(f, few_of(f->few, a, b, NULL), 2);
+}
+
+px_future *px_select3_init(px_select *f, px_future *a, px_future *b,
+                           px_future *c) {
+  if (f == NULL) return NULL;
+  return px_select_init(f, few_of(f->few, a, b, c), 3);
+}
+
+px_future *px_select_biased(px_future *select) {
+  /* Only a select that has not started may change its polling order. */
+  if (select == NULL || select->vtable != &select_vtable ||
+      (select->state &
+       (PX_FUTURE_POLLED | PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
+    return NULL;
+  ((px_select *)select)->biased = 1;
+  return select;
+}
+
+px_future *px_join2_init(px_join *f, px_future *a, px_future *b) {
+  if (f == NULL) return NULL;
+  return px_join_init(f, few_of(f->few, a, b, NULL), 2, NULL);
+}
+
+px_future *px_join3_init(px_join *f, px_future *a, px_future *b,
+                         px_future *c) {
+  if (f == NULL) return NULL;
+  return px_join_init(f, few_of(f->few, a, b, c), 3, NULL);
 }
 
 px_future *px_join_all_init(px_join_all *f, px_future *const *futures,

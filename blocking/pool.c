@@ -30,8 +30,10 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "blocking/pool.h"
+#include "executors/services.h"
 
-typedef struct pool pool;
+/* The pool is the runtime's opaque px__blocking_pool. */
+typedef struct px__blocking_pool pool;
 
 typedef enum job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } job_state;
 
@@ -40,6 +42,7 @@ typedef struct job {
   pool *pool;
   px_blocking_fn fn;
   void *arg;
+  void (*free_arg)(void *); /* an owned arg: released with the job */
   const px__blocking_hooks *hooks;
   size_t size;          /* bytes of this allocation, payload included */
   px__atomic(int) refs; /* the future's and the pool's */
@@ -58,9 +61,7 @@ typedef struct job {
 
 static void *job_payload(job *j) { return (char *)j + JOB_PAYLOAD_OFFSET; }
 
-struct pool {
-  /* Must be first: px_runtime_free calls it through the runtime's slot. */
-  void (*shutdown)(void *self);
+struct px__blocking_pool {
   pthread_mutex_t mu;
   pthread_cond_t work;  /* threads wait here for jobs */
   pthread_cond_t quiet; /* shutdown waits here for jobs and threads to end */
@@ -116,6 +117,9 @@ static void pool_release_and_unlock(pool *p) {
 static void job_unref(job *j) {
   if (atomic_fetch_sub(&j->refs, 1) != 1) return;
   pool *p = j->pool;
+  /* The last reference: fn ran (or never will) and nobody reads the result
+   * any more, so an owned argument has no user left. */
+  if (j->free_arg != NULL) j->free_arg(j->arg);
   px__free(j, j->size);
   pthread_mutex_lock(&p->mu);
   pool_release_and_unlock(p);
@@ -229,12 +233,15 @@ static int submit(pool *p, job *j) {
 
 /* ---- Creation and shutdown ------------------------------------------------ */
 
-static void pool_shutdown(void *self);
+static void pool_shutdown(pool *p);
+static void pool_gauges(pool *p, uint64_t *threads, uint64_t *queued);
+
+/* How the runtime reaches the pool (executors/services.h). */
+static const px__blocking_plug plug = {pool_shutdown, pool_gauges};
 
 static int pool_create(const px_config *cfg, pool **out) {
   pool *p = px__calloc(sizeof *p);
   if (p == NULL) return PX_ENOMEM;
-  p->shutdown = pool_shutdown;
   p->max_threads = cfg->blocking_threads;
   p->idle_ms = cfg->blocking_idle_ms;
   p->shutdown_ms = cfg->blocking_shutdown_ms;
@@ -256,17 +263,13 @@ static int pool_create(const px_config *cfg, pool **out) {
  * executor may race to create it: one wins the compare-and-swap, the other
  * throws its copy away. */
 static int pool_get(px_runtime *rt, pool **out) {
-  void **slot = px__runtime_blocking_pool(rt);
-  pool *p = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+  pool *p = px__runtime_blocking(rt);
   if (p == NULL) {
-    int rc = pool_create(px__runtime_blocking_config(rt), &p);
+    pool *mine;
+    int rc = pool_create(px__runtime_config(rt), &mine);
     if (rc < 0) return rc;
-    void *expected = NULL;
-    if (!__atomic_compare_exchange_n(slot, &expected, p, false,
-                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-      pool_destroy(p);
-      p = expected;
-    }
+    p = px__runtime_blocking_install(rt, &plug, mine);
+    if (p != mine) pool_destroy(mine);
   }
   *out = p;
   return 0;
@@ -277,8 +280,7 @@ static int pool_get(px_runtime *rt, pool **out) {
  * futures were in tasks are already cancelled or detached) and before the
  * backends are destroyed (so the wakes below still have a runtime to go to).
  */
-static void pool_shutdown(void *self) {
-  pool *p = self;
+static void pool_shutdown(pool *p) {
   pthread_mutex_lock(&p->mu);
   p->closed = true;
   px__list cancelled, *l;
@@ -385,15 +387,20 @@ static px_poll blocking_poll(px_future *self, px_context *cx) {
     } else {
       j->fn = f->fn;
       j->arg = f->arg;
+      /* Handed over before submit: once queued, the job may finish and be
+       * released by the pool at any time (our reference keeps it alive
+       * until our drop, but the field must be set before anyone reads it). */
+      j->free_arg = f->free_arg;
     }
     j->state = JOB_QUEUED;
     j->waker = px_waker_clone(cx->waker);
     rc = submit(p, j);
     if (rc < 0) {
       px_waker_drop(&j->waker);
-      px__free(j, size);
+      px__free(j, size); /* the argument stays the future's, for its drop */
       return blocking_fail(f, rc);
     }
+    f->free_arg = NULL; /* the job owns the argument now */
     f->job = j;
     return PX_PENDING;
   }
@@ -428,6 +435,13 @@ static px_poll blocking_poll(px_future *self, px_context *cx) {
 static void blocking_drop(px_future *self) {
   px_blocking *f = (px_blocking *)self;
   job *j = f->job;
+  if (f->free_arg != NULL) {
+    /* Never queued (not polled, or its first poll failed): the argument is
+     * still ours to release. */
+    void (*free_arg)(void *) = f->free_arg;
+    f->free_arg = NULL;
+    free_arg(f->arg);
+  }
   if (j == NULL) return;
   f->job = NULL;
   pool *p = j->pool;
@@ -469,6 +483,19 @@ px_future *px_spawn_blocking_init(px_blocking *f, px_blocking_fn fn,
   f->arg = arg;
   f->hooks = NULL;
   f->job = NULL;
+  f->free_arg = NULL;
+  return &f->base;
+}
+
+px_future *px_spawn_blocking_owned_init(px_blocking *f, px_blocking_fn fn,
+                                        void *arg, void (*free_arg)(void *)) {
+  if (f == NULL || fn == NULL) {
+    /* No future will ever own it: release it now rather than leak it. */
+    if (free_arg != NULL) free_arg(arg);
+    return NULL;
+  }
+  px_spawn_blocking_init(f, fn, arg);
+  f->free_arg = free_arg;
   return &f->base;
 }
 
@@ -480,12 +507,13 @@ px_future *px__blocking_init_hooks(px_blocking *f,
   f->arg = NULL;
   f->hooks = hooks;
   f->job = NULL;
+  f->free_arg = NULL;
   return &f->base;
 }
 
 int px_runtime_blocking_threads(px_runtime *rt) {
   if (rt == NULL) return PX_EINVAL;
-  pool *p = __atomic_load_n(px__runtime_blocking_pool(rt), __ATOMIC_ACQUIRE);
+  pool *p = px__runtime_blocking(rt);
   if (p == NULL) return 0;
   pthread_mutex_lock(&p->mu);
   int n = (int)p->threads;
@@ -493,14 +521,10 @@ int px_runtime_blocking_threads(px_runtime *rt) {
   return n;
 }
 
-/* Jobs waiting for a thread, for px_runtime_metrics (observe/, which links
- * it weakly so builds without this library still link). */
-int px__blocking_queued(px_runtime *rt) {
-  if (rt == NULL) return PX_EINVAL;
-  pool *p = __atomic_load_n(px__runtime_blocking_pool(rt), __ATOMIC_ACQUIRE);
-  if (p == NULL) return 0;
+/* px_runtime_metrics' blocking_threads and blocking_queue_depth. */
+static void pool_gauges(pool *p, uint64_t *threads, uint64_t *queued) {
   pthread_mutex_lock(&p->mu);
-  int n = (int)p->queued;
+  *threads = p->threads;
+  *queued = p->queued;
   pthread_mutex_unlock(&p->mu);
-  return n;
 }

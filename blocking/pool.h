@@ -40,20 +40,6 @@ typedef struct px__blocking_hooks {
 px_future *px__blocking_init_hooks(px_blocking *f,
                                    const px__blocking_hooks *hooks);
 
-/*
- * The runtime's slot for the pool (executors/runtime.c): NULL until the
- * first blocking job. The object stored there starts with a pointer to its
- * shutdown function, which px_runtime_free calls, so the runtime needs no
- * link-time dependency on this library.
- */
-void **px__runtime_blocking_pool(px_runtime *rt);
-
-/* Jobs queued and not started yet (for px_runtime_metrics), or PX_EINVAL. */
-int px__blocking_queued(px_runtime *rt);
-
-/* The configuration the runtime was created with (executors/runtime.c). */
-const px_config *px__runtime_blocking_config(px_runtime *rt);
-
 #ifdef __cplusplus
 }
 #endif

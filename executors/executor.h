@@ -1,147 +1,23 @@
 /*
- * The executor interface and the task internals it shares with the runtime
- * (internal). An executor decides where ready tasks wait and which thread
- * polls them; everything about a task's life (state word, references, join
- * handles, cancellation) lives in task.c and is the same for every executor.
+ * The executor interface (internal): the ops table an executor implements
+ * and what the runtime offers executors in return. An executor decides
+ * where ready tasks wait and which thread polls them; the task's own life
+ * is in executors/task.h, the intrusive task queue in
+ * executors/task_list.h, and what leaf code may call in
+ * executors/services.h.
  */
 #ifndef POLLUX_EXECUTORS_EXECUTOR_H
 #define POLLUX_EXECUTORS_EXECUTOR_H
 
-#include <stdalign.h>
-#include <stdatomic.h>
 #include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
 
-#include "pollux/list.h"
+#include "executors/task.h"
 #include "pollux/runtime.h"
-#include "pollux/task.h"
-#include "pollux/time.h"
+#include "wakers/thread_waker.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* ---- The task state word (documented in pollux/task.h) -------------- */
-
-#define PX__TASK_RUNNING (1ull << 0)
-#define PX__TASK_COMPLETE (1ull << 1)
-#define PX__TASK_NOTIFIED (1ull << 2)
-#define PX__TASK_JOIN_INTEREST (1ull << 3)
-#define PX__TASK_JOIN_WAKER (1ull << 4)
-#define PX__TASK_CANCELLED (1ull << 5)
-#define PX__TASK_REF_SHIFT 6
-#define PX__TASK_REF_ONE (1ull << PX__TASK_REF_SHIFT)
-#define PX__TASK_FLAGS_MASK (PX__TASK_REF_ONE - 1)
-
-/*
- * The task header. The future follows it in the same allocation, aligned for
- * any type. The executor owns `queue_next` while the task is NOTIFIED.
- */
-struct px_task {
-  _Atomic uint64_t state;
-  px_task *queue_next;               /* run queue link (executor's) */
-  px__list owned;                    /* runtime's list of live tasks */
-  px_runtime *runtime;
-  px_waker join_waker;               /* guarded by JOIN_WAKER */
-  /* Immutable after spawn. Packed so the header stays at 64 bytes. */
-  uint64_t id : 48;       /* unique per process, from 1 */
-  uint64_t priority : 8;  /* 0..PX_PRIORITY_LEVELS-1, higher runs first */
-  uint64_t spare : 8;      /* PX__TASK_SPARE_* bits, owned by the runner */
-  /* The future, at offset px__task_future_offset. */
-};
-
-/* px_task.spare: the slow-poll warning was given (observe/). */
-#define PX__TASK_SPARE_SLOW_POLL 0x1u
-
-/* Where the future starts: the header rounded up to the strictest alignment. */
-#define PX__TASK_FUTURE_OFFSET                                       \
-  ((sizeof(struct px_task) + alignof(max_align_t) - 1) /             \
-   alignof(max_align_t) * alignof(max_align_t))
-
-/* The task's future. */
-static inline px_future *px__task_future(px_task *t) {
-  return (px_future *)((char *)t + PX__TASK_FUTURE_OFFSET);
-}
-
-/* The task being polled on this thread, or NULL. */
-px_task *px__task_current(void);
-
-/* Bytes one task of a future of `future_size` bytes occupies. */
-size_t px__task_alloc_size(size_t future_size);
-
-/* What px__task_run did with the task. */
-typedef enum px__run_result {
-  PX__RUN_DONE = 0,      /* completed, cancelled, or parked waiting for a wake */
-  PX__RUN_RESCHEDULE = 1 /* it woke itself while running: queue it again */
-} px__run_result;
-
-/*
- * Claims, polls and settles one task the executor took off a queue (the
- * queue's reference comes with it). Returns whether the executor must queue
- * it again; in that case the reference goes back to the queue.
- */
-px__run_result px__task_run(px_task *t);
-
-/*
- * Drops the queue's reference to a task the executor will never run
- * (shutdown draining the queues).
- */
-void px__task_drop_notified(px_task *t);
-
-/* Shutdown: cancels a live task on the calling (runtime) thread. */
-void px__task_shutdown(px_task *t);
-
-/*
- * An intrusive FIFO of tasks through task->queue_next, so queuing never
- * allocates: every executor's run and injection queues that are not rings.
- */
-
-typedef struct px__task_list {
-  px_task *head, *tail;
-  size_t len; /* for the metrics' queue depths */
-} px__task_list;
-
-static inline void px__task_list_push(px__task_list *l, px_task *t) {
-  t->queue_next = NULL;
-  if (l->tail != NULL)
-    l->tail->queue_next = t;
-  else
-    l->head = t;
-  l->tail = t;
-  l->len++;
-}
-
-static inline px_task *px__task_list_pop(px__task_list *l) {
-  px_task *t = l->head;
-  if (t != NULL) {
-    l->head = t->queue_next;
-    if (l->head == NULL) l->tail = NULL;
-    l->len--;
-  }
-  return t;
-}
-
-/* Appends all of `from` to `to` and empties `from`. */
-static inline void px__task_list_splice(px__task_list *to,
-                                        px__task_list *from) {
-  if (from->head == NULL) return;
-  if (to->tail != NULL)
-    to->tail->queue_next = from->head;
-  else
-    to->head = from->head;
-  to->tail = from->tail;
-  to->len += from->len;
-  from->head = from->tail = NULL;
-  from->len = 0;
-}
-
-/* Task waker entry points (wakers/task_waker.c). */
-extern const px_waker_vtable px__task_waker_vtable;
-void px__task_wake_by_val(px_task *t);
-void px__task_wake_by_ref(px_task *t);
-void px__task_ref_inc(px_task *t);
-void px__task_ref_dec(px_task *t);
 
 /* ---- The executor ops table ----------------------------------------- */
 
@@ -168,7 +44,10 @@ typedef struct px__executor_ops {
   void (*drain)(px__executor *ex);
 } px__executor_ops;
 
-/* The backend chosen by --//executors:executor (its *_default target). */
+/*
+ * The backend chosen by --//executors:executor, defined by the selected
+ * backend's `default` library (a registration: see executors/BUILD.bazel).
+ */
 extern const px__executor_ops *const px__executor_default;
 
 /* ---- What the runtime offers executors (executors/runtime.c) -------- */
@@ -212,46 +91,15 @@ px_runtime *px__runtime_enter(px_runtime *rt);
 bool px__runtime_is_current(const px_runtime *rt);
 
 /*
- * Thread waker, used by block_on to be told that `main` must be polled. The
- * one block_on uses lives in the runtime, not on block_on's stack, so a clone
- * left behind in some registration after block_on returned can still be
- * woken harmlessly for as long as the runtime exists.
+ * The runtime's block_on waker (wakers/thread_waker.h). It unparks the
+ * runtime when woken, for executors whose block_on thread waits in the
+ * reactor; an executor whose block_on thread waits in
+ * px__thread_waker_park clears its `unpark` before block_on.
  */
-typedef struct px__thread_waker {
-  atomic_int notified;
-  atomic_int sleeping; /* the owner blocks in px__thread_waker_park */
-  /* Unparked (a reactor wake-up) when woken, for executors whose block_on
-   * thread waits in the reactor; NULL when it waits in thread_waker_park. */
-  px_runtime *runtime;
-} px__thread_waker;
-px_waker px__thread_waker_make(px__thread_waker *tw);
-/*
- * Blocks the calling thread (the waker's owner) until the waker fired, on a
- * futex, without the reactor: for executors whose block_on thread only polls
- * the main future while worker threads run tasks. Returns at once if it
- * already fired; does not reset it (px__thread_waker_take does).
- */
-void px__thread_waker_park(px__thread_waker *tw);
-/* The runtime's block_on waker state (see above). */
 px__thread_waker *px__runtime_main_waker(px_runtime *rt);
-/* Returns whether the waker fired since the last call, and resets it. */
-bool px__thread_waker_take(px__thread_waker *tw);
-
-/* ---- What the runtime offers leaf futures (timers, reactor) --------- */
-
-/* Arms `node` to wake `waker` at `deadline` (ns). Runtime thread only. */
-int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
-                             uint64_t deadline_ns, const px_waker *waker);
-void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node);
-
-struct px__reactor_ops;
-struct px__reactor;
-/* The reactor of a runtime. */
-void px__runtime_reactor(px_runtime *rt, const struct px__reactor_ops **ops,
-                         struct px__reactor **r);
 
 #ifdef __cplusplus
 }
 #endif
 
-#endif
+#endif /* POLLUX_EXECUTORS_EXECUTOR_H */

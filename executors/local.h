@@ -24,6 +24,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "executors/task_list.h"
 #include "observe/observe.h"
 
 /* ---- Wakes from other threads -------------------------------------------- */
@@ -116,7 +117,7 @@ static inline int px__local_block_on(px_runtime *rt, px__executor *ex,
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
       px__observe_poll_begin(rt, &probe);
-      int r = px_future_poll(main, &cx);
+      int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) {
         px__observe_worker_leave();

@@ -13,6 +13,7 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "executors/services.h"
 #include "observe/observe.h"
 #include "reactors/reactor.h"
 #include "timers/timer.h"
@@ -46,9 +47,10 @@ struct px_runtime {
   atomic_int parked;      /* the runtime thread waits in the reactor */
   atomic_int in_block_on; /* one block_on at a time */
 
-  /* The blocking pool (blocking/), created on its first job; NULL until
-   * then. It starts with its shutdown function: see px_runtime_free. */
-  void *blocking_pool;
+  /* The blocking pool (blocking/), installed by its first job; NULL until
+   * then. `blocking_plug` is stored before the pool is published. */
+  _Atomic(px__blocking_pool *) blocking;
+  _Atomic(const px__blocking_plug *) blocking_plug;
 
   /* Counters, trace and slow-poll settings (observe/). */
   px__observe *observe;
@@ -120,6 +122,9 @@ const char *px_build_info(void) {
 
 /* ---- Creation and shutdown --------------------------------------------- */
 
+/* block_on's waker fired: interrupt the reactor wait of its thread. */
+static void unpark_main(void *rt) { px__runtime_unpark(rt); }
+
 int px_runtime_new(px_runtime **out, const px_config *cfg) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
@@ -136,7 +141,8 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->cfg = *cfg;
   atomic_init(&rt->owned_lock, 0);
   px__list_init(&rt->owned);
-  rt->main_waker.runtime = rt;
+  rt->main_waker.unpark = unpark_main;
+  rt->main_waker.unpark_arg = rt;
   rt->start_ns = px__now_ns();
   pthread_mutex_init(&rt->timer_lock, NULL);
   /* First, so that nothing below can count into a missing observer. */
@@ -233,12 +239,13 @@ void px_runtime_free(px_runtime *rt) {
    * by their futures' drops; the pool cancels what is left, waits a bounded
    * time for running jobs, and must finish before the backends go (waking a
    * future needs them), and before the last drain (which drops the tasks
-   * those wakes queue). Called through the pointer the pool stored, so this
-   * file does not depend on blocking/ at link time. */
-  if (rt->blocking_pool != NULL) {
-    void (*const *shutdown)(void *) = rt->blocking_pool;
-    (*shutdown)(rt->blocking_pool);
-    rt->blocking_pool = NULL;
+   * those wakes queue). Called through the pool's plug, so this file does
+   * not depend on blocking/ at link time. */
+  px__blocking_pool *pool = px__runtime_blocking(rt);
+  if (pool != NULL) {
+    atomic_load_explicit(&rt->blocking_plug, memory_order_relaxed)
+        ->shutdown(pool);
+    atomic_store_explicit(&rt->blocking, NULL, memory_order_relaxed);
   }
   rt->exec_ops->drain(rt->exec);
   px__runtime_enter(prev);
@@ -253,12 +260,38 @@ void px_runtime_free(px_runtime *rt) {
   px__free(rt, sizeof *rt);
 }
 
-/* ---- The blocking pool's slot (blocking/pool.h) ----------------------- */
+/* ---- The blocking pool's plug (executors/services.h) ------------------- */
 
-void **px__runtime_blocking_pool(px_runtime *rt) { return &rt->blocking_pool; }
+px__blocking_pool *px__runtime_blocking(px_runtime *rt) {
+  return atomic_load_explicit(&rt->blocking, memory_order_acquire);
+}
 
-const px_config *px__runtime_blocking_config(px_runtime *rt) {
-  return &rt->cfg;
+px__blocking_pool *px__runtime_blocking_install(px_runtime *rt,
+                                                const px__blocking_plug *plug,
+                                                px__blocking_pool *pool) {
+  /* Every pool has the same plug, so a racing install stores the same
+   * value; the release below publishes it with the pool. */
+  atomic_store_explicit(&rt->blocking_plug, plug, memory_order_relaxed);
+  px__blocking_pool *expected = NULL;
+  if (atomic_compare_exchange_strong_explicit(&rt->blocking, &expected, pool,
+                                              memory_order_acq_rel,
+                                              memory_order_acquire))
+    return pool;
+  return expected;
+}
+
+const px_config *px__runtime_config(px_runtime *rt) { return &rt->cfg; }
+
+/* ---- Metrics ------------------------------------------------------------ */
+
+int px_runtime_metrics(px_runtime *rt, px_metrics *out) {
+  if (rt == NULL || out == NULL) return PX_EINVAL;
+  px__observe_metrics(rt->observe, out);
+  px__blocking_pool *pool = px__runtime_blocking(rt);
+  if (pool != NULL)
+    atomic_load_explicit(&rt->blocking_plug, memory_order_relaxed)
+        ->gauges(pool, &out->blocking_threads, &out->blocking_queue_depth);
+  return 0;
 }
 
 /* ---- Entering and driving --------------------------------------------- */
@@ -289,14 +322,28 @@ void px__runtime_schedule(px_runtime *rt, px_task *t) {
 int px_runtime_block_on(px_runtime *rt, px_future *future) {
   if (rt == NULL || future == NULL || future->vtable == NULL) return PX_EINVAL;
   if (future->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
-  if (tls_runtime != NULL) return PX_EBUSY; /* nested block_on deadlocks */
+  if (tls_runtime != NULL) {
+    /* Blocking this thread inside a poll would stop every task it runs
+     * (and deadlock outright on the same runtime), so nesting is refused;
+     * say so, since a bare PX_EBUSY is hard to trace back. */
+    PX__LOG(PX__LOG_ERROR,
+            "block_on called from inside a runtime (a task or a future "
+            "being polled); await the future instead, or spawn it: "
+            "returning PX_EBUSY");
+    return PX_EBUSY;
+  }
   owned_lock(rt);
   bool closed = rt->closed;
   owned_unlock(rt);
   if (closed) return PX_ESHUTDOWN;
   int expected = 0;
-  if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1))
+  if (!atomic_compare_exchange_strong(&rt->in_block_on, &expected, 1)) {
+    PX__LOG(PX__LOG_ERROR,
+            "block_on: another thread is already in block_on of this "
+            "runtime; use px_runtime_spawn from other threads: returning "
+            "PX_EBUSY");
     return PX_EBUSY;
+  }
 
   px_runtime *prev = px__runtime_enter(rt);
   int rc = rt->exec_ops->block_on(rt->exec, future);
@@ -307,6 +354,15 @@ int px_runtime_block_on(px_runtime *rt, px_future *future) {
 }
 
 int px_run(px_future *main) {
+  if (tls_runtime != NULL) {
+    /* Checked before building a second runtime that could not run anyway. */
+    PX__LOG(PX__LOG_ERROR,
+            "px_run called from inside a runtime (a task or a future being "
+            "polled); await the future instead, or spawn it: returning "
+            "PX_EBUSY");
+    px_future_drop(main);
+    return PX_EBUSY;
+  }
   px_runtime *rt;
   int rc = px_runtime_new(&rt, NULL);
   if (rc < 0) {

@@ -1,7 +1,7 @@
 /*
  * Task life: spawning, the state word's transitions, polling, completion,
  * cancellation and join handles. Every executor uses these unchanged; the
- * state word (bits documented in pollux/task.h) is what makes them safe when
+ * state word (executors/task_state.h) is what makes them safe when
  * several threads poll, wake and join at once.
  *
  * Reference counting, in one place: a task starts with one reference for the
@@ -14,13 +14,15 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "executors/task.h"
+#include "executors/task_state.h"
 #include "observe/observe.h"
 
 /* The header is one cache line; growing it costs every task (see bench/). */
 _Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
 
 #define REF_ONE PX__TASK_REF_ONE
-#define REF_COUNT(s) ((s) >> PX__TASK_REF_SHIFT)
+#define REF_COUNT(s) PX__TASK_REF_COUNT(s)
 
 static _Atomic uint64_t next_task_id = 1;
 static _Thread_local px_task *current_task;
@@ -105,8 +107,9 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
   if (rt == NULL || future == NULL || future->vtable == NULL ||
       future->vtable->poll == NULL ||
       future->vtable->size < sizeof(px_future) ||
-      (future->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
-    return PX_EINVAL;
+      (future->state &
+       (PX_FUTURE_POLLED | PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
+    return PX_EINVAL; /* a polled future may point into itself: no copy */
 
   size_t size = px__task_alloc_size(future->vtable->size);
   px_task *t = px__alloc(size);
@@ -353,8 +356,11 @@ static px_poll join_poll(px_future *self, px_context *cx) {
     j->base.error = PX_EINVAL;
     return PX_READY;
   }
+  /* Joining finished tasks in a loop must give the others a turn too. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   uint64_t s = load_state(t);
   if (s & PX__TASK_COMPLETE) return join_finish(j);
+  px__coop_refund(); /* waiting, not progress; completion is re-checked below */
 
   if (s & PX__TASK_JOIN_WAKER) {
     /* A waker is stored. If it wakes the same task, we are done. */

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "observe/observe.h"
-#include "pollux/blocking.h"
 
 _Thread_local px__observe_tls px__obs_tls
     __attribute__((tls_model("initial-exec")));
@@ -189,14 +188,6 @@ void px__observe_block_on_end(const px_future *main, px__poll_probe *p) {
 
 /* ---- px_runtime_metrics -------------------------------------------------- */
 
-/*
- * The blocking pool is optional at link time (pollux variants without
- * //blocking exist), so its accessors are weak: absent, the pool reads as
- * empty.
- */
-extern int px_runtime_blocking_threads(px_runtime *rt) __attribute__((weak));
-extern int px__blocking_queued(px_runtime *rt) __attribute__((weak));
-
 static uint64_t rd(const uint64_t *c) {
   return __atomic_load_n(c, __ATOMIC_RELAXED);
 }
@@ -216,9 +207,7 @@ static void sum_block(px_metrics *m, const px__counters *b) {
   m->timers_cancelled += rd(&b->timers_cancelled);
 }
 
-int px_runtime_metrics(px_runtime *rt, px_metrics *out) {
-  if (rt == NULL || out == NULL) return PX_EINVAL;
-  px__observe *obs = px__runtime_observe(rt);
+void px__observe_metrics(const px__observe *obs, px_metrics *out) {
   memset(out, 0, sizeof *out);
   sum_block(out, &obs->outside);
   int max = __atomic_load_n(&obs->max_worker, __ATOMIC_RELAXED);
@@ -247,13 +236,4 @@ int px_runtime_metrics(px_runtime *rt, px_metrics *out) {
                          : 0;
   out->injection_queue_depth =
       __atomic_load_n(&obs->injection_depth, __ATOMIC_RELAXED);
-  if (px_runtime_blocking_threads != NULL) {
-    int n = px_runtime_blocking_threads(rt);
-    out->blocking_threads = n > 0 ? (uint64_t)n : 0;
-  }
-  if (px__blocking_queued != NULL) {
-    int n = px__blocking_queued(rt);
-    out->blocking_queue_depth = n > 0 ? (uint64_t)n : 0;
-  }
-  return 0;
 }

@@ -150,6 +150,12 @@ extern _Thread_local px__observe_tls px__obs_tls
 /* The runtime's observer (executors/runtime.c). */
 px__observe *px__runtime_observe(px_runtime *rt);
 
+/*
+ * Sums every block into `out` (all of it but the blocking pool's gauges,
+ * which the runtime adds: px_runtime_metrics is in executors/runtime.c).
+ */
+void px__observe_metrics(const px__observe *obs, px_metrics *out);
+
 /* Creates and frees the observer of `rt` (px_runtime_new / _free). */
 int px__observe_new(px_runtime *rt, const px_config *cfg, px__observe **out);
 void px__observe_free(px__observe *obs);

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executors/executor.h"
+#include "executors/services.h"
 #include "internal/px_internal.h"
 #include "reactors/fd_future.h"
 
@@ -88,7 +88,12 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
 
   px__io_event ev;
   bool have_event = false;
-  for (;;) {
+  for (bool first = true;; first = false) {
+    /* Every attempt after the first costs budget too: a retry (EINTR,
+     * ECONNABORTED), a connection shed at EMFILE or a fresh readiness is
+     * work done for nothing the caller sees, and under a flood of them the
+     * loop would otherwise never return. */
+    if (!first && !px__coop_proceed(cx)) return PX_PENDING;
     int r = attempt(f);
     if (r == PX__FD_RETRY) continue;
     if (r != PX__FD_WOULD_BLOCK)
@@ -98,6 +103,7 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
     if (have_event) px__io_clear_ready(io, ev);
     if (!px__io_poll_ready(io, cx, interest, &ev)) {
       f->state |= WAITING;
+      if (first) px__coop_refund(); /* nothing was done: waiting is free */
       return PX_PENDING;
     }
     have_event = true;

@@ -425,3 +425,53 @@ px_future *px_scope_join_next_init(px_scope_join_next *f, px_scope *scope) {
   f->id = 0;
   return &f->base;
 }
+
+/* ---- shutdown: join with a deadline, then cancel ---------------------- */
+
+static px_poll scope_shutdown_poll(px_future *self, px_context *cx) {
+  px_scope_shutdown *f = (px_scope_shutdown *)self;
+  px_scope *s = f->scope;
+  if (s == NULL || s->closed) {
+    self->error = PX_EINVAL;
+    return PX_READY;
+  }
+  /* The join's error is the first child error, which is the scope's
+   * business (scope->errors), not the shutdown's. */
+  int rc = px_future_poll(&f->join.base, cx);
+  if (rc != PX_PENDING) return PX_READY;
+  if (f->phase == 0) {
+    rc = px_future_poll(&f->grace.base, cx);
+    if (rc == PX_PENDING) return PX_PENDING;
+    /* Time is up: whatever still runs is cancelled, and counted. */
+    px__scope_set *set = s->set;
+    px__spin_lock(&set->lock);
+    self->output = px_u64(set->live);
+    px__spin_unlock(&set->lock);
+    px_scope_cancel(s);
+    f->phase = 1;
+    rc = px_future_poll(&f->join.base, cx);
+    if (rc != PX_PENDING) return PX_READY;
+  }
+  return PX_PENDING;
+}
+
+static void scope_shutdown_drop(px_future *self) {
+  px_scope_shutdown *f = (px_scope_shutdown *)self;
+  px_future_drop(&f->grace.base);
+  px_future_drop(&f->join.base); /* drops the scope unless the join ended */
+}
+
+static const px_future_vtable scope_shutdown_vtable = {
+    sizeof(px_scope_shutdown), "scope_shutdown", scope_shutdown_poll,
+    scope_shutdown_drop};
+
+px_future *px_scope_shutdown_init(px_scope_shutdown *f, px_scope *scope,
+                                  px_duration grace) {
+  if (f == NULL) return NULL;
+  px_future_init(&f->base, &scope_shutdown_vtable);
+  f->scope = scope;
+  f->phase = 0;
+  px_scope_join_init(&f->join, scope);
+  px_sleep_init(&f->grace, grace);
+  return &f->base;
+}

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api/internal/px_internal.h"
+#include "observe/observe.h"
 #include "sync/waitq.h"
 
 #define MPSC_MAX_CAPACITY ((size_t)1 << 32)
@@ -157,6 +158,9 @@ static px_poll send_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
+  /* A channel that always has room would otherwise keep its sender
+   * running forever inside one poll. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px_waker w = PX_WAKER_EMPTY;
   px__spin_lock(&c->lock);
   int r = c->closed ? PX_ECLOSED : 1;
@@ -165,6 +169,7 @@ static px_poll send_poll(px_future *self, px_context *cx) {
     if (r == 0) {
       px__future_count(self, &c->waiting);
       px__spin_unlock(&c->lock);
+      px__coop_refund();
       return PX_PENDING;
     }
   }
@@ -208,9 +213,20 @@ px_future *px_mpsc_send_init(px_mpsc_send *f, px_mpsc_sender *tx,
   return &f->base;
 }
 
+/* A *_blocking call on a runtime thread would park the thread every task
+ * of it needs (the sender or receiver it waits for may be one of them):
+ * refused, with the reason logged. */
+static int refuse_nested(const char *fn) {
+  PX__LOG(PX__LOG_ERROR,
+          "%s called on a runtime thread (inside a task or block_on); await "
+          "the async form instead: returning PX_EBUSY",
+          fn);
+  return PX_EBUSY;
+}
+
 int px_mpsc_send_blocking(px_mpsc_sender *tx, px_value value) {
   if (tx == NULL) return PX_EINVAL;
-  if (px_runtime_current() != NULL) return PX_EBUSY;
+  if (px_runtime_current() != NULL) return refuse_nested("px_mpsc_send_blocking");
   px_mpsc_send f;
   px_mpsc_send_init(&f, tx, value);
   return px__block_on_thread(&f.base);
@@ -263,7 +279,10 @@ static px_poll recv_poll(px_future *self, px_context *cx) {
     f->registered = 1;
   }
   px__wake_list_finish(&wl);
-  if (r == PX_EAGAIN) return PX_PENDING;
+  if (r == PX_EAGAIN) {
+    px__coop_refund();
+    return PX_PENDING;
+  }
   self->output = v;
   self->error = r;
   return PX_READY;
@@ -290,7 +309,7 @@ px_future *px_mpsc_recv_init(px_mpsc_recv *f, px_mpsc_receiver *rx) {
 
 int px_mpsc_recv_blocking(px_mpsc_receiver *rx, px_value *out) {
   if (rx == NULL || out == NULL) return PX_EINVAL;
-  if (px_runtime_current() != NULL) return PX_EBUSY;
+  if (px_runtime_current() != NULL) return refuse_nested("px_mpsc_recv_blocking");
   px_mpsc_recv f;
   px_mpsc_recv_init(&f, rx);
   int r = px__block_on_thread(&f.base);

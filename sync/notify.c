@@ -86,6 +86,7 @@ static px_poll notified_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px_wait_node *w = &f->node;
   px_poll r = PX_READY;
   px__spin_lock(&n->lock);
@@ -115,7 +116,10 @@ static px_poll notified_poll(px_future *self, px_context *cx) {
     px__future_uncount(self, &n->waiting);
   }
   px__spin_unlock(&n->lock);
-  if (r == PX_READY) self->error = 0;
+  if (r == PX_READY)
+    self->error = 0;
+  else
+    px__coop_refund();
   return r;
 }
 

@@ -109,6 +109,7 @@ static px_poll recv_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px_value v = {0};
   px__spin_lock(&c->lock);
   int r = try_recv_locked(c, &v);
@@ -116,6 +117,7 @@ static px_poll recv_poll(px_future *self, px_context *cx) {
     px_waker_set(&c->rx_waker, cx->waker);
     f->registered = 1;
     px__spin_unlock(&c->lock);
+    px__coop_refund();
     return PX_PENDING;
   }
   px__spin_unlock(&c->lock);

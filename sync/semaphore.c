@@ -59,6 +59,9 @@ static px_poll acquire_poll(px_future *base, struct px_semaphore *s,
     base->error = PX_EINVAL;
     return PX_READY;
   }
+  /* A lock nobody else wants would otherwise let a lock/unlock loop run
+   * forever inside one poll. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px__spin_lock(&s->lock);
   int r = px__sem_poll(&s->sem, n, want, cx->waker);
   /* Counted from its first queueing until it is done, so px_semaphore_free
@@ -68,7 +71,10 @@ static px_poll acquire_poll(px_future *base, struct px_semaphore *s,
   else
     px__future_uncount(base, &s->waiting);
   px__spin_unlock(&s->lock);
-  if (r == 0) return PX_PENDING;
+  if (r == 0) {
+    px__coop_refund();
+    return PX_PENDING;
+  }
   base->error = r < 0 ? r : 0;
   base->output = px_u64(r < 0 ? 0 : want);
   return PX_READY;

@@ -161,6 +161,7 @@ static px_poll changed_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   watch *c = f->rx->ch;
   px_wait_node *n = &f->node;
   px__spin_lock(&c->lock);
@@ -176,6 +177,7 @@ static px_poll changed_poll(px_future *self, px_context *cx) {
     }
     px_waker_set(&n->waker, cx->waker);
     px__spin_unlock(&c->lock);
+    px__coop_refund();
     return PX_PENDING;
   }
   px__waitq_remove(&c->waiters, n);

@@ -88,7 +88,7 @@ TEST_F(CombinatorsTest, RaceVersusSelectOnAnImmediateFailure) {
   px_future *gs[] = {px_ready_init(&bad2, px_i64(0), PX_EIO),
                      px_ready_init(&good2, px_i64(5), 0)};
   px_select sel;
-  EXPECT_EQ(RunFuture(px_select_init(&sel, gs, 2)), PX_EIO);
+  EXPECT_EQ(RunFuture(px_select_biased(px_select_init(&sel, gs, 2))), PX_EIO);
   EXPECT_EQ(sel.index, 0u);
 }
 
@@ -601,6 +601,64 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
            detached, static_cast<long long>(peak),
            static_cast<long long>(at_10k));
   }
+}
+
+// Graceful shutdown of a scope: children that finish within the grace
+// period are not cancelled; the others are, and are counted.
+TEST_F(CombinatorsTest, ScopeShutdownWaitsForTheGraceThenCancels) {
+  px__atomic(int) drops{0};
+  px_scope scope;
+  px_scope_shutdown sd;
+  int step = 0;
+  px_instant start = 0;
+  EXPECT_EQ(RunFn([&](px_context *cx) {
+              if (step++ == 0) {
+                px_scope_init(&scope);
+                SpawnFailers(&scope,
+                             {{px_ms(5), 0}, {px_secs(3600), 0},
+                              {px_ms(1), PX_EIO}, {px_secs(3600), 0}},
+                             &drops);
+                start = px_now();
+                px_scope_shutdown_init(&sd, &scope, px_ms(50));
+              }
+              if (px_future_poll(&sd.base, cx) == PX_PENDING)
+                return PX_PENDING;
+              EXPECT_EQ(sd.base.error, 0);
+              EXPECT_EQ(sd.base.output.u64, 2u);  // the two long sleepers
+              EXPECT_GE(px_now() - start, px_ms(50));
+              EXPECT_EQ(drops.load(), 4);  // all gone when it completes
+              EXPECT_EQ(scope.errors, 3u); // EIO, and two PX_ECANCELED
+              px_future_drop(&sd.base);
+              px_scope_drop(&scope);
+              return PX_READY;
+            }),
+            0);
+}
+
+TEST_F(CombinatorsTest, ScopeShutdownOfFinishedChildrenCancelsNothing) {
+  px_scope scope;
+  px_scope_shutdown sd;
+  int step = 0;
+  px_instant start = 0;
+  EXPECT_EQ(RunFn([&](px_context *cx) {
+              if (step++ == 0) {
+                px_scope_init(&scope);
+                SpawnFailers(&scope, {{px_ms(1), 0}, {0, 0}}, nullptr);
+                start = px_now();
+                px_scope_shutdown_init(&sd, &scope, px_secs(3600));
+              }
+              if (px_future_poll(&sd.base, cx) == PX_PENDING)
+                return PX_PENDING;
+              EXPECT_EQ(sd.base.output.u64, 0u);
+              EXPECT_LT(px_now() - start, px_secs(60));  // not the grace
+              px_future_drop(&sd.base);
+              px_scope_drop(&scope);
+              return PX_READY;
+            }),
+            0);
+  px_scope_shutdown bad;
+  EXPECT_EQ(px_scope_shutdown_init(nullptr, &scope, 0), nullptr);
+  EXPECT_EQ(RunFuture(px_scope_shutdown_init(&bad, &scope, 0)), PX_EINVAL);
 }
 
 }  // namespace

@@ -139,10 +139,10 @@ TEST_F(Manual, SelectFirstWinsLosersDropped) {
             c = make_countdown(1, 3);
   px_future *futs[] = {&a.base, &b.base, &c.base};
   px_select s;
-  px_select_init(&s, futs, 3);
+  ASSERT_EQ(px_select_biased(px_select_init(&s, futs, 3)), &s.base);
   EXPECT_EQ(px_future_poll(&s.base, &cx), PX_PENDING);
   EXPECT_EQ(px_future_poll(&s.base, &cx), PX_READY);
-  EXPECT_EQ(s.index, 1u);  // b and c tie; the lower index wins
+  EXPECT_EQ(s.index, 1u);  // b and c tie; biased: the lower index wins
   EXPECT_EQ(s.base.output.i64, 2);
   EXPECT_EQ(a.drops, 1);
   EXPECT_EQ(b.drops, 1);

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "api/internal/px_internal.h"
-#include "executors/executor.h"
+#include "executors/services.h"
 #include "timers/timer.h"
 
 px_instant px_now(void) { return px__now_ns(); }
@@ -43,6 +43,9 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
   /* The clock, not the timer, decides: a sleep never completes early even
    * if a timer backend rounds or a spurious wake polls us. */
   if (px__now_ns() >= e->deadline) {
+    /* Due already: completing costs budget, or a loop of past-due ticks
+     * (PX_MISSED_BURST after a stall) would run on inside one poll. */
+    if (!px__coop_proceed(cx)) return PX_PENDING;
     entry_release(e);
     return PX_READY;
   }

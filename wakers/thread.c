@@ -7,7 +7,8 @@
  *
  * Two ways to wait for the flag:
  *   - single-threaded executors (fifo) wait in the reactor, because the same
- *     thread also drives I/O and timers; waking unparks the runtime;
+ *     thread also drives I/O and timers; waking calls `unpark`, which the
+ *     runtime set to interrupt its reactor wait;
  *   - multi-threaded executors (work_stealing) let worker threads drive I/O,
  *     so block_on's thread only sleeps until its future is woken:
  *     px__thread_waker_park, a futex wait on the flag itself.
@@ -23,7 +24,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "executors/executor.h"
+#include "wakers/thread_waker.h"
 
 static const px_waker_vtable thread_vtable;
 
@@ -37,7 +38,7 @@ static void thread_wake(void *data) {
   /* Only the first wake since the last take needs to unpark. */
   if (atomic_exchange_explicit(&tw->notified, 1, memory_order_seq_cst) != 0)
     return;
-  if (tw->runtime != NULL) px__runtime_unpark(tw->runtime);
+  if (tw->unpark != NULL) tw->unpark(tw->unpark_arg);
   if (atomic_load_explicit(&tw->sleeping, memory_order_seq_cst) != 0)
     syscall(SYS_futex, &tw->notified, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }

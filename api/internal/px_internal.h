@@ -63,12 +63,18 @@ void px__alloc_cache_use(bool on);
 void px__alloc_cache_trim(void);
 
 /*
- * Cooperative budget (tokio's coop). A task may make this many operations
- * on always-ready resources (a channel that is never empty, a socket that
- * always has data) in one poll; after that those resources answer PENDING
- * once, waking the task, so the other tasks of its thread get a turn.
- * px__task_run sets the budget before each poll; outside a task it is
- * unlimited (-1).
+ * Cooperative budget (tokio's coop, runtime/coop.rs). A task may complete
+ * this many operations on resources that are ready (a channel that is
+ * never empty, a socket that always has data, a lock nobody holds, a timer
+ * already due, a finished task's join handle) in one poll; after that those
+ * resources answer PENDING once, waking the task, so the other tasks of its
+ * thread get a turn. Every leaf future that can complete without waiting
+ * calls px__coop_proceed first, and px__coop_refund when it then has to wait
+ * after all (tokio's RestoreOnPending: only completed operations count).
+ * px__task_run sets the budget before each poll of a task and
+ * px__coop_poll before each poll of the block_on future; on a thread
+ * outside both it is unlimited (-1), so plain threads (px__block_on_thread)
+ * never yield for it. docs/TOOLKIT.md ("Cooperative scheduling").
  */
 #define PX__COOP_BUDGET 128
 #ifndef __cplusplus
@@ -83,6 +89,22 @@ static inline int px__coop_proceed(px_context *cx) {
   }
   px_waker_wake_by_ref(cx->waker);
   return 0;
+}
+
+/* Gives back the unit a successful px__coop_proceed took, when the
+ * operation then found it must wait: waiting is not progress. */
+static inline void px__coop_refund(void) {
+  if (px__coop_budget >= 0) px__coop_budget++;
+}
+
+/* Polls `f` with a fresh budget (the block_on future: it is not a task, but
+ * an accept loop in it must give the tasks it spawns a turn all the same). */
+static inline int px__coop_poll(px_future *f, px_context *cx) {
+  int saved = px__coop_budget;
+  px__coop_budget = PX__COOP_BUDGET;
+  int r = px_future_poll(f, cx);
+  px__coop_budget = saved;
+  return r;
 }
 #endif
 

@@ -41,19 +41,84 @@
 extern "C" {
 #endif
 
+/** One PX_DEFER registration (private: a node of px_async.defers). */
+typedef struct px_defer px_defer;
+
 /**
  * The header of every async frame. The resume point lives in the low bits of
  * base.state; `awaiting` is the sub-future currently awaited, which the
  * frame's drop drops, so cancelling an async function cancels what it waits
  * on (a pending sleep leaves the timer, a pending read leaves the reactor).
+ * `defers` lists the cleanups registered with PX_DEFER, which the drop runs
+ * too (newest first).
  */
 typedef struct px_async {
   px_future base; /**< the future header (must be first) */
   px_future *awaiting; /**< the sub-future being awaited, or NULL */
+  px_defer *defers; /**< private: PX_DEFER's list, newest first */
 } px_async;
 
-/** The drop every async frame gets: drops the sub-future being awaited. */
+/**
+ * The drop every async frame gets: drops the sub-future being awaited, then
+ * runs the frame's deferred cleanups, newest first.
+ */
 void px_async_drop(px_future *self);
+
+/** @brief A cleanup registered with PX_DEFER / px_async_defer: `fn(arg)`. */
+typedef void (*px_defer_fn)(void *arg);
+
+/**
+ * @brief Registers `fn(arg)` to run when the frame is dropped (Go's defer,
+ * Rust's drop of an owned local).
+ *
+ * The frame is dropped when it finished and whoever awaited it let go of
+ * it (PX_AWAIT, a task, block_on, a combinator), or when it is cancelled
+ * at any await (an aborted task, the loser of a select, a timeout): either
+ * way each registered cleanup runs exactly once, newest first, after the
+ * sub-future being awaited was dropped. Registering costs one small
+ * allocation.
+ *
+ * @return 0; PX_EINVAL when frame or fn is NULL (nothing runs); PX_ENOMEM
+ *         when no node could be allocated, in which case `fn(arg)` has
+ *         already run, so the resource is released rather than leaked.
+ */
+int px_async_defer(px_async *frame, px_defer_fn fn, void *arg);
+
+/**
+ * @brief Takes back the newest registration of `fn(arg)` without running it
+ * (the resource was handed on, e.g. a stream moved into a spawned task).
+ *
+ * @return 0; PX_EINVAL when frame or fn is NULL; PX_ENOENT when no such
+ *         registration is pending.
+ */
+int px_async_undefer(px_async *frame, px_defer_fn fn, void *arg);
+
+/**
+ * @brief Runs the newest registration of `fn(arg)` now and removes it
+ * (release early, e.g. close a connection before a long wait).
+ *
+ * @return 0; PX_EINVAL when frame or fn is NULL; PX_ENOENT when no such
+ *         registration is pending (nothing runs).
+ */
+int px_async_run_deferred(px_async *frame, px_defer_fn fn, void *arg);
+
+/** @brief A px_defer_fn that calls px_future_drop(arg): a join handle, a sub-future. */
+void px_defer_future_drop(void *future);
+
+/** @brief A px_defer_fn that calls free(arg): a buffer from malloc. */
+void px_defer_free(void *ptr);
+
+/**
+ * @brief Called by the generated switch when a frame resumes at a point it
+ * does not contain (internal; not to be called directly).
+ *
+ * That happens when a PX_AWAIT or PX_YIELD sits inside a switch statement of
+ * the user's own: its `case` label then belongs to the inner switch, and
+ * without this check the function would silently finish with success.
+ * Logs an error naming the function and the line, and finishes the frame
+ * with PX_EMISUSE.
+ */
+px_poll px__async_bad_resume(px_future *self);
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PX__FALLTHROUGH __attribute__((fallthrough))
@@ -82,7 +147,7 @@ void px_async_drop(px_future *self);
 
 /** A new, not yet polled frame of `type`, with designated initialisers. */
 #define PX_ASYNC_NEW(type, ...)                                               \
-  ((type){.px = {PX_FUTURE_INIT(&type##_vtable), NULL}, __VA_ARGS__})
+  ((type){.px = {PX_FUTURE_INIT(&type##_vtable), NULL, NULL}, __VA_ARGS__})
 
 /** The frame's future header, to hand to px_spawn / block_on / combinators. */
 #define PX_FUTURE(frame) (&(frame)->px.base)
@@ -91,10 +156,17 @@ void px_async_drop(px_future *self);
   (self->px.base.state =                                                      \
        (self->px.base.state & ~PX_FUTURE_USER_MASK) | (uint32_t)(line))
 
-/** Opens the body of an async function: the first statement of every PX_ASYNC_FN. */
+/**
+ * Opens the state machine. The `default:` catches a resume point that is not
+ * a case of this switch (an await inside a switch of your own): the frame
+ * fails with PX_EMISUSE and an error is logged, instead of skipping to the
+ * end and reporting success.
+ */
 #define PX_BEGIN()                                                            \
   (void)cx;                                                                   \
   switch (self->px.base.state & PX_FUTURE_USER_MASK) {                        \
+    default:                                                                  \
+      return px__async_bad_resume(&self->px.base);                            \
     case 0:
 
 /** Closes the body of an async function: the last statement of every PX_ASYNC_FN. */
@@ -126,7 +198,13 @@ void px_async_drop(px_future *self);
     if (px__e < 0) PX_FAIL(px__e);                                            \
   } while (0)
 
-#define PX__AWAIT(expr, try_)                                                 \
+/*
+ * The one await: polls, suspends while PENDING, then drops the awaited future
+ * and runs `store` with px__out (its output) and px__err (its error) in
+ * scope. Misuse of the awaited future (NULL, already completed) always fails
+ * this function; an error of the future itself does so when `try_` is 1.
+ */
+#define PX__AWAIT_STORE(expr, try_, store)                                    \
   do {                                                                        \
     self->px.awaiting = (expr);                                               \
     PX__SET_RESUME(__LINE__);                                                 \
@@ -135,11 +213,54 @@ void px_async_drop(px_future *self);
       int px__r = px_future_poll(self->px.awaiting, cx);                      \
       if (px__r == PX_PENDING) return PX_PENDING;                             \
       int px__err = px__r < 0 ? px__r : (int)self->px.awaiting->error;        \
+      px_value px__out = px__r < 0 ? px_u64(0) : self->px.awaiting->output;   \
+      (void)px__out;                                                          \
       px_future_drop(self->px.awaiting);                                      \
       self->px.awaiting = NULL;                                               \
       if (px__r < 0 || ((try_) && px__err < 0)) PX_FAIL(px__err);             \
+      store;                                                                  \
     }                                                                         \
   } while (0)
+
+#define PX__AWAIT(expr, try_) PX__AWAIT_STORE(expr, try_, (void)0)
+
+/* px_value -> the type of the destination (see PX_AWAIT_INTO). */
+static inline int px__as_bool(px_value v) { return v.u64 != 0; }
+static inline int px__as_int(px_value v) { return (int)v.i64; }
+static inline unsigned px__as_uint(px_value v) { return (unsigned)v.u64; }
+static inline long px__as_long(px_value v) { return (long)v.i64; }
+static inline unsigned long px__as_ulong(px_value v) {
+  return (unsigned long)v.u64;
+}
+static inline long long px__as_llong(px_value v) { return (long long)v.i64; }
+static inline unsigned long long px__as_ullong(px_value v) {
+  return (unsigned long long)v.u64;
+}
+static inline double px__as_double(px_value v) { return v.f64; }
+static inline px_value px__as_value(px_value v) { return v; }
+static inline void *px__as_ptr(px_value v) { return v.ptr; }
+
+#ifndef __cplusplus
+/*
+ * Picks the px_value member that matches the type of `dst`: an integer type
+ * reads i64/u64, double reads f64, px_value is copied whole, and any pointer
+ * type reads ptr. A type it does not know (a struct, float, a char) ends in
+ * the pointer branch and fails to compile, never converts silently.
+ */
+#define PX__AS(dst)                                                           \
+  _Generic((dst),                                                             \
+      _Bool: px__as_bool,                                                     \
+      int: px__as_int,                                                        \
+      unsigned: px__as_uint,                                                  \
+      long: px__as_long,                                                      \
+      unsigned long: px__as_ulong,                                            \
+      long long: px__as_llong,                                                \
+      unsigned long long: px__as_ullong,                                      \
+      double: px__as_double,                                                  \
+      px_value: px__as_value,                                                 \
+      default: px__as_ptr)
+#endif
+
 
 /**
  * Awaits a future (an expression giving px_future *, typically an *_init
@@ -151,6 +272,68 @@ void px_async_drop(px_future *self);
 
 /** Awaits, and fails this function with the awaited error if there is one (Rust's `?`). */
 #define PX_TRY_AWAIT(expr) PX__AWAIT(expr, 1)
+
+/**
+ * @brief Awaits `expr` and stores its result in named places: `let (dst, err)`.
+ *
+ * `dst` receives the output converted to its own type: an integer type
+ * (bytes read, a count: size_t, uint64_t, int, ...) reads the integer, a
+ * pointer type (an accepted stream, a string) reads the pointer, double
+ * reads the double, px_value takes the whole value (a received message).
+ * `err` (an int lvalue) receives 0 or the awaited future's PX_E* error.
+ * Both are usually fields of `self`. The awaited future's own error does not
+ * fail this function; misuse (NULL, a completed future) does.
+ *
+ * @code
+ * PX_AWAIT_INTO(self->n, self->err, px_tcp_read_init(&self->rd, s, buf, len));
+ * if (self->err < 0 || self->n == 0) break;      // error or EOF
+ * @endcode
+ */
+#define PX_AWAIT_INTO(dst, err, expr)                                         \
+  PX__AWAIT_STORE(expr, 0, ((dst) = PX__AS(dst)(px__out), (err) = px__err))
+
+/**
+ * @brief Awaits `expr`, fails this function with its error if it has one
+ * (Rust's `let dst = expr.await?;`), else stores its output in `dst`,
+ * converted as PX_AWAIT_INTO does.
+ *
+ * @code
+ * PX_TRY_AWAIT_INTO(self->conn, px_tcp_accept_init(&self->acc, self->l));  // px_tcp_stream *
+ * PX_TRY_AWAIT_INTO(self->msg, px_mpsc_recv_init(&self->recv, self->rx));  // px_value / int64_t
+ * @endcode
+ */
+#define PX_TRY_AWAIT_INTO(dst, expr)                                          \
+  PX__AWAIT_STORE(expr, 1, ((dst) = PX__AS(dst)(px__out)))
+
+/**
+ * @brief Awaits `expr` and stores only its error (0 or a PX_E* code) in
+ * `err`, for futures whose output is not needed (a write, a sleep, a lock).
+ *
+ * @code
+ * PX_AWAIT_ERR(self->err, px_tcp_write_all_init(&self->wr, s, buf, n));
+ * @endcode
+ */
+#define PX_AWAIT_ERR(err, expr) PX__AWAIT_STORE(expr, 0, ((err) = px__err))
+
+/**
+ * @brief Registers `fn(arg)` to run when this frame is dropped, finished or
+ * cancelled (px_async_defer); fails the function with PX_ENOMEM (after
+ * running `fn(arg)`) when no memory is left. One line replaces a
+ * hand-written drop function:
+ *
+ * @code
+ * PX_TRY_AWAIT_INTO(self->conn, px_tcp_accept_init(&self->acc, self->l));
+ * PX_DEFER(close_conn, self->conn);    // static void close_conn(void *s) { px_tcp_close(s); }
+ * PX_DEFER(px_defer_future_drop, &self->jh);   // an unjoined handle is detached
+ * @endcode
+ */
+#define PX_DEFER(fn, arg) PX_TRY(px_async_defer(&self->px, (fn), (arg)))
+
+/**
+ * @brief Takes back a PX_DEFER registration without running it (ownership
+ * moved elsewhere); evaluates to 0 or PX_ENOENT (px_async_undefer).
+ */
+#define PX_UNDEFER(fn, arg) px_async_undefer(&self->px, (fn), (arg))
 
 /** Gives other tasks a turn: wakes itself and returns PENDING once. */
 #define PX_YIELD()                                                            \

@@ -49,6 +49,7 @@ typedef struct px_blocking {
   void *arg; /**< private: the job's argument */
   const struct px__blocking_hooks *hooks; /**< NULL for px_spawn_blocking */
   void *job;                              /**< the pool's record once queued */
+  void (*free_arg)(void *arg); /**< private: releases an owned arg; NULL once the job owns it */
 } px_blocking;
 
 /**
@@ -66,6 +67,34 @@ typedef struct px_blocking {
  * Returns &f->base, or NULL when f or fn is NULL.
  */
 px_future *px_spawn_blocking_init(px_blocking *f, px_blocking_fn fn, void *arg);
+
+/**
+ * @brief px_spawn_blocking_init with an argument the job owns: `free_arg(arg)`
+ * is called exactly once, whatever happens to the job.
+ *
+ * The argument belongs to the future until its first poll queues the job,
+ * and to the job from then on. `free_arg(arg)` runs when the last of the
+ * two lets go: after fn ran and its result was read or discarded (on the
+ * thread that let go last: the awaiting task's or a pool thread), when the
+ * future is dropped before the job started (cancelled: fn never runs), when
+ * the runtime shuts down with the job still queued, or when the future is
+ * dropped without ever being polled or after its first poll failed
+ * (PX_ENORUNTIME, PX_ENOMEM, PX_ESHUTDOWN). A job abandoned at shutdown
+ * frees its argument when fn finally returns. So `arg` may be a heap copy
+ * that nothing else refers to: tokio's spawn_blocking of a `move` closure.
+ *
+ * @code
+ * static int hash_it(void *arg, px_value *out) { *out = px_u64(slow_hash(arg)); return 0; }
+ * PX_TRY_AWAIT_INTO(self->h, px_spawn_blocking_owned_init(&self->job, hash_it,
+ *                                                         strdup(path), free));
+ * @endcode
+ *
+ * @return &f->base; NULL when f or fn is NULL, in which case `free_arg(arg)`
+ *         has already run (the argument is never leaked). `free_arg` may be
+ *         NULL, which makes this px_spawn_blocking_init.
+ */
+px_future *px_spawn_blocking_owned_init(px_blocking *f, px_blocking_fn fn,
+                                        void *arg, void (*free_arg)(void *));
 
 /**
  * The number of threads the runtime's blocking pool has right now, busy or

@@ -123,7 +123,7 @@ px_future *px_mpsc_send_init(px_mpsc_send *f, px_mpsc_sender *tx,
 /**
  * Blocks the calling thread until the value is queued (tokio's
  * blocking_send). For threads outside any runtime: on a runtime thread it
- * returns PX_EBUSY instead of deadlocking.
+ * returns PX_EBUSY instead of deadlocking, and logs an error saying so.
  */
 int px_mpsc_send_blocking(px_mpsc_sender *tx, px_value value);
 
@@ -143,7 +143,11 @@ px_future *px_mpsc_recv_init(px_mpsc_recv *f, px_mpsc_receiver *rx);
 /** 0 and *out set, PX_EAGAIN (empty), PX_ECLOSED (empty for good), PX_EINVAL. */
 int px_mpsc_try_recv(px_mpsc_receiver *rx, px_value *out);
 
-/** Blocks the calling (non-runtime) thread for the next value; as recv. */
+/**
+ * Blocks the calling (non-runtime) thread for the next value; as recv. On a
+ * runtime thread it returns PX_EBUSY (and logs an error) instead of
+ * deadlocking.
+ */
 int px_mpsc_recv_blocking(px_mpsc_receiver *rx, px_value *out);
 
 /** Stops new sends (they fail with PX_ECLOSED); queued values can still be

@@ -89,15 +89,21 @@ typedef struct px_future_vtable {
 /** Bits of px_future.state that px_future_poll / px_future_drop own. */
 #define PX_FUTURE_DONE 0x80000000u    /**< poll returned PX_READY */
 #define PX_FUTURE_DROPPED 0x40000000u /**< drop ran */
-/** The low 30 bits are the future's own (the async macros keep the resume point there). */
-#define PX_FUTURE_USER_MASK 0x3fffffffu
+/**
+ * px_future_poll ran at least once: the future may hold pointers into
+ * itself from then on, so it must not be moved (px_spawn refuses it with
+ * PX_EINVAL).
+ */
+#define PX_FUTURE_POLLED 0x20000000u
+/** The low 29 bits are the future's own (the async macros keep the resume point there). */
+#define PX_FUTURE_USER_MASK 0x1fffffffu
 
 /** The header every future starts with: its vtable, its output slot and its state bits. */
 struct px_future {
   const px_future_vtable *vtable; /**< what the future is: poll, drop, size, name */
   px_value output; /**< valid once READY */
   int32_t error;   /**< 0 or a negative PX_E* code, valid once READY */
-  uint32_t state;  /**< PX_FUTURE_DONE | PX_FUTURE_DROPPED | user bits */
+  uint32_t state;  /**< PX_FUTURE_DONE | PX_FUTURE_DROPPED | PX_FUTURE_POLLED | user bits */
 };
 
 /** Initialises the header of a future about to be constructed. */
@@ -166,25 +172,87 @@ typedef struct px_join {
   size_t n; /**< private: how many */
   size_t completed; /**< private: how many completed */
   size_t *order; /**< private: completion order, may be NULL */
+  px_future *few[3]; /**< private: the futures of px_join2_init / px_join3_init */
 } px_join;
 /** Initialises a join of the `n` futures (order may be NULL) and returns its future. */
 px_future *px_join_init(px_join *f, px_future *const *futures, size_t n,
                         size_t *order);
 
 /**
+ * @brief tokio::join!(a, b) without an array: waits for both futures.
+ *
+ * The two pointers are kept inside `f` itself, so `f` must not be moved
+ * once initialised (initialise it in place, as every *_init call inside
+ * PX_AWAIT does). Outputs stay in each future; the join's output is 2.
+ * A NULL future counts as already finished.
+ *
+ * @code
+ * PX_AWAIT(px_join2_init(&self->both, PX_FUTURE(&self->a), PX_FUTURE(&self->b)));
+ * @endcode
+ *
+ * @return &f->base, or NULL when f is NULL (awaiting NULL fails with PX_EINVAL).
+ */
+px_future *px_join2_init(px_join *f, px_future *a, px_future *b);
+
+/** @brief px_join2_init for three futures (the join's output is 3). */
+px_future *px_join3_init(px_join *f, px_future *a, px_future *b, px_future *c);
+
+/**
  * Waits for the first of `n` futures to finish (tokio::select!): the winner's
  * output and error become the select's own, `index` says which one won, and
- * every other future is dropped at once. Futures are polled in index order on
- * each poll, so a lower index wins a tie.
+ * every other future is dropped at once.
+ *
+ * Fair by default, as tokio::select! is: each poll starts at a random index
+ * and wraps around, so in a loop an always-ready first future cannot starve
+ * the others. px_select_biased makes a select poll in index order (tokio's
+ * `biased;`), so a lower index wins a tie.
  */
 typedef struct px_select {
   px_future base; /**< the future header (must be first) */
   px_future *const *futures; /**< private: the futures, owned from the first poll */
   size_t n; /**< private: how many */
   size_t index; /**< the winner's index, once READY */
+  int biased; /**< set by px_select_biased: poll in index order */
+  px_future *few[3]; /**< private: the futures of px_select2_init / px_select3_init */
 } px_select;
 /** Initialises a select over the `n` futures and returns its future. */
 px_future *px_select_init(px_select *f, px_future *const *futures, size_t n);
+
+/**
+ * @brief tokio::select! over two futures without an array.
+ *
+ * The first of `a` and `b` to finish decides: its output and error become
+ * the select's, `f->index` is 0 for `a` and 1 for `b`, and the other future
+ * is dropped at once. The two pointers live inside `f`, so `f` must not be
+ * moved once initialised. A NULL future counts as already finished; with
+ * neither left the select fails with PX_EINVAL.
+ *
+ * @code
+ * PX_AWAIT(px_select2_init(&self->sel, PX_FUTURE(&self->recv), PX_FUTURE(&self->nap)));
+ * if (self->sel.index == 1) puts("timed out");
+ * @endcode
+ *
+ * @return &f->base, or NULL when f is NULL.
+ */
+px_future *px_select2_init(px_select *f, px_future *a, px_future *b);
+
+/** @brief px_select2_init for three futures (`f->index` is 0, 1 or 2). */
+px_future *px_select3_init(px_select *f, px_future *a, px_future *b,
+                           px_future *c);
+
+/**
+ * @brief Makes a select poll its futures in index order (tokio's `biased;`).
+ *
+ * Takes the future that px_select_init, px_select2_init or px_select3_init
+ * returned and returns it, so it wraps the init call in place:
+ * `PX_AWAIT(px_select_biased(px_select2_init(&self->sel, shutdown, work)))`
+ * always checks `shutdown` first. Use it when one branch must take priority
+ * and you accept that it can starve the others.
+ *
+ * @return `select`, or NULL when it is NULL or not a select that has not
+ *         been polled yet (awaiting NULL fails with PX_EINVAL).
+ */
+px_future *px_select_biased(px_future *select);
 
 /**
  * join_all (futures::future::join_all): px_join under the name other

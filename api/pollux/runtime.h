@@ -73,8 +73,11 @@ int px_runtime_new(px_runtime **out, const px_config *cfg);
  * I/O and timers meanwhile (tokio's Runtime::block_on). The future is polled
  * in place and dropped when it completes. Returns the future's error
  * (0 on success; its output is in future->output), or a call error:
- * PX_EINVAL (NULL), PX_EBUSY (already inside block_on of this runtime, or
- * another thread is in it), PX_ESHUTDOWN, PX_EDONE (future already done).
+ * PX_EINVAL (NULL), PX_EBUSY (called from inside a runtime: a task or a
+ * future being polled, of this or any runtime, where blocking the thread
+ * would stall or deadlock it; or another thread is in block_on of this
+ * runtime; an error naming the cause is logged), PX_ESHUTDOWN, PX_EDONE
+ * (future already done). On a call error the future is not dropped.
  */
 int px_runtime_block_on(px_runtime *rt, px_future *future);
 
@@ -91,7 +94,9 @@ px_runtime *px_runtime_current(void);
 
 /**
  * The convenience of #[tokio::main]: a runtime with the default config,
- * block_on(main), free. Returns main's error or the setup error.
+ * block_on(main), free. Returns main's error or the setup error, or
+ * PX_EBUSY (with an error logged) when called from inside a runtime. `main`
+ * is dropped in every case.
  */
 int px_run(px_future *main);
 

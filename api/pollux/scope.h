@@ -39,6 +39,7 @@
 
 #include "pollux/future.h"
 #include "pollux/task.h"
+#include "pollux/time.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -149,6 +150,31 @@ typedef struct px_scope_join_next {
 
 /** Prepares a join_next on `scope`; NULL for a NULL future. */
 px_future *px_scope_join_next_init(px_scope_join_next *f, px_scope *scope);
+
+/**
+ * A graceful end for a scope (tokio's Runtime::shutdown_timeout, applied to
+ * one scope): waits up to `grace` for every child to finish on its own,
+ * then cancels those still running (px_scope_cancel) and waits for them to
+ * go. Its output (u64) is the number of children that had to be cancelled
+ * (0: everything finished in time); its error is 0, or PX_EINVAL for a
+ * dropped scope. Children's own errors are counted in the scope as by
+ * px_scope_join. Dropping it before it completes drops the scope.
+ *
+ *   px_cancel_token_cancel(self->stop);   // children see it and wind down
+ *   PX_AWAIT(px_scope_shutdown_init(&self->sd, &self->conns, px_secs(5)));
+ *   px_scope_drop(&self->conns);
+ */
+typedef struct px_scope_shutdown {
+  px_future base;     /**< the future header; output.u64 = children cancelled */
+  px_scope *scope;    /**< private */
+  px_scope_join join; /**< private */
+  px_sleep grace;     /**< private */
+  int phase;          /**< private: 0 grace period, 1 after the cancel */
+} px_scope_shutdown;
+
+/** Prepares a shutdown of `scope` with `grace` to finish; NULL for NULL f. */
+px_future *px_scope_shutdown_init(px_scope_shutdown *f, px_scope *scope,
+                                  px_duration grace);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,7 @@
  * @{
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -169,6 +170,62 @@ int px_notify_one(px_notify *n);
 
 /** Wakes every future waiting now; stores no permit. */
 int px_notify_waiters(px_notify *n);
+
+/* ---- Cancellation token ---------------------------------------------- */
+
+/**
+ * A cancellation token (tokio-util's CancellationToken): one party cancels,
+ * every task holding the token sees it, through px_cancel_token_is_cancelled
+ * or by awaiting px_cancelled. Tokens form a tree: cancelling a token
+ * cancels its children (and theirs), never its parent. The shape of a
+ * graceful shutdown: the accept loop selects on px_cancelled, connection
+ * tasks check the token between requests, a signal task cancels the root.
+ *
+ * Reference counted and safe from any thread: every holder owns one
+ * reference (px_cancel_token_new and px_cancel_token_child give the first,
+ * px_cancel_token_clone adds one) and gives it back with
+ * px_cancel_token_drop; the last one frees the token.
+ */
+typedef struct px_cancel_token px_cancel_token;
+
+/** A new, uncancelled root token. Returns 0, PX_EINVAL (NULL) or PX_ENOMEM. */
+int px_cancel_token_new(px_cancel_token **out);
+
+/**
+ * A new token cancelled whenever `parent` is (already cancelled if the
+ * parent is); cancelling the child leaves the parent alone. The child keeps
+ * the parent alive. Returns 0, PX_EINVAL (NULL) or PX_ENOMEM.
+ */
+int px_cancel_token_child(px_cancel_token *parent, px_cancel_token **out);
+
+/** Another reference to the same token (NULL for NULL). */
+px_cancel_token *px_cancel_token_clone(px_cancel_token *t);
+
+/** Gives back one reference; the last one frees the token. NULL is ignored. */
+void px_cancel_token_drop(px_cancel_token *t);
+
+/**
+ * Cancels the token and, recursively, its children, waking every future
+ * waiting on any of them. Idempotent; returns 0, or PX_EINVAL for NULL.
+ */
+int px_cancel_token_cancel(px_cancel_token *t);
+
+/** True once the token (or an ancestor) was cancelled; false for NULL. */
+bool px_cancel_token_is_cancelled(const px_cancel_token *t);
+
+/**
+ * Completes with error 0 once the token is cancelled (at once if it already
+ * is); PX_EINVAL for a NULL token. The token must outlive the future (hold
+ * a reference). Dropping it while it waits is always safe.
+ */
+typedef struct px_cancelled {
+  px_future base;         /**< the future header (must be first) */
+  px_cancel_token *token; /**< private */
+  px_wait_node node;      /**< private */
+} px_cancelled;
+
+/** Initialises a wait for the cancellation of `t` and returns its future. */
+px_future *px_cancelled_init(px_cancelled *f, px_cancel_token *t);
 
 #ifdef __cplusplus
 }

@@ -5,27 +5,11 @@
  * A task is a future the runtime owns and polls on its own (tokio::spawn).
  * It is one allocation: a small header followed by a copy of the future.
  *
- * The header's life is governed by one atomic 64-bit state word (the model
- * is tokio's task/state.rs); the work-stealing executor relies on it to
- * guarantee that a task is never polled by two threads at once, that a wake
- * arriving while the task runs is never lost, and that the task is freed
- * exactly once. The bits:
- *
- *   bit 0  RUNNING        an executor is polling (or cancelling) the task;
- *                         whoever sets it owns the future until it clears it.
- *   bit 1  COMPLETE       the future finished or was cancelled and has been
- *                         dropped; the output slot is final.
- *   bit 2  NOTIFIED       the task sits in a run queue, or was woken while
- *                         RUNNING and will be queued again when the poll ends.
- *   bit 3  JOIN_INTEREST  a join handle exists and wants the output.
- *   bit 4  JOIN_WAKER     the join handle stored a waker in the header; the
- *                         bit hands ownership of that slot back and forth.
- *   bit 5  CANCELLED      abort or shutdown asked the task to stop; the next
- *                         executor to claim it drops the future instead of
- *                         polling it.
- *   bits 6-63  reference count: one for the runtime's list of live tasks,
- *              one while the task is queued or running, one per waker, one
- *              for the join handle. The last release frees the task.
+ * Its life is governed by one atomic state word (the model is tokio's
+ * task/state.rs), which guarantees that a task is never polled by two
+ * threads at once, that a wake arriving while it runs is never lost, and
+ * that it is freed exactly once; the bits are an implementation detail,
+ * documented where they are defined (executors/task_state.h).
  */
 #ifndef POLLUX_TASK_H
 #define POLLUX_TASK_H

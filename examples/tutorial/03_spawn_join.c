@@ -34,8 +34,9 @@ typedef struct {
 PX_ASYNC_FN(async_main) {
   PX_BEGIN();
   for (int i = 0; i < 3; i++) {
-    /* Worker i sleeps (3 - i) * 20 ms, so they finish in reverse order. */
-    worker w = PX_ASYNC_NEW(worker, .id = i, .nap = px_ms(20 * (3 - i)));
+    /* Worker i sleeps (3 - i) * 100 ms, so they finish in reverse order
+     * (gaps wide enough that a loaded machine does not reorder them). */
+    worker w = PX_ASYNC_NEW(worker, .id = i, .nap = px_ms(100 * (3 - i)));
     PX_TRY(px_spawn(PX_FUTURE(&w), &self->handles[i]));
     self->futures[i] = &self->handles[i].base;
   }

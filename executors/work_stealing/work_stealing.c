@@ -51,6 +51,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "executors/task_list.h"
 #include "observe/observe.h"
 
 #define LOCAL_CAP 256u
@@ -790,7 +791,7 @@ static int ws_create(px_runtime *rt, const px_config *cfg,
   /* block_on's thread waits on its own futex, never in the reactor, so
    * waking the main future must not interrupt the driver. No other thread
    * exists yet, so this write races with nothing. */
-  px__runtime_main_waker(rt)->runtime = NULL;
+  px__runtime_main_waker(rt)->unpark = NULL;
   for (uint32_t i = 0; i < ex->n; i++) {
     worker *w = &ex->workers[i];
     w->ex = ex;
@@ -823,7 +824,7 @@ static int ws_block_on(px__executor *ex, px_future *main) {
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
       px__observe_poll_begin(ex->rt, &probe);
-      int r = px_future_poll(main, &cx);
+      int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;
     }

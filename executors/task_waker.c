@@ -2,7 +2,7 @@
  * The task waker: data is the task itself, so creating or cloning one is a
  * reference-count bump and never an allocation (tokio's raw waker).
  */
-#include "executors/executor.h"
+#include "executors/task.h"
 
 static px_waker task_clone(void *data) {
   px__task_ref_inc((px_task *)data);

@@ -1,0 +1,76 @@
+/*
+ * What the runtime offers leaf code (internal): timers/sleep.c arms timer
+ * nodes, reactors/fd_future.c finds the runtime's reactor, blocking/ plugs
+ * its pool in. Leaf code includes this header and nothing else of
+ * executors/, so it never sees tasks, queues or the executor ops table.
+ * executors/runtime.c defines everything here.
+ */
+#ifndef POLLUX_EXECUTORS_SERVICES_H
+#define POLLUX_EXECUTORS_SERVICES_H
+
+#include <stdint.h>
+
+#include "pollux/runtime.h"
+#include "pollux/time.h"
+#include "pollux/waker.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Timers ----------------------------------------------------------- */
+
+/* Arms `node` to wake `waker` at `deadline` (ns). Any thread of `rt`. */
+int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
+                             uint64_t deadline_ns, const px_waker *waker);
+void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node);
+
+/* ---- The reactor ------------------------------------------------------ */
+
+struct px__reactor_ops;
+struct px__reactor;
+/* The reactor of a runtime. */
+void px__runtime_reactor(px_runtime *rt, const struct px__reactor_ops **ops,
+                         struct px__reactor **r);
+
+/* ---- The blocking pool's plug ------------------------------------------ */
+
+/*
+ * The blocking pool (blocking/pool.c) is optional at link time: the
+ * runtime holds it as an opaque pool plus this table, installed by the
+ * pool's first job, and calls nothing of blocking/ by name.
+ */
+typedef struct px__blocking_pool px__blocking_pool;
+
+typedef struct px__blocking_plug {
+  /*
+   * px_runtime_free, after every task was dropped and before the backends
+   * go: cancels queued jobs, waits a bounded time for running ones and
+   * lets go of the runtime's reference to the pool.
+   */
+  void (*shutdown)(px__blocking_pool *pool);
+  /* px_runtime_metrics: threads alive and jobs not started yet. */
+  void (*gauges)(px__blocking_pool *pool, uint64_t *threads,
+                 uint64_t *queued);
+} px__blocking_plug;
+
+/* The runtime's pool, or NULL before the first blocking job. */
+px__blocking_pool *px__runtime_blocking(px_runtime *rt);
+
+/*
+ * Installs `pool` driven by `plug` unless the runtime has a pool already
+ * (two workers may race to create it). Returns the pool now installed: if
+ * it is not `pool`, the caller lost the race and destroys its own.
+ */
+px__blocking_pool *px__runtime_blocking_install(px_runtime *rt,
+                                                const px__blocking_plug *plug,
+                                                px__blocking_pool *pool);
+
+/* The configuration the runtime was created with. */
+const px_config *px__runtime_config(px_runtime *rt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* POLLUX_EXECUTORS_SERVICES_H */
