@@ -17,6 +17,7 @@
 #include "pollux/time.h"
 #include "pollux/scope.h"
 #include "pollux/stream.h"
+#include "pollux/bufio.h"
 #include "pollux/net.h"
 #include "pollux/tls.h"
 #include "pollux/sync.h"

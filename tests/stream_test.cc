@@ -11,110 +11,12 @@
 #include <string>
 
 #include "pollux.h"
+#include "tests/stream_pair.h"
 #include "tests/support.h"
 
 namespace {
 
-// ---- A user-defined stream: an in-memory, one-way channel ---------------
-//
-// Bytes written are read back from the same stream. A read of an empty
-// buffer waits (stores a waker) until a write or shutdown wakes it.
-struct MemStream {
-  px_stream base;  // first member, as stream.h requires
-  std::string data;
-  bool eof = false;
-  px_waker reader{};
-  int cancels = 0;
-  int closes = 0;
-  int flushes = 0;
-  // Misbehaviours, to see the library's checks.
-  bool claim_too_much = false;
-  bool write_zero = false;
-  int fail_read = 0;
-};
-
-int MemPollRead(px_stream *s, px_context *cx, void *buf, size_t len,
-                size_t *n) {
-  MemStream *m = reinterpret_cast<MemStream *>(s);
-  if (m->fail_read < 0) return m->fail_read;
-  if (m->claim_too_much) {
-    *n = len + 1;
-    return PX_READY;
-  }
-  if (m->data.empty() && !m->eof) {
-    px_waker_set(&m->reader, cx->waker);
-    return PX_PENDING;
-  }
-  *n = std::min(len, m->data.size());
-  memcpy(buf, m->data.data(), *n);
-  m->data.erase(0, *n);
-  return PX_READY;
-}
-
-int MemPollWrite(px_stream *s, px_context *, const void *buf, size_t len,
-                 size_t *n) {
-  MemStream *m = reinterpret_cast<MemStream *>(s);
-  if (m->write_zero) {
-    *n = 0;
-    return PX_READY;
-  }
-  // At most 3 bytes a call, so write_all has to loop.
-  *n = std::min<size_t>(len, 3);
-  m->data.append(static_cast<const char *>(buf), *n);
-  px_waker_wake(&m->reader);
-  return PX_READY;
-}
-
-int MemPollFlush(px_stream *s, px_context *) {
-  reinterpret_cast<MemStream *>(s)->flushes++;
-  return PX_READY;
-}
-
-int MemPollShutdown(px_stream *s, px_context *) {
-  MemStream *m = reinterpret_cast<MemStream *>(s);
-  m->eof = true;
-  px_waker_wake(&m->reader);
-  return PX_READY;
-}
-
-void MemCancel(px_stream *s, px_stream_dir dir) {
-  MemStream *m = reinterpret_cast<MemStream *>(s);
-  m->cancels++;
-  if (dir == PX_STREAM_READ) px_waker_drop(&m->reader);
-}
-
-void MemClose(px_stream *s) {
-  MemStream *m = reinterpret_cast<MemStream *>(s);
-  m->closes++;
-  px_waker_drop(&m->reader);
-}
-
-const px_stream_ops kMemOps = {"mem",        MemPollRead,     MemPollWrite,
-                               MemPollFlush, MemPollShutdown, MemCancel,
-                               MemClose};
-
-// The same stream without the optional functions.
-const px_stream_ops kBareOps = {"bare",  MemPollRead, MemPollWrite, nullptr,
-                                nullptr, nullptr,     MemClose};
-
-class StreamTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    counting_allocator_install();
-    ASSERT_EQ(px_runtime_new(&rt_, nullptr), 0);
-  }
-  void TearDown() override {
-    px_runtime_free(rt_);
-    EXPECT_EQ(g_alloc.live_bytes.load(), 0) << "pollux leaked memory";
-    counting_allocator_remove();
-  }
-  int Run(px_future *f) { return px_runtime_block_on(rt_, f); }
-  int RunFor(px_future *f, int ms) {
-    px_timeout t;
-    return Run(px_timeout_init(&t, f, px_ms(static_cast<uint64_t>(ms))));
-  }
-  px_runtime *rt_ = nullptr;
-};
+using StreamTest = RuntimeTest;
 
 TEST_F(StreamTest, UserStreamWorksWithTheLibraryFutures) {
   MemStream m;
@@ -271,51 +173,12 @@ TEST_F(StreamTest, ZeroLengthCompletesAtOnceWithoutRuntime) {
 
 // ---- The descriptor streams: TCP, Unix, pipes -----------------------------
 
-enum class Kind { kTcp, kUnix, kPipe };
-
-std::string KindName(const ::testing::TestParamInfo<Kind> &p) {
-  switch (p.param) {
-    case Kind::kTcp:
-      return "Tcp";
-    case Kind::kUnix:
-      return "Unix";
-    default:
-      return "Pipe";
-  }
-}
-
 class FdStreamTest : public StreamTest,
-                     public ::testing::WithParamInterface<Kind> {
+                     public ::testing::WithParamInterface<StreamKind> {
  protected:
-  // A connected pair: bytes written to w_ are read from r_.
   void SetUp() override {
     StreamTest::SetUp();
-    if (GetParam() == Kind::kPipe) {
-      ASSERT_EQ(px_pipe(&r_, &w_), 0);
-      return;
-    }
-    px_tcp_listener *l = nullptr;
-    px_tcp_connect c;
-    if (GetParam() == Kind::kTcp) {
-      ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
-      px_tcp_connect_init(&c, "127.0.0.1",
-                          static_cast<uint16_t>(px_tcp_listener_port(l)));
-    } else {
-      const char *dir = getenv("TEST_TMPDIR");
-      std::string name = "/px_stream_" + std::to_string(getpid());
-      path_ = std::string(dir != nullptr ? dir : "/tmp") + name;
-      if (path_.size() > 100) path_ = "/tmp" + name;  // sun_path's limit
-      unlink(path_.c_str());
-      ASSERT_EQ(px_unix_bind(path_.c_str(), &l), 0);
-      px_unix_connect_init(&c, path_.c_str());
-    }
-    ASSERT_EQ(Run(&c.base), 0);
-    w_ = static_cast<px_stream *>(c.base.output.ptr);
-    px_tcp_accept a;
-    ASSERT_EQ(Run(px_tcp_accept_init(&a, l)), 0);
-    r_ = static_cast<px_stream *>(a.base.output.ptr);
-    px_tcp_listener_close(l);
-    if (!path_.empty()) unlink(path_.c_str());
+    ASSERT_EQ(MakeStreamPair(rt_, GetParam(), &r_, &w_), 0);
   }
   void TearDown() override {
     px_stream_close(r_);
@@ -324,7 +187,7 @@ class FdStreamTest : public StreamTest,
   }
   // Ends the writer's side: shutdown for sockets, close for a pipe.
   void EndWrites() {
-    if (GetParam() == Kind::kPipe) {
+    if (GetParam() == StreamKind::kPipe) {
       EXPECT_EQ(px_tcp_shutdown(w_), PX_ENOTSUP);
       px_stream_io f;
       EXPECT_EQ(Run(px_stream_shutdown_init(&f, w_)), PX_ENOTSUP);
@@ -337,7 +200,6 @@ class FdStreamTest : public StreamTest,
   }
   px_stream *r_ = nullptr;
   px_stream *w_ = nullptr;
-  std::string path_;
 };
 
 TEST_P(FdStreamTest, WriteAllReadAndEndOfStream) {
@@ -440,8 +302,8 @@ TEST_P(FdStreamTest, WriteToAClosedPeerIsEpipeOrReset) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, FdStreamTest,
-                         ::testing::Values(Kind::kTcp, Kind::kUnix,
-                                           Kind::kPipe),
-                         KindName);
+                         ::testing::Values(StreamKind::kTcp, StreamKind::kUnix,
+                                           StreamKind::kPipe),
+                         StreamKindName);
 
 }  // namespace

@@ -93,8 +93,6 @@ px_future *wait_for_new(wait_for *f, px__atomic(int) *value, int target,
 }
 #endif
 
-#endif
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -148,3 +146,5 @@ px_future *ticker_new(ticker *f, px__atomic(int) *ticks, px__atomic(int) *stop);
 #ifdef __cplusplus
 }
 #endif
+
+#endif /* POLLUX_TESTS_SUPPORT_H */

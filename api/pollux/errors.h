@@ -56,6 +56,7 @@ extern "C" {
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
   XX(EPROTO, -EPROTO, "protocol error")                                       \
+  XX(EMSGSIZE, -EMSGSIZE, "message too long")                                 \
   XX(ECHILD, -ECHILD, "no child processes")                                   \
   XX(ENOTDIR, -ENOTDIR, "not a directory")                                    \
   XX(ENOEXEC, -ENOEXEC, "exec format error")                                  \
