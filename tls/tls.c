@@ -637,10 +637,14 @@ static int tls_poll_read(px_stream *self, px_context *cx, void *buf,
   if (r == PX_READY) r = read_step(s, cx, buf, len, n);
   /* Kept while pending, so a write that leaves records behind can wake us
    * to send them. */
-  if (r == PX_PENDING)
+  if (r == PX_PENDING) {
     px_waker_set(&s->reader, cx->waker);
-  else
+  } else {
     px_waker_drop(&s->reader);
+    /* Done: no cancel will come, so a flush this read left pending gives
+     * its waker back now (the next operation sends the rest). */
+    if (s->wr_owner == OWNER_READ) cancel_owner(s, OWNER_READ);
+  }
   pthread_mutex_unlock(&s->lock);
   return r;
 }
