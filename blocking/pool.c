@@ -31,6 +31,7 @@
 #include "api/internal/px_internal.h"
 #include "blocking/pool.h"
 #include "executors/services.h"
+#include "platform/platform.h"
 
 /* The pool is the runtime's opaque px__blocking_pool. */
 typedef struct px__blocking_pool pool;
@@ -84,19 +85,6 @@ static job *job_of(px__list *l) {
   return l != NULL ? px__container_of(l, job, link) : NULL;
 }
 
-/* A deadline `ms` from now on the monotonic clock (the conds use it, so a
- * wall-clock jump neither shortens nor stretches the waits). */
-static struct timespec deadline_after(uint32_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000u;
-  ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
-  return ts;
-}
 
 static void pool_destroy(pool *p) {
   pthread_cond_destroy(&p->quiet);
@@ -132,7 +120,7 @@ static void *worker_main(void *arg) {
   pthread_mutex_lock(&p->mu);
   for (;;) {
     if (px__list_empty(&p->queue) && !p->closed) {
-      struct timespec deadline = deadline_after(p->idle_ms);
+      struct timespec deadline = px__cond_deadline(p->idle_ms);
       int rc = 0;
       p->idle++;
       while (px__list_empty(&p->queue) && !p->closed && rc != ETIMEDOUT)
@@ -248,13 +236,12 @@ static int pool_create(const px_config *cfg, pool **out) {
   p->refs = 1; /* the runtime's */
   px__list_init(&p->queue);
   px__list_init(&p->running);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->work, &ca);
-  pthread_cond_init(&p->quiet, &ca);
-  pthread_condattr_destroy(&ca);
+  /* Timed waits on the monotonic clock where the system allows it
+   * (platform/platform.h), so a wall-clock jump neither shortens nor
+   * stretches them. */
+  px__cond_init_monotonic(&p->work);
+  px__cond_init_monotonic(&p->quiet);
   *out = p;
   return 0;
 }
@@ -334,7 +321,7 @@ static void pool_shutdown(pool *p) {
   /* Wait for running jobs, but not forever (tokio#5338): a job stuck in a
    * read of a dead NFS mount must not hang the program's exit. */
   pthread_mutex_lock(&p->mu);
-  struct timespec deadline = deadline_after(p->shutdown_ms);
+  struct timespec deadline = px__cond_deadline(p->shutdown_ms);
   int rc = 0;
   while (p->busy > 0 && p->shutdown_ms > 0 && rc != ETIMEDOUT)
     rc = pthread_cond_timedwait(&p->quiet, &p->mu, &deadline);

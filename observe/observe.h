@@ -17,6 +17,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
+#include "platform/platform.h"
 #include "pollux/observe.h"
 #include "pollux/runtime.h"
 
@@ -242,19 +243,12 @@ static inline void px__trace_instant(px_runtime *rt, px__trace_kind kind,
 typedef struct px__poll_probe {
   px__counters *b;
   unsigned flags;
-  /* CLOCK_MONOTONIC_COARSE at the start (slow polls); poll_end turns it
-   * into the poll's duration. */
+  /* px__clock_coarse_ns at the start (slow polls: a clock read of a few
+   * nanoseconds, whose 1 to 4 ms resolution is plenty for a threshold of
+   * 100 ms); poll_end turns it into the poll's duration. */
   uint64_t coarse0;
   uint64_t t0;      /* px__now_ns at the start (tracing) */
 } px__poll_probe;
-
-/* A clock read that costs a few nanoseconds: 1 to 4 ms resolution is
- * plenty for a threshold of 100 ms. */
-static inline uint64_t px__coarse_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 /*
  * Timing every poll for the slow-poll warning costs one clock read per poll,
@@ -271,7 +265,7 @@ static inline void px__observe_poll_begin(px_runtime *rt, px__poll_probe *p) {
   p->flags = b->obs->flags;
   if (p->flags & PX__OBS_SLOW) {
     uint64_t mark = b->shared ? 0 : b->mark;
-    p->coarse0 = mark != 0 ? mark : px__coarse_ns();
+    p->coarse0 = mark != 0 ? mark : px__clock_coarse_ns();
   }
   if (px__unlikely(p->flags & PX__OBS_TRACE)) p->t0 = px__now_ns();
 }
@@ -295,7 +289,7 @@ static inline void px__observe_poll_end(px_task *t, const px_future *f,
   if (p->flags) {
     bool slow = false;
     if (p->flags & PX__OBS_SLOW) {
-      uint64_t now = px__coarse_ns();
+      uint64_t now = px__clock_coarse_ns();
       if (!b->shared) b->mark = now;
       slow = now - p->coarse0 >= b->obs->slow_poll_ns;
       p->coarse0 = now - p->coarse0; /* the poll's duration, for the report */

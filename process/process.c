@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "pollux/process.h"
 #include "process/process_internal.h"
 #include "process/reaper.h"
@@ -124,7 +125,7 @@ static int open_one(spawn_fds *s, int i, px_stdio how) {
    * the child expects ordinary stdio; ours becomes non-blocking when
    * wrapped (the two ends are separate open files, with separate flags). */
   int p[2];
-  if (pipe2(p, O_CLOEXEC) < 0) return px_err_from_errno(errno);
+  if (px__pipe(p, false) < 0) return px_err_from_errno(errno);
   int mine = i == 0 ? p[1] : p[0];
   s->child[i] = above_stdio(i == 0 ? p[0] : p[1]);
   if (s->child[i] < 0) {

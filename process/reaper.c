@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "platform/platform.h"
 #include "pollux/errors.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -208,7 +209,7 @@ int px__reaper_start(bool sigchld) {
   pthread_mutex_lock(&g_start);
   if (g_pipe_rd < 0) {
     int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (px__pipe(fds, true) < 0) {
       err = px_err_from_errno(errno);
       goto out;
     }

@@ -11,31 +11,20 @@
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
-#ifdef __linux__
+
+#include "internal/px_internal.h"
+#include "platform/platform.h"
+#if PX_HAVE_EVENTFD
 #include <sys/eventfd.h>
 #endif
 
-#include "internal/px_internal.h"
-
 #define TABLE_INITIAL_CAPACITY 64u
-
-/* Non-blocking and close-on-exec, the portable way (pipe2 is not POSIX). */
-static int set_flags(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-  return fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
 
 static int open_pipe(px__wakeup_fd *w) {
   int p[2];
-  if (pipe(p) < 0) return px_err_from_errno(errno);
+  if (px__pipe(p, true) < 0) return px_err_from_errno(errno);
   w->rd = p[0];
   w->wr = p[1];
-  if (set_flags(p[0]) < 0 || set_flags(p[1]) < 0) {
-    int err = px_err_from_errno(errno);
-    px__wakeup_fd_close(w);
-    return err;
-  }
   return 0;
 }
 
@@ -45,7 +34,7 @@ int px__wakeup_fd_open(px__wakeup_fd *w, px__wakeup_fd_kind kind) {
     case PX__WAKEUP_FD_NONE:
       return 0;
     case PX__WAKEUP_FD_EVENTFD:
-#ifdef __linux__
+#if PX_HAVE_EVENTFD
       /* One descriptor instead of two, and one read drains it. */
       w->rd = w->wr = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       return w->rd < 0 ? px_err_from_errno(errno) : 0;

@@ -35,7 +35,7 @@ typedef struct px__wakeup_fd {
 typedef enum px__wakeup_fd_kind {
   PX__WAKEUP_FD_NONE,    /* the backend wakes itself some other way */
   PX__WAKEUP_FD_PIPE,    /* a self-pipe: POSIX, for the portable backends */
-  PX__WAKEUP_FD_EVENTFD, /* an eventfd on Linux, a self-pipe elsewhere */
+  PX__WAKEUP_FD_EVENTFD, /* an eventfd (PX_HAVE_EVENTFD), else a self-pipe */
 } px__wakeup_fd_kind;
 
 /* Opens w as `kind`, non-blocking and close-on-exec; 0 or a PX_E* code. */

@@ -17,6 +17,7 @@
 
 #include "executors/services.h"
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "reactors/fd_future.h"
 
 /* ---- The readiness loop --------------------------------------------- */

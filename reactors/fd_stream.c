@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "reactors/fd_future.h"
 
 /* px__fd_drive never calls the op's vtable; it names the op in a debugger. */
@@ -40,31 +41,6 @@ px__fd_stream *px__fd_stream_of(const px_stream *s) {
   return (px__fd_stream *)(uintptr_t)s;
 }
 
-/*
- * write() on a pipe whose reader is gone raises SIGPIPE, whose default
- * action kills the process; sockets have MSG_NOSIGNAL, pipes have nothing
- * like it. So the signal is blocked in this thread for the one call, and a
- * SIGPIPE it raised is taken off the pending set before unblocking (a
- * SIGPIPE sent to the whole process by someone else is left alone, since
- * it is only consumed when our write failed with EPIPE).
- */
-static ssize_t write_no_sigpipe(int fd, const void *buf, size_t len) {
-  sigset_t pipe_only, old;
-  sigemptyset(&pipe_only);
-  sigaddset(&pipe_only, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
-  ssize_t n = write(fd, buf, len);
-  int saved = errno;
-  if (n < 0 && saved == EPIPE && !sigismember(&old, SIGPIPE)) {
-    struct timespec zero = {0, 0};
-    while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  errno = saved;
-  return n;
-}
-
 static px__fd_stream *stream_of_op(px__fd_op *op, int write) {
   return (px__fd_stream *)((char *)op - (write ? offsetof(px__fd_stream, wr)
                                                : offsetof(px__fd_stream, rd)));
@@ -83,11 +59,12 @@ static int read_attempt(px_future *self) {
 static int write_attempt(px_future *self) {
   px__fd_op *op = (px__fd_op *)self;
   px__fd_stream *s = stream_of_op(op, 1);
-  /* MSG_NOSIGNAL: writing to a connection the peer closed must come back
-   * as PX_EPIPE, not raise SIGPIPE, whose default action kills us. */
+  /* Writing to a connection the peer closed (or a pipe whose reader is
+   * gone) must come back as PX_EPIPE, not raise SIGPIPE, whose default
+   * action kills us: the platform layer's writes see to that. */
   ssize_t n = (s->flags & PX__STREAM_SOCKET)
-                  ? send(s->fd, op->buf, op->len, MSG_NOSIGNAL)
-                  : write_no_sigpipe(s->fd, op->buf, op->len);
+                  ? px__send(s->fd, op->buf, op->len)
+                  : px__write(s->fd, op->buf, op->len);
   if (n < 0) return px__fd_after_failure();
   op->n = (size_t)n;
   return PX__FD_DONE;
@@ -183,7 +160,7 @@ int px_pipe(px_stream **r, px_stream **w) {
   *r = NULL;
   *w = NULL;
   int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) return px_err_from_errno(errno);
+  if (px__pipe(fds, true) < 0) return px_err_from_errno(errno);
   int err = px__stream_new(fds[0], 0, r);
   if (err == 0) err = px__stream_new(fds[1], 0, w);
   if (err < 0) {

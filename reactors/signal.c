@@ -1,8 +1,9 @@
 /*
  * Signals as an async stream (pollux/signal.h): a descriptor that becomes
  * readable when a signal arrives, read with the same readiness loop as any
- * socket. Linux has one built in (signalfd); other systems get a self-pipe
- * fed by a signal handler, the classic portable trick.
+ * socket. Linux has one built in (signalfd); other systems (and
+ * --config=portable) get a self-pipe fed by a signal handler, the classic
+ * portable trick.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,10 +12,11 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "pollux/signal.h"
 #include "reactors/fd_future.h"
 
-#ifdef __linux__
+#if PX_HAVE_SIGNALFD
 #include <sys/signalfd.h>
 #endif
 
@@ -23,7 +25,7 @@
 struct px_signal {
   int fd; /* what we read: the signalfd, or the pipe's read end */
   px__io io;
-#ifndef __linux__
+#if !PX_HAVE_SIGNALFD
   int write_fd; /* the pipe's write end, written by the handler */
   size_t n;
   int signals[MAX_SIGNALS];
@@ -40,7 +42,7 @@ static int check_signals(const int *signals, size_t n) {
   return 0;
 }
 
-#ifdef __linux__
+#if PX_HAVE_SIGNALFD
 
 static int open_fd(px_signal *sig, const int *signals, size_t n) {
   sigset_t set;
@@ -80,25 +82,13 @@ static void on_signal(int signo) {
   errno = saved;
 }
 
-static int set_flags(int fd) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) return -1;
-  return fcntl(fd, F_SETFD, FD_CLOEXEC);
-}
-
 static void close_fd(px_signal *sig);
 
 static int open_fd(px_signal *sig, const int *signals, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (g_write_fd[signals[i]] > 0) return PX_EBUSY;
   int fds[2];
-  if (pipe(fds) < 0) return px_err_from_errno(errno);
-  if (set_flags(fds[0]) < 0 || set_flags(fds[1]) < 0) {
-    int err = px_err_from_errno(errno);
-    close(fds[0]);
-    close(fds[1]);
-    return err;
-  }
+  if (px__pipe(fds, true) < 0) return px_err_from_errno(errno);
   sig->fd = fds[0];
   sig->write_fd = fds[1];
   sig->n = 0;

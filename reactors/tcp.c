@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
 
@@ -129,7 +130,7 @@ int px_tcp_peer_addr(const px_tcp_stream *s, px_addr *out) {
 static int open_socket(int family, int *out) {
   /* Non-blocking from birth, so no syscall on it can stall the runtime;
    * CLOEXEC so a child started with exec does not keep it open. */
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = px__socket(family, SOCK_STREAM, 0);
   if (fd < 0) return px_err_from_errno(errno);
   *out = fd;
   return 0;
@@ -225,7 +226,7 @@ static int shed_connection(px_tcp_listener *l) {
   if (l->spare < 0) return PX__FD_WOULD_BLOCK;
   close(l->spare);
   l->spare = -1;
-  int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+  int fd = px__accept(l->fd, false);
   int saved = errno;
   if (fd >= 0) close(fd);
   l->spare = open_spare();
@@ -237,7 +238,7 @@ static int shed_connection(px_tcp_listener *l) {
 static int accept_attempt(px_future *self) {
   px_tcp_accept *f = (px_tcp_accept *)self;
   px_tcp_listener *l = f->listener;
-  int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  int fd = px__accept(l->fd, true);
   if (fd < 0) {
     /* The client gave up while its connection sat in the backlog. That is
      * its problem, not the listener's: accept the next one (accept(2)

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "internal/px_internal.h"
+#include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
 
@@ -22,8 +23,7 @@ int px_udp_bind(const char *host, uint16_t port, px_udp_socket **out) {
   px_addr addr;
   int err = px_addr_parse(host, port, &addr);
   if (err < 0) return err;
-  int fd = socket(addr.storage.ss_family,
-                  SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = px__socket(addr.storage.ss_family, SOCK_DGRAM, 0);
   if (fd < 0) return px_err_from_errno(errno);
   if (bind(fd, (struct sockaddr *)&addr.storage, addr.len) < 0) {
     err = px_err_from_errno(errno);
@@ -80,7 +80,7 @@ static int send_attempt(px_future *self) {
   px_udp_io *f = (px_udp_io *)self;
   const struct sockaddr *to =
       f->to.len > 0 ? (const struct sockaddr *)&f->to.storage : NULL;
-  ssize_t n = sendto(f->sock->fd, f->buf, f->len, MSG_NOSIGNAL, to, f->to.len);
+  ssize_t n = px__sendto(f->sock->fd, f->buf, f->len, to, f->to.len);
   /* No address and no connected peer: say so in net.h's words. */
   if (n < 0 && errno == EDESTADDRREQ) return PX_ENOTCONN;
   if (n < 0) return px__fd_after_failure();

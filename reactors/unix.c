@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
 
@@ -32,7 +33,7 @@ int px_unix_bind(const char *path, px_tcp_listener **out) {
   px_addr addr;
   int err = unix_addr(path, &addr);
   if (err < 0) return err;
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = px__socket(AF_UNIX, SOCK_STREAM, 0);
   if (fd < 0) return px_err_from_errno(errno);
   err = px__listener_new(fd, (struct sockaddr *)&addr.storage, addr.len, out);
   if (err < 0) close(fd);

@@ -1,7 +1,9 @@
 /*
  * Syscall fault injection for tests/fault_test.cc. The test binary is linked
- * with -Wl,--wrap=recv,--wrap=send,--wrap=accept4, so every call pollux
- * makes to those functions lands here first; we decide whether to pass it
+ * with -Wl,--wrap=recv,--wrap=send,--wrap=accept4,--wrap=accept, so every
+ * call pollux
+ * makes to those functions lands here first (accept: where the platform
+ * layer has no accept4, as under --config=portable); we decide whether to pass it
  * to the real one (__real_*) or to fail it the way the kernel could:
  * EINTR, a short transfer, or EMFILE. The test's own client sockets use
  * read()/write(), which are not wrapped.
@@ -19,6 +21,7 @@ fault_plan g_fault;
 ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
 ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
 int __real_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags);
+int __real_accept(int fd, struct sockaddr *addr, socklen_t *alen);
 
 /* A tiny deterministic generator: faults are random-looking but
  * reproducible run to run. */
@@ -55,12 +58,23 @@ ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags) {
   return __real_send(fd, buf, shorten(len), flags);
 }
 
-int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
+/* True when this accept is to fail with EMFILE (errno set). */
+static int inject_emfile(void) {
   int left = atomic_load(&g_fault.emfile_next);
   if (left > 0 && atomic_compare_exchange_strong(&g_fault.emfile_next, &left, left - 1)) {
     atomic_fetch_add(&g_fault.emfile_injected, 1);
     errno = EMFILE;
-    return -1;
+    return 1;
   }
+  return 0;
+}
+
+int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
+  if (inject_emfile()) return -1;
   return __real_accept4(fd, addr, alen, flags);
+}
+
+int __wrap_accept(int fd, struct sockaddr *addr, socklen_t *alen) {
+  if (inject_emfile()) return -1;
+  return __real_accept(fd, addr, alen);
 }

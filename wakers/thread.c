@@ -20,10 +20,7 @@
  * the owner sees the flag and does not sleep, or the waker sees the sleeper
  * and wakes it.
  */
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
+#include "platform/platform.h"
 #include "wakers/thread_waker.h"
 
 static const px_waker_vtable thread_vtable;
@@ -40,7 +37,7 @@ static void thread_wake(void *data) {
     return;
   if (tw->unpark != NULL) tw->unpark(tw->unpark_arg);
   if (atomic_load_explicit(&tw->sleeping, memory_order_seq_cst) != 0)
-    syscall(SYS_futex, &tw->notified, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    px__futex_wake(&tw->notified, 1);
 }
 
 static void thread_drop(void *data) { (void)data; }
@@ -61,10 +58,10 @@ bool px__thread_waker_take(px__thread_waker *tw) {
 
 void px__thread_waker_park(px__thread_waker *tw) {
   atomic_store_explicit(&tw->sleeping, 1, memory_order_seq_cst);
-  /* The futex compares the flag with 0 in the kernel, atomically with going
-   * to sleep, so a wake between our load and the wait makes it return at
-   * once (EAGAIN). Spurious returns (signals) just loop. */
+  /* The futex compares the flag with 0 atomically with going to sleep
+   * (platform/platform.h), so a wake between our load and the wait makes it
+   * return at once. Spurious returns just loop. */
   while (atomic_load_explicit(&tw->notified, memory_order_seq_cst) == 0)
-    syscall(SYS_futex, &tw->notified, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+    px__futex_wait(&tw->notified, 0);
   atomic_store_explicit(&tw->sleeping, 0, memory_order_relaxed);
 }

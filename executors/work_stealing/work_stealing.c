@@ -40,19 +40,18 @@
  * Workers start in create and stop in the first drain (px_runtime_free),
  * before the runtime cancels the remaining tasks.
  */
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdalign.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
 #include "executors/task_list.h"
 #include "observe/observe.h"
+#include "platform/platform.h"
 
 #define LOCAL_CAP 256u
 #define LOCAL_MASK (LOCAL_CAP - 1u)
@@ -137,16 +136,6 @@ struct px__executor {
 
 static _Thread_local worker *tls_worker;
 
-
-/* ---- Futex ------------------------------------------------------------ */
-
-static void futex_wait(atomic_int *addr, int expected) {
-  syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
-}
-
-static void futex_wake(atomic_int *addr) {
-  syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
-}
 
 /* ---- The injection queue ---------------------------------------------- */
 
@@ -339,7 +328,7 @@ static px_task *steal_into(worker *victim, worker *w) {
 static void unpark(worker *w) {
   int prev = atomic_exchange(&w->park_state, PARK_NOTIFIED);
   if (prev == PARK_FUTEX)
-    futex_wake(&w->park_state);
+    px__futex_wake(&w->park_state, 1);
   else if (prev == PARK_DRIVER)
     px__runtime_unpark(w->ex->rt);
 }
@@ -381,7 +370,7 @@ static void park_futex(worker *w) {
   for (;;) {
     /* The kernel re-checks the word, so an unpark between the CAS and the
      * wait makes the wait return at once. */
-    futex_wait(&w->park_state, PARK_FUTEX);
+    px__futex_wait(&w->park_state, PARK_FUTEX);
     expected = PARK_NOTIFIED;
     if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
       break;
