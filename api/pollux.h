@@ -20,6 +20,7 @@
 #include "pollux/bufio.h"
 #include "pollux/net.h"
 #include "pollux/tls.h"
+#include "pollux/resolve.h"
 #include "pollux/sync.h"
 #include "pollux/channel.h"
 #include "pollux/blocking.h"

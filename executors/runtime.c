@@ -13,7 +13,7 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
-#include "executors/services.h"
+#include "api/internal/services.h"
 #include "observe/observe.h"
 #include "reactors/reactor.h"
 #include "timers/timer.h"
@@ -260,7 +260,7 @@ void px_runtime_free(px_runtime *rt) {
   px__free(rt, sizeof *rt);
 }
 
-/* ---- The blocking pool's plug (executors/services.h) ------------------- */
+/* ---- The blocking pool's plug (api/internal/services.h) ------------------- */
 
 px__blocking_pool *px__runtime_blocking(px_runtime *rt) {
   return atomic_load_explicit(&rt->blocking, memory_order_acquire);

@@ -64,6 +64,7 @@ extern "C" {
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
   XX(ECLOSED, -4003, "channel closed")                                        \
   XX(EMISUSE, -4004, "API misused (the log says how)")                        \
+  XX(EHOSTNOTFOUND, -4010, "host name not found")                             \
   XX(ECERT, -4020, "certificate verification failed")                         \
   XX(EOF, -4095, "end of file")                                               \
   XX(EUNKNOWN, -4094, "unknown error")

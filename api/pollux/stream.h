@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/stream.h - one byte-stream type for every transport, and the
  * futures that read and write it (tokio's AsyncRead / AsyncWrite and their
  * extension traits).
@@ -9,6 +10,7 @@
  * session, a child's stdio, a buffered reader or a stream with deadlines
  * are others, and any code may add its own by filling a px_stream_ops:
  *
+ * @code
  *   typedef struct my_stream {
  *     px_stream base;              // first member
  *     ...                          // the implementation's state
@@ -19,6 +21,7 @@
  *       my_cancel, my_close};
  *   my_stream *m = ...; m->base.ops = &my_ops;
  *   px_stream_read_init(&io, &m->base, buf, sizeof buf);   // works as is
+ * @endcode
  *
  * The poll functions follow the future protocol without being futures:
  * they return PX_READY when done, PX_PENDING after arranging for
@@ -37,6 +40,10 @@
  */
 #ifndef POLLUX_STREAM_H
 #define POLLUX_STREAM_H
+
+/** @addtogroup io
+ * @{
+ */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -229,5 +236,7 @@ int px_stream_fd(const px_stream *s);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_STREAM_H */

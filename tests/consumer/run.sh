@@ -119,8 +119,10 @@ bazel_workspace() {
   project bazel && cd bazel || return 1
   sed "s|@POLLUX@|$root|g" "$here/bazel/WORKSPACE.in" >WORKSPACE
   cp "$here/bazel/BUILD.in" BUILD.bazel
-  # Sandbox noise off, and pollux's local settings (a disk cache) if any.
-  printf 'build --nosandbox_debug\ntry-import %s/user.bazelrc\n' "$root" >.bazelrc
+  # Sandbox noise off; strict ISO C11 for every C file, as some workspaces
+  # set it, which pollux's libraries must survive (each defines what it
+  # needs itself); pollux's local settings (a disk cache) if any.
+  printf 'build --nosandbox_debug\nbuild --conlyopt=-std=c11\ntry-import %s/user.bazelrc\n' "$root" >.bazelrc
   # Its own output base, kept between runs (keyed by the checkout) so a
   # rerun is incremental; the server exits soon after.
   local ob=${TMPDIR:-/tmp}/pollux-consumer-bazel-$(id -u)/$(echo "$root" | md5sum | cut -c1-12)
