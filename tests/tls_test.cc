@@ -523,17 +523,19 @@ TEST_F(Tls, ClientAgainstOpensslServer) {
     EXPECT_EQ(px_runtime_block_on(
                   rt_, px_stream_write_all_init(&op, s, line, sizeof line - 1)),
               0);
-    std::string got;
-    char buf[256];
-    while (got.find('\n') == std::string::npos) {
-      int err = px_runtime_block_on(rt_, px_stream_read_init(&op, s, buf, 256));
-      ASSERT_EQ(err, 0) << px_tls_last_error(s);
-      ASSERT_GT(op.base.output.u64, 0u);
-      got.append(buf, op.base.output.u64);
-    }
-    EXPECT_EQ(got, "xullop olleh\n");
+    // The buffered reader (pollux/bufio.h) reads lines from TLS as from
+    // any stream.
+    px_buf_reader *in;
+    ASSERT_EQ(px_buf_reader_new(s, 0, &in), 0);
+    px_buf_io line_op;
+    char got[256];
+    EXPECT_EQ(px_runtime_block_on(
+                  rt_, px_buf_read_line_init(&line_op, in, got, sizeof got)),
+              0)
+        << px_tls_last_error(s);
+    EXPECT_STREQ(got, "xullop olleh\n");
     EXPECT_EQ(px_runtime_block_on(rt_, px_stream_shutdown_init(&op, s)), 0);
-    px_stream_close(s);
+    px_buf_reader_close(in);  // closes s, which closes the TCP stream
     EXPECT_EQ(Reap(pid, 10), 0) << Slurp(out);
     EXPECT_NE(Slurp(out).find("ALPN protocols selected: http/1.1"),
               std::string::npos);

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/tls.h - TLS streams over OpenSSL (client and server).
  *
  * A TLS stream wraps an established byte stream (any px_stream: TCP, Unix
@@ -9,6 +10,7 @@
  * unchanged. OpenSSL runs on memory buffers and never touches a
  * descriptor, so it works over every reactor and nothing ever blocks.
  *
+ * @code
  *   px_tls_context *ctx;                        // once per program
  *   px_tls_context_new(&ctx, PX_TLS_CLIENT);    // verification is ON
  *   px_tls_context_load_ca(ctx, "ca.pem", NULL);
@@ -20,6 +22,7 @@
  *   PX_TRY_AWAIT(px_stream_read_init(&self->io, tls, buf, sizeof buf));
  *   PX_AWAIT(px_stream_shutdown_init(&self->io, tls));   // close_notify
  *   px_stream_close(tls);                               // closes tcp too
+ * @endcode
  *
  * Reads complete with the bytes read, 0 once the peer sent close_notify.
  * A write completes once its bytes are encrypted; their records go to the
@@ -57,6 +60,10 @@
  */
 #ifndef POLLUX_TLS_H
 #define POLLUX_TLS_H
+
+/** @addtogroup tls
+ * @{
+ */
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -208,5 +215,7 @@ px_stream *px_tls_inner(px_stream *s);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_TLS_H */
