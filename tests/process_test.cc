@@ -318,7 +318,7 @@ TEST_P(ProcessTest, CloseWithoutKillOnDropDetaches) {
   read_to_end r;
   EXPECT_EQ(Run(read_to_end_new(&r, out, buf, sizeof buf)), 0);
   EXPECT_EQ(std::string(buf, r.len), "finished\n");
-  px_tcp_close(out);
+  px_stream_close(out);
   EXPECT_TRUE(GoneWithin10s(pid)) << "reaped in the background";
 }
 
