@@ -30,7 +30,7 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "blocking/pool.h"
-#include "executors/services.h"
+#include "api/internal/services.h"
 #include "platform/platform.h"
 
 /* The pool is the runtime's opaque px__blocking_pool. */
@@ -224,7 +224,7 @@ static int submit(pool *p, job *j) {
 static void pool_shutdown(pool *p);
 static void pool_gauges(pool *p, uint64_t *threads, uint64_t *queued);
 
-/* How the runtime reaches the pool (executors/services.h). */
+/* How the runtime reaches the pool (api/internal/services.h). */
 static const px__blocking_plug plug = {pool_shutdown, pool_gauges};
 
 static int pool_create(const px_config *cfg, pool **out) {

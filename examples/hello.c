@@ -43,12 +43,14 @@ PX_ASYNC_FN(async_main) {
   PX_BEGIN();
   printf("Starting async operations...\n");
 
-  say_after t1 = PX_ASYNC_NEW(say_after, .delay = px_secs(1),
-                              .msg = "Task 1 complete");
-  say_after t2 = PX_ASYNC_NEW(say_after, .delay = px_ms(500),
-                              .msg = "Task 2 complete");
-  PX_TRY(px_spawn(PX_FUTURE(&t1), &self->task1));
-  PX_TRY(px_spawn(PX_FUTURE(&t2), &self->task2));
+  { /* C locals end before the next await (-Wjump-misses-init checks it) */
+    say_after t1 = PX_ASYNC_NEW(say_after, .delay = px_secs(1),
+                                .msg = "Task 1 complete");
+    say_after t2 = PX_ASYNC_NEW(say_after, .delay = px_ms(500),
+                                .msg = "Task 2 complete");
+    PX_TRY(px_spawn(PX_FUTURE(&t1), &self->task1));
+    PX_TRY(px_spawn(PX_FUTURE(&t2), &self->task2));
+  }
 
   self->both[0] = &self->task1.base;
   self->both[1] = &self->task2.base;

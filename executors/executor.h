@@ -4,7 +4,7 @@
  * where ready tasks wait and which thread polls them; the task's own life
  * is in executors/task.h, the intrusive task queue in
  * executors/task_list.h, and what leaf code may call in
- * executors/services.h.
+ * api/internal/services.h.
  */
 #ifndef POLLUX_EXECUTORS_EXECUTOR_H
 #define POLLUX_EXECUTORS_EXECUTOR_H

@@ -13,7 +13,7 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
-#include "executors/services.h"
+#include "api/internal/services.h"
 #include "observe/observe.h"
 #include "reactors/reactor.h"
 #include "timers/timer.h"
@@ -250,6 +250,12 @@ void px_runtime_free(px_runtime *rt) {
   rt->exec_ops->drain(rt->exec);
   px__runtime_enter(prev);
 
+  /* Streams, listeners and signal streams the program has not closed yet
+   * let go of the reactor now, so that closing them later (after
+   * px_runtime_free, the mirror of opening them before the runtime) only
+   * closes their descriptor. Their wakers go too, releasing the tasks they
+   * kept alive while the executor can still free them. */
+  px__reactor_detach_all(rt->reactor);
   rt->exec_ops->destroy(rt->exec);
   px__reactor_destroy(rt->reactor);
   rt->timer_ops->destroy(rt->timer);
@@ -260,7 +266,7 @@ void px_runtime_free(px_runtime *rt) {
   px__free(rt, sizeof *rt);
 }
 
-/* ---- The blocking pool's plug (executors/services.h) ------------------- */
+/* ---- The blocking pool's plug (api/internal/services.h) ------------------- */
 
 px__blocking_pool *px__runtime_blocking(px_runtime *rt) {
   return atomic_load_explicit(&rt->blocking, memory_order_acquire);

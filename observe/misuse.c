@@ -6,7 +6,7 @@
 #include "observe/observe.h"
 #include "pollux/async.h"
 
-px_poll px__async_bad_resume(px_future *self) {
+px_poll px_async_bad_resume(px_future *self) {
   const char *name = self->vtable != NULL && self->vtable->name != NULL
                          ? self->vtable->name
                          : "?";

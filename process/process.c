@@ -1,19 +1,12 @@
 /*
- * Child processes (pollux/process.h): posix_spawn to start them, a pidfd
- * or the SIGCHLD reaper (reaper.h) to learn when they end.
- *
- * posix_spawn rather than fork + exec: glibc's runs the child on the
- * parent's memory until exec (clone with CLONE_VM | CLONE_VFORK), so a big
- * parent costs nothing to copy, and it reports every failure in the child
- * before exec (chdir, dup2, exec itself) as its return value: the child
- * never runs a line of our code, and a missing program is an error of the
- * spawn, not a child exiting 127 (libuv's close-on-exec error pipe, done
- * for us).
+ * Child processes (pollux/process.h): vfork + exec with an error pipe to
+ * start them (see start), a pidfd or the SIGCHLD reaper (reaper.h) to
+ * learn when they end.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,19 +21,16 @@
 #include "process/reaper.h"
 #include "reactors/fd_future.h"
 
-/* pidfd_open(2): Linux 5.3. The portable build (and other systems) take
- * the SIGCHLD path. */
-#if defined(__linux__) && defined(SYS_pidfd_open) && !defined(PX_PORTABLE)
+/* pidfd_open(2): Linux 5.3. Other systems, and the portable build
+ * (--config=portable: PX_PORTABLE=1, every POSIX fallback), take the
+ * SIGCHLD path. */
+#if !defined(PX_PORTABLE)
+#define PX_PORTABLE 0
+#endif
+#if defined(__linux__) && defined(SYS_pidfd_open) && !PX_PORTABLE
 #define HAVE_PIDFD 1
 #else
 #define HAVE_PIDFD 0
-#endif
-
-/* posix_spawn_file_actions_addchdir_np: glibc 2.29. */
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 29)
-#define HAVE_ADDCHDIR 1
-#else
-#define HAVE_ADDCHDIR 0
 #endif
 
 struct px_child {
@@ -110,7 +100,7 @@ static void fds_close(spawn_fds *s) {
   for (int i = 0; i < 3; i++) {
     if (s->child[i] >= 0) close(s->child[i]);
     s->child[i] = -1;
-    px_tcp_close(s->parent[i]);
+    px_stream_close(s->parent[i]);
     s->parent[i] = NULL;
   }
 }
@@ -146,56 +136,119 @@ static int check_command(const px_command *cmd) {
         cmd->stdio[i] != PX_STDIO_PIPE)
       return PX_EINVAL;
   if (cmd->argv != NULL && cmd->argv[0] == NULL) return PX_EINVAL;
-#if !HAVE_ADDCHDIR
-  if (cmd->cwd != NULL) return PX_ENOTSUP;
-#endif
   return 0;
 }
 
-/* posix_spawn with the file actions and attributes a child needs. Returns
- * 0 or a positive errno, as posix_spawn does. */
+/* What the child needs between vfork and exec, prepared by the parent so
+ * that the child allocates nothing. */
+typedef struct child_plan {
+  const char *program;
+  char *const *argv;
+  char *const *envp;
+  const char *cwd;
+  const int *fds; /* the child's ends, -1 where stdio is inherited */
+  int err_fd;     /* the error pipe's write end (close-on-exec) */
+  bool search;    /* no '/' in program: look it up in PATH */
+} child_plan;
+
+/*
+ * The child, between vfork and exec. It shares the parent's memory and the
+ * parent is suspended until it execs or exits, so it only makes system
+ * calls (async-signal-safe ones) and touches nothing but its stack. Every
+ * signal is blocked on entry (see start): the parent's handlers, which
+ * would run on the parent's memory, are reset to the default before
+ * anything is unblocked. A failure sends errno up the error pipe and ends
+ * the child; success closes the pipe (close-on-exec), which the parent
+ * reads as end of file.
+ */
+static void __attribute__((noreturn)) child_main(const child_plan *p) {
+  struct sigaction dfl;
+  memset(&dfl, 0, sizeof(dfl));
+  dfl.sa_handler = SIG_DFL;
+  /* Ignored signals would stay ignored across exec: reset them too, as
+   * libuv does. SIGKILL, SIGSTOP and glibc's own fail harmlessly. */
+  for (int sig = 1; sig < NSIG; sig++) (void)sigaction(sig, &dfl, NULL);
+  int err = 0;
+  /* The ends are all above 2 (above_stdio), so no dup2 overwrites one
+   * that is still to be moved; dup2 clears close-on-exec on the copy. */
+  for (int i = 0; i < 3 && err == 0; i++)
+    if (p->fds[i] >= 0 && dup2(p->fds[i], i) < 0) err = errno;
+  if (err == 0 && p->cwd != NULL && chdir(p->cwd) < 0) err = errno;
+  if (err == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (p->search)
+      execvpe(p->program, p->argv, p->envp);
+    else
+      execve(p->program, p->argv, p->envp);
+    err = errno;
+  }
+  while (write(p->err_fd, &err, sizeof(err)) < 0 && errno == EINTR) {
+  }
+  _exit(127);
+}
+
+/*
+ * Starts the child: vfork, then exec in the child, with libuv's
+ * close-on-exec error pipe carrying a failure (chdir, dup2, exec) back as
+ * the spawn's own error. vfork rather than fork: the child runs on the
+ * parent's memory until exec, so a big parent costs nothing to copy (the
+ * same reason glibc's posix_spawn uses clone(CLONE_VM | CLONE_VFORK)).
+ * Not posix_spawn itself: it reports exec failures through that shared
+ * memory, which tools that turn vfork into fork (valgrind) lose, making a
+ * missing program look like a child exiting 127. Returns 0 or a positive
+ * errno.
+ */
 static int start(const px_command *cmd, const spawn_fds *s, pid_t *pid) {
-  posix_spawn_file_actions_t fa;
-  posix_spawnattr_t attr;
-  int rc = posix_spawn_file_actions_init(&fa);
-  if (rc != 0) return rc;
-  rc = posix_spawnattr_init(&attr);
-  if (rc != 0) {
-    posix_spawn_file_actions_destroy(&fa);
-    return rc;
+  int ep[2];
+  if (px__pipe(ep, false) < 0) return errno;
+  int err_fd = above_stdio(ep[1]);
+  if (err_fd < 0) {
+    int e = errno;
+    close(ep[0]);
+    return e;
   }
-  for (int i = 0; i < 3 && rc == 0; i++)
-    if (s->child[i] >= 0)
-      rc = posix_spawn_file_actions_adddup2(&fa, s->child[i], i);
-#if HAVE_ADDCHDIR
-  if (rc == 0 && cmd->cwd != NULL)
-    rc = posix_spawn_file_actions_addchdir_np(&fa, cmd->cwd);
-#endif
-  /* The child starts clean: no signal blocked (a px_signal blocks some in
-   * the parent) and every signal at its default action (ignored ones are
-   * inherited across exec otherwise), as libuv does. */
-  sigset_t none, all;
-  sigemptyset(&none);
+  const char *fallback[2] = {cmd->program, NULL};
+  child_plan plan = {
+      .program = cmd->program,
+      .argv = (char *const *)(cmd->argv != NULL ? cmd->argv : fallback),
+      .envp = cmd->env != NULL ? (char *const *)cmd->env : environ,
+      .cwd = cmd->cwd,
+      .fds = s->child,
+      .err_fd = err_fd,
+      .search = strchr(cmd->program, '/') == NULL,
+  };
+  /* No handler of ours may run in the child (it would run on our memory):
+   * everything is blocked across the vfork, and the child resets the
+   * handlers before it unblocks. */
+  sigset_t all, old;
   sigfillset(&all);
-  sigdelset(&all, SIGKILL);
-  sigdelset(&all, SIGSTOP);
-  if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
-  if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
-  if (rc == 0)
-    rc = posix_spawnattr_setflags(&attr,
-                                  POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  if (rc == 0) {
-    const char *fallback[2] = {cmd->program, NULL};
-    char *const *argv =
-        (char *const *)(cmd->argv != NULL ? cmd->argv : fallback);
-    char *const *envp = cmd->env != NULL ? (char *const *)cmd->env : environ;
-    rc = strchr(cmd->program, '/') != NULL
-             ? posix_spawn(pid, cmd->program, &fa, &attr, argv, envp)
-             : posix_spawnp(pid, cmd->program, &fa, &attr, argv, envp);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  pid_t child = vfork();
+  if (child == 0) child_main(&plan);
+  int fork_err = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  close(err_fd);
+  if (child < 0) {
+    close(ep[0]);
+    return fork_err;
   }
-  posix_spawnattr_destroy(&attr);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc;
+  int child_err = 0;
+  ssize_t n;
+  while ((n = read(ep[0], &child_err, sizeof(child_err))) < 0 &&
+         errno == EINTR) {
+  }
+  close(ep[0]);
+  if (n == (ssize_t)sizeof(child_err)) {
+    /* It never ran: it wrote and called _exit, so this waitpid returns at
+     * once (with a real vfork the child is already a zombie here). */
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR) {
+    }
+    return child_err != 0 ? child_err : EIO;
+  }
+  *pid = child;
+  return 0;
 }
 
 int px_process_spawn(const px_command *cmd, px_child **out) {
@@ -380,7 +433,7 @@ int px_child_kill(px_child *c, int signo) {
 
 void px_child_close(px_child *c) {
   if (c == NULL) return;
-  for (int i = 0; i < 3; i++) px_tcp_close(c->stdio[i]);
+  for (int i = 0; i < 3; i++) px_stream_close(c->stdio[i]);
   px__proc *p = c->proc;
   px__reaper_lock();
   bool done = px__proc_reap_locked(p);

@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -24,6 +25,9 @@ static px__proc *g_list; /* listed records, guarded by g_lock */
 /* Startup, guarded by g_start (never held together with g_lock). */
 static pthread_mutex_t g_start = PTHREAD_MUTEX_INITIALIZER;
 static bool g_thread_running;
+static pthread_t g_thread;
+/* Set at process exit: the reaper thread returns (see stop_at_exit). */
+static atomic_bool g_quit;
 static bool g_handler_installed;
 /* The self-pipe: the handler and px__reaper_add_locked write, the reaper
  * thread reads. Written once before the thread and the handler exist. */
@@ -64,7 +68,9 @@ long long px__proc_status(const px__proc *p) {
 static void kick(void) {
   int saved = errno;
   char b = 0;
-  if (g_pipe_wr >= 0) (void)write(g_pipe_wr, &b, 1);
+  if (g_pipe_wr >= 0 && write(g_pipe_wr, &b, 1) < 0) {
+    /* EAGAIN: a wake-up is already waiting in the pipe. */
+  }
   errno = saved;
 }
 
@@ -149,7 +155,7 @@ static void *reaper_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &all, NULL);
   struct pollfd *fds = NULL;
   size_t cap = 0;
-  for (;;) {
+  while (!atomic_load(&g_quit)) {
     /* Watch the pipe, and the pidfd of every listed orphan. */
     pthread_mutex_lock(&g_lock);
     size_t n = 1;
@@ -201,7 +207,25 @@ static void *reaper_main(void *arg) {
       dead = next;
     }
   }
+  free(fds);
   return NULL;
+}
+
+/*
+ * At exit the reaper thread is stopped and joined, so that the process
+ * ends with no thread of ours running (leak checkers count a live
+ * thread's memory as lost). Children not reaped yet are left to init,
+ * which reaps whatever a dying process leaves.
+ */
+static void __attribute__((destructor)) stop_at_exit(void) {
+  pthread_mutex_lock(&g_start);
+  bool running = g_thread_running;
+  g_thread_running = false;
+  pthread_mutex_unlock(&g_start);
+  if (!running) return;
+  atomic_store(&g_quit, true);
+  kick();
+  pthread_join(g_thread, NULL);
 }
 
 int px__reaper_start(bool sigchld) {
@@ -231,12 +255,10 @@ int px__reaper_start(bool sigchld) {
     g_handler_installed = true;
   }
   if (!g_thread_running) {
-    pthread_t t;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    int rc = pthread_create(&t, &attr, reaper_main, NULL);
+    int rc = pthread_create(&g_thread, &attr, reaper_main, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
       err = px_err_from_errno(rc);

@@ -92,6 +92,7 @@ px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
     return NULL;
   }
   atomic_init(&c->retired, NULL);
+  px__list_init(&c->registered);
   *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
     pthread_mutex_destroy(&c->mu);
@@ -189,7 +190,12 @@ int px__reactor_add(px__reactor *r, px__io *io, unsigned interest) {
   const px__reactor_ops *ops = c->ops;
   if (!has_table(c)) {
     int err = ops->add(r, io, interest, NULL);
-    if (err == 0) io->interest = interest;
+    if (err == 0) {
+      io->interest = interest;
+      pthread_mutex_lock(&c->mu);
+      px__list_insert_tail(&c->registered, &io->registered);
+      pthread_mutex_unlock(&c->mu);
+    }
     return err;
   }
   /* A descriptor closed before registration would make select fail every
@@ -210,6 +216,7 @@ int px__reactor_add(px__reactor *r, px__io *io, unsigned interest) {
     if (err == 0) {
       e->io = io;
       io->interest = interest;
+      px__list_insert_tail(&c->registered, &io->registered);
     }
   }
   px__reactor_unlock(c, err == 0 && interest != 0);
@@ -248,9 +255,13 @@ void px__reactor_del(px__reactor *r, px__io *io) {
    * removes it from every interest list anyway. */
   if (!has_table(c)) {
     (void)c->ops->del(r, io, NULL);
+    pthread_mutex_lock(&c->mu);
+    if (px__list_linked(&io->registered)) px__list_remove(&io->registered);
+    pthread_mutex_unlock(&c->mu);
     return;
   }
   pthread_mutex_lock(&c->mu);
+  if (px__list_linked(&io->registered)) px__list_remove(&io->registered);
   entry *e = px__fd_table_at(&c->table, io->fd);
   if (e != NULL && e->io == io) {
     e->io = NULL;
@@ -259,6 +270,14 @@ void px__reactor_del(px__reactor *r, px__io *io) {
     (void)c->ops->del(r, io, e->slot);
   }
   pthread_mutex_unlock(&c->mu);
+}
+
+px__io *px__reactor_first_registered(px__reactor *r) {
+  px__reactor_core *c = px__reactor_core_of(r);
+  pthread_mutex_lock(&c->mu);
+  px__list *n = px__list_first(&c->registered);
+  pthread_mutex_unlock(&c->mu);
+  return n != NULL ? px__container_of(n, px__io, registered) : NULL;
 }
 
 /* ---- Deferred frees --------------------------------------------------- */

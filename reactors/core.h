@@ -112,6 +112,9 @@ typedef struct px__reactor_core {
    * began, a lock-free stack (pushed by any thread, taken whole by the
    * poller). */
   px__atomic(px__io_ptr) retired;
+  /* Every px__io registered now (px__io.registered nodes), for
+   * px__reactor_detach_all. Guarded by mu. */
+  px__list registered;
 } px__reactor_core;
 
 /*
@@ -196,6 +199,9 @@ int px__reactor_modify(px__reactor *r, px__io *io, unsigned interest);
 
 /* ops->del, and io's table entry cleared. */
 void px__reactor_del(px__reactor *r, px__io *io);
+
+/* The first registration still on r's list, or NULL (detach_all). */
+px__io *px__reactor_first_registered(px__reactor *r);
 
 /* ---- Timeouts ------------------------------------------------------- */
 

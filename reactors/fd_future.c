@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "executors/services.h"
+#include "api/internal/services.h"
 #include "internal/px_internal.h"
 #include "platform/platform.h"
 #include "reactors/fd_future.h"

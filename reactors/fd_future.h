@@ -103,8 +103,21 @@ px__fd_stream *px__fd_stream_of(const px_stream *s);
 int px__stream_new(int fd, unsigned flags, px_stream **out);
 
 /* The socket under s: PX_EINVAL for NULL, PX_ENOTSUP for anything that is
- * not a plain descriptor stream over a socket (tcp.c). */
+ * not a plain descriptor stream over a socket. */
 int px__stream_socket(const px_stream *s, int *fd);
+
+/* ---- Socket options (sockopt.c) -------------------------------------- */
+
+/* The kinds of socket px_sockopt distinguishes. */
+enum { PX__SOCK_TCP_STREAM, PX__SOCK_TCP_LISTENER, PX__SOCK_UDP };
+
+/* Sets or reads one option of fd (a socket of `family` and `kind`). */
+int px__sockopt_set(int fd, int family, int kind, px_sockopt opt, int value);
+int px__sockopt_get(int fd, int family, int kind, px_sockopt opt, int *value);
+
+/* Sets n options in order; the first failure stops and is returned. */
+int px__sockopt_apply(int fd, int family, int kind,
+                      const px_sockopt_value *opts, size_t n);
 
 /* ---- Listeners: TCP and Unix ------------------------------------------ */
 

@@ -130,12 +130,22 @@ int px_stream_fd(const px_stream *s) {
 
 int px_tcp_stream_fd(const px_tcp_stream *s) { return px_stream_fd(s); }
 
-int px_tcp_shutdown(px_tcp_stream *s) {
+/* The socket under s: PX_EINVAL for NULL, PX_ENOTSUP for a pipe or a
+ * stream that is not a plain descriptor (TLS, buffered, user-defined). */
+int px__stream_socket(const px_stream *s, int *fd) {
+  if (s == NULL) return PX_EINVAL;
   px__fd_stream *fs = px__fd_stream_of(s);
-  if (fs == NULL) return s == NULL ? PX_EINVAL : PX_ENOTSUP;
+  if (fs == NULL || !(fs->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
+  *fd = fs->fd;
+  return 0;
+}
+
+int px_tcp_shutdown(px_tcp_stream *s) {
   /* A pipe has no half-close: closing the write end is how it ends. */
-  if (!(fs->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
-  if (shutdown(fs->fd, SHUT_WR) < 0) return px_err_from_errno(errno);
+  int fd = -1;
+  int err = px__stream_socket(s, &fd);
+  if (err < 0) return err;
+  if (shutdown(fd, SHUT_WR) < 0) return px_err_from_errno(errno);
   return 0;
 }
 

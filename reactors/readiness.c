@@ -110,6 +110,7 @@ void px__io_init(px__io *io, int fd) {
   io->retire_mem = NULL;
   io->retire_size = 0;
   io->retire_next = NULL;
+  io->registered.next = io->registered.prev = NULL;
 }
 
 void px__io_dispatch(px__io *io, unsigned ready) {
@@ -328,4 +329,13 @@ void px__io_deregister(px__io *io) {
   take_wakers(io, DIRECTION_BITS, &reader, &writer);
   px_waker_drop(&reader);
   px_waker_drop(&writer);
+}
+
+void px__reactor_detach_all(px__reactor *r) {
+  if (r == NULL) return;
+  /* No task runs any more, so nothing else registers or deregisters
+   * meanwhile: each one taken off the list is deregistered as its owner's
+   * close would have done (the list removal is a no-op then). */
+  px__io *io;
+  while ((io = px__reactor_first_registered(r)) != NULL) px__io_deregister(io);
 }

@@ -105,16 +105,6 @@ static int sock_addr(int fd, int peer, px_addr *out) {
   return rc < 0 ? px_err_from_errno(errno) : 0;
 }
 
-/* The socket under s: PX_EINVAL for NULL, PX_ENOTSUP for a pipe or a
- * stream that is not a plain descriptor (TLS, buffered, user-defined). */
-int px__stream_socket(const px_stream *s, int *fd) {
-  if (s == NULL) return PX_EINVAL;
-  px__fd_stream *fs = px__fd_stream_of(s);
-  if (fs == NULL || !(fs->flags & PX__STREAM_SOCKET)) return PX_ENOTSUP;
-  *fd = fs->fd;
-  return 0;
-}
-
 int px_tcp_local_addr(const px_tcp_stream *s, px_addr *out) {
   int fd = -1;
   int err = px__stream_socket(s, &fd);
@@ -171,25 +161,46 @@ int px__listener_new(int fd, const struct sockaddr *addr, socklen_t len,
   return 0;
 }
 
-int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out) {
+int px_tcp_bind_with(const char *host, uint16_t port,
+                     const px_sockopt_value *opts, size_t n,
+                     px_tcp_listener **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
   px_addr addr;
   int err = px_addr_parse(host, port, &addr);
   if (err < 0) return err;
+  int family = addr.storage.ss_family;
   int fd = -1;
-  err = open_socket(addr.storage.ss_family, &fd);
+  err = open_socket(family, &fd);
   if (err < 0) return err;
 
   /* SO_REUSEADDR lets a restarted server bind while connections of its
-   * previous run linger in TIME_WAIT; it does not allow two listeners. */
-  int one = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
-    err = px_err_from_errno(errno);
-  else
+   * previous run linger in TIME_WAIT; it does not allow two listeners.
+   * Set first, so the caller's options can turn it off. */
+  err = px__sockopt_set(fd, family, PX__SOCK_TCP_LISTENER,
+                        PX_SOCKOPT_REUSEADDR, 1);
+  if (err == 0)
+    err = px__sockopt_apply(fd, family, PX__SOCK_TCP_LISTENER, opts, n);
+  if (err == 0)
     err = px__listener_new(fd, (struct sockaddr *)&addr.storage, addr.len, out);
   if (err < 0) close(fd);
   return err;
+}
+
+int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out) {
+  return px_tcp_bind_with(host, port, NULL, 0, out);
+}
+
+int px_tcp_listener_set_option(px_tcp_listener *l, px_sockopt opt,
+                               int value) {
+  if (l == NULL) return PX_EINVAL;
+  return px__sockopt_set(l->fd, l->family, PX__SOCK_TCP_LISTENER, opt, value);
+}
+
+int px_tcp_listener_get_option(const px_tcp_listener *l, px_sockopt opt,
+                               int *value) {
+  if (l == NULL) return PX_EINVAL;
+  return px__sockopt_get(l->fd, l->family, PX__SOCK_TCP_LISTENER, opt, value);
 }
 
 int px_tcp_listener_addr(const px_tcp_listener *l, px_addr *out) {

@@ -14,31 +14,52 @@
 
 struct px_udp_socket {
   int fd;
+  int family; /* AF_INET or AF_INET6 */
   px__io io;
 };
 
-int px_udp_bind(const char *host, uint16_t port, px_udp_socket **out) {
+int px_udp_bind_with(const char *host, uint16_t port,
+                     const px_sockopt_value *opts, size_t n,
+                     px_udp_socket **out) {
   if (out == NULL) return PX_EINVAL;
   *out = NULL;
   px_addr addr;
   int err = px_addr_parse(host, port, &addr);
   if (err < 0) return err;
-  int fd = px__socket(addr.storage.ss_family, SOCK_DGRAM, 0);
+  int family = addr.storage.ss_family;
+  int fd = px__socket(family, SOCK_DGRAM, 0);
   if (fd < 0) return px_err_from_errno(errno);
-  if (bind(fd, (struct sockaddr *)&addr.storage, addr.len) < 0) {
+  err = px__sockopt_apply(fd, family, PX__SOCK_UDP, opts, n);
+  if (err == 0 && bind(fd, (struct sockaddr *)&addr.storage, addr.len) < 0)
     err = px_err_from_errno(errno);
+  px_udp_socket *s = NULL;
+  if (err == 0) {
+    s = px__alloc(sizeof(*s));
+    if (s == NULL) err = PX_ENOMEM;
+  }
+  if (err < 0) {
     close(fd);
     return err;
   }
-  px_udp_socket *s = px__alloc(sizeof(*s));
-  if (s == NULL) {
-    close(fd);
-    return PX_ENOMEM;
-  }
   s->fd = fd;
+  s->family = family;
   px__io_init(&s->io, fd);
   *out = s;
   return 0;
+}
+
+int px_udp_bind(const char *host, uint16_t port, px_udp_socket **out) {
+  return px_udp_bind_with(host, port, NULL, 0, out);
+}
+
+int px_udp_set_option(px_udp_socket *s, px_sockopt opt, int value) {
+  if (s == NULL) return PX_EINVAL;
+  return px__sockopt_set(s->fd, s->family, PX__SOCK_UDP, opt, value);
+}
+
+int px_udp_get_option(const px_udp_socket *s, px_sockopt opt, int *value) {
+  if (s == NULL) return PX_EINVAL;
+  return px__sockopt_get(s->fd, s->family, PX__SOCK_UDP, opt, value);
 }
 
 int px_udp_local_addr(const px_udp_socket *s, px_addr *out) {

@@ -8,7 +8,6 @@
 // counting allocator of tests/support checks that nothing leaks.
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -28,16 +27,6 @@
 #include "tests/support.h"
 
 namespace {
-
-// Open descriptors of this process, to show that nothing is left behind.
-int OpenFds() {
-  int n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (readdir(d) != nullptr) n++;
-  closedir(d);
-  return n - 3;  // ".", "..", and the directory's own descriptor
-}
 
 std::string Format(const px_addr &a) {
   char buf[128];
@@ -66,14 +55,14 @@ class NetTest : public ::testing::Test {
  protected:
   void SetUp() override {
     counting_allocator_install();
-    fds_before_ = OpenFds();
+    fds_before_ = open_fd_count();
     ASSERT_EQ(px_runtime_new(&rt_, nullptr), 0);
   }
 
   void TearDown() override {
     px_runtime_free(rt_);
     EXPECT_EQ(g_alloc.live_bytes.load(), 0) << "pollux leaked memory";
-    EXPECT_EQ(OpenFds(), fds_before_) << "a descriptor was left open";
+    EXPECT_EQ(open_fd_count(), fds_before_) << "a descriptor was left open";
     counting_allocator_remove();
   }
 
@@ -184,14 +173,14 @@ TEST_F(NetTest, ConnectTimeoutClosesTheHalfOpenSocket) {
   }
   usleep(50 * 1000);
 
-  int fds = OpenFds();
+  int fds = open_fd_count();
   px_tcp_connect_timeout ct;
   EXPECT_EQ(Run(px_tcp_connect_timeout_init(&ct, "127.0.0.1",
                                             static_cast<uint16_t>(port),
                                             px_ms(100))),
             PX_ETIMEDOUT);
   EXPECT_EQ(ct.timeout.base.output.ptr, nullptr);
-  EXPECT_EQ(OpenFds(), fds) << "the half-open socket must be closed";
+  EXPECT_EQ(open_fd_count(), fds) << "the half-open socket must be closed";
 
   // The same by composition, with a plain px_timeout.
   px_tcp_connect c;
@@ -199,7 +188,7 @@ TEST_F(NetTest, ConnectTimeoutClosesTheHalfOpenSocket) {
                                        static_cast<uint16_t>(port)),
                    50),
             PX_ETIMEDOUT);
-  EXPECT_EQ(OpenFds(), fds);
+  EXPECT_EQ(open_fd_count(), fds);
 
   // A time limit that is not reached changes nothing.
   px_tcp_listener *l;

@@ -4,7 +4,7 @@ PX_ASYNC_FN(read_to_end) {
   PX_BEGIN();
   for (;;) {
     if (self->len == self->cap) PX_FAIL(PX_ERANGE);
-    PX_TRY_AWAIT(px_tcp_read_init(&self->io, self->s, self->buf + self->len,
+    PX_TRY_AWAIT(px_stream_read_init(&self->io, self->s, self->buf + self->len,
                                   self->cap - self->len));
     if (self->io.base.output.u64 == 0) break;
     self->len += self->io.base.output.u64;
@@ -21,14 +21,14 @@ px_future *read_to_end_new(read_to_end *f, px_stream *s, char *buf,
 static void write_and_close_drop(px_future *self) {
   write_and_close *f = (write_and_close *)self;
   px_async_drop(self);
-  px_tcp_close(f->s);
+  px_stream_close(f->s);
   f->s = NULL;
 }
 
 PX_ASYNC_FN_WITH_DROP(write_and_close, write_and_close_drop) {
   PX_BEGIN();
-  PX_TRY_AWAIT(px_tcp_write_all_init(&self->io, self->s, self->buf, self->len));
-  px_tcp_close(self->s);
+  PX_TRY_AWAIT(px_stream_write_all_init(&self->io, self->s, self->buf, self->len));
+  px_stream_close(self->s);
   self->s = NULL;
   PX_RETURN(px_u64(self->len));
   PX_END();

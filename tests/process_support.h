@@ -20,7 +20,7 @@ typedef struct {
   px_stream *s;
   char *buf;
   size_t cap, len;
-  px_tcp_io io;
+  px_stream_io io;
 } read_to_end;
 px_future *read_to_end_new(read_to_end *f, px_stream *s, char *buf,
                            size_t cap);
@@ -32,7 +32,7 @@ typedef struct {
   px_stream *s;
   const char *buf;
   size_t len;
-  px_tcp_io io;
+  px_stream_io io;
 } write_and_close;
 px_future *write_and_close_new(write_and_close *f, px_stream *s,
                                const char *buf, size_t len);

@@ -1,5 +1,6 @@
 #include "tests/support.h"
 
+#include <dirent.h>
 #include <stdlib.h>
 
 /* ---- counting waker ---- */
@@ -251,4 +252,13 @@ PX_ASYNC_FN(ticker) {
 px_future *ticker_new(ticker *f, px__atomic(int) *ticks, px__atomic(int) *stop) {
   *f = PX_ASYNC_NEW(ticker, .ticks = ticks, .stop = stop);
   return PX_FUTURE(f);
+}
+
+int open_fd_count(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (d == NULL) return -1;
+  int n = 0;
+  while (readdir(d) != NULL) n++;
+  closedir(d);
+  return n - 3; /* ".", "..", and the directory's own descriptor */
 }

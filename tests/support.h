@@ -21,6 +21,11 @@ typedef struct counting_waker {
 } counting_waker;
 px_waker counting_waker_make(counting_waker *cw); /* counts as one clone */
 
+/* ---- Descriptors ------------------------------------------------------- */
+/* How many descriptors this process has open (from /proc/self/fd), so a
+ * test can show it left none behind; -1 when that cannot be read. */
+int open_fd_count(void);
+
 /* ---- An allocator that counts live bytes and can fail on demand -------- */
 typedef struct alloc_stats {
   px__atomic(long) live_bytes, live_blocks, total_allocs;

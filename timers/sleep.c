@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "api/internal/px_internal.h"
-#include "executors/services.h"
+#include "api/internal/services.h"
 #include "timers/timer.h"
 
 px_instant px_now(void) { return px__now_ns(); }

@@ -110,7 +110,8 @@ void px_defer_free(void *ptr);
 
 /**
  * @brief Called by the generated switch when a frame resumes at a point it
- * does not contain (internal; not to be called directly).
+ * does not contain (PX_BEGIN's `default:`; not meant to be called directly,
+ * but public so that code built against the shared library links).
  *
  * That happens when a PX_AWAIT or PX_YIELD sits inside a switch statement of
  * the user's own: its `case` label then belongs to the inner switch, and
@@ -118,7 +119,7 @@ void px_defer_free(void *ptr);
  * Logs an error naming the function and the line, and finishes the frame
  * with PX_EMISUSE.
  */
-px_poll px__async_bad_resume(px_future *self);
+px_poll px_async_bad_resume(px_future *self);
 
 #if defined(__GNUC__) || defined(__clang__)
 #define PX__FALLTHROUGH __attribute__((fallthrough))
@@ -166,7 +167,7 @@ px_poll px__async_bad_resume(px_future *self);
   (void)cx;                                                                   \
   switch (self->px.base.state & PX_FUTURE_USER_MASK) {                        \
     default:                                                                  \
-      return px__async_bad_resume(&self->px.base);                            \
+      return px_async_bad_resume(&self->px.base);                             \
     case 0:
 
 /** Closes the body of an async function: the last statement of every PX_ASYNC_FN. */

@@ -1,4 +1,5 @@
-/*
+/**
+ * @file
  * pollux/bufio.h - buffered reading and writing over any px_stream, and
  * length-prefixed frames (tokio's BufReader, AsyncBufReadExt, BufWriter
  * and tokio-util's LengthDelimitedCodec).
@@ -37,6 +38,10 @@
  */
 #ifndef POLLUX_BUFIO_H
 #define POLLUX_BUFIO_H
+
+/** @addtogroup io
+ * @{
+ */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -116,11 +121,11 @@ typedef struct px_buf_io {
 } px_buf_io;
 
 /**
- * Reads one line, up to and including '\n', into line[0..cap) and
- * NUL-terminates it: output.u64 = its length with the '\n' (the NUL not
- * counted). At end of stream the last line may lack its '\n'; 0 means end
- * of stream with nothing left. Bytes are not interpreted ("\r\n" keeps its
- * '\r'; a NUL inside the line is stored as is).
+ * Reads one line, up to and including the newline byte (LF), into
+ * line[0..cap) and NUL-terminates it: output.u64 = its length with the LF
+ * (the NUL not counted). At end of stream the last line may lack its LF;
+ * 0 means end of stream with nothing left. Bytes are not interpreted (a
+ * CR before the LF is kept; a NUL inside the line is stored as is).
  *
  * A line of more than min(cap - 1, reader capacity) bytes fails with
  * PX_EMSGSIZE and consumes nothing (px_buf_reader_consume can skip it; a
@@ -219,5 +224,7 @@ void px_buf_writer_close(px_buf_writer *w);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_BUFIO_H */

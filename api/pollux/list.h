@@ -1,8 +1,13 @@
-/*
+/**
+ * @file
  * pollux/list.h - the link of the runtime's intrusive lists (private).
  */
 #ifndef POLLUX_LIST_H
 #define POLLUX_LIST_H
+
+/** @addtogroup runtime
+ * @{
+ */
 
 #ifdef __cplusplus
 extern "C" {
@@ -22,5 +27,7 @@ typedef struct px__list {
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* POLLUX_LIST_H */

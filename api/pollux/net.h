@@ -10,7 +10,9 @@
  * Writes never raise SIGPIPE.
  *
  * Hosts are numeric addresses ("127.0.0.1", "::1", "0.0.0.0"); no name
- * resolution happens, so nothing here blocks.
+ * resolution happens, so nothing here blocks. For names ("localhost",
+ * "example.org") see pollux/resolve.h: px_lookup_host and
+ * px_tcp_connect_host, which resolve on the blocking pool.
  *
  * Streams: every connection, pipe end and wrapped descriptor here is a
  * px_stream (pollux/stream.h), read and written with px_stream_read_init
@@ -68,7 +70,7 @@ typedef struct px_addr {
   socklen_t len; /**< its length in bytes */
 } px_addr;
 
-/** Fills *out from a numeric host and a port. PX_EINVAL for names. */
+/** Fills *out from a numeric host and a port. PX_EINVAL for names (resolve them with px_lookup_host). */
 int px_addr_parse(const char *host, uint16_t port, px_addr *out);
 
 /**
@@ -81,6 +83,66 @@ int px_addr_format(const px_addr *a, char *buf, size_t size);
 /** The port of an IPv4 or IPv6 address, or PX_EAFNOSUPPORT. */
 int px_addr_port(const px_addr *a);
 
+/* ---- Socket options ------------------------------------------------- */
+
+/**
+ * A socket option, set with px_tcp_set_option (streams),
+ * px_tcp_listener_set_option, px_udp_set_option, or at bind time with
+ * px_tcp_bind_with / px_udp_bind_with. Values are ints: 0 or 1 for on/off
+ * options, a count or seconds otherwise. An option that does not apply to
+ * the socket (TCP options on a UDP or Unix socket, anything on a pipe or a
+ * stream that is not a plain socket) fails with PX_ENOTSUP; a value out of
+ * range with PX_EINVAL.
+ */
+typedef enum px_sockopt {
+  /** TCP_NODELAY, 0/1: send small writes at once (on by default for
+   * streams pollux connects or accepts). TCP only. */
+  PX_SOCKOPT_NODELAY = 0,
+  /** SO_KEEPALIVE, 0/1: probe an idle connection. TCP only. */
+  PX_SOCKOPT_KEEPALIVE = 1,
+  /** TCP_KEEPIDLE, 1..32767 seconds idle before the first probe. */
+  PX_SOCKOPT_KEEPIDLE = 2,
+  /** TCP_KEEPINTVL, 1..32767 seconds between probes. */
+  PX_SOCKOPT_KEEPINTVL = 3,
+  /** TCP_KEEPCNT, 1..127 unanswered probes before the connection drops. */
+  PX_SOCKOPT_KEEPCNT = 4,
+  /** SO_LINGER in seconds: -1 off (the default: close returns at once and
+   * the kernel sends what is left), 0 close resets the connection, n close
+   * waits up to n seconds (in the closing thread) for unsent data. */
+  PX_SOCKOPT_LINGER = 5,
+  /** SO_REUSEADDR, 0/1 (on by default for px_tcp_bind). */
+  PX_SOCKOPT_REUSEADDR = 6,
+  /** SO_REUSEPORT, 0/1: several sockets bound to one port share its
+   * traffic; set it at bind time (px_tcp_bind_with, px_udp_bind_with). */
+  PX_SOCKOPT_REUSEPORT = 7,
+  /** SO_SNDBUF in bytes (Linux doubles it and reports the doubled value). */
+  PX_SOCKOPT_SNDBUF = 8,
+  /** SO_RCVBUF in bytes (Linux doubles it and reports the doubled value). */
+  PX_SOCKOPT_RCVBUF = 9,
+  /** SO_BROADCAST, 0/1: allow sending to broadcast addresses. UDP only. */
+  PX_SOCKOPT_BROADCAST = 10
+} px_sockopt;
+
+/** One option and its value, for px_tcp_bind_with and px_udp_bind_with. */
+typedef struct px_sockopt_value {
+  px_sockopt opt; /**< the option */
+  int value;      /**< its value */
+} px_sockopt_value;
+
+/**
+ * Sets an option on a connected TCP stream. Errors: PX_EINVAL (NULL
+ * stream, unknown option, value out of range), PX_ENOTSUP (a Unix socket
+ * for TCP options, a pipe, a stream that is not a plain socket, a UDP-only
+ * option), or the kernel's.
+ */
+int px_tcp_set_option(px_tcp_stream *s, px_sockopt opt, int value);
+
+/**
+ * Reads an option of a TCP stream into *value (linger: -1 when off).
+ * Errors as px_tcp_set_option, and PX_EINVAL for a NULL value.
+ */
+int px_tcp_get_option(const px_tcp_stream *s, px_sockopt opt, int *value);
+
 /* ---- TCP (listeners and accept serve Unix sockets too) -------------- */
 
 /**
@@ -88,6 +150,30 @@ int px_addr_port(const px_addr *a);
  * px_tcp_listener_port. Errors: PX_EINVAL (bad host), PX_EADDRINUSE, ...
  */
 int px_tcp_bind(const char *host, uint16_t port, px_tcp_listener **out);
+
+/**
+ * px_tcp_bind with options applied to the socket before it binds (so
+ * PX_SOCKOPT_REUSEPORT can take effect): opts[0..n) in order. SO_REUSEADDR
+ * is on unless opts turns it off. The first failing option's error is
+ * returned (PX_ENOTSUP, PX_EINVAL) and nothing is left open. opts may be
+ * NULL when n is 0.
+ */
+int px_tcp_bind_with(const char *host, uint16_t port,
+                     const px_sockopt_value *opts, size_t n,
+                     px_tcp_listener **out);
+
+/**
+ * Sets an option on a listener. Accepted streams inherit NODELAY,
+ * KEEPALIVE and the keepalive timings, LINGER and the buffer sizes (Linux).
+ * Errors as px_tcp_set_option (TCP options on a Unix listener:
+ * PX_ENOTSUP).
+ */
+int px_tcp_listener_set_option(px_tcp_listener *l, px_sockopt opt,
+                               int value);
+
+/** Reads an option of a listener; errors as px_tcp_get_option. */
+int px_tcp_listener_get_option(const px_tcp_listener *l, px_sockopt opt,
+                               int *value);
 
 /** The local port, or a negative error. */
 int px_tcp_listener_port(const px_tcp_listener *l);
@@ -218,6 +304,23 @@ typedef struct px_udp_socket px_udp_socket;
 
 /** A UDP socket bound to host:port (port 0: any free port). */
 int px_udp_bind(const char *host, uint16_t port, px_udp_socket **out);
+
+/**
+ * px_udp_bind with options applied before binding (REUSEADDR, REUSEPORT,
+ * buffer sizes, BROADCAST); errors as px_tcp_bind_with.
+ */
+int px_udp_bind_with(const char *host, uint16_t port,
+                     const px_sockopt_value *opts, size_t n,
+                     px_udp_socket **out);
+
+/**
+ * Sets an option on a UDP socket: REUSEADDR, REUSEPORT, SNDBUF, RCVBUF,
+ * BROADCAST; TCP options fail with PX_ENOTSUP.
+ */
+int px_udp_set_option(px_udp_socket *s, px_sockopt opt, int value);
+
+/** Reads an option of a UDP socket; errors as px_tcp_get_option. */
+int px_udp_get_option(const px_udp_socket *s, px_sockopt opt, int *value);
 
 /** The bound address, and its port (or a negative error). */
 int px_udp_local_addr(const px_udp_socket *s, px_addr *out);

@@ -46,7 +46,7 @@
 #include <sys/types.h>
 
 #include "pollux/future.h"
-#include "pollux/net.h"
+#include "pollux/stream.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -130,7 +130,7 @@ px_stream *px_child_stdio(px_child *c, int fd);
 
 /**
  * Like px_child_stdio, but hands the stream over: the caller closes it
- * (px_tcp_close), and px_child_close leaves it alone. Closing the stdin
+ * (px_stream_close), and px_child_close leaves it alone. Closing the stdin
  * stream is how a child is told that its input has ended.
  */
 px_stream *px_child_take_stdio(px_child *c, int fd);
@@ -140,8 +140,9 @@ px_stream *px_child_take_stdio(px_child *c, int fd);
  * output.i64 = the exit code (0..255) of a child that exited, or minus the
  * number of the signal that killed it (-9 after SIGKILL). Once known, the
  * status is kept: later waits complete with it at once. Errors: PX_EINVAL
- * (NULL child), PX_ENORUNTIME (polled outside a runtime), PX_ECHILD
- * (something else in the process reaped the child). Dropping a pending
+ * (NULL child), PX_ENORUNTIME (polled outside a runtime), PX_EBUSY (the
+ * child's pidfd is registered with another runtime, which waited for it
+ * first), PX_ECHILD (something else in the process reaped the child). Dropping a pending
  * wait is harmless; the child goes on running. One wait at a time per
  * child.
  */
@@ -173,7 +174,10 @@ int px_child_kill(px_child *c, int signo);
  * Closes the streams the child still owns and frees the handle. A child
  * still running is killed with SIGKILL if it was spawned with
  * kill_on_drop, and detached otherwise; either way it is reaped in the
- * background. No wait may be pending on it. NULL is ignored.
+ * background. No wait may be pending on it. As with a stream, the runtime
+ * that waited for the child must outlive it (the child's pidfd is
+ * registered with that runtime's reactor): close, then free the runtime.
+ * NULL is ignored.
  */
 void px_child_close(px_child *c);
 

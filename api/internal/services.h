@@ -1,12 +1,14 @@
 /*
  * What the runtime offers leaf code (internal): timers/sleep.c arms timer
  * nodes, reactors/fd_future.c finds the runtime's reactor, blocking/ plugs
- * its pool in. Leaf code includes this header and nothing else of
- * executors/, so it never sees tasks, queues or the executor ops table.
- * executors/runtime.c defines everything here.
+ * its pool in. Leaf code includes this header and nothing of executors/,
+ * so it never sees tasks, queues or the executor ops table.
+ * executors/runtime.c defines everything here. It lives in api/, below both
+ * the runtime and its leaves, so that neither directory includes the other
+ * (the layer table in docs/ARCHITECTURE.md; tools/layers checks it).
  */
-#ifndef POLLUX_EXECUTORS_SERVICES_H
-#define POLLUX_EXECUTORS_SERVICES_H
+#ifndef POLLUX_API_INTERNAL_SERVICES_H
+#define POLLUX_API_INTERNAL_SERVICES_H
 
 #include <stdint.h>
 
@@ -73,4 +75,4 @@ const px_config *px__runtime_config(px_runtime *rt);
 }
 #endif
 
-#endif /* POLLUX_EXECUTORS_SERVICES_H */
+#endif /* POLLUX_API_INTERNAL_SERVICES_H */
