@@ -113,7 +113,13 @@ typedef struct px__reactor_core {
    * poller). */
   px__atomic(px__io_ptr) retired;
   /* Every px__io registered now (px__io.registered nodes), for
-   * px__reactor_detach_all. Guarded by mu. */
+   * px__reactor_detach_all. Guarded by mu, and changed in the same critical
+   * section as the table: px__io_register holds the px__io's lock while it
+   * adds, and a poller holds mu while it dispatches (taking px__io locks),
+   * so nothing may take mu under a px__io lock once the poller can see that
+   * px__io. Inserting before mu is released, in px__reactor_add, keeps the
+   * order (for epoll, whose poller never takes mu, the insert takes it
+   * alone). */
   px__list registered;
 } px__reactor_core;
 
