@@ -95,7 +95,7 @@ px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
   px__list_init(&c->registered);
   *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
-      pthread_mutex_destroy(&c->mu);
+    pthread_mutex_destroy(&c->mu);
     px__free(c, size);
     return NULL;
   }
