@@ -153,7 +153,10 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
      * handle borrows the waker and clones it if it must wait. */
     px_waker w = {&entry_waker_vtable, e};
     px_context cx = {&w, rt};
-    int rc = px_future_poll(&e->handle.base, &cx);
+    /* Outside the budget: the entry waker would re-notify the entry and
+     * this loop poll it again at once, forever (scope_join_next and the
+     * other callers spend the caller's budget themselves). */
+    int rc = px__coop_poll_unbudgeted(&e->handle.base, &cx);
     if (rc == PX_PENDING) {
       px__spin_lock(&set->lock);
       if (e->where == POLLING_NOTIFIED)
@@ -393,6 +396,9 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
   }
   px__scope_set *set = s->set;
   if (set == NULL) return PX_READY; /* nothing ever spawned: found = 0 */
+  /* A loop reaping children that already finished must give the others a
+   * turn too, like a join of a finished task (the cooperative budget). */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   for (;;) {
     reap(s, cx->runtime, 0);
     entry *e = take_result(set);
@@ -410,7 +416,10 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
       return PX_READY;
     }
     if (!more) return PX_READY;
-    if (wait_for_children(set, cx)) return PX_PENDING;
+    if (wait_for_children(set, cx)) {
+      px__coop_refund(); /* waiting, not progress */
+      return PX_PENDING;
+    }
   }
 }
 

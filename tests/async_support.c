@@ -183,6 +183,8 @@ static px_future *coop_op(coop_looper *f) {
       return px_sleep_until_init(&f->op.due, 0); /* long past */
     case COOP_JOIN:
       return &f->handles[f->i].base;
+    case COOP_SCOPE_NEXT:
+      return px_scope_join_next_init(&f->op.next, &f->scope);
     default:
       return NULL;
   }
@@ -209,10 +211,14 @@ static void coop_after(coop_looper *f) {
 
 PX_ASYNC_FN(coop_looper) {
   PX_BEGIN();
-  if (self->kind == COOP_JOIN) {
+  if (self->kind == COOP_SCOPE_NEXT) px_scope_init(&self->scope);
+  if (self->kind == COOP_JOIN || self->kind == COOP_SCOPE_NEXT) {
     for (self->i = 0; self->i < self->n; self->i++) {
       nothing child = PX_ASYNC_NEW(nothing);
-      PX_TRY(px_spawn(PX_FUTURE(&child), &self->handles[self->i]));
+      if (self->kind == COOP_JOIN)
+        PX_TRY(px_spawn(PX_FUTURE(&child), &self->handles[self->i]));
+      else
+        PX_TRY(px_scope_spawn(&self->scope, PX_FUTURE(&child)));
     }
     /* Every child runs to completion once we give way (all are ready). */
     for (self->i = 0; self->i < 4; self->i++)
@@ -228,9 +234,11 @@ PX_ASYNC_FN(coop_looper) {
       self->last = t;
     }
   }
-  /* The last oneshot lives in this copy of the frame (spawning copied it). */
+  /* The last oneshot and the scope live in this copy of the frame (spawning
+   * copied it). */
   px_oneshot_receiver_drop(self->orx);
   self->orx = NULL;
+  if (self->kind == COOP_SCOPE_NEXT) px_scope_drop(&self->scope);
   PX_RETURN(px_i64(self->seen));
   PX_END();
 }

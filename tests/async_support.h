@@ -137,6 +137,7 @@ typedef enum {
   COOP_WATCH,        /* send + changed */
   COOP_SLEEP_DUE,    /* a sleep whose deadline has passed */
   COOP_JOIN,         /* join of a task that already finished */
+  COOP_SCOPE_NEXT,   /* join_next of a scope whose children all finished */
   COOP_KINDS
 } coop_kind;
 
@@ -159,6 +160,7 @@ typedef struct {
   px_watch_sender *wtx;
   px_watch_receiver *wrx;
   px_join_handle *handles;
+  px_scope scope;
   px_sleep nap;
   px_yield yield;
   union {
@@ -169,6 +171,7 @@ typedef struct {
     px_notified notified;
     px_watch_changed changed;
     px_sleep due;
+    px_scope_join_next next;
   } op;
 } coop_looper;
 px_future *coop_looper_new(coop_looper *f, coop_kind kind, int n,

@@ -460,7 +460,8 @@ const px_future_vtable kPollCounterVtable = {
 TEST_F(Async, EveryReadyLeafSpendsTheBudget) {
   const char *names[COOP_KINDS] = {"mpsc_send", "bounded_send", "oneshot",
                                    "mutex",     "semaphore",    "notify",
-                                   "watch",     "sleep_due",    "join"};
+                                   "watch",     "sleep_due",    "join",
+                                   "scope_join_next"};
   for (int k = 0; k < COOP_KINDS; k++) {
     SCOPED_TRACE(names[k]);
     const int n = 2000;
