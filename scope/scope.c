@@ -396,9 +396,6 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
   }
   px__scope_set *set = s->set;
   if (set == NULL) return PX_READY; /* nothing ever spawned: found = 0 */
-  /* A loop reaping children that already finished must give the others a
-   * turn too, like a join of a finished task (the cooperative budget). */
-  if (!px__coop_proceed(cx)) return PX_PENDING;
   for (;;) {
     reap(s, cx->runtime, 0);
     entry *e = take_result(set);
@@ -416,10 +413,7 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
       return PX_READY;
     }
     if (!more) return PX_READY;
-    if (wait_for_children(set, cx)) {
-      px__coop_refund(); /* waiting, not progress */
-      return PX_PENDING;
-    }
+    if (wait_for_children(set, cx)) return PX_PENDING;
   }
 }
 

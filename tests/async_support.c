@@ -183,8 +183,6 @@ static px_future *coop_op(coop_looper *f) {
       return px_sleep_until_init(&f->op.due, 0); /* long past */
     case COOP_JOIN:
       return &f->handles[f->i].base;
-    case COOP_SCOPE_NEXT:
-      return px_scope_join_next_init(&f->op.next, &f->scope);
     default:
       return NULL;
   }
@@ -211,14 +209,10 @@ static void coop_after(coop_looper *f) {
 
 PX_ASYNC_FN(coop_looper) {
   PX_BEGIN();
-  if (self->kind == COOP_SCOPE_NEXT) px_scope_init(&self->scope);
-  if (self->kind == COOP_JOIN || self->kind == COOP_SCOPE_NEXT) {
+  if (self->kind == COOP_JOIN) {
     for (self->i = 0; self->i < self->n; self->i++) {
       nothing child = PX_ASYNC_NEW(nothing);
-      if (self->kind == COOP_JOIN)
-        PX_TRY(px_spawn(PX_FUTURE(&child), &self->handles[self->i]));
-      else
-        PX_TRY(px_scope_spawn(&self->scope, PX_FUTURE(&child)));
+      PX_TRY(px_spawn(PX_FUTURE(&child), &self->handles[self->i]));
     }
     /* Every child runs to completion once we give way (all are ready). */
     for (self->i = 0; self->i < 4; self->i++)
@@ -234,11 +228,9 @@ PX_ASYNC_FN(coop_looper) {
       self->last = t;
     }
   }
-  /* The last oneshot and the scope live in this copy of the frame (spawning
-   * copied it). */
+  /* The last oneshot lives in this copy of the frame (spawning copied it). */
   px_oneshot_receiver_drop(self->orx);
   self->orx = NULL;
-  if (self->kind == COOP_SCOPE_NEXT) px_scope_drop(&self->scope);
   PX_RETURN(px_i64(self->seen));
   PX_END();
 }
@@ -287,6 +279,30 @@ void coop_looper_free(coop_looper *f) {
     for (int i = 0; i < f->n; i++) px_future_drop(&f->handles[i].base);
     free(f->handles);
   }
+}
+
+/* ---- scope_reap_spent ------------------------------------------------------- */
+
+PX_ASYNC_FN(scope_reap_spent) {
+  PX_BEGIN();
+  px_scope_init(&self->scope);
+  for (self->i = 0; self->i < self->n; self->i++) {
+    nothing child = PX_ASYNC_NEW(nothing);
+    PX_TRY(px_scope_spawn(&self->scope, PX_FUTURE(&child)));
+  }
+  PX_AWAIT(px_sleep_init(&self->nap, px_ms(5))); /* every child finishes */
+  for (self->i = 0; self->i < self->n; self->i++) {
+    px__coop_budget = 0; /* as after 128 ready operations in this poll */
+    PX_AWAIT(px_scope_join_next_init(&self->next, &self->scope));
+    self->found += self->next.found;
+  }
+  px_scope_drop(&self->scope);
+  PX_RETURN(px_i64(self->found));
+  PX_END();
+}
+px_future *scope_reap_spent_new(scope_reap_spent *f, int n) {
+  *f = PX_ASYNC_NEW(scope_reap_spent, .n = n);
+  return PX_FUTURE(f);
 }
 
 /* ---- busy_sender / late_ticker ---------------------------------------------- */
