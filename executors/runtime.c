@@ -250,6 +250,12 @@ void px_runtime_free(px_runtime *rt) {
   rt->exec_ops->drain(rt->exec);
   px__runtime_enter(prev);
 
+  /* Streams, listeners and signal streams the program has not closed yet
+   * let go of the reactor now, so that closing them later (after
+   * px_runtime_free, the mirror of opening them before the runtime) only
+   * closes their descriptor. Their wakers go too, releasing the tasks they
+   * kept alive while the executor can still free them. */
+  px__reactor_detach_all(rt->reactor, rt->reactor_ops);
   rt->exec_ops->destroy(rt->exec);
   rt->reactor_ops->destroy(rt->reactor);
   rt->timer_ops->destroy(rt->timer);

@@ -21,8 +21,6 @@
 /* The header is one cache line; growing it costs every task (see bench/). */
 _Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
 
-#define REF_ONE PX__TASK_REF_ONE
-#define REF_COUNT(s) PX__TASK_REF_COUNT(s)
 
 static _Atomic uint64_t next_task_id = 1;
 static _Thread_local px_task *current_task;
@@ -57,16 +55,6 @@ size_t px__task_alloc_size(size_t future_size) {
   return PX__TASK_FUTURE_OFFSET + future_size;
 }
 
-static uint64_t load_state(px_task *t) {
-  return atomic_load_explicit(&t->state, memory_order_acquire);
-}
-
-/* Compare-and-swap of the whole word; on failure *s holds the fresh value. */
-static bool cas_state(px_task *t, uint64_t *s, uint64_t ns) {
-  return atomic_compare_exchange_weak_explicit(
-      &t->state, s, ns, memory_order_acq_rel, memory_order_acquire);
-}
-
 static void task_dealloc(px_task *t) {
   /* The future was dropped at completion; only the join waker can remain. */
   px_waker_drop(&t->join_waker);
@@ -74,15 +62,11 @@ static void task_dealloc(px_task *t) {
   px__free(t, px__task_alloc_size(f->vtable->size));
 }
 
-void px__task_ref_inc(px_task *t) {
-  atomic_fetch_add_explicit(&t->state, REF_ONE, memory_order_relaxed);
-}
+void px__task_ref_inc(px_task *t) { px__task_state_ref_inc(t); }
 
 /* Drops n references; the last one frees the task. */
 static void ref_sub(px_task *t, uint64_t n) {
-  uint64_t prev =
-      atomic_fetch_sub_explicit(&t->state, n * REF_ONE, memory_order_acq_rel);
-  if (REF_COUNT(prev) == n) task_dealloc(t);
+  if (px__task_state_ref_dec(t, n)) task_dealloc(t);
 }
 
 void px__task_ref_dec(px_task *t) { ref_sub(t, 1); }
@@ -116,10 +100,7 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
   if (t == NULL) return PX_ENOMEM;
   /* The future moves into the task: legal because it was never polled. */
   memcpy(px__task_future(t), future, future->vtable->size);
-  uint64_t refs = join != NULL ? 3 : 2;
-  atomic_init(&t->state, PX__TASK_NOTIFIED |
-                             (join != NULL ? PX__TASK_JOIN_INTEREST : 0) |
-                             refs * REF_ONE);
+  px__task_state_init(t, join != NULL);
   t->queue_next = NULL;
   t->owned.next = t->owned.prev = NULL;
   t->runtime = rt;
@@ -180,11 +161,7 @@ static void task_complete(px_task *t, int err_override) {
    * can observe COMPLETE; the output slot survives the drop. */
   px_future_drop(f);
 
-  uint64_t s = load_state(t);
-  while (!cas_state(t, &s,
-                    (s | PX__TASK_COMPLETE) &
-                        ~(PX__TASK_RUNNING | PX__TASK_NOTIFIED))) {
-  }
+  uint64_t s = px__task_transition_to_complete(t);
   /* With JOIN_WAKER set when COMPLETE appeared, the join handle will not
    * write the slot any more, so reading it here is race-free. We only read
    * (wake by reference): the slot is dropped with the task's memory, by
@@ -201,18 +178,16 @@ static void task_cancel(px_task *t) { task_complete(t, PX_ECANCELED); }
 /* ---- Running ---------------------------------------------------------- */
 
 px__run_result px__task_run(px_task *t) {
-  uint64_t s = load_state(t);
-  for (;;) {
-    if (s & (PX__TASK_RUNNING | PX__TASK_COMPLETE)) {
+  switch (px__task_transition_to_running(t)) {
+    case PX__TO_RUNNING_OK:
+      break;
+    case PX__TO_RUNNING_CANCELLED:
+      task_cancel(t);
+      return PX__RUN_DONE;
+    case PX__TO_RUNNING_FAILED:
       /* Finished (shutdown or abort got there first): just let go. */
       px__task_ref_dec(t);
       return PX__RUN_DONE;
-    }
-    if (cas_state(t, &s, (s & ~PX__TASK_NOTIFIED) | PX__TASK_RUNNING)) break;
-  }
-  if (s & PX__TASK_CANCELLED) {
-    task_cancel(t);
-    return PX__RUN_DONE;
   }
 
   px_future *f = px__task_future(t);
@@ -236,35 +211,28 @@ px__run_result px__task_run(px_task *t) {
     return PX__RUN_DONE;
   }
 
-  s = load_state(t);
-  for (;;) {
-    if (s & PX__TASK_CANCELLED) {
-      task_cancel(t);
+  switch (px__task_transition_to_idle(t)) {
+    case PX__TO_IDLE_OK:
       return PX__RUN_DONE;
-    }
-    uint64_t ns = s & ~PX__TASK_RUNNING;
-    /* Woken while running: the running reference becomes the queue's. */
-    if (!(s & PX__TASK_NOTIFIED)) ns -= REF_ONE;
-    if (cas_state(t, &s, ns)) break;
+    case PX__TO_IDLE_NOTIFIED:
+      /* Woken while running: the running reference becomes the queue's. */
+      return PX__RUN_RESCHEDULE;
+    case PX__TO_IDLE_CANCELLED:
+      break;
   }
-  return (s & PX__TASK_NOTIFIED) ? PX__RUN_RESCHEDULE : PX__RUN_DONE;
+  task_cancel(t);
+  return PX__RUN_DONE;
 }
 
 void px__task_drop_notified(px_task *t) { px__task_ref_dec(t); }
 
 /* Shutdown: claim an idle or queued task and cancel it on this thread. */
 void px__task_shutdown(px_task *t) {
-  uint64_t s = load_state(t);
-  for (;;) {
-    if (s & (PX__TASK_RUNNING | PX__TASK_COMPLETE)) {
-      /* Executors stop their workers before shutdown, so nothing runs now;
-       * a COMPLETE task has already left the list. Mark and move on. */
-      atomic_fetch_or_explicit(&t->state, PX__TASK_CANCELLED,
-                               memory_order_acq_rel);
-      px__runtime_disown(t->runtime, t);
-      return;
-    }
-    if (cas_state(t, &s, s | PX__TASK_RUNNING | PX__TASK_CANCELLED)) break;
+  if (!px__task_transition_to_shutdown(t)) {
+    /* Executors stop their workers before shutdown, so nothing runs now;
+     * a COMPLETE task has already left the list. Marked; move on. */
+    px__runtime_disown(t->runtime, t);
+    return;
   }
   /* Claiming took the running role; it needs a reference of its own because
    * a queued copy of the task still holds the queue's. */
@@ -286,41 +254,30 @@ static void observe_wake(px_task *t) {
     px__trace_emit(b, PX__TRACE_WAKE, NULL, t->id, px__now_ns(), 0);
 }
 
+/* What a wake does once the state word said what it is. */
+static void wake_settle(px_task *t, px__to_notified r) {
+  switch (r) {
+    case PX__TO_NOTIFIED_NOTHING:
+      return;
+    case PX__TO_NOTIFIED_DEALLOC:
+      task_dealloc(t);
+      return;
+    case PX__TO_NOTIFIED_MARKED:
+      observe_wake(t);
+      return;
+    case PX__TO_NOTIFIED_SUBMIT:
+      observe_wake(t);
+      px__runtime_schedule(t->runtime, t);
+      return;
+  }
+}
+
 void px__task_wake_by_val(px_task *t) {
-  uint64_t s = load_state(t);
-  bool schedule;
-  uint64_t ns;
-  do {
-    schedule = false;
-    if (s & PX__TASK_RUNNING) {
-      /* The runner requeues it when its poll ends; our reference goes. */
-      ns = (s | PX__TASK_NOTIFIED) - REF_ONE;
-    } else if (s & (PX__TASK_COMPLETE | PX__TASK_NOTIFIED)) {
-      ns = s - REF_ONE; /* nothing to do: finished, or already queued */
-    } else {
-      ns = s | PX__TASK_NOTIFIED; /* our reference becomes the queue's */
-      schedule = true;
-    }
-  } while (!cas_state(t, &s, ns));
-  if (!(s & (PX__TASK_COMPLETE | PX__TASK_NOTIFIED))) observe_wake(t);
-  if (schedule)
-    px__runtime_schedule(t->runtime, t);
-  else if (REF_COUNT(ns) == 0)
-    task_dealloc(t);
+  wake_settle(t, px__task_transition_to_notified_by_val(t));
 }
 
 void px__task_wake_by_ref(px_task *t) {
-  uint64_t s = load_state(t);
-  uint64_t ns;
-  do {
-    if (s & (PX__TASK_COMPLETE | PX__TASK_NOTIFIED)) return;
-    if (s & PX__TASK_RUNNING)
-      ns = s | PX__TASK_NOTIFIED;
-    else
-      ns = (s | PX__TASK_NOTIFIED) + REF_ONE; /* a new one for the queue */
-  } while (!cas_state(t, &s, ns));
-  observe_wake(t);
-  if (!(s & PX__TASK_RUNNING)) px__runtime_schedule(t->runtime, t);
+  wake_settle(t, px__task_transition_to_notified_by_ref(t));
 }
 
 /* ---- Join handles ----------------------------------------------------- */
@@ -343,8 +300,7 @@ static px_poll join_finish(px_join_handle *j) {
   j->base.output = f->output;
   j->base.error = f->error;
   j->task = NULL;
-  atomic_fetch_and_explicit(&t->state, ~PX__TASK_JOIN_INTEREST,
-                            memory_order_acq_rel);
+  px__task_unset_join_interest(t); /* complete: the waker slot stays */
   px__task_ref_dec(t);
   return PX_READY;
 }
@@ -358,7 +314,7 @@ static px_poll join_poll(px_future *self, px_context *cx) {
   }
   /* Joining finished tasks in a loop must give the others a turn too. */
   if (!px__coop_proceed(cx)) return PX_PENDING;
-  uint64_t s = load_state(t);
+  uint64_t s = px__task_state_load(t);
   if (s & PX__TASK_COMPLETE) return join_finish(j);
   px__coop_refund(); /* waiting, not progress; completion is re-checked below */
 
@@ -366,20 +322,15 @@ static px_poll join_poll(px_future *self, px_context *cx) {
     /* A waker is stored. If it wakes the same task, we are done. */
     if (px_waker_will_wake(&t->join_waker, cx->waker)) return PX_PENDING;
     /* Take the slot back to replace it; fails only if the task completed. */
-    do {
-      if (s & PX__TASK_COMPLETE) return join_finish(j);
-    } while (!cas_state(t, &s, s & ~PX__TASK_JOIN_WAKER));
+    if (!px__task_unset_join_waker(t)) return join_finish(j);
     px_waker_drop(&t->join_waker);
   }
   /* JOIN_WAKER is clear: the slot is ours until we set the bit. */
   t->join_waker = px_waker_clone(cx->waker);
-  s = load_state(t);
-  do {
-    if (s & PX__TASK_COMPLETE) {
-      px_waker_drop(&t->join_waker);
-      return join_finish(j);
-    }
-  } while (!cas_state(t, &s, s | PX__TASK_JOIN_WAKER));
+  if (!px__task_set_join_waker(t)) {
+    px_waker_drop(&t->join_waker);
+    return join_finish(j);
+  }
   return PX_PENDING;
 }
 
@@ -389,12 +340,7 @@ static void join_drop(px_future *self) {
   px_task *t = j->task;
   if (t == NULL) return;
   j->task = NULL;
-  uint64_t s = load_state(t);
-  uint64_t ns;
-  do {
-    ns = s & ~PX__TASK_JOIN_INTEREST;
-    if (!(s & PX__TASK_COMPLETE)) ns &= ~PX__TASK_JOIN_WAKER;
-  } while (!cas_state(t, &s, ns));
+  uint64_t s = px__task_unset_join_interest(t);
   /* Clearing JOIN_WAKER before completion handed the slot back to us. */
   if (!(s & PX__TASK_COMPLETE) && (s & PX__TASK_JOIN_WAKER))
     px_waker_drop(&t->join_waker);
@@ -404,22 +350,10 @@ static void join_drop(px_future *self) {
 int px_join_handle_abort(px_join_handle *join) {
   if (join == NULL || join->task == NULL) return PX_EINVAL;
   px_task *t = join->task;
-  uint64_t s = load_state(t);
-  uint64_t ns;
-  bool schedule;
-  do {
-    schedule = false;
-    if (s & (PX__TASK_COMPLETE | PX__TASK_CANCELLED)) return 0;
-    ns = s | PX__TASK_CANCELLED;
-    /* An idle task would never be polled again; queue it so the executor,
-     * on the runtime's thread, drops its future. */
-    if (!(s & (PX__TASK_RUNNING | PX__TASK_NOTIFIED))) {
-      ns |= PX__TASK_NOTIFIED;
-      ns += REF_ONE;
-      schedule = true;
-    }
-  } while (!cas_state(t, &s, ns));
-  if (schedule) px__runtime_schedule(t->runtime, t);
+  /* An idle task would never be polled again; it is queued so that the
+   * executor, on the runtime's thread, drops its future. */
+  if (px__task_transition_to_notified_and_cancel(t) == PX__TO_NOTIFIED_SUBMIT)
+    px__runtime_schedule(t->runtime, t);
   return 0;
 }
 

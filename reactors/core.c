@@ -90,6 +90,7 @@ px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
     *err = PX_ENOMEM;
     return NULL;
   }
+  px__list_init(&c->registered);
   *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
     pthread_mutex_destroy(&c->mu);

@@ -67,6 +67,9 @@ typedef struct px__reactor_core {
   /* Registrations closed since the last poll began (px__reactor_retire).
    * Guarded by mu. */
   px__io *retired;
+  /* Every px__io registered now (px__io.registered nodes), for
+   * px__reactor_detach_all. Guarded by mu. */
+  px__list registered;
 } px__reactor_core;
 
 /*

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "pollux/context.h"
 #include "pollux/runtime.h"
@@ -50,6 +51,9 @@ typedef struct px__io {
   unsigned interest;  /* what the backend watches (level-triggered ones) */
   px__reactor *reactor; /* set while registered */
   const struct px__reactor_ops *ops;
+  /* In the reactor core's list of registrations while registered, so that
+   * freeing the runtime can detach what its owner has not closed yet. */
+  px__list registered;
   /* Deferred free (see px__reactor_ops.retire): the memory holding this
    * registration, and the link in the reactor's list. Never touched by a
    * dispatch, so a late event for a retired registration is harmless. */
@@ -127,6 +131,15 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r);
 
 /* Deregisters io (if registered) and drops its wakers. */
 void px__io_deregister(px__io *io);
+
+/*
+ * Deregisters every px__io still registered with r (px_runtime_free, before
+ * the backend goes): each is left unregistered, with its wakers dropped, so
+ * a stream, listener, socket or signal stream closed after its runtime was
+ * freed only closes its descriptor and frees its memory. Every backend's
+ * reactor starts with a px__reactor_core (reactors/core.h).
+ */
+void px__reactor_detach_all(px__reactor *r, const px__reactor_ops *ops);
 
 /*
  * Frees `mem` (size bytes, the struct that contains io) once io, already

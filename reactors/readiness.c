@@ -51,9 +51,11 @@
  * reports states. EDGE backends never take this path (one feature-bit test),
  * so epoll's path is unchanged.
  */
+#include <pthread.h>
 #include <stddef.h>
 
 #include "api/internal/px_internal.h"
+#include "reactors/core.h"
 #include "reactors/reactor.h"
 
 #define TICK_SHIFT 8
@@ -109,6 +111,7 @@ void px__io_init(px__io *io, int fd) {
   io->retire_mem = NULL;
   io->retire_size = 0;
   io->retire_next = NULL;
+  io->registered.next = io->registered.prev = NULL;
 }
 
 void px__io_dispatch(px__io *io, unsigned ready) {
@@ -297,6 +300,10 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
     if (err == 0) {
       io->ops = ops;
       io->reactor = r;
+      px__reactor_core *c = (px__reactor_core *)(void *)r;
+      pthread_mutex_lock(&c->mu);
+      px__list_insert_tail(&c->registered, &io->registered);
+      pthread_mutex_unlock(&c->mu);
     }
   }
   unlock(io);
@@ -309,6 +316,10 @@ void px__io_deregister(px__io *io) {
     /* Errors are ignored: the descriptor is about to be closed, and close
      * removes it from every interest list anyway. */
     (void)io->ops->del(io->reactor, io);
+    px__reactor_core *c = (px__reactor_core *)(void *)io->reactor;
+    pthread_mutex_lock(&c->mu);
+    if (px__list_linked(&io->registered)) px__list_remove(&io->registered);
+    pthread_mutex_unlock(&c->mu);
     io->reactor = NULL;
     io->ops = NULL;
   }
@@ -334,5 +345,26 @@ void px__io_retire(px__reactor *r, const px__reactor_ops *ops, px__io *io,
     ops->retire(r, io);
   } else {
     px__free(mem, size);
+  }
+}
+
+void px__reactor_detach_all(px__reactor *r, const px__reactor_ops *ops) {
+  if (r == NULL || ops == NULL) return;
+  px__reactor_core *c = (px__reactor_core *)(void *)r;
+  for (;;) {
+    pthread_mutex_lock(&c->mu);
+    px__list *n = px__list_pop(&c->registered);
+    pthread_mutex_unlock(&c->mu);
+    if (n == NULL) return;
+    px__io *io = px__container_of(n, px__io, registered);
+    /* The same steps as px__io_deregister, minus the list (done above):
+     * no task runs any more, so nothing else touches io meanwhile. */
+    (void)ops->del(r, io);
+    io->reactor = NULL;
+    io->ops = NULL;
+    px_waker reader, writer;
+    take_wakers(io, DIRECTION_BITS, &reader, &writer);
+    px_waker_drop(&reader);
+    px_waker_drop(&writer);
   }
 }
