@@ -27,6 +27,7 @@ POLLUX_DEPS = [
     "//sync",
     "//timers:selected",
     "//timers:sleep",
+    "//tls",
     "//wakers",
 ]
 

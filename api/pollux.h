@@ -19,6 +19,7 @@
 #include "pollux/stream.h"
 #include "pollux/bufio.h"
 #include "pollux/net.h"
+#include "pollux/tls.h"
 #include "pollux/resolve.h"
 #include "pollux/sync.h"
 #include "pollux/channel.h"

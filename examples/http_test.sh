@@ -5,6 +5,8 @@
 set -uo pipefail
 http=$1
 fail=0
+# shellcheck source=examples/serve_lib.sh
+source "$(dirname "$0")/serve_lib.sh"
 check() { if ! eval "$1"; then echo "FAIL: $2"; fail=1; else echo "ok: $2"; fi; }
 
 # --- Bad arguments: usage on stderr, exit 2.
@@ -17,21 +19,7 @@ for args in "" "x" "0" "65536" "1 2 3" "8080 localhost"; do
 done
 
 # --- Start the server on a free loopback port (retry if one is taken).
-pid=""
-for _ in 1 2 3 4 5; do
-  port=$(( 10000 + RANDOM % 22000 ))  # below the ephemeral range (32768+)
-  "$http" "$port" 127.0.0.1 >/dev/null 2>"$TEST_TMPDIR/http.err" &
-  pid=$!
-  up=0
-  for _ in $(seq 1 50); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-    if ! kill -0 "$pid" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  [ "$up" -eq 1 ] && break
-  echo "attempt on port $port failed:"; cat "$TEST_TMPDIR/http.err"
-  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; pid=""
-done
+start_server "$TEST_TMPDIR/http.err" "$http" PORT 127.0.0.1
 check '[ -n "$pid" ]' "server starts on 127.0.0.1:$port"
 if [ -z "$pid" ]; then exit 1; fi
 url="http://127.0.0.1:$port/"

@@ -55,6 +55,7 @@ extern "C" {
   XX(ENOTSUP, -ENOTSUP, "operation not supported")                            \
   XX(ERANGE, -ERANGE, "result out of range")                                  \
   XX(EIO, -EIO, "i/o error")                                                  \
+  XX(EPROTO, -EPROTO, "protocol error")                                       \
   XX(EMSGSIZE, -EMSGSIZE, "message too long")                                 \
   XX(ECHILD, -ECHILD, "no child processes")                                   \
   XX(ENOTDIR, -ENOTDIR, "not a directory")                                    \
@@ -64,6 +65,7 @@ extern "C" {
   XX(ECLOSED, -4003, "channel closed")                                        \
   XX(EMISUSE, -4004, "API misused (the log says how)")                        \
   XX(EHOSTNOTFOUND, -4010, "host name not found")                             \
+  XX(ECERT, -4020, "certificate verification failed")                         \
   XX(EOF, -4095, "end of file")                                               \
   XX(EUNKNOWN, -4094, "unknown error")
 

@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "pollux/future.h"
+#include "pollux/time.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -232,6 +233,67 @@ void px_stream_close(px_stream *s);
  * px_fd_wrap), or -1 for NULL and for other kinds of stream.
  */
 int px_stream_fd(const px_stream *s);
+
+/* ---- Deadlines ---------------------------------------------------------- */
+
+/**
+ * A stream with time limits on its operations (tokio-io-timeout's
+ * TimeoutStream, Go's deadlines): a px_stream over any other stream that
+ * fails an operation with PX_ETIMEDOUT when it waits too long.
+ *
+ *  - read timeout: a read that has waited this long fails;
+ *  - write timeout: the same for a write, flush or shutdown;
+ *  - idle timeout: an operation fails once no byte has moved in either
+ *    direction for this long (a slowloris or a dead peer).
+ *
+ * Timers cost nothing while operations complete without waiting. Each
+ * direction has one timer of its own, embedded in the stream: an operation
+ * that waits arms it for the earliest of its limits, and bytes moving in
+ * the other direction only record the time; the timer, when it fires
+ * early for that reason, re-arms itself for the new idle deadline (no
+ * timer operation per byte or per read, and no allocation ever).
+ *
+ * After PX_ETIMEDOUT the stream is still usable (the timed-out operation
+ * was cancelled like a dropped one; for writes, output.u64 of a write_all
+ * says how much went out). Owns its inner stream; like any stream it must
+ * be closed before its runtime is freed.
+ */
+typedef struct px_deadline_stream px_deadline_stream;
+
+/**
+ * Wraps `inner` (which it owns from now on) with no limits set. Errors:
+ * PX_EINVAL (NULL inner or out), PX_ENOMEM (inner left to the caller).
+ */
+int px_deadline_stream_new(px_stream *inner, px_deadline_stream **out);
+
+/** The deadline stream as a px_stream; NULL for NULL. */
+px_stream *px_deadline_stream_stream(px_deadline_stream *d);
+
+/** The stream underneath (still owned by d); NULL for NULL. */
+px_stream *px_deadline_stream_inner(px_deadline_stream *d);
+
+/**
+ * Limits how long one read may wait (0: no limit, the default). Takes
+ * effect from the next read that waits. Set it from the task using the
+ * stream, or before sharing it. PX_EINVAL for NULL.
+ */
+int px_deadline_stream_set_read_timeout(px_deadline_stream *d,
+                                        px_duration limit);
+
+/** The same for writes, flushes and shutdown. PX_EINVAL for NULL. */
+int px_deadline_stream_set_write_timeout(px_deadline_stream *d,
+                                         px_duration limit);
+
+/**
+ * Fails any waiting operation once nothing has moved in either direction
+ * for `limit` (0: no limit, the default); the idle clock starts now.
+ * PX_EINVAL for NULL.
+ */
+int px_deadline_stream_set_idle_timeout(px_deadline_stream *d,
+                                        px_duration limit);
+
+/** Closes the deadline stream and its inner stream. NULL is ignored. */
+void px_deadline_stream_close(px_deadline_stream *d);
 
 #ifdef __cplusplus
 }

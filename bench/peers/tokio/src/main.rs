@@ -3,6 +3,7 @@
 //!
 //!   tokio-peer BENCH FLAVOR [N]     FLAVOR: ct (current_thread) | mt (2 workers)
 //!   tokio-peer http|echo FLAVOR PORT
+//!   tokio-peer https FLAVOR PORT CERT KEY   (tokio-openssl 0.6, the system's OpenSSL)
 //!
 //! Every benchmark mirrors its C twin line by line; where the two cannot be
 //! the same (Arc instead of a plain pointer, Notify instead of a waker slot)
@@ -295,31 +296,70 @@ impl RequestEnds {
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
 
+/// One HTTP connection: every complete request in what was read gets the
+/// same answer, the answers go out in one write (pipelining, keep-alive).
+async fn serve_http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    let mut ends = RequestEnds { state: 0 };
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        out.clear();
+        for _ in 0..ends.feed(&buf[..n]) {
+            out.extend_from_slice(RESPONSE);
+        }
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn http_server(port: u16) {
     let l = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
     println!("tokio-peer http: listening on port {}", port);
     loop {
-        let (mut s, _) = match l.accept().await {
+        let (s, _) = match l.accept().await {
             Ok(c) => c,
             Err(_) => continue,
         };
+        tokio::spawn(serve_http(s));
+    }
+}
+
+/// examples/https's twin: the same HTTP over tokio-openssl, ALPN http/1.1.
+async fn https_server(port: u16, cert: &str, key: &str) {
+    use openssl::ssl::{select_next_proto, AlpnError, Ssl, SslAcceptor, SslFiletype, SslMethod};
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).expect("ssl");
+    b.set_certificate_chain_file(cert).expect("certificate");
+    b.set_private_key_file(key, SslFiletype::PEM).expect("key");
+    b.set_alpn_select_callback(|_, client| {
+        select_next_proto(b"\x08http/1.1", client).ok_or(AlpnError::ALERT_FATAL)
+    });
+    let acceptor = Arc::new(b.build());
+    let l = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
+    println!("tokio-peer https: listening on port {}", port);
+    loop {
+        let (s, _) = match l.accept().await {
+            Ok(c) => c,
+            Err(_) => continue,
+        };
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut out = Vec::new();
-            let mut ends = RequestEnds { state: 0 };
-            loop {
-                let n = match s.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                out.clear();
-                for _ in 0..ends.feed(&buf[..n]) {
-                    out.extend_from_slice(RESPONSE);
-                }
-                if !out.is_empty() && s.write_all(&out).await.is_err() {
-                    return;
-                }
+            let ssl = match Ssl::new(acceptor.context()) {
+                Ok(ssl) => ssl,
+                Err(_) => return,
+            };
+            let mut s = match tokio_openssl::SslStream::new(ssl, s) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+            if Pin::new(&mut s).accept().await.is_err() {
+                return;
             }
+            serve_http(s).await
         });
     }
 }
@@ -350,7 +390,7 @@ async fn echo_server(port: u16) {
 fn usage() -> ! {
     eprintln!(
         "usage: tokio-peer BENCH ct|mt [N]\n  BENCH: spawn_many spawn_many_remote_idle yield_many \
-         chained_spawn million_timers timer_arm_cancel\n       ping_pong mpsc_contended mpsc_uncontended\n       tokio-peer http|echo ct|mt PORT"
+         chained_spawn million_timers timer_arm_cancel\n       ping_pong mpsc_contended mpsc_uncontended\n       tokio-peer http|echo ct|mt PORT\n       tokio-peer https ct|mt PORT CERT KEY"
     );
     std::process::exit(2)
 }
@@ -448,6 +488,9 @@ fn main() {
         }
         "http" => rt.block_on(http_server(arg(8080) as u16)),
         "echo" => rt.block_on(echo_server(arg(7000) as u16)),
+        "https" if args.len() == 6 => {
+            rt.block_on(https_server(arg(8443) as u16, &args[4], &args[5]))
+        }
         _ => usage(),
     }
 }
