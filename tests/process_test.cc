@@ -432,6 +432,35 @@ TEST_P(ProcessTest, BadArgumentsToTheOtherCalls) {
   px_child_close(nullptr);
 }
 
+TEST_P(ProcessTest, AWaitFromASecondRuntime) {
+  // The pidfd is registered with the runtime that waited first; another
+  // runtime's wait is refused (PX_EBUSY) instead of waiting on a reactor
+  // that never hears of it. The SIGCHLD path (also where pidfd_open is
+  // missing, as under valgrind) has no registration: that wait just waits.
+  px_command cmd = PX_COMMAND_INIT;
+  const char *argv[] = {"sleep", "30", nullptr};
+  cmd.program = "sleep";
+  cmd.argv = argv;
+  px_child *c;
+  ASSERT_EQ(px_process_spawn(&cmd, &c), 0);
+  px_child_wait w;
+  px_timeout to;
+  EXPECT_EQ(Run(px_timeout_init(&to, px_child_wait_init(&w, c), px_ms(20))),
+            PX_ETIMEDOUT);
+  px_runtime *other;
+  ASSERT_EQ(px_runtime_new(&other, nullptr), 0);
+  int err = px_runtime_block_on(
+      other, px_timeout_init(&to, px_child_wait_init(&w, c), px_ms(20)));
+  if (GetParam() == PX__REAPER_PIDFD && err != PX_ETIMEDOUT)
+    EXPECT_EQ(err, PX_EBUSY);
+  else
+    EXPECT_EQ(err, PX_ETIMEDOUT);
+  px_runtime_free(other);
+  EXPECT_EQ(px_child_kill(c, SIGKILL), 0);
+  EXPECT_EQ(Wait(c), -SIGKILL);
+  px_child_close(c);
+}
+
 INSTANTIATE_TEST_SUITE_P(Reapers, ProcessTest,
                          ::testing::Values(PX__REAPER_PIDFD,
                                            PX__REAPER_SIGCHLD),
