@@ -140,8 +140,9 @@ px_stream *px_child_take_stdio(px_child *c, int fd);
  * output.i64 = the exit code (0..255) of a child that exited, or minus the
  * number of the signal that killed it (-9 after SIGKILL). Once known, the
  * status is kept: later waits complete with it at once. Errors: PX_EINVAL
- * (NULL child), PX_ENORUNTIME (polled outside a runtime), PX_ECHILD
- * (something else in the process reaped the child). Dropping a pending
+ * (NULL child), PX_ENORUNTIME (polled outside a runtime), PX_EBUSY (the
+ * child's pidfd is registered with another runtime, which waited for it
+ * first), PX_ECHILD (something else in the process reaped the child). Dropping a pending
  * wait is harmless; the child goes on running. One wait at a time per
  * child.
  */
