@@ -1,17 +1,26 @@
 /*
  * A small Redis-compatible server on pollux: RESP2 (and inline commands),
- * PING ECHO SET(EX|PX) GET DEL EXISTS INCR EXPIRE TTL MGET MSET QUIT.
+ * PING ECHO SET(EX|PX) GET DEL EXISTS INCR EXPIRE TTL MGET MSET QUIT, plus
+ * the list, set, hash and sorted-set commands redis-benchmark's default run
+ * uses (LPUSH RPUSH LPOP RPOP LRANGE SADD SPOP HSET ZADD ZPOPMIN) and
+ * CONFIG GET (empty), so that a plain `redis-benchmark -q` runs to the end.
  *
- *   redis PORT [HOST]       then: redis-cli -p PORT, redis-benchmark -p PORT
+ *   redis [-t IDLE_SECONDS] PORT [HOST]
  *
- * One task per connection. Each read is parsed for every complete command
- * in the buffer (so pipelined requests cost one read and one write), the
- * replies are batched into one write. Expired keys are removed lazily, when
- * touched. Malformed input gets a protocol error and closes that connection
- * only; a command larger than the input buffer does the same.
+ * A careful server, as a model: every number from the network is parsed
+ * with overflow checks and Redis's own limits and messages; a client's
+ * output is bounded (a soft limit stops executing its pipeline until the
+ * replies are written, a hard limit disconnects it); buffers are allocated
+ * when first needed and shrink after a burst, so an idle connection costs a
+ * few KiB; input is drained before a close, so a client sees its last reply
+ * and a FIN, not a reset; accept errors pause instead of spinning; an idle
+ * timeout (-t) closes silent clients; SIGINT/SIGTERM stop accepting, let
+ * each connection finish what it read, and exit 0.
  */
 #include <ctype.h>
+#include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +28,89 @@
 #include "pollux.h"
 
 enum {
-  IN_MAX = 64 * 1024, /* per-connection input limit: the biggest command */
-  MAX_ARGS = 1024,
+  IN_FIRST = 4 * 1024,          /* a connection's first input buffer */
+  IN_MAX = 64 * 1024,           /* the biggest command accepted */
+  OUT_SOFT = 256 * 1024,        /* stop executing: write what is pending */
+  OUT_HARD = 32 * 1024 * 1024,  /* one command's replies beyond: disconnect */
+  OUT_KEEP = 64 * 1024,         /* a bigger output buffer is freed once written */
+  MAX_MULTIBULK = 1024 * 1024,  /* Redis's limit on arguments per command */
 };
+#define GRACE px_secs(5)        /* shutdown: time for connections to finish */
+#define WRITE_LIMIT px_secs(30) /* a client that reads nothing for this long goes */
+
+static px_duration idle_limit; /* -t: 0 means none (Redis's timeout 0) */
+
+/* ---- Checked numbers -------------------------------------------------- */
+
+/* Redis's string2ll: an optional '-', then digits, no leading zero, no
+ * spaces or '+', and no overflow. Returns 1 and *v, or 0. */
+static int to_ll(const char *s, size_t n, long long *v) {
+  if (n == 0 || n > 20) return 0;
+  size_t i = 0;
+  int neg = s[0] == '-';
+  if (neg && n == 1) return 0;
+  i += (size_t)neg;
+  if (s[i] == '0') {
+    if (n == i + 1 && !neg) {
+      *v = 0;
+      return 1;
+    }
+    return 0; /* "01", "-0" */
+  }
+  unsigned long long u = 0;
+  for (; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9') return 0;
+    unsigned d = (unsigned)(s[i] - '0');
+    if (u > (ULLONG_MAX - d) / 10) return 0;
+    u = u * 10 + d;
+  }
+  if (neg) {
+    if (u > (unsigned long long)LLONG_MAX + 1) return 0;
+    *v = u == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)u;
+  } else {
+    if (u > (unsigned long long)LLONG_MAX) return 0;
+    *v = (long long)u;
+  }
+  return 1;
+}
+
+/* Milliseconds on the monotonic clock: expiry times live in this unit, so
+ * an EX of Redis's largest allowed value cannot overflow (nanoseconds
+ * would, past 292 years). */
+static long long now_ms(void) { return (long long)(px_now() / 1000000u); }
+
+/* An expiry `amount` seconds (unit 1000) or milliseconds (unit 1) from
+ * now, with Redis's bounds. Returns 1 and *at, or 0 when out of range. */
+static int expiry_from(long long amount, long long unit, long long *at) {
+  if (amount <= 0 || amount > LLONG_MAX / unit) return 0;
+  long long ms = amount * unit, now = now_ms();
+  if (ms > LLONG_MAX - now) return 0;
+  *at = now + ms;
+  return 1;
+}
 
 /* ---- The keyspace: a chained hash table behind one mutex --------------- */
 
+enum { T_STR, T_LIST, T_SET, T_HASH, T_ZSET };
+
+/* Strings and the elements of the other types: a growable array of
+ * byte strings (a list is kept in order; a set, a hash (field, value,
+ * field, ...) and a sorted set (score, member, ...) are small arrays
+ * searched linearly: enough for an example and for redis-benchmark). */
+typedef struct blob {
+  char *p;
+  size_t n;
+} blob;
+
 typedef struct entry {
   struct entry *next;
-  char *key, *val;
-  size_t klen, vlen;
-  px_instant expires; /* 0: never */
+  char *key;
+  size_t klen;
+  int type;
+  blob val;             /* T_STR */
+  blob *items;          /* the other types */
+  size_t len, cap, head; /* items[head .. head+len) */
+  long long expires;    /* now_ms() units; 0: never */
 } entry;
 
 static struct {
@@ -44,9 +125,22 @@ static uint64_t hash(const char *s, size_t n) {
   return h;
 }
 
+static int blob_set(blob *b, const char *p, size_t n) {
+  char *c = malloc(n + 1);
+  if (c == NULL) return -1;
+  memcpy(c, p, n);
+  c[n] = '\0';
+  free(b->p);
+  b->p = c;
+  b->n = n;
+  return 0;
+}
+
 static void entry_free(entry *e) {
   free(e->key);
-  free(e->val);
+  free(e->val.p);
+  for (size_t i = 0; i < e->len; i++) free(e->items[e->head + i].p);
+  free(e->items);
   free(e);
 }
 
@@ -74,7 +168,7 @@ static entry **db_slot(const char *k, size_t kl) {
   for (; *p != NULL; p = &(*p)->next) {
     entry *e = *p;
     if (e->klen != kl || memcmp(e->key, k, kl) != 0) continue;
-    if (e->expires != 0 && px_now() >= e->expires) {
+    if (e->expires != 0 && now_ms() >= e->expires) {
       *p = e->next;
       entry_free(e);
       db.count--;
@@ -90,36 +184,6 @@ static entry *db_get(const char *k, size_t kl) {
   return p ? *p : NULL;
 }
 
-static int db_set(const char *k, size_t kl, const char *v, size_t vl,
-                  px_instant expires) {
-  char *val = malloc(vl + 1);
-  if (val == NULL) return -1;
-  memcpy(val, v, vl);
-  val[vl] = '\0';
-  entry *e = db_get(k, kl);
-  if (e != NULL) {
-    free(e->val);
-  } else {
-    if (db.count >= db.nbuckets) db_grow();
-    e = calloc(1, sizeof *e);
-    if (e == NULL || (e->key = malloc(kl)) == NULL) {
-      free(e);
-      free(val);
-      return -1;
-    }
-    memcpy(e->key, k, kl);
-    e->klen = kl;
-    size_t j = hash(k, kl) & (db.nbuckets - 1);
-    e->next = db.buckets[j];
-    db.buckets[j] = e;
-    db.count++;
-  }
-  e->val = val;
-  e->vlen = vl;
-  e->expires = expires;
-  return 0;
-}
-
 static int db_del(const char *k, size_t kl) {
   entry **p = db_slot(k, kl);
   if (p == NULL) return 0;
@@ -130,21 +194,110 @@ static int db_del(const char *k, size_t kl) {
   return 1;
 }
 
+/* The entry of key k, created empty with `type` if missing. NULL when out
+ * of memory. */
+static entry *db_create(const char *k, size_t kl, int type) {
+  entry *e = db_get(k, kl);
+  if (e != NULL) return e;
+  if (db.count >= db.nbuckets) db_grow();
+  if (db.nbuckets == 0) return NULL;
+  e = calloc(1, sizeof *e);
+  if (e == NULL || (e->key = malloc(kl)) == NULL) {
+    free(e);
+    return NULL;
+  }
+  memcpy(e->key, k, kl);
+  e->klen = kl;
+  e->type = type;
+  size_t j = hash(k, kl) & (db.nbuckets - 1);
+  e->next = db.buckets[j];
+  db.buckets[j] = e;
+  db.count++;
+  return e;
+}
+
+static int db_set(const char *k, size_t kl, const char *v, size_t vl,
+                  long long expires) {
+  entry *e = db_get(k, kl);
+  if (e != NULL && e->type != T_STR) db_del(k, kl); /* SET replaces any type */
+  e = db_create(k, kl, T_STR);
+  if (e == NULL || blob_set(&e->val, v, vl) < 0) return -1;
+  e->expires = expires;
+  return 0;
+}
+
+/* ---- Collections: items[head .. head+len) ------------------------------ */
+
+/* Makes room for one item at the front (front=1) or the back. */
+static int items_room(entry *e, int front) {
+  if (front && e->head > 0) return 0;
+  if (!front && e->head + e->len < e->cap) return 0;
+  size_t cap = e->cap ? e->cap * 2 : 8;
+  blob *b = malloc(cap * sizeof *b);
+  if (b == NULL) return -1;
+  size_t at = front ? cap / 4 : 0; /* leave room in front for LPUSH */
+  if (front && at == 0) at = 1;
+  if (e->len > 0) memcpy(b + at, e->items + e->head, e->len * sizeof *b);
+  free(e->items);
+  e->items = b;
+  e->cap = cap;
+  e->head = at;
+  return 0;
+}
+
+static int items_push(entry *e, const char *p, size_t n, int front) {
+  if (items_room(e, front) < 0) return -1;
+  blob b = {NULL, 0};
+  if (blob_set(&b, p, n) < 0) return -1;
+  if (front) e->items[--e->head] = b;
+  else e->items[e->head + e->len] = b;
+  e->len++;
+  return 0;
+}
+
+/* Removes item i (shifting the rest), returning it; the caller frees. */
+static blob items_take(entry *e, size_t i) {
+  blob b = e->items[e->head + i];
+  if (i == 0) {
+    e->head++;
+  } else {
+    memmove(e->items + e->head + i, e->items + e->head + i + 1,
+            (e->len - i - 1) * sizeof *e->items);
+  }
+  e->len--;
+  return b;
+}
+
+/* The index of item equal to (p, n) among items i0, i0+step, ... or -1. */
+static long items_find(const entry *e, size_t i0, size_t step, const char *p,
+                       size_t n) {
+  for (size_t i = i0; i < e->len; i += step) {
+    const blob *b = &e->items[e->head + i];
+    if (b->n == n && memcmp(b->p, p, n) == 0) return (long)i;
+  }
+  return -1;
+}
+
 /* ---- Replies ------------------------------------------------------------ */
 
 typedef struct out {
   char *buf;
   size_t len, cap;
-  int failed;
+  int over; /* the hard limit was reached: the client is disconnected */
 } out;
 
 static void put(out *o, const void *p, size_t n) {
+  if (o->over) return;
+  if (n > OUT_HARD || o->len > OUT_HARD - n) {
+    o->over = 1;
+    return;
+  }
   if (o->len + n > o->cap) {
     size_t cap = o->cap ? o->cap : 4096;
     while (cap < o->len + n) cap *= 2;
     char *b = realloc(o->buf, cap);
     if (b == NULL) {
-      o->failed = 1;
+      o->over = 1;
       return;
     }
     o->buf = b;
@@ -156,86 +309,108 @@ static void put(out *o, const void *p, size_t n) {
 
 static void put_str(out *o, const char *s) { put(o, s, strlen(s)); }
 
-static void put_int(out *o, long long v) {
+static void put_fmt(out *o, char type, long long v) {
   char b[32];
-  put(o, b, (size_t)snprintf(b, sizeof b, ":%lld\r\n", v));
+  put(o, b, (size_t)snprintf(b, sizeof b, "%c%lld\r\n", type, v));
 }
 
 static void put_bulk(out *o, const char *s, size_t n) {
-  char b[32];
-  put(o, b, (size_t)snprintf(b, sizeof b, "$%zu\r\n", n));
+  put_fmt(o, '$', (long long)n);
   put(o, s, n);
   put(o, "\r\n", 2);
 }
 
-static void put_array(out *o, size_t n) {
-  char b[32];
-  put(o, b, (size_t)snprintf(b, sizeof b, "*%zu\r\n", n));
-}
+static void put_nil(out *o) { put_str(o, "$-1\r\n"); }
 
 /* ---- Parsing ------------------------------------------------------------ */
 
 typedef struct command {
-  int argc;
-  char *argv[MAX_ARGS];
-  size_t argl[MAX_ARGS];
+  size_t argc, cap;
+  char **argv;
+  size_t *argl;
 } command;
 
-/* Reads a decimal number ending in \r\n. Returns the bytes used, 0 if the
- * line is incomplete, -1 if it is malformed. */
-static long parse_number(const char *p, const char *end, long long *v) {
-  const char *cr = memchr(p, '\r', (size_t)(end - p));
-  if (cr == NULL || cr + 1 >= end) return (end - p > 20) ? -1 : 0;
-  if (cr[1] != '\n' || cr == p || cr - p > 19) return -1;
-  long long n = 0;
-  int neg = *p == '-';
-  for (const char *q = p + neg; q < cr; q++) {
-    if (!isdigit((unsigned char)*q)) return -1;
-    n = n * 10 + (*q - '0');
+static int add_arg(command *c, char *p, size_t n) {
+  if (c->argc == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 16;
+    char **v = realloc(c->argv, cap * sizeof *v);
+    if (v == NULL) return -1;
+    c->argv = v;
+    size_t *l = realloc(c->argl, cap * sizeof *l);
+    if (l == NULL) return -1;
+    c->argl = l;
+    c->cap = cap;
   }
-  *v = neg ? -n : n;
+  c->argv[c->argc] = p;
+  c->argl[c->argc] = n;
+  c->argc++;
+  return 0;
+}
+
+/* Reads the number on a line ending in \r\n at p. Returns the bytes used,
+ * 0 if the line is incomplete, -1 if it is not a number (or overflows). */
+static long parse_line_number(const char *p, const char *end, long long *v) {
+  const char *cr = memchr(p, '\r', (size_t)(end - p));
+  if (cr == NULL) return (end - p > 32) ? -1 : 0; /* Redis: too big count */
+  if (cr + 1 >= end) return 0;
+  if (cr[1] != '\n' || !to_ll(p, (size_t)(cr - p), v)) return -1;
   return cr + 2 - p;
 }
 
-/* Parses one command at buf. Returns bytes consumed, 0 if incomplete,
- * -1 if malformed. */
-static long parse_command(char *buf, size_t len, command *c) {
+/* Parses one command at buf. Returns bytes consumed, 0 if incomplete, -1
+ * if malformed with *why set to Redis's message. */
+static long parse_command(char *buf, size_t len, command *c, const char **why) {
   char *p = buf, *end = buf + len;
   c->argc = 0;
   if (len == 0) return 0;
   if (*p != '*') {
     /* Inline command: words separated by spaces, ending in \n. */
     char *nl = memchr(p, '\n', len);
-    if (nl == NULL) return 0;
+    if (nl == NULL) return 0; /* the buffer limit catches a missing \n */
     char *e = (nl > p && nl[-1] == '\r') ? nl - 1 : nl;
-    while (p < e && c->argc < MAX_ARGS) {
-      while (p < e && *p == ' ') p++;
+    while (p < e) {
+      while (p < e && (*p == ' ' || *p == '\t')) p++;
       if (p == e) break;
-      c->argv[c->argc] = p;
-      while (p < e && *p != ' ') p++;
-      c->argl[c->argc] = (size_t)(p - c->argv[c->argc]);
-      c->argc++;
+      char *w = p;
+      while (p < e && *p != ' ' && *p != '\t') p++;
+      if (add_arg(c, w, (size_t)(p - w)) < 0) {
+        *why = "-ERR out of memory\r\n";
+        return -1;
+      }
     }
     return nl + 1 - buf;
   }
   long long n;
-  long used = parse_number(p + 1, end, &n);
-  if (used <= 0) return used;
-  if (n < 1 || n > MAX_ARGS) return -1;
+  long used = parse_line_number(p + 1, end, &n);
+  if (used < 0 || n > MAX_MULTIBULK) {
+    *why = "-ERR Protocol error: invalid multibulk length\r\n";
+    return -1;
+  }
+  if (used == 0) return 0;
   p += 1 + used;
-  for (long long i = 0; i < n; i++) {
+  for (long long i = 0; i < n; i++) { /* n <= 0: an empty command, as Redis */
     if (p >= end) return 0;
-    if (*p != '$') return -1;
+    if (*p != '$') {
+      *why = "-ERR Protocol error: expected '$'\r\n";
+      return -1;
+    }
     long long l;
-    used = parse_number(p + 1, end, &l);
-    if (used <= 0) return used;
-    if (l < 0 || l > IN_MAX) return -1;
+    used = parse_line_number(p + 1, end, &l);
+    if (used < 0 || l < 0 || l > IN_MAX) {
+      *why = "-ERR Protocol error: invalid bulk length\r\n";
+      return -1;
+    }
+    if (used == 0) return 0;
     p += 1 + used;
     if (end - p < l + 2) return 0;
-    if (p[l] != '\r' || p[l + 1] != '\n') return -1;
-    c->argv[c->argc] = p;
-    c->argl[c->argc] = (size_t)l;
-    c->argc++;
+    if (p[l] != '\r' || p[l + 1] != '\n') {
+      *why = "-ERR Protocol error: invalid bulk length\r\n";
+      return -1;
+    }
+    if (add_arg(c, p, (size_t)l) < 0) {
+      *why = "-ERR out of memory\r\n";
+      return -1;
+    }
     p += l + 2;
   }
   return p - buf;
@@ -243,104 +418,350 @@ static long parse_command(char *buf, size_t len, command *c) {
 
 /* ---- Commands ----------------------------------------------------------- */
 
-static int is(const command *c, int i, const char *word) {
+static int is(const command *c, size_t i, const char *word) {
   size_t n = strlen(word);
   return c->argl[i] == n && strncasecmp(c->argv[i], word, n) == 0;
 }
 
-static int to_ll(const char *s, size_t n, long long *v) {
-  char b[32];
-  if (n == 0 || n >= sizeof b) return 0;
-  memcpy(b, s, n);
-  b[n] = '\0';
-  char *endp;
-  *v = strtoll(b, &endp, 10);
-  return *endp == '\0';
+#define NOT_INT "-ERR value is not an integer or out of range\r\n"
+#define WRONGTYPE \
+  "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+#define OOM "-ERR out of memory\r\n"
+
+static void wrong_args(out *o, const command *c) {
+  char b[128];
+  int n = (int)(c->argl[0] > 32 ? 32 : c->argl[0]);
+  put(o, b, (size_t)snprintf(b, sizeof b,
+                             "-ERR wrong number of arguments for '%.*s' command\r\n",
+                             n, c->argv[0]));
 }
 
-#define WRONG_ARGS(o, name) \
-  put_str(o, "-ERR wrong number of arguments for '" name "' command\r\n")
-#define NOT_INT "-ERR value is not an integer or out of range\r\n"
+/* The entry of argv[1] if it has `type` (or is missing: NULL, *ok = 1);
+ * a wrong type replies WRONGTYPE and sets *ok = 0. */
+static entry *typed(const command *c, int type, out *o, int *ok) {
+  entry *e = db_get(c->argv[1], c->argl[1]);
+  *ok = e == NULL || e->type == type;
+  if (!*ok) put_str(o, WRONGTYPE);
+  return *ok ? e : NULL;
+}
+
+/* Deletes a collection that became empty, as Redis does. */
+static void drop_if_empty(const command *c, entry *e) {
+  if (e != NULL && e->len == 0) db_del(c->argv[1], c->argl[1]);
+}
+
+static void cmd_push(const command *c, out *o, int front) {
+  int ok;
+  entry *e = typed(c, T_LIST, o, &ok);
+  if (!ok) return;
+  if (e == NULL && (e = db_create(c->argv[1], c->argl[1], T_LIST)) == NULL) {
+    put_str(o, OOM);
+    return;
+  }
+  for (size_t i = 2; i < c->argc; i++)
+    if (items_push(e, c->argv[i], c->argl[i], front) < 0) {
+      put_str(o, OOM);
+      return;
+    }
+  put_fmt(o, ':', (long long)e->len);
+}
+
+static void cmd_pop(const command *c, out *o, int front) {
+  int ok;
+  entry *e = typed(c, T_LIST, o, &ok);
+  if (!ok) return;
+  if (e == NULL) {
+    put_nil(o);
+    return;
+  }
+  blob b = items_take(e, front ? 0 : e->len - 1);
+  put_bulk(o, b.p, b.n);
+  free(b.p);
+  drop_if_empty(c, e);
+}
+
+static void cmd_lrange(const command *c, out *o) {
+  long long start, stop;
+  if (!to_ll(c->argv[2], c->argl[2], &start) ||
+      !to_ll(c->argv[3], c->argl[3], &stop)) {
+    put_str(o, NOT_INT);
+    return;
+  }
+  int ok;
+  entry *e = typed(c, T_LIST, o, &ok);
+  if (!ok) return;
+  long long len = e ? (long long)e->len : 0;
+  if (start < 0) start = start < -len ? 0 : len + start;
+  if (stop < 0) stop = len + stop;
+  if (stop >= len) stop = len - 1;
+  if (start > stop || start >= len) {
+    put_str(o, "*0\r\n");
+    return;
+  }
+  put_fmt(o, '*', stop - start + 1);
+  for (long long i = start; i <= stop && !o->over; i++) {
+    const blob *b = &e->items[e->head + (size_t)i];
+    put_bulk(o, b->p, b->n);
+  }
+}
+
+static void cmd_sadd(const command *c, out *o) {
+  int ok;
+  entry *e = typed(c, T_SET, o, &ok);
+  if (!ok) return;
+  if (e == NULL && (e = db_create(c->argv[1], c->argl[1], T_SET)) == NULL) {
+    put_str(o, OOM);
+    return;
+  }
+  long long added = 0;
+  for (size_t i = 2; i < c->argc; i++) {
+    if (items_find(e, 0, 1, c->argv[i], c->argl[i]) >= 0) continue;
+    if (items_push(e, c->argv[i], c->argl[i], 0) < 0) {
+      put_str(o, OOM);
+      return;
+    }
+    added++;
+  }
+  put_fmt(o, ':', added);
+}
+
+static void cmd_spop(const command *c, out *o) {
+  int ok;
+  entry *e = typed(c, T_SET, o, &ok);
+  if (!ok) return;
+  if (e == NULL) {
+    put_nil(o);
+    return;
+  }
+  blob b = items_take(e, (size_t)rand() % e->len);
+  put_bulk(o, b.p, b.n);
+  free(b.p);
+  drop_if_empty(c, e);
+}
+
+static void cmd_hset(const command *c, out *o) {
+  int ok;
+  entry *e = typed(c, T_HASH, o, &ok);
+  if (!ok) return;
+  if (e == NULL && (e = db_create(c->argv[1], c->argl[1], T_HASH)) == NULL) {
+    put_str(o, OOM);
+    return;
+  }
+  long long added = 0;
+  for (size_t i = 2; i + 1 < c->argc; i += 2) {
+    long at = items_find(e, 0, 2, c->argv[i], c->argl[i]);
+    if (at >= 0) {
+      if (blob_set(&e->items[e->head + (size_t)at + 1], c->argv[i + 1],
+                   c->argl[i + 1]) < 0)
+        goto oom;
+      continue;
+    }
+    if (items_push(e, c->argv[i], c->argl[i], 0) < 0) goto oom;
+    if (items_push(e, c->argv[i + 1], c->argl[i + 1], 0) < 0) {
+      blob b = items_take(e, e->len - 1); /* keep fields and values paired */
+      free(b.p);
+      goto oom;
+    }
+    added++;
+  }
+  put_fmt(o, ':', added);
+  return;
+oom:
+  put_str(o, OOM);
+}
+
+/* Sorted sets as (score, member) pairs in score order; scores are
+ * integers here (redis-benchmark's are), which keeps the example short. */
+static void cmd_zadd(const command *c, out *o) {
+  for (size_t i = 2; i + 1 < c->argc; i += 2) {
+    long long s;
+    if (!to_ll(c->argv[i], c->argl[i], &s)) {
+      put_str(o, "-ERR value is not a valid float\r\n");
+      return;
+    }
+  }
+  int ok;
+  entry *e = typed(c, T_ZSET, o, &ok);
+  if (!ok) return;
+  if (e == NULL && (e = db_create(c->argv[1], c->argl[1], T_ZSET)) == NULL) {
+    put_str(o, OOM);
+    return;
+  }
+  long long added = 0;
+  for (size_t i = 2; i + 1 < c->argc; i += 2) {
+    long at = items_find(e, 1, 2, c->argv[i + 1], c->argl[i + 1]);
+    if (at >= 0) { /* re-scored: take it out, then insert in order */
+      blob m = items_take(e, (size_t)at), sc = items_take(e, (size_t)at - 1);
+      free(m.p);
+      free(sc.p);
+    } else {
+      added++;
+    }
+    long long s;
+    to_ll(c->argv[i], c->argl[i], &s);
+    if (items_push(e, c->argv[i], c->argl[i], 0) < 0 ||
+        items_push(e, c->argv[i + 1], c->argl[i + 1], 0) < 0) {
+      put_str(o, OOM);
+      return;
+    }
+    /* Insertion: move the new pair down while its score is smaller. */
+    for (size_t j = e->len - 2; j >= 2; j -= 2) {
+      long long prev;
+      to_ll(e->items[e->head + j - 2].p, e->items[e->head + j - 2].n, &prev);
+      if (prev <= s) break;
+      blob *it = e->items + e->head;
+      blob t0 = it[j], t1 = it[j + 1];
+      it[j] = it[j - 2];
+      it[j + 1] = it[j - 1];
+      it[j - 2] = t0;
+      it[j - 1] = t1;
+    }
+  }
+  put_fmt(o, ':', added);
+}
+
+static void cmd_zpopmin(const command *c, out *o) {
+  int ok;
+  entry *e = typed(c, T_ZSET, o, &ok);
+  if (!ok) return;
+  if (e == NULL) {
+    put_str(o, "*0\r\n");
+    return;
+  }
+  blob s = items_take(e, 0), m = items_take(e, 0);
+  put_str(o, "*2\r\n");
+  put_bulk(o, m.p, m.n);
+  put_bulk(o, s.p, s.n);
+  free(s.p);
+  free(m.p);
+  drop_if_empty(c, e);
+}
 
 /* Runs one command; returns 1 when the connection must close (QUIT). */
 static int execute(const command *c, out *o) {
   if (c->argc == 0) return 0;
   int quit = 0;
+  size_t argc = c->argc;
+  long long v;
   pthread_mutex_lock(&db.lock);
   if (is(c, 0, "PING")) {
-    if (c->argc == 1) put_str(o, "+PONG\r\n");
-    else put_bulk(o, c->argv[1], c->argl[1]);
+    if (argc == 1) put_str(o, "+PONG\r\n");
+    else if (argc == 2) put_bulk(o, c->argv[1], c->argl[1]);
+    else wrong_args(o, c);
   } else if (is(c, 0, "ECHO")) {
-    if (c->argc != 2) WRONG_ARGS(o, "echo");
+    if (argc != 2) wrong_args(o, c);
     else put_bulk(o, c->argv[1], c->argl[1]);
   } else if (is(c, 0, "SET")) {
-    px_instant expires = 0;
-    long long v;
-    if (c->argc == 5 && (is(c, 3, "EX") || is(c, 3, "PX"))) {
-      if (!to_ll(c->argv[4], c->argl[4], &v) || v <= 0) {
+    long long expires = 0;
+    if (argc == 5 && (is(c, 3, "EX") || is(c, 3, "PX"))) {
+      if (!to_ll(c->argv[4], c->argl[4], &v) ||
+          !expiry_from(v, is(c, 3, "EX") ? 1000 : 1, &expires)) {
         put_str(o, "-ERR invalid expire time in 'set' command\r\n");
         goto done;
       }
-      expires = px_now() + (is(c, 3, "EX") ? px_secs((uint64_t)v) : px_ms((uint64_t)v));
-    } else if (c->argc != 3) {
-      put_str(o, "-ERR syntax error\r\n");
+    } else if (argc != 3) {
+      put_str(o, argc < 3 ? "-ERR wrong number of arguments for 'set' command\r\n"
+                          : "-ERR syntax error\r\n");
       goto done;
     }
     if (db_set(c->argv[1], c->argl[1], c->argv[2], c->argl[2], expires) < 0)
-      put_str(o, "-ERR out of memory\r\n");
+      put_str(o, OOM);
     else
       put_str(o, "+OK\r\n");
   } else if (is(c, 0, "GET")) {
-    if (c->argc != 2) { WRONG_ARGS(o, "get"); goto done; }
-    entry *e = db_get(c->argv[1], c->argl[1]);
-    if (e == NULL) put_str(o, "$-1\r\n");
-    else put_bulk(o, e->val, e->vlen);
+    if (argc != 2) { wrong_args(o, c); goto done; }
+    int ok;
+    entry *e = typed(c, T_STR, o, &ok);
+    if (!ok) goto done;
+    if (e == NULL) put_nil(o);
+    else put_bulk(o, e->val.p, e->val.n);
   } else if (is(c, 0, "DEL") || is(c, 0, "EXISTS")) {
-    if (c->argc < 2) { WRONG_ARGS(o, "del"); goto done; }
+    if (argc < 2) { wrong_args(o, c); goto done; }
     long long n = 0;
     int del = is(c, 0, "DEL");
-    for (int i = 1; i < c->argc; i++)
+    for (size_t i = 1; i < argc; i++)
       n += del ? db_del(c->argv[i], c->argl[i]) : db_get(c->argv[i], c->argl[i]) != NULL;
-    put_int(o, n);
+    put_fmt(o, ':', n);
   } else if (is(c, 0, "INCR")) {
-    if (c->argc != 2) { WRONG_ARGS(o, "incr"); goto done; }
-    entry *e = db_get(c->argv[1], c->argl[1]);
-    long long v = 0;
-    if (e != NULL && !to_ll(e->val, e->vlen, &v)) { put_str(o, NOT_INT); goto done; }
+    if (argc != 2) { wrong_args(o, c); goto done; }
+    int ok;
+    entry *e = typed(c, T_STR, o, &ok);
+    if (!ok) goto done;
+    v = 0;
+    if (e != NULL && !to_ll(e->val.p, e->val.n, &v)) { put_str(o, NOT_INT); goto done; }
+    if (v == LLONG_MAX) {
+      put_str(o, "-ERR increment or decrement would overflow\r\n");
+      goto done;
+    }
     char b[32];
     int n = snprintf(b, sizeof b, "%lld", v + 1);
     if (db_set(c->argv[1], c->argl[1], b, (size_t)n, e ? e->expires : 0) < 0)
-      put_str(o, "-ERR out of memory\r\n");
+      put_str(o, OOM);
     else
-      put_int(o, v + 1);
+      put_fmt(o, ':', v + 1);
   } else if (is(c, 0, "EXPIRE")) {
-    long long s;
-    if (c->argc != 3) { WRONG_ARGS(o, "expire"); goto done; }
-    if (!to_ll(c->argv[2], c->argl[2], &s)) { put_str(o, NOT_INT); goto done; }
+    if (argc != 3) { wrong_args(o, c); goto done; }
+    if (!to_ll(c->argv[2], c->argl[2], &v)) { put_str(o, NOT_INT); goto done; }
+    long long at = 0;
+    if (v > 0 && !expiry_from(v, 1000, &at)) {
+      put_str(o, "-ERR invalid expire time in 'expire' command\r\n");
+      goto done;
+    }
     entry *e = db_get(c->argv[1], c->argl[1]);
-    if (e == NULL) { put_int(o, 0); goto done; }
-    if (s <= 0) db_del(c->argv[1], c->argl[1]);
-    else e->expires = px_now() + px_secs((uint64_t)s);
-    put_int(o, 1);
+    if (e == NULL) { put_fmt(o, ':', 0); goto done; }
+    if (v <= 0) db_del(c->argv[1], c->argl[1]); /* Redis: expire in the past */
+    else e->expires = at;
+    put_fmt(o, ':', 1);
   } else if (is(c, 0, "TTL")) {
-    if (c->argc != 2) { WRONG_ARGS(o, "ttl"); goto done; }
+    if (argc != 2) { wrong_args(o, c); goto done; }
     entry *e = db_get(c->argv[1], c->argl[1]);
-    if (e == NULL) put_int(o, -2);
-    else if (e->expires == 0) put_int(o, -1);
-    else put_int(o, (long long)((e->expires - px_now() + 500000000u) / 1000000000u));
+    if (e == NULL) put_fmt(o, ':', -2);
+    else if (e->expires == 0) put_fmt(o, ':', -1);
+    else put_fmt(o, ':', (e->expires - now_ms() + 500) / 1000);
   } else if (is(c, 0, "MGET")) {
-    if (c->argc < 2) { WRONG_ARGS(o, "mget"); goto done; }
-    put_array(o, (size_t)c->argc - 1);
-    for (int i = 1; i < c->argc; i++) {
+    if (argc < 2) { wrong_args(o, c); goto done; }
+    put_fmt(o, '*', (long long)argc - 1);
+    for (size_t i = 1; i < argc && !o->over; i++) {
       entry *e = db_get(c->argv[i], c->argl[i]);
-      if (e == NULL) put_str(o, "$-1\r\n");
-      else put_bulk(o, e->val, e->vlen);
+      if (e == NULL || e->type != T_STR) put_nil(o);
+      else put_bulk(o, e->val.p, e->val.n);
     }
   } else if (is(c, 0, "MSET")) {
-    if (c->argc < 3 || c->argc % 2 == 0) { WRONG_ARGS(o, "mset"); goto done; }
-    for (int i = 1; i + 1 < c->argc; i += 2)
-      db_set(c->argv[i], c->argl[i], c->argv[i + 1], c->argl[i + 1], 0);
+    if (argc < 3 || argc % 2 == 0) { wrong_args(o, c); goto done; }
+    for (size_t i = 1; i + 1 < argc; i += 2)
+      if (db_set(c->argv[i], c->argl[i], c->argv[i + 1], c->argl[i + 1], 0) < 0) {
+        put_str(o, OOM);
+        goto done;
+      }
     put_str(o, "+OK\r\n");
+  } else if (is(c, 0, "LPUSH") || is(c, 0, "RPUSH")) {
+    if (argc < 3) wrong_args(o, c);
+    else cmd_push(c, o, is(c, 0, "LPUSH"));
+  } else if (is(c, 0, "LPOP") || is(c, 0, "RPOP")) {
+    if (argc != 2) wrong_args(o, c);
+    else cmd_pop(c, o, is(c, 0, "LPOP"));
+  } else if (is(c, 0, "LRANGE")) {
+    if (argc != 4) wrong_args(o, c);
+    else cmd_lrange(c, o);
+  } else if (is(c, 0, "SADD")) {
+    if (argc < 3) wrong_args(o, c);
+    else cmd_sadd(c, o);
+  } else if (is(c, 0, "SPOP")) {
+    if (argc != 2) wrong_args(o, c);
+    else cmd_spop(c, o);
+  } else if (is(c, 0, "HSET")) {
+    if (argc < 4 || argc % 2 != 0) wrong_args(o, c);
+    else cmd_hset(c, o);
+  } else if (is(c, 0, "ZADD")) {
+    if (argc < 4 || argc % 2 != 0) wrong_args(o, c);
+    else cmd_zadd(c, o);
+  } else if (is(c, 0, "ZPOPMIN")) {
+    if (argc != 2) wrong_args(o, c);
+    else cmd_zpopmin(c, o);
+  } else if (is(c, 0, "CONFIG")) {
+    /* redis-benchmark asks for "save" and "appendonly": nothing is set. */
+    if (argc >= 3 && is(c, 1, "GET")) put_str(o, "*0\r\n");
+    else put_str(o, "-ERR unsupported CONFIG subcommand\r\n");
   } else if (is(c, 0, "QUIT")) {
     put_str(o, "+OK\r\n");
     quit = 1;
@@ -357,32 +778,54 @@ done:
 
 /* ---- Connections -------------------------------------------------------- */
 
+static px_cancel_token *stop; /* cancelled by SIGINT/SIGTERM */
+static px_tcp_listener *listener; /* closed by the server at shutdown */
+
 typedef struct {
   px_async px;
-  px_tcp_stream *s;
-  size_t inlen;
-  int closing;
+  px_stream *s;
+  char *in; /* allocated at the first read; at most IN_MAX */
+  size_t inlen, incap;
+  int closing; /* QUIT or a protocol error: reply, drain, close */
+  int more;    /* complete commands wait in `in` (the soft limit hit) */
   out o;
   command cmd;
-  px_tcp_io rd, wr;
-  char in[IN_MAX];
+  px_stream_io rd, wr;
+  size_t drained;
+  px_cancelled stopped;
+  px_sleep idle;
+  px_select sel;
+  px_timeout wlimit;
+  int err;
+  uint64_t n;
+  char sink[512]; /* drained input goes here */
 } conn;
 
-static void conn_drop(px_future *f) {
-  px_async_drop(f);
-  conn *c = (conn *)f;
-  px_tcp_close(c->s);
+static void conn_release(void *arg) {
+  conn *c = arg;
+  px_stream_close(c->s);
+  free(c->in);
   free(c->o.buf);
+  free(c->cmd.argv);
+  free(c->cmd.argl);
 }
 
-/* Executes every complete command in the input; keeps the rest. */
+/* Executes the complete commands in the input, until the output reaches
+ * the soft limit (then the rest waits until it is written: backpressure on
+ * a client that pipelines more than it reads); keeps what is incomplete. */
 static void serve_buffer(conn *self) {
   size_t off = 0;
-  while (!self->closing) {
-    long used = parse_command(self->in + off, self->inlen - off, &self->cmd);
+  self->more = 0;
+  while (!self->closing && !self->o.over) {
+    if (self->o.len >= OUT_SOFT) {
+      self->more = 1;
+      break;
+    }
+    const char *why = NULL;
+    long used = parse_command(self->in + off, self->inlen - off, &self->cmd, &why);
     if (used == 0) break;
     if (used < 0) {
-      put_str(&self->o, "-ERR Protocol error\r\n");
+      put_str(&self->o, why);
       self->closing = 1;
       break;
     }
@@ -391,76 +834,221 @@ static void serve_buffer(conn *self) {
   }
   memmove(self->in, self->in + off, self->inlen - off);
   self->inlen -= off;
-  if (!self->closing && self->inlen == sizeof self->in) {
-    put_str(&self->o, "-ERR Protocol error: command too large\r\n");
+  if (!self->closing && !self->more && self->inlen == IN_MAX) {
+    put_str(&self->o, self->in[0] == '*'
+                          ? "-ERR Protocol error: invalid bulk length\r\n"
+                          : "-ERR Protocol error: too big inline request\r\n");
     self->closing = 1;
   }
 }
 
-PX_ASYNC_FN_WITH_DROP(conn, conn_drop) {
+/* Room to read into: the first buffer, or twice the full one. */
+static int make_room(conn *self) {
+  if (self->inlen < self->incap) return 0;
+  size_t cap = self->incap ? self->incap * 2 : IN_FIRST;
+  if (cap > IN_MAX) cap = IN_MAX;
+  char *b = realloc(self->in, cap);
+  if (b == NULL) return -1;
+  self->in = b;
+  self->incap = cap;
+  return 0;
+}
+
+/* After a burst: big buffers go back, so a quiet connection is small. */
+static void shrink(conn *self) {
+  if (self->o.cap > OUT_KEEP) {
+    free(self->o.buf);
+    self->o.buf = NULL;
+    self->o.cap = 0;
+  }
+  if (self->inlen == 0 && self->incap > IN_FIRST) {
+    free(self->in);
+    self->in = NULL;
+    self->incap = 0;
+  }
+}
+
+PX_ASYNC_FN(conn) {
   PX_BEGIN();
+  PX_DEFER(conn_release, self);
   while (!self->closing) {
-    PX_AWAIT(px_tcp_read_init(&self->rd, self->s, self->in + self->inlen,
-                              sizeof self->in - self->inlen));
-    if (self->rd.base.error < 0 || self->rd.base.output.u64 == 0) break;
-    self->inlen += self->rd.base.output.u64;
+    if (!self->more) {
+      if (make_room(self) < 0) break;
+      /* A read, unless shutdown comes first (between commands: whatever
+       * was read is served) or the client stays silent too long. */
+      px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
+                          self->incap - self->inlen);
+      px_cancelled_init(&self->stopped, stop);
+      if (idle_limit) {
+        px_sleep_init(&self->idle, idle_limit);
+        PX_AWAIT(px_select3_init(&self->sel, &self->rd.base, &self->stopped.base,
+                                 &self->idle.base));
+      } else {
+        PX_AWAIT(px_select2_init(&self->sel, &self->rd.base, &self->stopped.base));
+      }
+      if (self->sel.index != 0) break; /* shutdown or idle: close quietly */
+      if (self->sel.base.error < 0 || self->sel.base.output.u64 == 0) break;
+      self->inlen += self->sel.base.output.u64;
+    }
     serve_buffer(self);
-    if (self->o.failed) break;
+    if (self->o.over) {
+      fprintf(stderr, "redis: a client's replies passed %d MiB: disconnected\n",
+              OUT_HARD >> 20);
+      break;
+    }
     if (self->o.len > 0) {
-      PX_AWAIT(px_tcp_write_all_init(&self->wr, self->s, self->o.buf, self->o.len));
-      if (self->wr.base.error < 0) break;
+      /* A client that reads nothing for WRITE_LIMIT is gone. */
+      PX_AWAIT_ERR(self->err,
+                   px_timeout_init(&self->wlimit,
+                                   px_stream_write_all_init(&self->wr, self->s,
+                                                            self->o.buf, self->o.len),
+                                   WRITE_LIMIT));
+      if (self->err < 0) PX_RETURN(px_u64(0));
       self->o.len = 0;
+    }
+    shrink(self);
+  }
+  if (self->closing) {
+    /* The last reply went out; now FIN, then read what the client still
+     * sends until it closes (at most a second), so that closing does not
+     * turn unread input into a reset that could destroy the reply. */
+    px_tcp_shutdown(self->s);
+    for (;;) {
+      PX_AWAIT_INTO(self->n, self->err,
+                    px_timeout_init(&self->wlimit,
+                                    px_stream_read_init(&self->rd, self->s, self->sink,
+                                                        sizeof self->sink),
+                                    px_secs(1)));
+      self->drained += self->n;
+      if (self->err < 0 || self->n == 0 || self->drained > IN_MAX) break;
     }
   }
   PX_END();
 }
 
+/* ---- The server ---------------------------------------------------------- */
+
 typedef struct {
   px_async px;
-  px_tcp_listener *l;
+  px_scope conns;
   px_tcp_accept acc;
+  px_cancelled stopped;
+  px_select sel;
+  px_sleep pause;
+  px_scope_shutdown sd;
 } server;
+
+static void scope_release(void *arg) { px_scope_drop(arg); }
 
 PX_ASYNC_FN(server) {
   PX_BEGIN();
+  px_scope_init(&self->conns);
+  PX_DEFER(scope_release, &self->conns);
   for (;;) {
-    PX_AWAIT(px_tcp_accept_init(&self->acc, self->l));
-    if (self->acc.base.error < 0) {
-      fprintf(stderr, "redis: accept: %s\n", px_strerror(self->acc.base.error));
-      continue; /* keep serving the others */
-    }
-    conn *c = calloc(1, sizeof *c); /* 64 KiB frames: build on the heap */
-    if (c == NULL) {
-      px_tcp_close(self->acc.base.output.ptr);
+    px_tcp_accept_init(&self->acc, listener);
+    px_cancelled_init(&self->stopped, stop);
+    PX_AWAIT(px_select2_init(&self->sel, &self->acc.base, &self->stopped.base));
+    if (self->sel.index == 1) break; /* SIGINT/SIGTERM */
+    if (self->sel.base.error < 0) {
+      /* Out of descriptors or memory: pause rather than spin on the
+       * error, keep serving the connections we have. */
+      fprintf(stderr, "redis: accept: %s\n", px_strerror(self->sel.base.error));
+      PX_AWAIT(px_sleep_init(&self->pause, px_ms(100)));
       continue;
     }
-    *c = PX_ASYNC_NEW(conn, .s = self->acc.base.output.ptr);
-    if (px_spawn(PX_FUTURE(c), NULL) < 0) px_tcp_close(c->s);
-    free(c);
+    conn c = PX_ASYNC_NEW(conn, .s = self->sel.base.output.ptr);
+    if (px_scope_spawn_detached(&self->conns, PX_FUTURE(&c)) < 0)
+      px_stream_close(c.s);
   }
+  /* Stop accepting (new clients are refused at once), let connections
+   * finish what they read, cancel the rest after GRACE. */
+  px_tcp_listener_close(listener);
+  listener = NULL;
+  PX_AWAIT(px_scope_shutdown_init(&self->sd, &self->conns, GRACE));
+  fprintf(stderr, "redis: shut down (%llu connections cut)\n",
+          (unsigned long long)self->sd.base.output.u64);
+  PX_END();
+}
+
+/* Cancels the stop token on the first SIGINT or SIGTERM. */
+typedef struct {
+  px_async px;
+  px_signal *sig;
+  px_signal_recv recv;
+} on_signal;
+
+PX_ASYNC_FN(on_signal) {
+  PX_BEGIN();
+  PX_AWAIT(px_signal_recv_init(&self->recv, self->sig));
+  fprintf(stderr, "redis: signal %lld: shutting down\n",
+          (long long)self->recv.base.output.i64);
+  px_cancel_token_cancel(stop);
+  PX_END();
+}
+
+/* The whole program: the signal task beside the server. */
+typedef struct {
+  px_async px;
+  px_signal *sig;
+  on_signal sigtask;
+  server srv;
+} program;
+
+PX_ASYNC_FN(program) {
+  PX_BEGIN();
+  self->sigtask = PX_ASYNC_NEW(on_signal, .sig = self->sig);
+  PX_TRY(px_spawn(PX_FUTURE(&self->sigtask), NULL));
+  self->srv = PX_ASYNC_NEW(server);
+  PX_AWAIT(PX_FUTURE(&self->srv));
   PX_END();
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: redis PORT [HOST]   (PORT 1..65535, HOST numeric, default 127.0.0.1)\n");
+  fprintf(stderr,
+          "usage: redis [-t IDLE_SECONDS] PORT [HOST]   (PORT 1..65535, HOST "
+          "numeric, default 127.0.0.1; -t 0: no idle timeout, the default)\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
-  if (argc < 2 || argc > 3) return usage();
-  char *end;
-  long port = strtol(argv[1], &end, 10);
-  if (*end != '\0' || port < 1 || port > 65535) return usage();
-  const char *host = argc == 3 ? argv[2] : "127.0.0.1";
-  px_tcp_listener *l;
-  int rc = px_tcp_bind(host, (uint16_t)port, &l);
+  int a = 1;
+  if (a + 1 < argc && strcmp(argv[a], "-t") == 0) {
+    long long t;
+    if (!to_ll(argv[a + 1], strlen(argv[a + 1]), &t) || t < 0 || t > 86400 * 365)
+      return usage();
+    idle_limit = px_secs((uint64_t)t);
+    a += 2;
+  }
+  if (argc - a < 1 || argc - a > 2) return usage();
+  long long port;
+  if (!to_ll(argv[a], strlen(argv[a]), &port) || port < 1 || port > 65535)
+    return usage();
+  const char *host = argc - a == 2 ? argv[a + 1] : "127.0.0.1";
+
+  /* Signals before the runtime, so that no thread it starts takes them. */
+  int sigs[] = {SIGINT, SIGTERM};
+  px_signal *sig;
+  int rc = px_signal_open(&sig, sigs, 2);
+  if (rc == 0) rc = px_cancel_token_new(&stop);
+  if (rc == 0) rc = px_tcp_bind(host, (uint16_t)port, &listener);
   if (rc < 0) {
-    fprintf(stderr, "redis: bind %s:%ld: %s\n", host, port, px_strerror(rc));
+    fprintf(stderr, "redis: %s:%lld: %s\n", host, port, px_strerror(rc));
     return 1;
   }
-  fprintf(stderr, "redis: listening on %s port %ld (%s)\n", host, port, px_build_info());
-  server s = PX_ASYNC_NEW(server, .l = l);
-  rc = px_run(PX_FUTURE(&s));
-  px_tcp_listener_close(l);
+  fprintf(stderr, "redis: listening on %s port %lld (%s)\n", host, port,
+          px_build_info());
+  program p = PX_ASYNC_NEW(program, .sig = sig);
+  rc = px_run(PX_FUTURE(&p));
+  px_tcp_listener_close(listener); /* NULL unless the server failed early */
+  px_signal_close(sig);
+  px_cancel_token_drop(stop);
+  pthread_mutex_lock(&db.lock);
+  for (size_t i = 0; i < db.nbuckets; i++)
+    for (entry *e = db.buckets[i], *next; e != NULL; e = next) {
+      next = e->next;
+      entry_free(e);
+    }
+  free(db.buckets);
+  pthread_mutex_unlock(&db.lock);
   return rc < 0;
 }

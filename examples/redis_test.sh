@@ -11,7 +11,7 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null;
 fi
 
 port=$(( 10000 + RANDOM % 22000 ))  # below the ephemeral range (32768+)
-"$redis" "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/redis.err" &
+"$redis" -t 2 "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/redis.err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
 for _ in $(seq 1 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.05; done
@@ -49,10 +49,68 @@ exec 3<>"/dev/tcp/127.0.0.1/$port"
 printf '*2\r\n$3\r\nGET\r\n$x\r\n' >&3
 read -r -t 5 reply <&3
 exec 3>&-
-check "malformed input gets a protocol error" "${reply%$'\r'}" "-ERR Protocol error"
+check "malformed input gets a protocol error" "${reply%$'\r'}" "-ERR Protocol error: invalid bulk length"
 check "server still serves others" "$(cli PING)" "PONG"
 # QUIT closes after +OK.
 check "QUIT" "$(cli QUIT)" "OK"
+
+# Hostile numbers: each gets Redis's error, none crashes (UBSan build too).
+raw() {  # sends raw bytes on a fresh connection, prints the first reply line
+  exec 4<>"/dev/tcp/127.0.0.1/$port"
+  printf "$1" >&4
+  local r; read -r -t 5 r <&4; exec 4>&-
+  echo "${r%$'\r'}"
+}
+check "multibulk count overflow" "$(raw '*9999999999999999999\r\n')" "-ERR Protocol error: invalid multibulk length"
+check "bulk length \$-" "$(raw '*1\r\n$-\r\n')" "-ERR Protocol error: invalid bulk length"
+check "bulk length too big" "$(raw '*1\r\n$99999999999\r\n')" "-ERR Protocol error: invalid bulk length"
+cli SET big 9223372036854775807 >/dev/null
+check "INCR at INT64_MAX" "$(cli INCR big)" "ERR increment or decrement would overflow"
+cli SET sp " 5" >/dev/null
+check "INCR of ' 5'" "$(cli INCR sp)" "ERR value is not an integer or out of range"
+# As real Redis 7.0: 18446744074 s is about 584 years: fine, and the key stays.
+check "SET EX past 2^64 nanoseconds" "$(cli SET k v EX 18446744074)" "OK"
+check "the key does not vanish" "$(cli GET k)" "v"
+check "its TTL" "$(cli TTL k)" "18446744074"
+check "SET EX overflowing ms" "$(cli SET k v EX 9223372036854775)" "ERR invalid expire time in 'set' command"
+check "SET EX large but valid" "$(cli SET kbig v EX 9000000000)" "OK"
+check "the key is still there" "$(cli GET kbig)" "v"
+check "EXPIRE past 2^64 nanoseconds" "$(cli EXPIRE kbig 18446744073)" "1"
+check "the key is not deleted" "$(cli GET kbig)" "v"
+check "EXPIRE overflowing" "$(cli EXPIRE kbig 9223372036854775)" "ERR invalid expire time in 'expire' command"
+check "key survives a bad EXPIRE" "$(cli GET kbig)" "v"
+keys=$(seq -f 'key%g' 1 2000 | tr '\n' ' ')
+cli MSET $(seq -f 'key%g 1' 1 2000) >/dev/null
+check "inline DEL of 2000 keys" "$(raw "DEL $keys\r\n")" ":2000"
+
+# A client that pipelines GETs of a 60 KB value and never reads: its
+# replies stop at the output limits, the server's memory stays bounded, and
+# others keep being served.
+cli SET fat "$(head -c 60000 /dev/zero | tr '\0' x)" >/dev/null
+rss0=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
+exec 5<>"/dev/tcp/127.0.0.1/$port"
+for _ in $(seq 1 8); do printf 'GET fat\r\n%.0s' $(seq 1 1000) >&5 2>/dev/null; done
+sleep 1
+start=$(date +%s%N)
+check "others served while a client does not read" "$(cli PING)" "PONG"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+rss1=$(awk '/VmRSS/{print $2}' /proc/$pid/status)
+echo "    non-reading client: RSS ${rss0} -> ${rss1} KiB, PING took ${ms} ms"
+[ $((rss1 - rss0)) -lt 65536 ] || { echo "FAIL: RSS grew by more than 64 MiB"; fail=1; }
+exec 5>&-
+
+# Idle connections are closed by the idle timeout (-t 2).
+exec 6<>"/dev/tcp/127.0.0.1/$port"
+if read -r -t 5 _ <&6; then :; fi
+if timeout 5 cat <&6 >/dev/null; then echo "ok: idle connection closed by the server"; else echo "FAIL: idle connection still open"; fail=1; fi
+exec 6>&-
+
+# QUIT with more input behind it: +OK and a clean close, not a reset.
+exec 7<>"/dev/tcp/127.0.0.1/$port"
+printf 'QUIT\r\nPING\r\nPING\r\n' >&7
+read -r -t 5 q <&7
+check "QUIT replies before closing" "${q%$'\r'}" "+OK"
+exec 7>&-
 
 # The benchmark: 100,000 requests per test, 50 clients, no errors.
 out=$(redis-benchmark -p "$port" -n 100000 -c 50 -t ping,set,get,incr,mset -q 2>&1)
@@ -65,4 +123,17 @@ out=$(redis-benchmark -p "$port" -n 100000 -c 50 -P 16 -t set,get -q 2>&1)
 lines=$(echo "$out" | tr '\r' '\n' | grep -c 'requests per second')
 check "pipelined redis-benchmark completed" "$lines" "2"
 check "server alive after the benchmark" "$(cli PING)" "PONG"
+
+# redis-benchmark's default run (every test) runs to the end.
+out=$(timeout 120 redis-benchmark -p "$port" -n 2000 -c 10 -q 2>&1)
+lines=$(echo "$out" | tr '\r' '\n' | grep -c 'requests per second')
+echo "    default redis-benchmark run: $lines tests"
+[ "$lines" -ge 18 ] || { echo "FAIL: the default run stopped early:"; echo "$out" | tr '\r' '\n' | tail -5; fail=1; }
+
+# SIGTERM: stops accepting, drains, exits 0.
+kill -TERM "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+wait "$pid"; rc=$?
+check "SIGTERM exits 0" "$rc" "0"
+trap - EXIT
 exit $fail

@@ -90,9 +90,16 @@ px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
     *err = PX_ENOMEM;
     return NULL;
   }
+  if (pthread_mutex_init(&c->list_mu, NULL) != 0) {
+    pthread_mutex_destroy(&c->mu);
+    px__free(c, size);
+    *err = PX_ENOMEM;
+    return NULL;
+  }
   px__list_init(&c->registered);
   *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
+    pthread_mutex_destroy(&c->list_mu);
     pthread_mutex_destroy(&c->mu);
     px__free(c, size);
     return NULL;
@@ -105,6 +112,7 @@ void px__reactor_free(px__reactor *r, size_t size) {
   px__reactor_core *c = (px__reactor_core *)(void *)r;
   px__reactor_free_retired(r);
   px__wakeup_fd_close(&c->wakeup_fd);
+  pthread_mutex_destroy(&c->list_mu);
   pthread_mutex_destroy(&c->mu);
   px__free(c, size);
 }

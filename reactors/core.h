@@ -68,7 +68,12 @@ typedef struct px__reactor_core {
    * Guarded by mu. */
   px__io *retired;
   /* Every px__io registered now (px__io.registered nodes), for
-   * px__reactor_detach_all. Guarded by mu. */
+   * px__reactor_detach_all. Guarded by list_mu, not mu: px__io_register
+   * and _deregister update it while holding the px__io's own lock, and
+   * io_uring's poll holds mu while it dispatches (taking px__io locks), so
+   * taking mu there would invert the lock order and deadlock (seen as a
+   * hang of tcp_test under --config=ws --config=io_uring). */
+  pthread_mutex_t list_mu;
   px__list registered;
 } px__reactor_core;
 

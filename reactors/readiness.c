@@ -301,9 +301,9 @@ int px__io_register(px__io *io, const px__reactor_ops *ops, px__reactor *r) {
       io->ops = ops;
       io->reactor = r;
       px__reactor_core *c = (px__reactor_core *)(void *)r;
-      pthread_mutex_lock(&c->mu);
+      pthread_mutex_lock(&c->list_mu);
       px__list_insert_tail(&c->registered, &io->registered);
-      pthread_mutex_unlock(&c->mu);
+      pthread_mutex_unlock(&c->list_mu);
     }
   }
   unlock(io);
@@ -317,9 +317,9 @@ void px__io_deregister(px__io *io) {
      * removes it from every interest list anyway. */
     (void)io->ops->del(io->reactor, io);
     px__reactor_core *c = (px__reactor_core *)(void *)io->reactor;
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->list_mu);
     if (px__list_linked(&io->registered)) px__list_remove(&io->registered);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->list_mu);
     io->reactor = NULL;
     io->ops = NULL;
   }
@@ -352,9 +352,9 @@ void px__reactor_detach_all(px__reactor *r, const px__reactor_ops *ops) {
   if (r == NULL || ops == NULL) return;
   px__reactor_core *c = (px__reactor_core *)(void *)r;
   for (;;) {
-    pthread_mutex_lock(&c->mu);
+    pthread_mutex_lock(&c->list_mu);
     px__list *n = px__list_pop(&c->registered);
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&c->list_mu);
     if (n == NULL) return;
     px__io *io = px__container_of(n, px__io, registered);
     /* The same steps as px__io_deregister, minus the list (done above):

@@ -4,10 +4,10 @@
  */
 #include "sync/waitq.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 
 #include "api/internal/px_internal.h"
+#include "wakers/thread_waker.h"
 
 /* ---- wait queue --------------------------------------------------------- */
 
@@ -141,10 +141,11 @@ void px__sem_close(px__sem *s, px__wake_list *wl) {
 
 /* ---- thread parker --------------------------------------------------------- */
 
+/* The thread waker (wakers/), reference counted: a clone left in a
+ * registration may be woken or dropped after px__block_on_thread returned,
+ * so the parker lives until the last clone goes. */
 typedef struct parker {
-  pthread_mutex_t lock;
-  pthread_cond_t cond;
-  int notified;
+  px__thread_waker tw;
   atomic_int refs;
 } parker;
 
@@ -152,8 +153,6 @@ static const px_waker_vtable parker_vtable;
 
 static void parker_unref(parker *p) {
   if (atomic_fetch_sub(&p->refs, 1) != 1) return;
-  pthread_cond_destroy(&p->cond);
-  pthread_mutex_destroy(&p->lock);
   px__free(p, sizeof *p);
 }
 
@@ -165,11 +164,7 @@ static px_waker parker_clone(void *data) {
 }
 
 static void parker_wake_by_ref(void *data) {
-  parker *p = data;
-  pthread_mutex_lock(&p->lock);
-  p->notified = 1;
-  pthread_cond_signal(&p->cond);
-  pthread_mutex_unlock(&p->lock);
+  px__thread_waker_wake(&((parker *)data)->tw);
 }
 
 static void parker_wake(void *data) {
@@ -188,19 +183,18 @@ int px__block_on_thread(px_future *f) {
     px_future_drop(f);
     return PX_ENOMEM;
   }
-  pthread_mutex_init(&p->lock, NULL);
-  pthread_cond_init(&p->cond, NULL);
-  p->notified = 0;
+  atomic_init(&p->tw.notified, 0);
+  atomic_init(&p->tw.sleeping, 0);
+  p->tw.unpark = NULL; /* the owner waits in px__thread_waker_park */
+  p->tw.unpark_arg = NULL;
   atomic_init(&p->refs, 1);
   px_waker w = {&parker_vtable, p};
   /* No runtime: sync futures need none, and their cx->runtime is unused. */
   px_context cx = {&w, NULL};
   int r;
   while ((r = px_future_poll(f, &cx)) == PX_PENDING) {
-    pthread_mutex_lock(&p->lock);
-    while (!p->notified) pthread_cond_wait(&p->cond, &p->lock);
-    p->notified = 0;
-    pthread_mutex_unlock(&p->lock);
+    px__thread_waker_park(&p->tw);
+    px__thread_waker_take(&p->tw);
   }
   int err = r < 0 ? r : f->error;
   px_future_drop(f);

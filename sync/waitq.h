@@ -10,8 +10,9 @@
  *    never run, or re-enter this primitive, while we hold its lock;
  *  - px__sem: the semaphore core (permits + FIFO waiters) that the
  *    semaphore, the mutex and the bounded mpsc channel share;
- *  - px__block_on_thread: polls one future on a plain thread, parking it on
- *    a condition variable between polls (the *_blocking functions).
+ *  - px__block_on_thread: polls one future on a plain thread, parking it
+ *    between polls on the thread waker (wakers/thread_waker.h, the
+ *    runtime's one parker) (the *_blocking functions).
  */
 #ifndef POLLUX_SYNC_WAITQ_H
 #define POLLUX_SYNC_WAITQ_H

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -458,6 +459,28 @@ TEST_P(ProcessTest, AWaitFromASecondRuntime) {
   px_runtime_free(other);
   EXPECT_EQ(px_child_kill(c, SIGKILL), 0);
   EXPECT_EQ(Wait(c), -SIGKILL);
+  px_child_close(c);
+}
+
+TEST_P(ProcessTest, AChildReapedBehindOurBackIsEchild) {
+  // Something else in the process (a waitpid of its own) takes the status:
+  // the wait reports PX_ECHILD instead of hanging or inventing a status.
+  // On the SIGCHLD path our reaper thread may win the race; then the
+  // stranger's waitpid is the one that fails, and we have the status.
+  px_command cmd = PX_COMMAND_INIT;
+  cmd.program = "/bin/true";
+  px_child *c;
+  ASSERT_EQ(px_process_spawn(&cmd, &c), 0);
+  int st;
+  pid_t r = waitpid(px_child_pid(c), &st, 0);
+  int64_t status = -1;
+  if (r == px_child_pid(c)) {
+    EXPECT_EQ(px_child_try_wait(c, &status), PX_ECHILD);
+    EXPECT_EQ(Wait(c), PX_ECHILD - 1000);
+  } else {
+    EXPECT_EQ(errno, ECHILD);
+    EXPECT_EQ(Wait(c), 0);
+  }
   px_child_close(c);
 }
 

@@ -30,8 +30,7 @@ static px_waker thread_clone(void *data) {
   return w;
 }
 
-static void thread_wake(void *data) {
-  px__thread_waker *tw = data;
+void px__thread_waker_wake(px__thread_waker *tw) {
   /* Only the first wake since the last take needs to unpark. */
   if (atomic_exchange_explicit(&tw->notified, 1, memory_order_seq_cst) != 0)
     return;
@@ -39,6 +38,8 @@ static void thread_wake(void *data) {
   if (atomic_load_explicit(&tw->sleeping, memory_order_seq_cst) != 0)
     px__futex_wake(&tw->notified, 1);
 }
+
+static void thread_wake(void *data) { px__thread_waker_wake(data); }
 
 static void thread_drop(void *data) { (void)data; }
 

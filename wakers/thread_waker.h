@@ -1,7 +1,9 @@
 /*
  * The thread waker (internal): a waker that is a flag, for a thread that
- * polls one future in place rather than as a task (block_on). See
- * wakers/thread.c.
+ * polls one future in place rather than as a task: block_on, and the
+ * *_blocking functions of sync/ (px__block_on_thread). It is pollux's one
+ * thread parker: the owner sleeps in px__thread_waker_park, on the
+ * platform's futex (platform/platform.h). See wakers/thread.c.
  */
 #ifndef POLLUX_WAKERS_THREAD_WAKER_H
 #define POLLUX_WAKERS_THREAD_WAKER_H
@@ -29,6 +31,9 @@ typedef struct px__thread_waker {
 } px__thread_waker;
 
 px_waker px__thread_waker_make(px__thread_waker *tw);
+
+/* What the waker's wake does: sets the flag, then unparks the owner. */
+void px__thread_waker_wake(px__thread_waker *tw);
 
 /*
  * Blocks the calling thread (the waker's owner) until the waker fired.

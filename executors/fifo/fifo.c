@@ -6,11 +6,11 @@
  * synchronisation (intrusive, through task->queue_next, so queuing never
  * allocates), and a remote one behind a mutex for wakes and spawns from other
  * threads, moved to the local queue in one piece when the loop sees its flag.
- * The loop itself is shared with the priority executor (executors/local.h).
+ * The loop itself is shared with the priority executor (executors/single_thread.h).
  */
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
-#include "executors/local.h"
+#include "executors/single_thread.h"
 
 struct px__executor {
   px_runtime *rt;
@@ -54,11 +54,11 @@ static void push(px__executor *ex, px_task *t) {
 
 static size_t queued(px__executor *ex) { return ex->local.len; }
 
-static const px__local_hooks hooks = {take_remote, pick, push, queued};
+static const px__single_thread_hooks hooks = {take_remote, pick, push, queued};
 
 static int fifo_block_on(px__executor *ex, px_future *main) {
-  return px__local_block_on(ex->rt, ex, ex->event_interval, &hooks,
-                            &ex->remote, main);
+  return px__single_thread_block_on(ex->rt, ex, ex->event_interval, &hooks,
+                                    &ex->remote, main);
 }
 
 static void fifo_drain(px__executor *ex) {

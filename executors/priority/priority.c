@@ -50,7 +50,7 @@
 
 #include "api/internal/px_internal.h"
 #include "executors/executor.h"
-#include "executors/local.h"
+#include "executors/single_thread.h"
 
 _Static_assert(PX_PRIORITY_LEVELS <= 32, "levels must fit the bitmap");
 _Static_assert((PX__PRIORITY_GUARD_INTERVAL &
@@ -143,11 +143,12 @@ static void take_remote(px__executor *ex) {
 
 static size_t queued(px__executor *ex) { return ex->queued; }
 
-static const px__local_hooks hooks = {take_remote, pick, push_local, queued};
+static const px__single_thread_hooks hooks = {take_remote, pick, push_local,
+                                              queued};
 
 static int priority_block_on(px__executor *ex, px_future *main) {
-  return px__local_block_on(ex->rt, ex, ex->event_interval, &hooks,
-                            &ex->remote, main);
+  return px__single_thread_block_on(ex->rt, ex, ex->event_interval, &hooks,
+                                    &ex->remote, main);
 }
 
 static void priority_drain(px__executor *ex) {

@@ -1,10 +1,10 @@
 /*
  * What the single-threaded executors (fifo, priority) share (internal),
- * on top of px__task_list (executors/executor.h):
+ * on top of px__task_list (executors/task_list.h):
  *
  *   - px__remote_queue: where wakes and spawns from other threads wait,
  *     behind a mutex, until the runtime thread moves them in one piece;
- *   - px__local_block_on: the block_on loop itself. The calling thread polls
+ *   - px__single_thread_block_on: the block_on loop itself. The calling thread polls
  *     the main future when it was woken, runs a batch of at most
  *     event_interval ready tasks, then looks at I/O and timers: without
  *     blocking when tasks are still ready, so a task that always wakes
@@ -16,8 +16,8 @@
  * the tables are constants, so the compiler turns the hooks back into
  * direct, inlined calls: sharing the loop costs the hot path nothing.
  */
-#ifndef POLLUX_EXECUTORS_LOCAL_H
-#define POLLUX_EXECUTORS_LOCAL_H
+#ifndef POLLUX_EXECUTORS_SINGLE_THREAD_H
+#define POLLUX_EXECUTORS_SINGLE_THREAD_H
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -74,7 +74,7 @@ static inline void px__remote_take(px__remote_queue *q, px_runtime *rt,
 
 /* ---- The block_on loop --------------------------------------------------- */
 
-typedef struct px__local_hooks {
+typedef struct px__single_thread_hooks {
   /* Moves the remote wakes into the executor's own queue. */
   void (*take_remote)(px__executor *ex);
   /* The next task to poll, or NULL when none is ready. */
@@ -83,33 +83,32 @@ typedef struct px__local_hooks {
   void (*push)(px__executor *ex, px_task *t);
   /* Tasks ready in the executor's own queue. */
   size_t (*queued)(px__executor *ex);
-} px__local_hooks;
+} px__single_thread_hooks;
 
 /* What the park check needs (px__runtime_park calls back with it). */
-typedef struct px__local_park {
+typedef struct px__single_thread_park {
   px__executor *ex;
-  const px__local_hooks *hooks;
+  const px__single_thread_hooks *hooks;
   px__remote_queue *remote;
   px__thread_waker *main;
-} px__local_park;
+} px__single_thread_park;
 
-static inline bool px__local_has_work(void *arg) {
-  px__local_park *p = arg;
+static inline bool px__single_thread_has_work(void *arg) {
+  px__single_thread_park *p = arg;
   return p->hooks->queued(p->ex) != 0 || atomic_load(&p->remote->pending) ||
          atomic_load(&p->main->notified);
 }
 
-static inline int px__local_block_on(px_runtime *rt, px__executor *ex,
-                                     uint32_t event_interval,
-                                     const px__local_hooks *hooks,
-                                     px__remote_queue *remote,
-                                     px_future *main) {
+static inline int px__single_thread_block_on(
+    px_runtime *rt, px__executor *ex, uint32_t event_interval,
+    const px__single_thread_hooks *hooks, px__remote_queue *remote,
+    px_future *main) {
   /* The main future starts notified so that it is polled first. */
   px__thread_waker *tw = px__runtime_main_waker(rt);
   atomic_store(&tw->notified, 1);
   px_waker waker = px__thread_waker_make(tw);
   px_context cx = {&waker, rt};
-  px__local_park park = {ex, hooks, remote, tw};
+  px__single_thread_park park = {ex, hooks, remote, tw};
   /* The block_on thread is worker 0: its counters, trace track, log id. */
   px__observe_worker_enter(rt, 0);
 
@@ -134,10 +133,10 @@ static inline int px__local_block_on(px_runtime *rt, px__executor *ex,
       n++;
     }
     if (hooks->queued(ex) == 0)
-      px__runtime_park(rt, px__local_has_work, &park);
+      px__runtime_park(rt, px__single_thread_has_work, &park);
     else
       px__runtime_turn(rt);
   }
 }
 
-#endif /* POLLUX_EXECUTORS_LOCAL_H */
+#endif /* POLLUX_EXECUTORS_SINGLE_THREAD_H */
