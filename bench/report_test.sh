@@ -29,6 +29,14 @@ expect "| HTTP requests per server CPU-s: pollux vs tokio ct | 1.25x | >= 1.00x 
 expect "| callgrind instructions per task: pollux vs tokio | 500 vs 900 | < tokio ct | met |"
 # A server run without CPU time (null) shows as unmeasured, not as a crash.
 expect "| http | pollux executor=work_stealing | 5 (5-5) | - |  |"
+# Redis compares with redis-server, not tokio (the server's "reference"),
+# per CPU-second: 60k / 50k on -P 1 meets 1.1x, 300k / 300k on -P 16 does not.
+expect "| redis_p1 | pollux default | 30.00k (30.00k-30.00k) | 60.00k | 1.20 (vs redis-server) |"
+expect "| redis_p1 | redis-server | 25.00k (25.00k-25.00k) | 50.00k |  |"
+expect "| redis_p1: Redis SET+GET+INCR per server CPU-s, examples/redis vs redis-server 7.0 | 1.20x | >= 1.10x | met |"
+expect "| redis_p16: Redis SET+GET+INCR per server CPU-s, examples/redis vs redis-server 7.0 | 1.00x | >= 1.10x | **short** |"
+refuse "redis_p1 default"  # no bar for it in the chart of ratios to tokio
+grep -qF 'redis_p1 default' "${out%.md}.svg" && { echo "FAIL: redis in the tokio chart"; fail=1; }
 expect "- **Note:** libuv peers unavailable (a note is shown)"
 expect "![pollux / tokio ratios](report.svg)"
 refuse "task header"

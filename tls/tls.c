@@ -536,7 +536,7 @@ static int handshake_step(tls_stream *s, px_context *cx) {
       const unsigned char *p;
       unsigned len;
       SSL_get0_alpn_selected(s->ssl, &p, &len);
-      memcpy(s->alpn, p, len);
+      if (len > 0) memcpy(s->alpn, p, len); /* p is NULL without ALPN */
       s->alpn[len] = '\0';
       s->established = true;
       return PX_READY;
