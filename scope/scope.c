@@ -153,7 +153,10 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
      * handle borrows the waker and clones it if it must wait. */
     px_waker w = {&entry_waker_vtable, e};
     px_context cx = {&w, rt};
-    int rc = px_future_poll(&e->handle.base, &cx);
+    /* Outside the budget: the entry waker would re-notify the entry and
+     * this loop poll it again at once, forever (scope_join_next and the
+     * other callers spend the caller's budget themselves). */
+    int rc = px__coop_poll_unbudgeted(&e->handle.base, &cx);
     if (rc == PX_PENDING) {
       px__spin_lock(&set->lock);
       if (e->where == POLLING_NOTIFIED)

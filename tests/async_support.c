@@ -281,6 +281,30 @@ void coop_looper_free(coop_looper *f) {
   }
 }
 
+/* ---- scope_reap_spent ------------------------------------------------------- */
+
+PX_ASYNC_FN(scope_reap_spent) {
+  PX_BEGIN();
+  px_scope_init(&self->scope);
+  for (self->i = 0; self->i < self->n; self->i++) {
+    nothing child = PX_ASYNC_NEW(nothing);
+    PX_TRY(px_scope_spawn(&self->scope, PX_FUTURE(&child)));
+  }
+  PX_AWAIT(px_sleep_init(&self->nap, px_ms(5))); /* every child finishes */
+  for (self->i = 0; self->i < self->n; self->i++) {
+    px__coop_budget = 0; /* as after 128 ready operations in this poll */
+    PX_AWAIT(px_scope_join_next_init(&self->next, &self->scope));
+    self->found += self->next.found;
+  }
+  px_scope_drop(&self->scope);
+  PX_RETURN(px_i64(self->found));
+  PX_END();
+}
+px_future *scope_reap_spent_new(scope_reap_spent *f, int n) {
+  *f = PX_ASYNC_NEW(scope_reap_spent, .n = n);
+  return PX_FUTURE(f);
+}
+
 /* ---- busy_sender / late_ticker ---------------------------------------------- */
 
 PX_ASYNC_FN(busy_sender) {

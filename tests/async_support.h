@@ -175,6 +175,19 @@ px_future *coop_looper_new(coop_looper *f, coop_kind kind, int n,
                            px__atomic(int) *ticks);
 void coop_looper_free(coop_looper *f);
 
+/* Spawns n children into a scope, lets them finish, then, with the budget
+ * spent, reaps them with join_next: the scope's own polls of the children's
+ * join handles must not answer PENDING for the budget (they did, and the
+ * reap loop polled again at once, forever). Returns how many it reaped. */
+typedef struct {
+  px_async px;
+  int n, i, found;
+  px_scope scope;
+  px_sleep nap;
+  px_scope_join_next next;
+} scope_reap_spent;
+px_future *scope_reap_spent_new(scope_reap_spent *f, int n);
+
 /* For `ms` milliseconds, sends into an always-ready channel (draining it
  * itself with try_recv); returns the number sent. */
 typedef struct {

@@ -491,6 +491,14 @@ TEST_F(Async, EveryReadyLeafSpendsTheBudget) {
   }
 }
 
+// A scope reaps its children's join handles with a waker of its own; those
+// handles spend the budget, so a spent budget must not make the reap spin.
+TEST_F(Async, ScopeReapsFinishedChildrenWithTheBudgetSpent) {
+  scope_reap_spent f;
+  ASSERT_EQ(px_runtime_block_on(rt, scope_reap_spent_new(&f, 50)), 0);
+  EXPECT_EQ(f.px.base.output.i64, 50);
+}
+
 // The case: a task awaiting ready sends in a loop for 300 ms must
 // not hold up a 1 ms interval for all of it.
 TEST_F(Async, ReadySendsInALoopDoNotStarveAnInterval) {

@@ -97,6 +97,18 @@ static inline void px__coop_refund(void) {
   if (px__coop_budget >= 0) px__coop_budget++;
 }
 
+/* Polls `f` outside the budget: for the runtime's own bookkeeping polls
+ * (a scope reaping its children's join handles with a waker of its own),
+ * where a PENDING caused by the budget would only wake that waker and be
+ * polled again at once, forever. The caller's poll spends the budget. */
+static inline int px__coop_poll_unbudgeted(px_future *f, px_context *cx) {
+  int saved = px__coop_budget;
+  px__coop_budget = -1;
+  int r = px_future_poll(f, cx);
+  px__coop_budget = saved;
+  return r;
+}
+
 /* Polls `f` with a fresh budget (the block_on future: it is not a task, but
  * an accept loop in it must give the tasks it spawns a turn all the same). */
 static inline int px__coop_poll(px_future *f, px_context *cx) {
