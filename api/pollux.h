@@ -1,6 +1,21 @@
 /**
  * @file
  * pollux.h - the whole public API of pollux, an async runtime for C.
+ *
+ * Naming, stated once for every header below:
+ *   - px_ and PX_ name the public API; px__ and PX__ are internal (a px__
+ *     name in a public header is a private field's type, such as px__list,
+ *     never something to call).
+ *   - Constructors: px_T_new(&out, ...) allocates an object the caller
+ *     owns alone; px_T_init(storage, ...) initialises caller-owned storage
+ *     (every future: it returns the px_future to await); a channel's
+ *     constructor (px_oneshot_new, px_mpsc_channel, px_mpsc_unbounded,
+ *     px_watch_new) makes a pair of handles.
+ *   - Release verbs: _free ends an object made by _new (px_runtime_free,
+ *     px_mutex_free); _drop lets go of one handle or reference, the thing
+ *     itself going with the last (px_future_drop, px_waker_drop, a
+ *     channel's sender and receiver, tokio's Drop); _close ends an I/O
+ *     object's use of its descriptor, or one direction of a channel.
  */
 #ifndef POLLUX_H
 #define POLLUX_H
