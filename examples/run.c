@@ -67,6 +67,7 @@ typedef struct run_cmd {
   px_child *child;
   px_duration limit;
   px_instant deadline;
+  px_duration left; /* of the limit, for the wait after stdout closed */
   lines out;
   px_timeout timeout;
   px_child_wait wait;
@@ -85,10 +86,10 @@ PX_ASYNC_FN(run_cmd) {
     if (self->timeout.base.error < 0) PX_FAIL(self->timeout.base.error);
     /* stdout is closed; the exit gets what is left of the limit (a
      * command may close stdout and go on running). */
-    px_instant now = px_now();
+    self->left = px_now() < self->deadline ? self->deadline - px_now() : 0;
     PX_AWAIT(px_timeout_init(&self->timeout,
                              px_child_wait_init(&self->wait, self->child),
-                             now < self->deadline ? self->deadline - now : 0));
+                             self->left));
     if (self->timeout.base.error != PX_ETIMEDOUT) {
       if (self->timeout.base.error < 0) PX_FAIL(self->timeout.base.error);
       PX_RETURN(px_i64(self->wait.base.output.i64));
