@@ -194,8 +194,8 @@ int main(int argc, char **argv) {
   }
   /* Before the runtime, so its worker threads inherit the blocked mask. */
   static const int sigs[] = {SIGINT, SIGTERM};
-  px_signal *signals;
-  px_tcp_listener *listener;
+  px_signal *signals = NULL;
+  px_tcp_listener *listener = NULL;
   int err = px_signal_open(&signals, sigs, 2);
   if (err == 0) err = px_tcp_bind("127.0.0.1", (uint16_t)port, &listener);
   if (err < 0) {
