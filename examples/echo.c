@@ -1,147 +1,116 @@
 /*
- * echo - a TCP echo server, one task per connection.
+ * echo - a TCP echo server, one task per connection (tokio's echo.rs).
  *
  *   bazel run //examples:echo -- 7000            (listens on 0.0.0.0:7000)
  *   bazel run //examples:echo -- 7000 127.0.0.1
  *   nc 127.0.0.1 7000
  *
- * The accept loop and every connection are async functions (pollux/async.h):
- * each runs as its own task, so a slow client only holds up itself.
+ * A connection silent for IDLE is closed. SIGINT or SIGTERM stops
+ * accepting, gives the connections GRACE to finish, and exits 0.
  */
-#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "pollux.h"
 
-/* ---- One connection ------------------------------------------------- */
+#define IDLE px_secs(60)
+#define GRACE px_secs(5)
 
-typedef struct echo_conn {
+static px_cancel_token *stop; /* cancelled by SIGINT/SIGTERM */
+
+typedef struct {
   px_async px;
-  px_tcp_stream *stream;
-  px_tcp_io read;
-  px_tcp_io write;
-  /* The buffer lives in the frame, not on the C stack, because it must
-   * survive the awaits between reading and writing it back. */
-  unsigned char buf[16384];
-} echo_conn;
+  px_stream *s;
+  px_stream_io io;
+  px_cancelled stopped;
+  px_sleep idle;
+  px_select sel;
+  size_t n;
+  int err;
+  unsigned char buf[4096]; /* a frame field: it must survive the awaits */
+} conn;
 
-/* If the runtime drops the task mid-way (at shutdown), the socket must
- * still be closed: after the awaited future, as net.h requires. */
-static void echo_conn_cleanup(px_future *f) {
-  echo_conn *self = (echo_conn *)f;
-  px_async_drop(f);
-  px_tcp_close(self->stream);
-  self->stream = NULL;
-}
+static void close_stream(void *s) { px_stream_close(s); }
+static void drop_scope(void *scope) { px_scope_drop(scope); }
 
-PX_ASYNC_FN_WITH_DROP(echo_conn, echo_conn_cleanup) {
+PX_ASYNC_FN(conn) {
   PX_BEGIN();
+  PX_DEFER(close_stream, self->s); /* closed however the task ends */
   for (;;) {
-    PX_AWAIT(px_tcp_read_init(&self->read, self->stream, self->buf,
-                              sizeof self->buf));
-    /* 0 bytes is end of stream: the client is done sending. An error
-     * (typically a reset) ends the conversation just the same. */
-    if (self->read.base.error < 0 || self->read.base.output.u64 == 0) break;
-    /* write_all, not write: the kernel may take fewer bytes than asked. */
-    PX_AWAIT(px_tcp_write_all_init(&self->write, self->stream, self->buf,
-                                   (size_t)self->read.base.output.u64));
-    if (self->write.base.error < 0) break;
+    /* A read, unless the server stops or the client falls silent first. */
+    PX_AWAIT_INTO(self->n, self->err,
+                  px_select3_init(&self->sel,
+                                  px_stream_read_init(&self->io, self->s, self->buf,
+                                                      sizeof self->buf),
+                                  px_cancelled_init(&self->stopped, stop),
+                                  px_sleep_init(&self->idle, IDLE)));
+    if (self->sel.index != 0 || self->err < 0 || self->n == 0) break;
+    PX_AWAIT_ERR(self->err, px_stream_write_all_init(&self->io, self->s, self->buf, self->n));
+    if (self->err < 0) break;
   }
-  px_tcp_close(self->stream);
-  self->stream = NULL;
   PX_END();
 }
 
-/* Hands a new connection to its own task. */
-static void serve(px_tcp_stream *stream) {
-  echo_conn conn = PX_ASYNC_NEW(echo_conn, .stream = stream);
-  /* px_spawn copies the frame into the task, so a stack frame is fine.
-   * Detached (no join handle): nobody waits for connections to end. */
-  int err = px_spawn(PX_FUTURE(&conn), NULL);
-  if (err < 0) {
-    fprintf(stderr, "echo: spawn: %s\n", px_strerror(err));
-    px_tcp_close(stream);
-  }
-}
-
-/* ---- The accept loop ------------------------------------------------ */
-
-typedef struct echo_server {
+typedef struct {
   px_async px;
-  px_tcp_listener *listener;
-  px_tcp_accept accept;
+  px_tcp_listener *l;
+  px_signal *sig;
+  px_scope conns;
+  px_tcp_accept acc;
+  px_signal_recv srecv;
+  px_select sel;
   px_sleep pause;
-} echo_server;
+  px_scope_shutdown sd;
+} server;
 
-/* The server owns the listener. Closing it here, in the frame's drop, means
- * it is closed while its runtime still exists: block_on drops the main
- * future before px_run frees the runtime, and a registered socket must leave
- * its reactor before the reactor goes away. */
-static void echo_server_cleanup(px_future *f) {
-  echo_server *self = (echo_server *)f;
-  px_async_drop(f);
-  px_tcp_listener_close(self->listener);
-  self->listener = NULL;
-}
-
-PX_ASYNC_FN_WITH_DROP(echo_server, echo_server_cleanup) {
+PX_ASYNC_FN(server) {
   PX_BEGIN();
+  px_scope_init(&self->conns);
+  PX_DEFER(drop_scope, &self->conns);
   for (;;) {
-    PX_AWAIT(px_tcp_accept_init(&self->accept, self->listener));
-    if (self->accept.base.error == 0) {
-      serve(self->accept.base.output.ptr);
+    PX_AWAIT(px_select2_init(&self->sel, px_tcp_accept_init(&self->acc, self->l),
+                             px_signal_recv_init(&self->srecv, self->sig)));
+    if (self->sel.index == 1) break; /* a signal: shut down */
+    if (self->sel.base.error < 0) {  /* out of descriptors: pause, not spin */
+      fprintf(stderr, "echo: accept: %s\n", px_strerror(self->sel.base.error));
+      PX_AWAIT(px_sleep_init(&self->pause, px_ms(100)));
       continue;
     }
-    fprintf(stderr, "echo: accept: %s\n", px_strerror(self->accept.base.error));
-    /* The usual cause is running out of descriptors (EMFILE). The waiting
-     * connection keeps the listener readable, so retrying at once would
-     * spin; a short pause gives open connections time to finish. */
-    PX_AWAIT(px_sleep_init(&self->pause, px_ms(100)));
+    conn c = PX_ASYNC_NEW(conn, .s = self->sel.base.output.ptr);
+    if (px_scope_spawn_detached(&self->conns, PX_FUTURE(&c)) < 0) px_stream_close(c.s);
   }
+  px_tcp_listener_close(self->l); /* new clients are refused from now on */
+  self->l = NULL;
+  px_cancel_token_cancel(stop);    /* connections end at their next read */
+  PX_AWAIT(px_scope_shutdown_init(&self->sd, &self->conns, GRACE));
   PX_END();
 }
 
-/* ---- main ----------------------------------------------------------- */
-
 static int usage(void) {
-  fprintf(stderr,
-          "usage: echo PORT [HOST]\n"
-          "  PORT  1..65535\n"
-          "  HOST  numeric IPv4 or IPv6 address (default 0.0.0.0)\n");
+  fprintf(stderr, "usage: echo PORT [HOST]   (PORT 1..65535, HOST numeric, default 0.0.0.0)\n");
   return 2;
 }
 
-/* Accepts only a whole decimal number in 1..65535 ("80x" or "0" are not). */
-static int parse_port(const char *s) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno != 0 || end == s || *end != '\0' || v < 1 || v > 65535) return -1;
-  return (int)v;
-}
-
 int main(int argc, char **argv) {
-  if (argc < 2 || argc > 3) return usage();
-  int port = parse_port(argv[1]);
-  if (port < 0) return usage();
+  char *end = NULL;
+  long port = argc >= 2 ? strtol(argv[1], &end, 10) : 0;
+  if (argc < 2 || argc > 3 || *end != '\0' || port < 1 || port > 65535) return usage();
   const char *host = argc == 3 ? argv[2] : "0.0.0.0";
-
-  /* Binding is synchronous and needs no runtime; the listener joins the
-   * runtime's reactor on the first accept. */
-  px_tcp_listener *listener;
-  int err = px_tcp_bind(host, (uint16_t)port, &listener);
+  int sigs[] = {SIGINT, SIGTERM};
+  server srv = PX_ASYNC_NEW(server);
+  int err = px_signal_open(&srv.sig, sigs, 2); /* before the runtime's threads */
+  if (err == 0) err = px_cancel_token_new(&stop);
+  if (err == 0) err = px_tcp_bind(host, (uint16_t)port, &srv.l);
   if (err < 0) {
-    fprintf(stderr, "echo: cannot listen on %s port %d: %s\n", host, port,
-            px_strerror(err));
+    fprintf(stderr, "echo: %s port %ld: %s\n", host, port, px_strerror(err));
     return err == PX_EINVAL ? usage() : 1;
   }
-  printf("echo: listening on %s port %d\n", host, port);
+  printf("echo: listening on %s port %ld\n", host, port);
   fflush(stdout);
-
-  echo_server server = PX_ASYNC_NEW(echo_server, .listener = listener);
-  /* Only returns if the runtime fails; the listener is closed by then. */
-  err = px_run(PX_FUTURE(&server));
-  fprintf(stderr, "echo: %s\n", px_strerror(err));
-  return 1;
+  err = px_run(PX_FUTURE(&srv));
+  px_tcp_listener_close(srv.l); /* after the runtime: safe in any order */
+  px_signal_close(srv.sig);
+  px_cancel_token_drop(stop);
+  return err < 0;
 }

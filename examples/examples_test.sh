@@ -60,4 +60,16 @@ for attempt in 1 2 3 4 5; do
 done
 check '[ "$reply" = "hello pollux" ]' "echo server echoes a line (got: $reply)"
 
+# --- echo: SIGTERM with a client connected: stop, drain, exit 0.
+port=$(( 10000 + RANDOM % 22000 ))
+"$echo_bin" "$port" 127.0.0.1 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 50); do exec 4<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.1; done
+printf 'one\n' >&4; read -r -t 5 first <&4
+kill -TERM "$pid"
+for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+wait "$pid"; rc=$?
+exec 4>&-
+check '[ "$first" = "one" ] && [ "$rc" -eq 0 ]' "echo exits 0 on SIGTERM with a client connected (rc $rc)"
+
 exit $fail
