@@ -52,7 +52,9 @@ typedef struct px__reactor px__reactor;
  */
 typedef struct px__io {
   px__atomic(uint64_t) state;
-  px__atomic_flag lock; /* guards the two waker slots */
+  /* Guards the two waker slots: a px__spinlock (px_internal.h), spelled
+   * so that C++ tests can include this header too. */
+  px__atomic(unsigned char) lock;
   px_waker reader;
   px_waker writer;
   int fd;

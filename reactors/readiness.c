@@ -64,15 +64,12 @@
 /* The bits that come and go with the OS's answers; HUP and ERROR stay. */
 #define DIRECTION_BITS (PX__READABLE | PX__WRITABLE)
 
-static void lock(px__io *io) {
-  while (atomic_flag_test_and_set_explicit(&io->lock, memory_order_acquire)) {
-    /* Spin: the holder only moves a few words and never blocks. */
-  }
-}
+/* The project's spinlock: the holder only moves a few words, and when it
+ * is preempted a waiter yields instead of burning its time slice (see
+ * px__spin_wait for why a pure spin is wrong on a loaded machine). */
+static void lock(px__io *io) { px__spin_lock(&io->lock); }
 
-static void unlock(px__io *io) {
-  atomic_flag_clear_explicit(&io->lock, memory_order_release);
-}
+static void unlock(px__io *io) { px__spin_unlock(&io->lock); }
 
 /*
  * Moves the wakers of the directions in `mask` out of their slots. The
@@ -100,7 +97,7 @@ static void take_wakers(px__io *io, unsigned mask, px_waker *reader,
 void px__io_init(px__io *io, int fd) {
   px_waker empty = PX_WAKER_EMPTY;
   atomic_init(&io->state, 0);
-  atomic_flag_clear(&io->lock);
+  atomic_init(&io->lock, 0);
   io->reader = empty;
   io->writer = empty;
   io->fd = fd;
