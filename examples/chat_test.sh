@@ -20,9 +20,14 @@ recv() { local l=""; IFS= read -r -t 5 l <&"$1"; printf '%s' "${l%$'\r'}"; }
 exec 3<>"/dev/tcp/127.0.0.1/$port" 4<>"/dev/tcp/127.0.0.1/$port" 5<>"/dev/tcp/127.0.0.1/$port"
 check "prompt" "$(recv 3)" "Please enter your username:"
 printf 'alice\n' >&3
+# Joining is asynchronous and unobservable to the one who joins (as in
+# tokio's chat.rs): give the server a moment to register alice before bob
+# joins, else a multi-threaded executor may register them the other way.
+sleep 0.5
 check "prompt 2" "$(recv 4)" "Please enter your username:"
 printf 'bob\r\n' >&4          # telnet's CRLF is taken too
 check "alice sees bob join" "$(recv 3)" "bob has joined the chat"
+sleep 0.5                      # bob registered too, see above
 check "prompt 3" "$(recv 5)" "Please enter your username:"
 printf 'carol\n' >&5
 check "alice sees carol join" "$(recv 3)" "carol has joined the chat"
