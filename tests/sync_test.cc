@@ -241,22 +241,40 @@ TEST_F(Sync, MpscBoundedTrySendAndTryRecvInOrder) {
   px_mpsc_receiver_drop(rx);
 }
 
+// Values sent and received so far, in order.
+struct MpscOrder {
+  int in = 0, out = 0;
+};
+
+// Sends 10 values and receives 7, so the ring is wrapped when it grows,
+// then sends until `queued` values wait.
+static void mpsc_wrap_then_fill(px_mpsc_sender *tx, px_mpsc_receiver *rx,
+                                size_t queued, MpscOrder *o) {
+  px_value v;
+  for (int i = 0; i < 10; i++) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(o->in++)), 0);
+  for (int i = 0; i < 7; i++) {
+    ASSERT_EQ(px_mpsc_try_recv(rx, &v), 0);
+    EXPECT_EQ(v.i64, o->out++);
+  }
+  while (px_mpsc_len(rx) < queued) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(o->in++)), 0);
+}
+
+// Receives everything queued: each value once, in the order sent.
+static void mpsc_drain_in_order(px_mpsc_receiver *rx, MpscOrder *o) {
+  px_value v;
+  while (px_mpsc_try_recv(rx, &v) == 0) EXPECT_EQ(v.i64, o->out++);
+  EXPECT_EQ(o->out, o->in);
+}
+
 TEST_F(Sync, MpscUnboundedGrowsAndKeepsOrder) {
   px_mpsc_sender *tx;
   px_mpsc_receiver *rx;
   ASSERT_EQ(px_mpsc_unbounded(&tx, &rx), 0);
-  px_value v;
-  // Interleave so the ring is wrapped when it grows.
-  int next_in = 0, next_out = 0;
-  for (int i = 0; i < 10; i++) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(next_in++)), 0);
-  for (int i = 0; i < 7; i++) {
-    ASSERT_EQ(px_mpsc_try_recv(rx, &v), 0);
-    EXPECT_EQ(v.i64, next_out++);
-  }
-  for (int i = 0; i < 1000; i++) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(next_in++)), 0);
-  while (px_mpsc_try_recv(rx, &v) == 0) EXPECT_EQ(v.i64, next_out++);
-  EXPECT_EQ(next_out, next_in);
+  MpscOrder o;
+  mpsc_wrap_then_fill(tx, rx, 1003, &o);
+  mpsc_drain_in_order(rx, &o);
   px_mpsc_sender_drop(tx);
+  px_value v;
   EXPECT_EQ(px_mpsc_try_recv(rx, &v), PX_ECLOSED);
   px_mpsc_receiver_drop(rx);
 }
@@ -285,18 +303,10 @@ TEST_F(Sync, MpscBoundedRingGrowsToItsBoundAndKeepsOrder) {
   px_mpsc_receiver_drop(rx);
 
   ASSERT_EQ(px_mpsc_channel(40, &tx, &rx), 0);
-  px_value v;
-  int next_in = 0, next_out = 0;
-  // Wrapped when it grows: 10 in, 7 out, then up to the bound.
-  for (int i = 0; i < 10; i++) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(next_in++)), 0);
-  for (int i = 0; i < 7; i++) {
-    ASSERT_EQ(px_mpsc_try_recv(rx, &v), 0);
-    EXPECT_EQ(v.i64, next_out++);
-  }
-  while (px_mpsc_len(rx) < 40) ASSERT_EQ(px_mpsc_try_send(tx, px_i64(next_in++)), 0);
+  MpscOrder o;
+  mpsc_wrap_then_fill(tx, rx, 40, &o);  // grows 16 -> 32 -> 40, wrapped
   EXPECT_EQ(px_mpsc_try_send(tx, px_i64(-1)), PX_EAGAIN);  // full at the bound
-  while (px_mpsc_try_recv(rx, &v) == 0) EXPECT_EQ(v.i64, next_out++);
-  EXPECT_EQ(next_out, next_in);
+  mpsc_drain_in_order(rx, &o);
   px_mpsc_sender_drop(tx);
   px_mpsc_receiver_drop(rx);
 }
