@@ -382,11 +382,13 @@ static long parse_command(char *buf, size_t len, command *c, const char **why) {
   }
   long long n;
   long used = parse_line_number(p + 1, end, &n);
+  /* Incomplete first: n is only set once the line is complete (a count
+   * split across reads, "*" then "3\r\n", must wait, not fail). */
+  if (used == 0) return 0;
   if (used < 0 || n > MAX_MULTIBULK) {
     *why = "-ERR Protocol error: invalid multibulk length\r\n";
     return -1;
   }
-  if (used == 0) return 0;
   p += 1 + used;
   for (long long i = 0; i < n; i++) { /* n <= 0: an empty command, as Redis */
     if (p >= end) return 0;
@@ -396,11 +398,11 @@ static long parse_command(char *buf, size_t len, command *c, const char **why) {
     }
     long long l;
     used = parse_line_number(p + 1, end, &l);
+    if (used == 0) return 0; /* as above: l is not set yet */
     if (used < 0 || l < 0 || l > IN_MAX) {
       *why = "-ERR Protocol error: invalid bulk length\r\n";
       return -1;
     }
-    if (used == 0) return 0;
     p += 1 + used;
     if (end - p < l + 2) return 0;
     if (p[l] != '\r' || p[l + 1] != '\n') {
