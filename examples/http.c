@@ -17,12 +17,12 @@
  *
  * Limits:
  *   -t IDLE   a connection silent between requests for IDLE seconds is
- *             closed (default 60; 0: no timeouts at all). A request's head
- *             and then its body must each arrive within min(IDLE, 10)
- *             seconds from their start, however the bytes trickle in, or
- *             the client gets 408 and is closed; the first head's time
- *             includes the TLS handshake (https). A write that makes no
- *             progress for IDLE seconds fails.
+ *             closed (default 60; 0: no timeouts at all). A request's head,
+ *             then its body, must each arrive within min(IDLE, 10) seconds
+ *             of their start, however the bytes trickle in: a late head is
+ *             closed silently (a slowloris, as nginx does), a late body
+ *             gets 408 first. The first head's time includes the TLS
+ *             handshake (https). A write without progress for IDLE fails.
  *   -c MAX    at most MAX connections at once (default 10000): further
  *             clients wait in the listen backlog until one ends.
  * A connection holds 2 KiB per buffer while idle (none before it reads),

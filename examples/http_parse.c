@@ -186,9 +186,9 @@ long http_parse_request(const char *buf, size_t len, size_t max_head,
     }
     if (err < 0) return err;
   }
+  if (req->content_length > max_body) return HTTP_BODY_TOO_LARGE;
   /* RFC 9112 section 3.2: exactly one Host in 1.1, at most one in 1.0. */
   if (st.hosts > 1 || (st.hosts == 0 && req->minor == 1)) return HTTP_BAD;
-  if (req->content_length > max_body) return HTTP_BODY_TOO_LARGE;
   /* HTTP/1.1 keeps the connection unless told to close; 1.0 the reverse. */
   req->keep_alive =
       req->minor == 1 ? !st.conn_close : (st.conn_keep && !st.conn_close);

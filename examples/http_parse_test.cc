@@ -118,6 +118,9 @@ TEST(HttpParse, OversizedHeadIsTooLarge) {
 TEST(HttpParse, BodyLimitAndTransferEncoding) {
   EXPECT_EQ(Parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8193\r\n\r\n"),
             HTTP_BODY_TOO_LARGE);
+  // The size is refused first, with or without a Host.
+  EXPECT_EQ(Parse("POST / HTTP/1.1\r\nContent-Length: 8193\r\n\r\n"),
+            HTTP_BODY_TOO_LARGE);
   EXPECT_EQ(Parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             HTTP_UNSUPPORTED);
 }

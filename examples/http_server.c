@@ -201,10 +201,10 @@ PX_ASYNC_FN(conn) {
     if (self->sel.index == 1) break;
     if (self->err == 0 && self->n > 0)
       self->have += self->n;
-    else if (self->err != PX_ETIMEDOUT || self->phase == IDLE || !out_room(self))
-      break; /* closed, failed, or idle too long */
+    else if (self->err != PX_ETIMEDOUT || self->phase != BODY || !out_room(self))
+      break; /* closed, failed, idle or a head too slow (silently, as nginx) */
     else
-      reject(self, "408 Request Timeout"); /* a head or body too slow */
+      reject(self, "408 Request Timeout"); /* a body too slow */
     do {
       process(self);
       if (self->out_len > 0)
