@@ -395,6 +395,9 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   px__scope_set *set = s->set;
+  /* Reaping a child that already finished is a ready operation like the
+   * join of its handle (whose polls below are unbudgeted): one unit. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   if (set == NULL) return PX_READY; /* nothing ever spawned: found = 0 */
   for (;;) {
     reap(s, cx->runtime, 0);
@@ -413,7 +416,10 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
       return PX_READY;
     }
     if (!more) return PX_READY;
-    if (wait_for_children(set, cx)) return PX_PENDING;
+    if (wait_for_children(set, cx)) {
+      px__coop_refund(); /* waiting, not progress */
+      return PX_PENDING;
+    }
   }
 }
 
