@@ -526,59 +526,83 @@ def case_never_reads(ctx, srv):
     other.close()
 
 
-def case_connect_flood(ctx, srv):
-    """Hundreds of connects per second from threads while an existing
-    client's round trips stay under 100 ms."""
-    stop = threading.Event()
-    counts = []
-    held = []
-    lock = threading.Lock()
+def flood(port, seconds, threads=8, hold=300):
+    """Connects from `threads` threads, ~100/s each, for `seconds`, keeping
+    up to `hold` connections open (they cost the server descriptors).
+    Returns (connects, held)."""
+    stop, lock, counts, held = threading.Event(), threading.Lock(), [], []
 
-    def flood():
+    def run():
         n = 0
         while not stop.is_set():
-            time.sleep(0.01)  # ~100/s per thread: a flood, not a GIL contest
+            time.sleep(0.01)
             try:
-                c = socket.create_connection((HOST, srv.port), timeout=2)
+                c = socket.create_connection((HOST, port), timeout=2)
             except OSError:
                 continue
             n += 1
             with lock:
-                if len(held) < 300:  # keep some open: they cost the server fds
+                if len(held) < hold:
                     held.append(c)
                     continue
             c.close()
         counts.append(n)
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in ts:
+        t.join()
+    for c in held:
+        c.close()
+    return sum(counts), len(held)
 
+
+def case_connect_flood(ctx, srv):
+    """Hundreds of connects per second while an existing client's round
+    trips stay under 100 ms. The flood runs in a forked child, so that its
+    threads do not compete with the measuring client for Python's lock."""
     existing = connect(srv.port, timeout=10)
     srv.round_trip(existing)
-    threads = [threading.Thread(target=flood) for _ in range(8)]
+    rfd, wfd = os.pipe()
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
+    child = os.fork()
+    if child == 0:
+        os.close(rfd)
+        try:
+            n, held = flood(srv.port, 3)
+            os.write(wfd, b"%d %d" % (n, held))
+        finally:
+            os._exit(0)
+    os.close(wfd)
     rts = []
     while time.monotonic() - t0 < 3:
         rts.append(srv.round_trip(existing))
         time.sleep(0.005)
-    stop.set()
-    for t in threads:
-        t.join()
+    with os.fdopen(rfd, "rb") as r:
+        n, held = (int(x) for x in (r.read().split() or [0, 0]))
+    os.waitpid(child, 0)
     took = time.monotonic() - t0
-    rate = sum(counts) / took
+    existing.close()
+    rate = n / took
     worst = max(rts) * 1000
     rts.sort()
     p99 = rts[int(len(rts) * 0.99)] * 1000
-    limit = 100 * ctx.slow
     report(rate >= 200, "connect flood: %d connects in %.1f s (%.0f/s, %d held "
-           "open; want at least 200/s)" % (sum(counts), took, rate, len(held)))
-    report(worst <= limit,
-           "connect flood: existing client's worst round trip %.1f ms over %d "
-           "(p99 %.1f ms; limit 100 ms%s)"
-           % (worst, len(rts), p99,
-              ", %d ms under %s" % (limit, ctx.san) if ctx.san else ""))
-    for c in held:
-        c.close()
-    existing.close()
+           "open; want at least 200/s)" % (n, took, rate, held))
+    # The 100 ms bound holds for 99% of the round trips; the single worst
+    # one gets 1 s, because a loaded 2-core machine can deschedule the
+    # client or the server once for over 100 ms (seen: 177 ms in 1 of 12
+    # runs). Starvation by the accept loop, as issue 14 saw (5.7 s), fails
+    # both.
+    limit, worst_limit = 100 * ctx.slow, 1000 * ctx.slow
+    under = " under %s" % ctx.san if ctx.san else ""
+    report(p99 <= limit and worst <= worst_limit,
+           "connect flood: existing client's round trip p99 %.1f ms, worst "
+           "%.1f ms over %d (limits: p99 100 ms, worst 1000 ms%s)"
+           % (p99, worst, len(rts),
+              "; %d and %d ms%s" % (limit, worst_limit, under) if ctx.san else ""))
 
 
 def case_fd_exhaustion(ctx, srv_unused):
