@@ -722,6 +722,45 @@ def case_sigterm(ctx, srv_unused):
         print(err[-3000:])
 
 
+def case_drain(ctx, srv_unused):
+    """SIGTERM while a client has pipelined requests and not read the
+    answers (6 to 8 MB of them: more than the kernel buffers, so the
+    server blocks writing): what
+    arrives is whole answers only, then a clean close (FIN, not a reset,
+    which could destroy answers not yet read), and the server exits 0.
+    redis reads its 100 GETs at once, so all 100 answers must arrive."""
+    srv = Server(ctx.kind, ctx.binary, ctx.base_args)
+    count = {"http": 100000, "redis": 100}[ctx.kind]
+    req = pipeline(ctx, srv, count)  # redis: GETs of a 60 KB value
+    answer = (HTTP_OK if ctx.kind == "http"
+              else b"$60000\r\n" + b"v" * 60000 + b"\r\n")
+    s = connect(srv.port, timeout=30)
+
+    def send():
+        try:
+            s.sendall(req)
+        except OSError:
+            pass  # the server stopped reading and closed: allowed
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.5)  # the server reads, answers and blocks writing
+    srv.proc.send_signal(signal.SIGTERM)
+    got, how = recv_until_close(s, limit=1 << 30)
+    sender.join()
+    s.close()
+    whole = got.count(answer)
+    want = count if ctx.kind == "redis" else max(whole, 1)
+    rc = srv.stop(timeout=30)
+    report(whole == want and got == answer * whole and how == "eof",
+           "SIGTERM with %d requests pipelined, answers unread: %d answers "
+           "arrived whole (%d bytes, %s), then %s (want %s whole answers "
+           "only, then eof)"
+           % (count, whole, len(got),
+              "nothing cut" if got == answer * whole else "one cut", how,
+              count if ctx.kind == "redis" else "at least 1"))
+    report(rc == 0, "SIGTERM with answers unread: exit status %s (want 0)" % rc)
+
+
 def case_cap(ctx, srv_unused):
     """-c 2: a third client is not served until one of two closes."""
     srv = Server(ctx.kind, ctx.binary, ctx.base_args + ["-c", "2"])
@@ -769,6 +808,7 @@ CASES = [
     ("reset", case_reset, None),
     ("cap", case_cap, "cap"),
     ("sigterm", case_sigterm, None),
+    ("drain", case_drain, "drain"),
 ]
 
 
@@ -787,11 +827,12 @@ def main():
     if len(args) < 2 or args[0] not in PROBE:
         sys.exit(__doc__)
     kind, binary = args[0], args[1]
-    idle, cap = "--idle" in args, "--cap" in args
+    idle, cap, drain = "--idle" in args, "--cap" in args, "--drain" in args
     only = None
     if "--only" in args:
         only = args[args.index("--only") + 1].split(",")
     ctx = Ctx(kind, binary, idle, cap)
+    ctx.drain = drain
     # Our own descriptors: the flood holds hundreds.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -804,8 +845,11 @@ def main():
         if only and name not in only:
             continue
         if needs and not getattr(ctx, needs):
-            print("skip: %s (the server has no %s option yet)"
-                  % (name, {"idle": "-t", "cap": "-c"}[needs]))
+            print("skip: %s (%s)" % (name, {
+                "idle": "the server has no -t option yet",
+                "cap": "the server has no -c option yet",
+                "drain": "the server does not finish in-flight answers at "
+                         "shutdown yet"}[needs]))
             continue
         if srv is None or not srv.alive():
             srv = Server(kind, binary, ctx.base_args)
@@ -815,7 +859,7 @@ def main():
             fn(ctx, srv)
         except Exception as e:  # a wrong answer or a dead connection
             report(False, "%s: %s: %s" % (name, type(e).__name__, e))
-        if fn not in (case_fd_exhaustion, case_sigterm, case_cap):
+        if fn not in (case_fd_exhaustion, case_sigterm, case_cap, case_drain):
             finish(ctx, srv, name)
         print("   (%s took %.1f s)" % (name, time.monotonic() - t0), flush=True)
     if srv is not None:
