@@ -289,6 +289,14 @@ def case_malformed(ctx, srv):
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
              b"HTTP/1.1 501", "Transfer-Encoding"),
         ]
+        if ctx.idle:  # the http with -t also validates Host (RFC 9112 3.2)
+            cases += [
+                (b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 400", "HTTP/1.1 without Host"),
+                (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                 b"HTTP/1.1 400", "two Host headers"),
+                (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", b"HTTP/1.1 400",
+                 "a Host with a space"),
+            ]
         for payload, want, what in cases:
             expect_error_or_close(srv, payload, want, what)
     elif k == "redis":
@@ -456,6 +464,35 @@ def case_idle(ctx, srv):
            "silently (%d answered) within %.2f s (limit %.1f s); others "
            "served meanwhile: %s"
            % (closed, len(many), byte, answered, took, limit + 2, ok))
+    if ctx.kind == "http":
+        # A head dripped a byte every 0.25 s: each byte is activity, but the
+        # head as a whole gets min(IDLE, 10) s, so the drip is cut (silently:
+        # no answer to a head that never came).
+        with connect(srv.port, timeout=limit + 5) as s:
+            t0 = time.monotonic()
+            for b in HTTP_GET[:-4]:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    break
+                time.sleep(0.25)
+                if time.monotonic() - t0 > limit + 2:
+                    break
+            got, how = recv_until_close(s)
+            took = time.monotonic() - t0
+        report(how in ("eof", "reset") and took <= limit + 1,
+               "slowloris drip (a head byte every 0.25 s) cut after %.2f s "
+               "(%s, answer %r; limit %.1f s)" % (took, how, got[:12], limit + 1))
+        # A body that stops coming gets 408 (its head was a request).
+        with connect(srv.port, timeout=limit + 5) as s:
+            t0 = time.monotonic()
+            s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+            got, how = recv_until_close(s)
+            took = time.monotonic() - t0
+        report(got.startswith(b"HTTP/1.1 408") and how == "eof" and took <= limit,
+               "a body that stops after 2 of 10 bytes: %r after %.2f s, then "
+               "%s (want 408, then eof, within %.1f s)"
+               % (got.split(b"\r\n")[0].decode(), took, how, limit))
     if ctx.kind == "echo":
         # Echo answers every byte, so a drip is a live client: it must stay.
         with connect(srv.port, timeout=5) as s:
@@ -722,6 +759,52 @@ def case_sigterm(ctx, srv_unused):
         print(err[-3000:])
 
 
+def case_drain(ctx, srv_unused):
+    """SIGTERM while a client has pipelined requests and not read the
+    answers (6 to 8 MB of them: more than the kernel buffers, so the
+    server blocks writing): what
+    arrives is whole answers only (http: the last one may say "Connection:
+    close"), then a clean close (FIN, not a reset,
+    which could destroy answers not yet read), and the server exits 0.
+    redis reads its 100 GETs at once, so all 100 answers must arrive."""
+    srv = Server(ctx.kind, ctx.binary, ctx.base_args)
+    count = {"http": 100000, "redis": 100}[ctx.kind]
+    req = pipeline(ctx, srv, count)  # redis: GETs of a 60 KB value
+    answer = (HTTP_OK if ctx.kind == "http"
+              else b"$60000\r\n" + b"v" * 60000 + b"\r\n")
+    s = connect(srv.port, timeout=30)
+
+    def send():
+        try:
+            s.sendall(req)
+        except OSError:
+            pass  # the server stopped reading and closed: allowed
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.5)  # the server reads, answers and blocks writing
+    srv.proc.send_signal(signal.SIGTERM)
+    got, how = recv_until_close(s, limit=1 << 30)
+    sender.join()
+    s.close()
+    received = len(got)
+    whole = got.count(answer)
+    # http may mark its last answer "Connection: close" (the server ends).
+    last = HTTP_OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    if ctx.kind == "http" and got.endswith(last):
+        whole += 1
+        got = got[:-len(last)] + answer
+    want = count if ctx.kind == "redis" else max(whole, 1)
+    rc = srv.stop(timeout=30)
+    report(whole == want and got == answer * whole and how == "eof",
+           "SIGTERM with %d requests pipelined, answers unread: %d answers "
+           "arrived whole (%d bytes, %s), then %s (want %s whole answers "
+           "only, then eof)"
+           % (count, whole, received,
+              "nothing cut" if got == answer * whole else "one cut", how,
+              count if ctx.kind == "redis" else "at least 1"))
+    report(rc == 0, "SIGTERM with answers unread: exit status %s (want 0)" % rc)
+
+
 def case_cap(ctx, srv_unused):
     """-c 2: a third client is not served until one of two closes."""
     # Without -t 1: an idle timeout would close the two holders within the
@@ -772,6 +855,7 @@ CASES = [
     ("reset", case_reset, None),
     ("cap", case_cap, "cap"),
     ("sigterm", case_sigterm, None),
+    ("drain", case_drain, "drain"),
 ]
 
 
@@ -790,11 +874,12 @@ def main():
     if len(args) < 2 or args[0] not in PROBE:
         sys.exit(__doc__)
     kind, binary = args[0], args[1]
-    idle, cap = "--idle" in args, "--cap" in args
+    idle, cap, drain = "--idle" in args, "--cap" in args, "--drain" in args
     only = None
     if "--only" in args:
         only = args[args.index("--only") + 1].split(",")
     ctx = Ctx(kind, binary, idle, cap)
+    ctx.drain = drain
     # Our own descriptors: the flood holds hundreds.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -807,8 +892,11 @@ def main():
         if only and name not in only:
             continue
         if needs and not getattr(ctx, needs):
-            print("skip: %s (the server has no %s option yet)"
-                  % (name, {"idle": "-t", "cap": "-c"}[needs]))
+            print("skip: %s (%s)" % (name, {
+                "idle": "the server has no -t option yet",
+                "cap": "the server has no -c option yet",
+                "drain": "the server does not finish in-flight answers at "
+                         "shutdown yet"}[needs]))
             continue
         if srv is None or not srv.alive():
             srv = Server(kind, binary, ctx.base_args)
@@ -818,7 +906,7 @@ def main():
             fn(ctx, srv)
         except Exception as e:  # a wrong answer or a dead connection
             report(False, "%s: %s: %s" % (name, type(e).__name__, e))
-        if fn not in (case_fd_exhaustion, case_sigterm, case_cap):
+        if fn not in (case_fd_exhaustion, case_sigterm, case_cap, case_drain):
             finish(ctx, srv, name)
         print("   (%s took %.1f s)" % (name, time.monotonic() - t0), flush=True)
     if srv is not None:
