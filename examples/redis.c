@@ -877,20 +877,17 @@ PX_ASYNC_FN(conn) {
     if (!self->more) {
       if (make_room(self) < 0) break;
       /* A read, unless shutdown comes first (between commands: whatever
-       * was read is served) or the client stays silent too long. */
-      px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
-                          self->incap - self->inlen);
-      px_cancelled_init(&self->stopped, stop);
-      if (idle_limit) {
-        px_sleep_init(&self->idle, idle_limit);
-        PX_AWAIT(px_select3_init(&self->sel, &self->rd.base, &self->stopped.base,
-                                 &self->idle.base));
-      } else {
-        PX_AWAIT(px_select2_init(&self->sel, &self->rd.base, &self->stopped.base));
-      }
-      if (self->sel.index != 0) break; /* shutdown or idle: close quietly */
-      if (self->sel.base.error < 0 || self->sel.base.output.u64 == 0) break;
-      self->inlen += self->sel.base.output.u64;
+       * was read is served) or the client stays silent too long (no -t: a
+       * NULL third branch, which a select skips). */
+      PX_AWAIT_INTO(self->n, self->err,
+                    px_select3_init(&self->sel,
+                                    px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
+                                                        self->incap - self->inlen),
+                                    px_cancelled_init(&self->stopped, stop),
+                                    idle_limit ? px_sleep_init(&self->idle, idle_limit) : NULL));
+      /* Shutdown, idle, an error or end of stream: close quietly. */
+      if (self->sel.index != 0 || self->err < 0 || self->n == 0) break;
+      self->inlen += self->n;
     }
     serve_buffer(self);
     if (self->o.over) {

@@ -186,6 +186,8 @@ static px_future *coop_op(coop_looper *f) {
       return &f->handles[f->i].base;
     case COOP_SCOPE_NEXT:
       return px_scope_join_next_init(&f->op.next, &f->scope);
+    case COOP_SCOPE_JOIN:
+      return px_scope_join_init(&f->op.sjoin, &f->scope);
     case COOP_CANCELLED:
       return px_cancelled_init(&f->op.cancelled, f->token);
     case COOP_BUF_LINE:
@@ -237,6 +239,7 @@ PX_ASYNC_FN(coop_looper) {
     for (self->i = 0; self->i < 4; self->i++)
       PX_AWAIT(px_sleep_init(&self->nap, px_ms(2)));
   }
+  if (self->kind == COOP_SCOPE_JOIN) px_scope_init(&self->scope);
   if (self->kind == COOP_SCOPE_NEXT) {
     px_scope_init(&self->scope);
     for (self->i = 0; self->i < self->n; self->i++) {
@@ -265,7 +268,8 @@ PX_ASYNC_FN(coop_looper) {
   /* The last oneshot lives in this copy of the frame (spawning copied it). */
   px_oneshot_receiver_drop(self->orx);
   self->orx = NULL;
-  if (self->kind == COOP_SCOPE_NEXT) px_scope_drop(&self->scope);
+  if (self->kind == COOP_SCOPE_NEXT || self->kind == COOP_SCOPE_JOIN)
+    px_scope_drop(&self->scope);
   PX_RETURN(px_i64(self->seen));
   PX_END();
 }

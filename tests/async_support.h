@@ -138,6 +138,7 @@ typedef enum {
   COOP_SLEEP_DUE,    /* a sleep whose deadline has passed */
   COOP_JOIN,         /* join of a task that already finished */
   COOP_SCOPE_NEXT,   /* scope join_next of a child that already finished */
+  COOP_SCOPE_JOIN,   /* scope join of a scope with no live child */
   COOP_CANCELLED,    /* cancelled of a token cancelled before the loop */
   COOP_BUF_LINE,     /* read_line served from the reader's buffer */
   COOP_BUF_EXACT,    /* read_exact served from the reader's buffer */
@@ -183,6 +184,7 @@ typedef struct {
     px_watch_changed changed;
     px_sleep due;
     px_scope_join_next next;
+    px_scope_join sjoin;
     px_cancelled cancelled;
     px_buf_io bio;
     px_stream_io sio;

@@ -233,8 +233,10 @@ def expect_error_or_close(srv, payload, want_prefix, what, read_all=True):
         return report(how in ("eof", "reset"),
                       "%s: connection ended (%s) after %d reply bytes"
                       % (what, how, len(got)))
-    return report(got.startswith(want_prefix) and how in ("eof", "reset"),
-                  "%s: answered %r, then %s (want %r, then a close)"
+    # Both servers drain what the client still sends before closing, so
+    # the answer ends in a FIN, never in a reset that could destroy it.
+    return report(got.startswith(want_prefix) and how == "eof",
+                  "%s: answered %r, then %s (want %r, then eof)"
                   % (what, first[:70], how, want_prefix.decode()))
 
 
@@ -289,6 +291,14 @@ def case_malformed(ctx, srv):
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
              b"HTTP/1.1 501", "Transfer-Encoding"),
         ]
+        if ctx.idle:  # the http with -t also validates Host (RFC 9112 3.2)
+            cases += [
+                (b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 400", "HTTP/1.1 without Host"),
+                (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                 b"HTTP/1.1 400", "two Host headers"),
+                (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", b"HTTP/1.1 400",
+                 "a Host with a space"),
+            ]
         for payload, want, what in cases:
             expect_error_or_close(srv, payload, want, what)
     elif k == "redis":
@@ -456,6 +466,35 @@ def case_idle(ctx, srv):
            "silently (%d answered) within %.2f s (limit %.1f s); others "
            "served meanwhile: %s"
            % (closed, len(many), byte, answered, took, limit + 2, ok))
+    if ctx.kind == "http":
+        # A head dripped a byte every 0.25 s: each byte is activity, but the
+        # head as a whole gets min(IDLE, 10) s, so the drip is cut (silently:
+        # no answer to a head that never came).
+        with connect(srv.port, timeout=limit + 5) as s:
+            t0 = time.monotonic()
+            for b in HTTP_GET[:-4]:
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    break
+                time.sleep(0.25)
+                if time.monotonic() - t0 > limit + 2:
+                    break
+            got, how = recv_until_close(s)
+            took = time.monotonic() - t0
+        report(how in ("eof", "reset") and took <= limit + 1,
+               "slowloris drip (a head byte every 0.25 s) cut after %.2f s "
+               "(%s, answer %r; limit %.1f s)" % (took, how, got[:12], limit + 1))
+        # A body that stops coming gets 408 (its head was a request).
+        with connect(srv.port, timeout=limit + 5) as s:
+            t0 = time.monotonic()
+            s.sendall(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nab")
+            got, how = recv_until_close(s)
+            took = time.monotonic() - t0
+        report(got.startswith(b"HTTP/1.1 408") and how == "eof" and took <= limit,
+               "a body that stops after 2 of 10 bytes: %r after %.2f s, then "
+               "%s (want 408, then eof, within %.1f s)"
+               % (got.split(b"\r\n")[0].decode(), took, how, limit))
     if ctx.kind == "echo":
         # Echo answers every byte, so a drip is a live client: it must stay.
         with connect(srv.port, timeout=5) as s:
@@ -526,59 +565,83 @@ def case_never_reads(ctx, srv):
     other.close()
 
 
-def case_connect_flood(ctx, srv):
-    """Hundreds of connects per second from threads while an existing
-    client's round trips stay under 100 ms."""
-    stop = threading.Event()
-    counts = []
-    held = []
-    lock = threading.Lock()
+def flood(port, seconds, threads=8, hold=300):
+    """Connects from `threads` threads, ~100/s each, for `seconds`, keeping
+    up to `hold` connections open (they cost the server descriptors).
+    Returns (connects, held)."""
+    stop, lock, counts, held = threading.Event(), threading.Lock(), [], []
 
-    def flood():
+    def run():
         n = 0
         while not stop.is_set():
-            time.sleep(0.01)  # ~100/s per thread: a flood, not a GIL contest
+            time.sleep(0.01)
             try:
-                c = socket.create_connection((HOST, srv.port), timeout=2)
+                c = socket.create_connection((HOST, port), timeout=2)
             except OSError:
                 continue
             n += 1
             with lock:
-                if len(held) < 300:  # keep some open: they cost the server fds
+                if len(held) < hold:
                     held.append(c)
                     continue
             c.close()
         counts.append(n)
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in ts:
+        t.join()
+    for c in held:
+        c.close()
+    return sum(counts), len(held)
 
+
+def case_connect_flood(ctx, srv):
+    """Hundreds of connects per second while an existing client's round
+    trips stay under 100 ms. The flood runs in a forked child, so that its
+    threads do not compete with the measuring client for Python's lock."""
     existing = connect(srv.port, timeout=10)
     srv.round_trip(existing)
-    threads = [threading.Thread(target=flood) for _ in range(8)]
+    rfd, wfd = os.pipe()
     t0 = time.monotonic()
-    for t in threads:
-        t.start()
+    child = os.fork()
+    if child == 0:
+        os.close(rfd)
+        try:
+            n, held = flood(srv.port, 3)
+            os.write(wfd, b"%d %d" % (n, held))
+        finally:
+            os._exit(0)
+    os.close(wfd)
     rts = []
     while time.monotonic() - t0 < 3:
         rts.append(srv.round_trip(existing))
         time.sleep(0.005)
-    stop.set()
-    for t in threads:
-        t.join()
+    with os.fdopen(rfd, "rb") as r:
+        n, held = (int(x) for x in (r.read().split() or [0, 0]))
+    os.waitpid(child, 0)
     took = time.monotonic() - t0
-    rate = sum(counts) / took
+    existing.close()
+    rate = n / took
     worst = max(rts) * 1000
     rts.sort()
     p99 = rts[int(len(rts) * 0.99)] * 1000
-    limit = 100 * ctx.slow
     report(rate >= 200, "connect flood: %d connects in %.1f s (%.0f/s, %d held "
-           "open; want at least 200/s)" % (sum(counts), took, rate, len(held)))
-    report(worst <= limit,
-           "connect flood: existing client's worst round trip %.1f ms over %d "
-           "(p99 %.1f ms; limit 100 ms%s)"
-           % (worst, len(rts), p99,
-              ", %d ms under %s" % (limit, ctx.san) if ctx.san else ""))
-    for c in held:
-        c.close()
-    existing.close()
+           "open; want at least 200/s)" % (n, took, rate, held))
+    # The 100 ms bound holds for 99% of the round trips; the single worst
+    # one gets 1 s, because a loaded 2-core machine can deschedule the
+    # client or the server once for over 100 ms (seen: 177 ms in 1 of 12
+    # runs). Starvation by the accept loop, as issue 14 saw (5.7 s), fails
+    # both.
+    limit, worst_limit = 100 * ctx.slow, 1000 * ctx.slow
+    under = " under %s" % ctx.san if ctx.san else ""
+    report(p99 <= limit and worst <= worst_limit,
+           "connect flood: existing client's round trip p99 %.1f ms, worst "
+           "%.1f ms over %d (limits: p99 100 ms, worst 1000 ms%s)"
+           % (p99, worst, len(rts),
+              "; %d and %d ms%s" % (limit, worst_limit, under) if ctx.san else ""))
 
 
 def case_fd_exhaustion(ctx, srv_unused):
@@ -698,9 +761,58 @@ def case_sigterm(ctx, srv_unused):
         print(err[-3000:])
 
 
+def case_drain(ctx, srv_unused):
+    """SIGTERM while a client has pipelined requests and not read the
+    answers (6 to 8 MB of them: more than the kernel buffers, so the
+    server blocks writing): what
+    arrives is whole answers only (http: the last one may say "Connection:
+    close"), then a clean close (FIN, not a reset,
+    which could destroy answers not yet read), and the server exits 0.
+    redis reads its 100 GETs at once, so all 100 answers must arrive."""
+    srv = Server(ctx.kind, ctx.binary, ctx.base_args)
+    count = {"http": 100000, "redis": 100}[ctx.kind]
+    req = pipeline(ctx, srv, count)  # redis: GETs of a 60 KB value
+    answer = (HTTP_OK if ctx.kind == "http"
+              else b"$60000\r\n" + b"v" * 60000 + b"\r\n")
+    s = connect(srv.port, timeout=30)
+
+    def send():
+        try:
+            s.sendall(req)
+        except OSError:
+            pass  # the server stopped reading and closed: allowed
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(0.5)  # the server reads, answers and blocks writing
+    srv.proc.send_signal(signal.SIGTERM)
+    got, how = recv_until_close(s, limit=1 << 30)
+    sender.join()
+    s.close()
+    received = len(got)
+    whole = got.count(answer)
+    # http may mark its last answer "Connection: close" (the server ends).
+    last = HTTP_OK.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    if ctx.kind == "http" and got.endswith(last):
+        whole += 1
+        got = got[:-len(last)] + answer
+    want = count if ctx.kind == "redis" else max(whole, 1)
+    rc = srv.stop(timeout=30)
+    report(whole == want and got == answer * whole and how == "eof",
+           "SIGTERM with %d requests pipelined, answers unread: %d answers "
+           "arrived whole (%d bytes, %s), then %s (want %s whole answers "
+           "only, then eof)"
+           % (count, whole, received,
+              "nothing cut" if got == answer * whole else "one cut", how,
+              count if ctx.kind == "redis" else "at least 1"))
+    report(rc == 0, "SIGTERM with answers unread: exit status %s (want 0)" % rc)
+
+
 def case_cap(ctx, srv_unused):
     """-c 2: a third client is not served until one of two closes."""
-    srv = Server(ctx.kind, ctx.binary, ctx.base_args + ["-c", "2"])
+    # Without -t 1: an idle timeout would close the two holders within the
+    # second the third client waits, and let it in for a reason other than
+    # the cap (seen: http answered at 1.0 s).
+    srv = Server(ctx.kind, ctx.binary, ["-c", "2"])
     try:
         a, b = connect(srv.port), connect(srv.port)
         srv.round_trip(a)
@@ -745,6 +857,7 @@ CASES = [
     ("reset", case_reset, None),
     ("cap", case_cap, "cap"),
     ("sigterm", case_sigterm, None),
+    ("drain", case_drain, "drain"),
 ]
 
 
@@ -763,11 +876,12 @@ def main():
     if len(args) < 2 or args[0] not in PROBE:
         sys.exit(__doc__)
     kind, binary = args[0], args[1]
-    idle, cap = "--idle" in args, "--cap" in args
+    idle, cap, drain = "--idle" in args, "--cap" in args, "--drain" in args
     only = None
     if "--only" in args:
         only = args[args.index("--only") + 1].split(",")
     ctx = Ctx(kind, binary, idle, cap)
+    ctx.drain = drain
     # Our own descriptors: the flood holds hundreds.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -780,8 +894,11 @@ def main():
         if only and name not in only:
             continue
         if needs and not getattr(ctx, needs):
-            print("skip: %s (the server has no %s option yet)"
-                  % (name, {"idle": "-t", "cap": "-c"}[needs]))
+            print("skip: %s (%s)" % (name, {
+                "idle": "the server has no -t option yet",
+                "cap": "the server has no -c option yet",
+                "drain": "the server does not finish in-flight answers at "
+                         "shutdown yet"}[needs]))
             continue
         if srv is None or not srv.alive():
             srv = Server(kind, binary, ctx.base_args)
@@ -791,7 +908,7 @@ def main():
             fn(ctx, srv)
         except Exception as e:  # a wrong answer or a dead connection
             report(False, "%s: %s: %s" % (name, type(e).__name__, e))
-        if fn not in (case_fd_exhaustion, case_sigterm, case_cap):
+        if fn not in (case_fd_exhaustion, case_sigterm, case_cap, case_drain):
             finish(ctx, srv, name)
         print("   (%s took %.1f s)" % (name, time.monotonic() - t0), flush=True)
     if srv is not None:
