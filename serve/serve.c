@@ -199,7 +199,7 @@ static void hand_over(px_serve *s, px_stream *stream) {
   s->conn_errors++;
   PX__LOG(PX__LOG_WARN, "serve: connection not started: %s",
           px_strerror(rc < 0 ? rc : PX_EINVAL));
-  px_stream_close(c.stream);
+  px_stream_close(c.stream); /* the constructor may have wrapped it */
 }
 
 /* Accepts until something must wait (1) or a fatal error (< 0).

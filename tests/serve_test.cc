@@ -385,6 +385,33 @@ TEST_F(Serve, AConnectionNotSpawnedIsClosedAndServingGoesOn) {
   EXPECT_EQ(srv_.accepted, 3u);
 }
 
+// A constructor that wraps the stream hands the wrapper to the server, which
+// closes it (and the accepted stream through it) once, spawned or not: the
+// fixture checks that no memory and no descriptor is left.
+TEST_F(Serve, AWrappedStreamIsClosedThroughItsWrapper) {
+  for (int mode : {SERVE_WRAP, SERVE_WRAP_REFUSE}) {
+    Start(mode, 1, px_secs(5));
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    char x = 'w';
+    if (mode == SERVE_WRAP) {  // it echoes through the wrapper
+      ASSERT_EQ(send(fd, &x, 1, 0), 1);
+      x = 0;
+      EXPECT_EQ(Recv(fd, &x, 1), 1);
+      EXPECT_EQ(x, 'w');
+      close(fd);
+    } else {  // closed at once
+      EXPECT_EQ(Recv(fd, &x, 1), 0) << "errno " << errno;
+      close(fd);
+    }
+    Stop();
+    EXPECT_EQ(rc_, 0);
+    EXPECT_EQ(srv_.conn_errors, mode == SERVE_WRAP ? 0u : 1u);
+    px_cancel_token_drop(stop_);
+    stop_ = nullptr;
+  }
+}
+
 class ServeAcceptErrors : public Serve, public ::testing::WithParamInterface<int> {};
 
 // accept failing with an error that is not the listener's fault pauses the

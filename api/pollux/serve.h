@@ -78,6 +78,10 @@ typedef struct px_serve_conn {
    * The accepted connection. It belongs to the server: px_serve closes it
    * right after the connection's future ends (completes or is cancelled),
    * so the future must not close it (px_stream_shutdown_init is fine).
+   * The constructor may replace it with a stream that owns it (a
+   * px_deadline_stream, a TLS stream from px_tls_server_new): the server
+   * then closes that one instead, whether the connection was spawned or
+   * not, and so the accepted stream through it, once.
    */
   px_stream *stream;
   /**
