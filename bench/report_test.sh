@@ -37,6 +37,11 @@ expect "| redis_p1: Redis SET+GET+INCR per server CPU-s, examples/redis vs redis
 expect "| redis_p16: Redis SET+GET+INCR per server CPU-s, examples/redis vs redis-server 7.0 | 1.00x | >= 1.10x | **short** |"
 refuse "redis_p1 default"  # no bar for it in the chart of ratios to tokio
 grep -qF 'redis_p1 default' "${out%.md}.svg" && { echo "FAIL: redis in the tokio chart"; fail=1; }
+# Each benchmark's shape next to tokio's original (targets.json "shape").
+expect "| benchmark | original | pollux | tokio peer | same work? |"
+expect "| spawn_many | rt_multi_threaded.rs spawn_many: 10,000 tokio::spawn from inside block_on"
+expect "| million_timers | no tokio original: libuv's benchmark"
+refuse "| http | no tokio original"  # a server without a shape has no row
 expect "- **Note:** libuv peers unavailable (a note is shown)"
 expect "![pollux / tokio ratios](report.svg)"
 refuse "task header"

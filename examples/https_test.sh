@@ -62,7 +62,7 @@ body=$(curl_tls --cacert "$pki/ca.pem" "$url")
 check '[ "$body" = "Hello, World!" ]' "the server still answers after refused handshakes"
 
 # --- Pipelining through openssl s_client: three requests, three answers.
-reply=$(printf 'GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\nConnection: close\r\n\r\n' |
+reply=$(printf 'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' |
   timeout 10 openssl s_client -quiet -connect "127.0.0.1:$port" -servername localhost \
     -CAfile "$pki/ca.pem" -verify_return_error -alpn http/1.1 2>/dev/null)
 check '[ "$(grep -c "HTTP/1.1 200 OK" <<<"$reply")" -eq 3 ]' "3 pipelined requests over TLS get 3 answers"

@@ -382,11 +382,13 @@ static long parse_command(char *buf, size_t len, command *c, const char **why) {
   }
   long long n;
   long used = parse_line_number(p + 1, end, &n);
+  /* Incomplete first: n is only set once the line is complete (a count
+   * split across reads, "*" then "3\r\n", must wait, not fail). */
+  if (used == 0) return 0;
   if (used < 0 || n > MAX_MULTIBULK) {
     *why = "-ERR Protocol error: invalid multibulk length\r\n";
     return -1;
   }
-  if (used == 0) return 0;
   p += 1 + used;
   for (long long i = 0; i < n; i++) { /* n <= 0: an empty command, as Redis */
     if (p >= end) return 0;
@@ -396,11 +398,11 @@ static long parse_command(char *buf, size_t len, command *c, const char **why) {
     }
     long long l;
     used = parse_line_number(p + 1, end, &l);
+    if (used == 0) return 0; /* as above: l is not set yet */
     if (used < 0 || l < 0 || l > IN_MAX) {
       *why = "-ERR Protocol error: invalid bulk length\r\n";
       return -1;
     }
-    if (used == 0) return 0;
     p += 1 + used;
     if (end - p < l + 2) return 0;
     if (p[l] != '\r' || p[l + 1] != '\n') {
@@ -875,20 +877,17 @@ PX_ASYNC_FN(conn) {
     if (!self->more) {
       if (make_room(self) < 0) break;
       /* A read, unless shutdown comes first (between commands: whatever
-       * was read is served) or the client stays silent too long. */
-      px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
-                          self->incap - self->inlen);
-      px_cancelled_init(&self->stopped, stop);
-      if (idle_limit) {
-        px_sleep_init(&self->idle, idle_limit);
-        PX_AWAIT(px_select3_init(&self->sel, &self->rd.base, &self->stopped.base,
-                                 &self->idle.base));
-      } else {
-        PX_AWAIT(px_select2_init(&self->sel, &self->rd.base, &self->stopped.base));
-      }
-      if (self->sel.index != 0) break; /* shutdown or idle: close quietly */
-      if (self->sel.base.error < 0 || self->sel.base.output.u64 == 0) break;
-      self->inlen += self->sel.base.output.u64;
+       * was read is served) or the client stays silent too long (no -t: a
+       * NULL third branch, which a select skips). */
+      PX_AWAIT_INTO(self->n, self->err,
+                    px_select3_init(&self->sel,
+                                    px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
+                                                        self->incap - self->inlen),
+                                    px_cancelled_init(&self->stopped, stop),
+                                    idle_limit ? px_sleep_init(&self->idle, idle_limit) : NULL));
+      /* Shutdown, idle, an error or end of stream: close quietly. */
+      if (self->sel.index != 0 || self->err < 0 || self->n == 0) break;
+      self->inlen += self->n;
     }
     serve_buffer(self);
     if (self->o.over) {

@@ -38,7 +38,6 @@ static uint64_t take_task_id(void) {
   }
   return id_next++;
 }
-_Thread_local int px__coop_budget = -1;
 
 px_task *px__task_current(void) { return current_task; }
 

@@ -5,7 +5,7 @@
  * makes to those functions lands here first (accept: where the platform
  * layer has no accept4, as under --config=portable); we decide whether to pass it
  * to the real one (__real_*) or to fail it the way the kernel could:
- * EINTR, a short transfer, or EMFILE. The test's own client sockets use
+ * EINTR, a short transfer, EMFILE, or another accept error (ENOBUFS...). The test's own client sockets use
  * read()/write(), which are not wrapped.
  */
 #include <errno.h>
@@ -69,12 +69,23 @@ static int inject_emfile(void) {
   return 0;
 }
 
+/* True when this accept is to fail with accept_errno (errno set). */
+static int inject_accept_error(void) {
+  int left = atomic_load(&g_fault.accept_fail_next);
+  if (left > 0 && atomic_compare_exchange_strong(&g_fault.accept_fail_next, &left, left - 1)) {
+    atomic_fetch_add(&g_fault.accept_failed, 1);
+    errno = atomic_load(&g_fault.accept_errno);
+    return 1;
+  }
+  return 0;
+}
+
 int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
-  if (inject_emfile()) return -1;
+  if (inject_emfile() || inject_accept_error()) return -1;
   return __real_accept4(fd, addr, alen, flags);
 }
 
 int __wrap_accept(int fd, struct sockaddr *addr, socklen_t *alen) {
-  if (inject_emfile()) return -1;
+  if (inject_emfile() || inject_accept_error()) return -1;
   return __real_accept(fd, addr, alen);
 }

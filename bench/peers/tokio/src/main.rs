@@ -127,19 +127,21 @@ async fn spawn_many(rounds: usize) {
 const YIELD_TASKS: usize = 200;
 const YIELDS: usize = 1_000;
 
-async fn yield_many(rounds: usize) {
+/// tokio's yield_many: the tasks are spawned from the benchmark's thread
+/// (rt.spawn, outside the runtime), then block_on waits for them.
+fn yield_many(rt: &tokio::runtime::Runtime, rounds: usize) {
     for _ in 0..rounds {
         let latch = Latch::new(YIELD_TASKS);
         for _ in 0..YIELD_TASKS {
             let l = latch.clone();
-            tokio::spawn(async move {
+            rt.spawn(async move {
                 for _ in 0..YIELDS {
                     tokio::task::yield_now().await;
                 }
                 l.count_down();
             });
         }
-        latch.done.notified().await;
+        rt.block_on(latch.done.notified());
     }
 }
 
@@ -213,25 +215,29 @@ async fn timer_arm_cancel(n: usize) {
 
 const PINGS: usize = 1_000;
 
-/// tokio's ping_pong: each ping spawns a helper, sends it a oneshot and
-/// awaits the answer on a second one.
+/// tokio's ping_pong: a task spawned from block_on spawns the pings; each
+/// ping spawns a helper, sends it a oneshot and awaits the answer on a
+/// second one.
 async fn ping_pong(rounds: usize) {
     for _ in 0..rounds {
         let latch = Latch::new(PINGS);
-        for _ in 0..PINGS {
-            let l = latch.clone();
-            tokio::spawn(async move {
-                let (tx1, rx1) = tokio::sync::oneshot::channel::<u64>();
-                let (tx2, rx2) = tokio::sync::oneshot::channel::<u64>();
+        let l = latch.clone();
+        tokio::spawn(async move {
+            for _ in 0..PINGS {
+                let l = l.clone();
                 tokio::spawn(async move {
-                    let v = rx1.await.unwrap();
-                    tx2.send(v).unwrap();
+                    let (tx1, rx1) = tokio::sync::oneshot::channel::<u64>();
+                    let (tx2, rx2) = tokio::sync::oneshot::channel::<u64>();
+                    tokio::spawn(async move {
+                        let v = rx1.await.unwrap();
+                        tx2.send(v).unwrap();
+                    });
+                    tx1.send(1).unwrap();
+                    rx2.await.unwrap();
+                    l.count_down();
                 });
-                tx1.send(1).unwrap();
-                rx2.await.unwrap();
-                l.count_down();
-            });
-        }
+            }
+        });
         latch.done.notified().await;
     }
 }
@@ -241,12 +247,13 @@ const PER_PRODUCER: usize = 1_000;
 const VALUES: usize = PRODUCERS * PER_PRODUCER;
 
 /// tokio's contention_bounded_full (5 x 1,000 through capacity 100) or
-/// uncontended_bounded (5,000 sent, then received, by one task).
+/// uncontented_bounded (5,000 sent, then received, by one task, capacity
+/// 1,000,000).
 async fn mpsc(rounds: usize, contended: bool) -> u64 {
     let mut sum = 0u64;
     for _ in 0..rounds {
         let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<u64>(if contended { 100 } else { VALUES });
+            tokio::sync::mpsc::channel::<u64>(if contended { 100 } else { 1_000_000 });
         if contended {
             for _ in 0..PRODUCERS {
                 let tx = tx.clone();
@@ -500,7 +507,7 @@ fn main() {
         "yield_many" => {
             let rounds = arg(20);
             let m = Meter::start();
-            rt.block_on(yield_many(rounds));
+            yield_many(&rt, rounds);
             m.report(bench, config, (rounds * YIELD_TASKS * YIELDS) as f64, "");
         }
         "chained_spawn" => {
