@@ -14,9 +14,7 @@
 
 /* RFC 9110 token characters: what methods and header names are made of. */
 static int is_tchar(unsigned char c) {
-  if (c >= '0' && c <= '9') return 1;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return 1;
-  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+  return isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* Visible characters and obs-text: what a request target may hold. */

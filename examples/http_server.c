@@ -38,10 +38,8 @@ static const char k_head[] =
     "Content-Length: 13\r\n";
 static const char k_tail[] = "\r\nHello, World!";
 
-static http_options opt;      /* the command line */
-static px_tls_context *tls;   /* NULL: plain HTTP */
-static px_cancel_token *stop; /* cancelled by SIGINT/SIGTERM */
-static px_semaphore *permits; /* one per connection (-c) */
+static http_options opt;    /* the command line */
+static px_tls_context *tls; /* NULL: plain HTTP */
 
 /* ---- One connection ------------------------------------------------- */
 
@@ -51,6 +49,7 @@ typedef struct conn {
   px_async px;
   px_stream *s; /* TCP under a deadline stream, under TLS for https */
   px_deadline_stream *dl;
+  px_cancel_token *stop; /* the server's: cancelled at SIGINT/SIGTERM */
   char *in, *out; /* allocated when first needed, shrunk when idle */
   size_t in_cap, out_cap, have, out_len, head_len, n;
   int err, phase, answered, closing, more;
@@ -106,7 +105,7 @@ static void reject(conn *c, const char *status) {
  * the connection's last.
  */
 static void process(conn *c) {
-  int stopping = px_cancel_token_is_cancelled(stop);
+  int stopping = px_cancel_token_is_cancelled(c->stop);
   size_t used = 0;
   c->more = 0;
   while (!c->closing) {
@@ -166,27 +165,16 @@ static int arm(conn *c) {
 
 static void conn_free(void *arg) {
   conn *c = arg;
-  px_stream_close(c->s);
   free(c->in);
   free(c->out);
-  px_semaphore_release(permits, 1);
 }
 
 PX_ASYNC_FN(conn) {
   PX_BEGIN();
   PX_DEFER(conn_free, self); /* however the connection ends */
-  PX_TRY(px_deadline_stream_new(self->s, &self->dl));
-  self->s = px_deadline_stream_stream(self->dl);
   px_deadline_stream_set_write_timeout(self->dl, opt.idle);
   self->deadline = opt.request ? px_now() + opt.request : 0;
-  if (tls != NULL) {
-    /* HTTPS: TLS over the deadline stream, so the handshake counts
-     * against the first request's deadline (a stalled one is dropped). */
-    {
-      px_stream *t;
-      PX_TRY(px_tls_server_new(tls, self->s, &t));
-      self->s = t;
-    }
+  if (tls != NULL) { /* the handshake counts against the first deadline */
     px_deadline_stream_set_read_timeout(self->dl, left(self->deadline));
     PX_TRY_AWAIT(px_tls_handshake_init(&self->hs, self->s));
   }
@@ -197,7 +185,7 @@ PX_ASYNC_FN(conn) {
     PX_AWAIT_INTO(self->n, self->err, px_select_biased(px_select2_init(&self->sel,
         px_stream_read_init(&self->io, self->s, self->in + self->have,
                             self->in_cap - self->have),
-        self->phase == IDLE ? px_cancelled_init(&self->stopped, stop) : NULL)));
+        self->phase == IDLE ? px_cancelled_init(&self->stopped, self->stop) : NULL)));
     if (self->sel.index == 1) break;
     if (self->err == 0 && self->n > 0)
       self->have += self->n;
@@ -233,64 +221,24 @@ PX_ASYNC_FN(conn) {
   PX_END();
 }
 
-/* ---- The accept loop, until SIGINT or SIGTERM ------------------------- */
-
-typedef struct server {
-  px_async px;
-  const char *name;
-  px_tcp_listener *listener;
-  px_signal *signals;
-  px_scope conns;
-  px_value v;
-  int err;
-  px_select sel;
-  px_semaphore_acquire permit;
-  px_tcp_accept accept;
-  px_signal_recv sig;
-  px_sleep pause;
-  px_scope_shutdown shutdown;
-} server;
-
-static void server_free(void *arg) {
-  server *self = arg;
-  px_scope_drop(&self->conns);
-  px_tcp_listener_close(self->listener);
-  self->listener = NULL;
-}
-
-PX_ASYNC_FN(server) {
-  PX_BEGIN();
-  px_scope_init(&self->conns);
-  PX_DEFER(server_free, self);
-  for (;;) {
-    /* A permit per connection (-c): at the cap, new clients wait in the
-     * listen backlog until a connection ends. */
-    PX_AWAIT_INTO(self->v, self->err, px_select2_init(&self->sel,
-        px_semaphore_acquire_init(&self->permit, permits, 1),
-        px_signal_recv_init(&self->sig, self->signals)));
-    if (self->sel.index == 1) break;
-    PX_AWAIT_INTO(self->v, self->err, px_select2_init(&self->sel,
-        px_tcp_accept_init(&self->accept, self->listener),
-        px_signal_recv_init(&self->sig, self->signals)));
-    if (self->sel.index == 1) break;
-    if (self->err < 0) { /* out of descriptors, usually: pause, not spin */
-      px_semaphore_release(permits, 1);
-      fprintf(stderr, "%s: accept: %s\n", self->name, px_strerror(self->err));
-      PX_AWAIT(px_sleep_init(&self->pause, px_ms(100)));
-      continue;
-    }
-    conn c = PX_ASYNC_NEW(conn, .s = self->v.ptr);
-    if (px_scope_spawn_detached(&self->conns, PX_FUTURE(&c)) < 0) {
-      px_stream_close(c.s);
-      px_semaphore_release(permits, 1);
-    }
+/*
+ * px_serve runs the accept loop: a permit of the cap per connection (at the
+ * cap, new clients wait in the listen backlog), a pause after accept
+ * errors, and on SIGINT/SIGTERM the graceful stop. It closes c->stream when
+ * the connection ends, so the wrappers made here go with the socket.
+ */
+static int start(px_serve_conn *c) {
+  px_deadline_stream *dl;
+  px_stream *t;
+  int err = px_deadline_stream_new(c->stream, &dl);
+  if (err < 0) return err;
+  c->stream = px_deadline_stream_stream(dl);
+  if (tls != NULL) { /* TLS over the deadline stream */
+    if ((err = px_tls_server_new(tls, c->stream, &t)) < 0) return err;
+    c->stream = t;
   }
-  fprintf(stderr, "%s: signal %d, shutting down\n", self->name, (int)self->v.i64);
-  px_tcp_listener_close(self->listener); /* new clients are refused */
-  self->listener = NULL;
-  px_cancel_token_cancel(stop); /* idle connections end, busy ones finish */
-  PX_AWAIT(px_scope_shutdown_init(&self->shutdown, &self->conns, DRAIN));
-  PX_END();
+  conn f = PX_ASYNC_NEW(conn, .s = c->stream, .dl = dl, .stop = c->stop);
+  return px_serve_spawn(c, PX_FUTURE(&f));
 }
 
 /* ---- Command line and main ------------------------------------------- */
@@ -327,21 +275,20 @@ int http_serve(const char *name, const char *host, px_tls_context *ctx,
   opt = *o;
   tls = ctx;
   static const int sigs[] = {SIGINT, SIGTERM};
-  server srv = PX_ASYNC_NEW(server, .name = name);
-  int err = px_signal_open(&srv.signals, sigs, 2); /* before any thread */
-  if (err == 0) err = px_cancel_token_new(&stop);
-  if (err == 0) err = px_semaphore_new(&permits, o->max_conns);
-  if (err == 0) err = px_tcp_bind(host, o->port, &srv.listener);
+  px_signal *signals = NULL;
+  px_tcp_listener *l = NULL;
+  int err = px_signal_open(&signals, sigs, 2); /* before any thread */
+  if (err == 0) err = px_tcp_bind(host, o->port, &l);
   if (err == 0) {
     printf("%s: listening on %s:%d\n", name, host, o->port);
     fflush(stdout);
-    err = px_run(PX_FUTURE(&srv));
+    px_serve_opts so = {.conn = start, .max_connections = o->max_conns,
+                        .signals = signals, .grace = DRAIN};
+    px_serve srv; /* it owns the listener from here on */
+    err = px_run(px_serve_init(&srv, l, &so));
   }
   if (err < 0)
     fprintf(stderr, "%s: %s port %d: %s\n", name, host, o->port, px_strerror(err));
-  px_tcp_listener_close(srv.listener); /* when px_run could not start */
-  px_signal_close(srv.signals);
-  px_cancel_token_drop(stop);
-  px_semaphore_free(permits);
+  px_signal_close(signals);
   return err == PX_EINVAL ? 2 : err < 0;
 }

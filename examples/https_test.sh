@@ -15,7 +15,8 @@ pki=$TEST_TMPDIR/pki
 "$certs" "$pki" || { echo "FAIL: making the test PKI"; exit 1; }
 
 # --- Bad arguments: usage on stderr, exit 2; unreadable files: exit 1.
-for args in "" "8443" "8443 a" "x a b" "0 a b" "8443 a b c d"; do
+for args in "" "8443" "8443 a" "x a b" "0 a b" "8443 a b c d" "-t x 8443 a b" "-c 0 8443 a b" \
+            "-t 1 -c 2 8443 a"; do
   # shellcheck disable=SC2086
   err=$("$https" $args 2>&1 >/dev/null)
   rc=$?
@@ -31,7 +32,8 @@ rc=$?
 check '[ "$rc" -eq 1 ]' "a key that does not match exits 1 (got $rc: $err)"
 
 # --- Start the server on a free loopback port (retry if one is taken).
-start_server "$TEST_TMPDIR/https.err" "$https" PORT "$pki/server.pem" "$pki/server.key" 127.0.0.1
+# With the default limits spelled out (-t 60: the handshake has min(60, 10) s).
+start_server "$TEST_TMPDIR/https.err" "$https" -t 60 -c 100 PORT "$pki/server.pem" "$pki/server.key" 127.0.0.1
 check '[ -n "$pid" ]' "server starts on 127.0.0.1:$port"
 if [ -z "$pid" ]; then exit 1; fi
 url="https://localhost:$port/"

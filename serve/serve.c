@@ -171,10 +171,26 @@ static int shutdown_asked(px_serve *s, px_context *cx) {
   return 0;
 }
 
+/* The accepted stream as the connection will see it: under a deadline
+ * stream when the options ask for deadlines. On error it is left as it was. */
+static int with_deadlines(px_serve *s, px_stream **stream) {
+  const px_serve_opts *o = &s->opts;
+  if (o->idle_timeout == 0 && o->read_timeout == 0 && o->write_timeout == 0) return 0;
+  px_deadline_stream *d;
+  int rc = px_deadline_stream_new(*stream, &d);
+  if (rc < 0) return rc;
+  px_deadline_stream_set_idle_timeout(d, o->idle_timeout);
+  px_deadline_stream_set_read_timeout(d, o->read_timeout);
+  px_deadline_stream_set_write_timeout(d, o->write_timeout);
+  *stream = px_deadline_stream_stream(d);
+  return 0;
+}
+
 /* One accepted connection, to the constructor. */
 static void hand_over(px_serve *s, px_stream *stream) {
   px_serve_conn c = {stream, s->stop, s->opts.arg, s, 0};
-  int rc = s->opts.conn(&c);
+  int rc = with_deadlines(s, &c.stream);
+  if (rc == 0) rc = s->opts.conn(&c);
   if (c.spawned) {
     s->have_permit = 0; /* the connection gives it back when it ends */
     return;
@@ -183,7 +199,7 @@ static void hand_over(px_serve *s, px_stream *stream) {
   s->conn_errors++;
   PX__LOG(PX__LOG_WARN, "serve: connection not started: %s",
           px_strerror(rc < 0 ? rc : PX_EINVAL));
-  px_stream_close(stream);
+  px_stream_close(c.stream); /* the constructor may have wrapped it */
 }
 
 /* Accepts until something must wait (1) or a fatal error (< 0).

@@ -66,7 +66,14 @@ PX_ASYNC_FN(test_conn) {
 
 int serve_test_conn(px_serve_conn *c) {
   serve_stats *st = c->arg;
-  if (st->mode == SERVE_REFUSE) return PX_ENOMEM;
+  if (st->mode == SERVE_WRAP || st->mode == SERVE_WRAP_REFUSE) {
+    /* The server closes the wrapper, and the accepted stream through it. */
+    px_deadline_stream *d;
+    int rc = px_deadline_stream_new(c->stream, &d);
+    if (rc < 0) return rc;
+    c->stream = px_deadline_stream_stream(d);
+  }
+  if (st->mode == SERVE_REFUSE || st->mode == SERVE_WRAP_REFUSE) return PX_ENOMEM;
   test_conn f = PX_ASYNC_NEW(test_conn, .s = c->stream, .stop = c->stop, .st = st);
   /* Counted first: on a multi-threaded executor the connection may run
    * (and echo) before the spawn returns. */

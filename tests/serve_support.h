@@ -23,6 +23,8 @@ enum serve_mode {
   SERVE_IGNORE_STOP, /* echo until end of stream, deaf to the stop token */
   SERVE_REFUSE,      /* the constructor spawns nothing and returns PX_ENOMEM */
   SERVE_SPAWN_TWICE, /* the constructor spawns, then tries again */
+  SERVE_WRAP,        /* the constructor wraps the stream in a deadline stream */
+  SERVE_WRAP_REFUSE, /* it wraps it, then spawns nothing (PX_ENOMEM) */
 };
 
 void serve_stats_init(serve_stats *st, int mode);

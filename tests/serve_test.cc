@@ -112,6 +112,7 @@ class Serve : public ::testing::Test {
     o.shutdown = stop_;
     o.signals = signals;
     o.grace = grace;
+    o.idle_timeout = idle_timeout_;
     px_future *f = px_serve_init(&srv_, l, &o);
     server_ = std::thread([this, f] { rc_ = px_runtime_block_on(rt_, f); });
   }
@@ -123,6 +124,7 @@ class Serve : public ::testing::Test {
   }
 
   px_runtime *rt_ = nullptr;
+  px_duration idle_timeout_ = 0;
   px_cancel_token *stop_ = nullptr;
   px_serve srv_;
   serve_stats stats_;
@@ -177,10 +179,10 @@ TEST_F(Serve, SpawnRefusesBadArguments) {
   int fd = Connect(port_);
   ASSERT_GE(fd, 0);
   EXPECT_EQ(RoundTrip(fd, "one"), "one");
-  EXPECT_EQ(stats_.second_spawn_rc.load(), PX_EINVAL);
   close(fd);
   Stop();
   EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(stats_.second_spawn_rc.load(), PX_EINVAL);
 }
 
 // ---- Serving and shutting down -------------------------------------------------
@@ -324,6 +326,48 @@ TEST_F(Serve, DroppingTheServerCancelsItsConnections) {
   close(a);
 }
 
+// ---- Deadlines -----------------------------------------------------------------
+
+TEST_F(Serve, AnIdleConnectionIsClosedAtItsDeadline) {
+  idle_timeout_ = px_ms(100);
+  Start(SERVE_ECHO, 0, px_secs(5));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");  // bytes moving restart the idle clock
+  char x;
+  EXPECT_EQ(Recv(a, &x, 1), 0) << "the silent client was not closed";
+  EXPECT_TRUE(WaitFor([&] { return stats_.ended.load() == 1; }));
+  EXPECT_EQ(stats_.saw_stop.load(), 0);
+  close(a);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+}
+
+TEST_F(Serve, ADeadlineStreamThatCannotBeMadeDropsTheConnection) {
+  idle_timeout_ = px_secs(5);
+  Start(SERVE_ECHO, 0, px_secs(5));
+  int a = Connect(port_);  // a first connection: everything is registered
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  // The next accept allocates the socket's stream, then its deadline
+  // stream: the second allocation fails.
+  g_alloc.fail_at = 2;
+  int b = Connect(port_);
+  ASSERT_GE(b, 0);
+  char x;
+  EXPECT_EQ(Recv(b, &x, 1), 0) << "closed at once";
+  g_alloc.fail_at = 0;
+  int c = Connect(port_);  // serving goes on
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(RoundTrip(c, "c"), "c");
+  close(a);
+  close(b);
+  close(c);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.conn_errors, 1u);
+}
+
 // ---- Errors --------------------------------------------------------------------
 
 TEST_F(Serve, AConnectionNotSpawnedIsClosedAndServingGoesOn) {
@@ -339,6 +383,33 @@ TEST_F(Serve, AConnectionNotSpawnedIsClosedAndServingGoesOn) {
   EXPECT_EQ(rc_, 0);
   EXPECT_EQ(srv_.conn_errors, 3u);
   EXPECT_EQ(srv_.accepted, 3u);
+}
+
+// A constructor that wraps the stream hands the wrapper to the server, which
+// closes it (and the accepted stream through it) once, spawned or not: the
+// fixture checks that no memory and no descriptor is left.
+TEST_F(Serve, AWrappedStreamIsClosedThroughItsWrapper) {
+  for (int mode : {SERVE_WRAP, SERVE_WRAP_REFUSE}) {
+    Start(mode, 1, px_secs(5));
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    char x = 'w';
+    if (mode == SERVE_WRAP) {  // it echoes through the wrapper
+      ASSERT_EQ(send(fd, &x, 1, 0), 1);
+      x = 0;
+      EXPECT_EQ(Recv(fd, &x, 1), 1);
+      EXPECT_EQ(x, 'w');
+      close(fd);
+    } else {  // closed at once
+      EXPECT_EQ(Recv(fd, &x, 1), 0) << "errno " << errno;
+      close(fd);
+    }
+    Stop();
+    EXPECT_EQ(rc_, 0);
+    EXPECT_EQ(srv_.conn_errors, mode == SERVE_WRAP ? 0u : 1u);
+    px_cancel_token_drop(stop_);
+    stop_ = nullptr;
+  }
 }
 
 class ServeAcceptErrors : public Serve, public ::testing::WithParamInterface<int> {};
@@ -385,13 +456,15 @@ TEST_F(Serve, AFatalAcceptErrorEndsTheServerWithIt) {
   EXPECT_EQ(RoundTrip(a, "a"), "a");
   g_fault.accept_errno = EBADF;
   g_fault.accept_fail_next = 1;
+  // A client makes the listener readable. A reactor that tries accept
+  // before waiting (io_uring) meets the error first: the server is then
+  // gone and this connect is refused, which is as good.
   int b = Connect(port_);
-  ASSERT_GE(b, 0);
   server_.join();
   EXPECT_EQ(rc_, PX_EBADF);
   EXPECT_EQ(stats_.saw_stop.load(), 1) << "the live connection was drained";
   close(a);
-  close(b);
+  if (b >= 0) close(b);
 }
 
 // ---- Fairness --------------------------------------------------------------------

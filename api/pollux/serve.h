@@ -7,12 +7,13 @@
  * one listener).
  *
  *   static int start(px_serve_conn *c) {      // one call per connection
- *     conn f = PX_ASYNC_NEW(conn, .s = c->stream, .stop = c->stop);
+ *     conn f = PX_ASYNC_NEW(conn, .c = *c);  // c->stream, c->stop, c->arg
  *     return px_serve_spawn(c, PX_FUTURE(&f));
  *   }
  *   ...
  *   px_serve_opts o = {.conn = start, .max_connections = 10000,
- *                      .signals = sig, .grace = px_secs(5)};
+ *                      .idle_timeout = px_secs(60), .signals = sig,
+ *                      .grace = px_secs(5)};
  *   px_serve srv;
  *   int err = px_run(px_serve_init(&srv, listener, &o));
  *
@@ -28,7 +29,9 @@
  *      error but those listed at px_serve) pauses accepting: 5 ms, doubling
  *      up to 1 s while the errors go on, back to 5 ms after a success
  *      (Go's net/http), with a warning in the log.
- *   3. Calls the connection constructor, which spawns the connection's
+ *   3. Wraps the stream in a px_deadline_stream when the options set
+ *      deadlines, then calls the connection constructor, which spawns the
+ *      connection's
  *      future with px_serve_spawn into the server's scope, detached: its
  *      memory goes when it ends, so the server holds memory for its live
  *      connections only.
@@ -67,13 +70,18 @@ struct px_serve;
 /**
  * What the connection constructor is given for one accepted connection.
  * It lives only during the constructor's call; what the connection's
- * future needs (the stream, the stop token, arg) it copies into its frame.
+ * future needs (the stream, the stop token, arg) it copies into its frame
+ * (copying the whole struct is fine: `.c = *c`).
  */
 typedef struct px_serve_conn {
   /**
    * The accepted connection. It belongs to the server: px_serve closes it
    * right after the connection's future ends (completes or is cancelled),
    * so the future must not close it (px_stream_shutdown_init is fine).
+   * The constructor may replace it with a stream that owns it (a
+   * px_deadline_stream, a TLS stream from px_tls_server_new): the server
+   * then closes that one instead, whether the connection was spawned or
+   * not, and so the accepted stream through it, once.
    */
   px_stream *stream;
   /**
@@ -116,6 +124,16 @@ typedef struct px_serve_opts {
   px_cancel_token *shutdown; /**< optional: cancelling it shuts the server down (it must outlive the server) */
   px_signal *signals;        /**< optional: any signal it receives shuts the server down (it must outlive the server) */
   px_duration grace;         /**< how long live connections get to finish on shutdown */
+  /**
+   * Deadlines on every connection (0: none, the default): when one is set,
+   * px_serve_conn.stream is a px_deadline_stream (stream.h) over the
+   * accepted socket, with these limits, so an operation that waits too
+   * long fails with PX_ETIMEDOUT: a silent client (idle), a slowloris
+   * (read), a client that never reads (write).
+   */
+  px_duration idle_timeout;
+  px_duration read_timeout;  /**< per read; see idle_timeout */
+  px_duration write_timeout; /**< per write, flush or shutdown; see idle_timeout */
 } px_serve_opts;
 
 /**
