@@ -429,13 +429,15 @@ static void fire_timer(px_timer_node *node, void *arg) {
   fire_batch *b = arg;
   if (b->len == b->cap && !fire_batch_grow(b)) {
     /* No memory for a longer batch: waking under the lock is slower but
-     * correct (no waker pollux ships touches timers when woken). */
-    px_waker_wake(&node->waker);
+     * correct (no waker pollux ships touches timers when woken). A copy is
+     * woken: the node's bits stay, unowned, as below. */
+    px_waker w = node->waker;
+    px_waker_wake(&w);
     return;
   }
+  /* The bits stay in the node, no longer owned (see services.h): its
+   * owner may be reading them, without the lock, right now. */
   b->wakers[b->len++] = node->waker;
-  node->waker.vtable = NULL;
-  node->waker.data = NULL;
 }
 
 static size_t advance_timers(px_runtime *rt) {
@@ -460,11 +462,14 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   uint64_t tick = tick_ceil(rt, deadline_ns);
   px_waker old = PX_WAKER_EMPTY;
   pthread_mutex_lock(&rt->timer_lock);
-  if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
+  bool armed = (node->flags & PX__TIMER_ARMED) != 0;
+  if (armed) rt->timer_ops->cancel(rt->timer, node);
   /* Cloning a waker only bumps a count; the waker being replaced is
-   * dropped after unlocking (dropping may free a task). */
-  if (!px_waker_will_wake(&node->waker, waker)) {
-    old = node->waker;
+   * dropped after unlocking (dropping may free a task). An unarmed node's
+   * bits are not its own (a fired copy, or nothing): overwritten, not
+   * dropped. */
+  if (!armed || !px_waker_will_wake(&node->waker, waker)) {
+    if (armed) old = node->waker;
     node->waker = px_waker_clone(waker);
   }
   /* A heap timer may fail to grow: the node stays unarmed, so release the
@@ -487,12 +492,42 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   return rc;
 }
 
+void px__runtime_timer_rearm(px_runtime *rt, px_timer_node *node,
+                             uint64_t deadline_ns) {
+  if (rt == NULL || node == NULL) return;
+  uint64_t tick = tick_ceil(rt, deadline_ns);
+  px_waker wake = PX_WAKER_EMPTY;
+  bool earlier = false;
+  pthread_mutex_lock(&rt->timer_lock);
+  if (node->flags & PX__TIMER_ARMED) {
+    rt->timer_ops->cancel(rt->timer, node);
+    if (rt->timer_ops->insert(rt->timer, node, tick) < 0) {
+      wake = node->waker; /* unarmed now: the waker is ours to wake */
+      node->waker.vtable = NULL;
+      node->waker.data = NULL;
+    } else {
+      earlier = tick < rt->wait_until; /* see px__runtime_timer_insert */
+    }
+  } else {
+    /* Fired for the old deadline: the stale bits must not answer "armed
+     * for this task" for the new one. */
+    node->waker.vtable = NULL;
+    node->waker.data = NULL;
+  }
+  pthread_mutex_unlock(&rt->timer_lock);
+  px_waker_wake(&wake);
+  if (earlier) px__runtime_unpark(rt);
+}
+
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node) {
   if (rt == NULL || node == NULL) return;
   pthread_mutex_lock(&rt->timer_lock);
   bool armed = (node->flags & PX__TIMER_ARMED) != 0;
-  if (armed) rt->timer_ops->cancel(rt->timer, node);
-  px_waker old = node->waker;
+  px_waker old = PX_WAKER_EMPTY;
+  if (armed) {
+    rt->timer_ops->cancel(rt->timer, node);
+    old = node->waker;
+  }
   node->waker.vtable = NULL;
   node->waker.data = NULL;
   pthread_mutex_unlock(&rt->timer_lock);

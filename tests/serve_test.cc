@@ -449,6 +449,29 @@ INSTANTIATE_TEST_SUITE_P(Errnos, ServeAcceptErrors, ::testing::Values(ENOBUFS, E
                            return std::string(i.param == ENOBUFS ? "ENOBUFS" : "ENOMEM");
                          });
 
+// Memory follows the live connections, not those ever served: a finished
+// connection's task goes when the next one is spawned.
+TEST_F(Serve, MemoryStaysFlatOverManyConnections) {
+  Start(SERVE_ECHO, 0, px_secs(5));
+  auto one = [&] {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(RoundTrip(fd, "x"), "x");
+    close(fd);
+  };
+  for (int i = 0; i < 10; i++) one();
+  ASSERT_TRUE(WaitFor([&] { return stats_.live.load() == 0; }));
+  long base = g_alloc.live_bytes.load();
+  for (int i = 0; i < 300; i++) one();
+  ASSERT_TRUE(WaitFor([&] { return stats_.live.load() == 0; }));
+  long grown = g_alloc.live_bytes.load() - base;
+  // 300 finished connections of a ~400 byte frame plus a task each would
+  // be over 150 KiB if they stayed; allow a few connections' worth.
+  EXPECT_LT(grown, 16 * 1024) << grown << " bytes more after 300 connections";
+  Stop();
+  EXPECT_EQ(rc_, 0);
+}
+
 TEST_F(Serve, AFatalAcceptErrorEndsTheServerWithIt) {
   Start(SERVE_ECHO, 0, px_secs(5));
   int a = Connect(port_);
