@@ -25,8 +25,9 @@
  *             handshake (https). A write without progress for IDLE fails.
  *   -c MAX    at most MAX connections at once (default 10000): further
  *             clients wait in the listen backlog until one ends.
- * A connection holds 2 KiB per buffer while idle (none before it reads),
- * more only during a large request or a pipelined burst.
+ * A connection gets a 2 KiB input buffer at its first read and a 2 KiB
+ * output buffer at its first answer, bigger ones only for a large request
+ * or a pipelined burst: an idle connection costs about 5 KiB in all.
  *
  * SIGINT or SIGTERM stops the server gracefully: the listener closes,
  * idle connections close, a connection in the middle of a request
