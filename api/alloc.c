@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 
 static void *default_alloc(void *ctx, size_t size) {
   (void)ctx;

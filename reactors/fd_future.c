@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "api/internal/services.h"
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "platform/platform.h"
 #include "reactors/fd_future.h"
 

@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
