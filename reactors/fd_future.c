@@ -45,6 +45,9 @@ static int ensure_registered(px__io *io, px_context *cx) {
   px__reactor *r = NULL;
   px__runtime_reactor(cx->runtime, &ops, &r);
   if (ops == NULL || r == NULL) return PX_ENORUNTIME;
+  /* Every poll after the first: registered, checked inline (no call, no
+   * lock), since this runs on every read and write. */
+  if (px__io_registered_with(io, r)) return 0;
   return px__io_register(io, r);
 }
 
