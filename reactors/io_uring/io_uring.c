@@ -69,7 +69,12 @@
 #define ENOMEM_RETRIES 20
 
 /* user_data values that are not a registration's (generation 0). */
-#define TAG_WAKE 1u /* the eventfd's poll */
+#define TAG_WAKE 1u   /* the eventfd's poll */
+#define TAG_CANCEL 2u /* an IORING_OP_ASYNC_CANCEL: its own CQE is ignored */
+/* Set in the user_data of a completion-style operation, whose other bits
+ * are its px__op's address (user-space addresses stay below bit 47). A
+ * poll's generation stays below 2^30, so its user_data never has it. */
+#define OP_BIT (UINT64_C(1) << 62)
 /* Set in the user_data of a removal, whose other bits name its target. */
 #define REMOVE_BIT (UINT64_C(1) << 63)
 
@@ -83,12 +88,53 @@ struct px__reactor {
   struct io_uring ring;
   bool ring_ok;
   uint32_t gen; /* the last generation handed out */
+  /* A poller waits in the kernel now (mu): a request queued meanwhile
+   * must be submitted at once, since that wait will not submit it. */
+  bool waiting;
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
                "px__reactor_new needs the core first");
 
+static int handle(px__reactor *r, struct io_uring_cqe *cqe);
+static int submit(px__reactor *r);
+static void queue_cancel(px__reactor *r, px__op *op);
+
+/*
+ * Cancels the operations still in flight (orphans of registrations the
+ * runtime detached) and waits for their CQEs: the kernel may write into
+ * their memory until then, and a send that still holds its descriptor
+ * closes it at its end.
+ */
+static void drain_ops(px__reactor *r) {
+  px__list *all = px__reactor_inflight(r);
+  pthread_mutex_lock(&r->core.mu);
+  px__list *pos;
+  px__list_foreach(pos, all) {
+    px__op *op = px__container_of(pos, px__op, link);
+    op->cancelling = true;
+    queue_cancel(r, op);
+  }
+  (void)submit(r);
+  for (int rounds = 0; !px__list_empty(all) && rounds < 1000; rounds++) {
+    pthread_mutex_unlock(&r->core.mu);
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10000000L};
+    (void)io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+    pthread_mutex_lock(&r->core.mu);
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+      (void)handle(r, cqe);
+      seen++;
+    }
+    io_uring_cq_advance(&r->ring, seen);
+    if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
+  }
+  pthread_mutex_unlock(&r->core.mu);
+}
+
 static void ur_destroy(px__reactor *r) {
+  if (r->ring_ok) drain_ops(r);
   /* Closing the ring cancels what is still armed. Linux does that from a
    * worker that then queues task work to the threads that used the ring,
    * which interrupts one later blocking call of theirs: an epoll_wait in
@@ -208,9 +254,9 @@ static uint64_t data_of(int fd, uint32_t gen) {
 
 /* Starts a request for io with `interest`. mu held. */
 static int start(px__reactor *r, px__io *io, unsigned interest, slot *s) {
-  /* Generation 0 is never used, so user_data never equals a TAG_*; 31
-   * bits, so that it never has REMOVE_BIT. */
-  if (++r->gen == 0 || r->gen > 0x7fffffffu) r->gen = 1;
+  /* Generation 0 is never used, so user_data never equals a TAG_*; 30
+   * bits, so that it never has REMOVE_BIT or OP_BIT. */
+  if (++r->gen == 0 || r->gen > 0x3fffffffu) r->gen = 1;
   s->gen = r->gen;
   s->mask = poll_mask(interest);
   if (s->mask == 0) return 0;
@@ -253,6 +299,59 @@ static int ur_del(px__reactor *r, px__io *io, void *s) {
   return 0;
 }
 
+/* ---- Completion-style operations (reactor.h, px__op) ---------------- */
+
+/* Queues op's request. mu held. */
+static int queue_op(px__reactor *r, px__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe == NULL) return PX_EBUSY;
+  switch (op->kind) {
+    case PX__OP_RECV:
+      io_uring_prep_recv(sqe, op->fd, op->buf, op->cap, 0);
+      break;
+    case PX__OP_SEND:
+      /* MSG_NOSIGNAL: a closed peer is PX_EPIPE, not a fatal SIGPIPE. */
+      io_uring_prep_send(sqe, op->fd, op->buf + op->off, op->len - op->off,
+                         MSG_NOSIGNAL);
+      break;
+    case PX__OP_ACCEPT:
+      io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr,
+                           &op->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      break;
+    case PX__OP_POLL_IN:
+      io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+      break;
+    default:
+      return PX_EINVAL;
+  }
+  io_uring_sqe_set_data64(sqe, OP_BIT | (uint64_t)(uintptr_t)op);
+  return 0;
+}
+
+/* Requests queued while a poller waits in the kernel go in at once; the
+ * others wait for the next poll, which submits a turn's worth in the same
+ * system call as its wait. mu held. */
+static int submit_if_waiting(px__reactor *r) {
+  return r->waiting ? submit(r) : 0;
+}
+
+static int ur_submit(px__reactor *r, px__op *op) {
+  int err = queue_op(r, op);
+  return err == 0 ? submit_if_waiting(r) : err;
+}
+
+static void queue_cancel(px__reactor *r, px__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe == NULL) return;
+  io_uring_prep_cancel64(sqe, OP_BIT | (uint64_t)(uintptr_t)op, 0);
+  io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+}
+
+static void ur_cancel(px__reactor *r, px__op *op) {
+  queue_cancel(r, op);
+  (void)submit_if_waiting(r);
+}
+
 /* Handles one CQE; returns 1 when a registration was dispatched. mu held. */
 static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   uint64_t data = io_uring_cqe_get_data64(cqe);
@@ -263,6 +362,16 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
     if (cqe->res == -EALREADY) queue_remove(r, data & ~REMOVE_BIT);
     return 0;
   }
+  if (data & OP_BIT) {
+    px__op *op = (px__op *)(uintptr_t)(data & ~OP_BIT);
+    int res = cqe->res;
+    /* Not expected (sockets are polled by io_uring itself), but a
+     * request answered "would block" must simply go again. */
+    if (res == -EAGAIN && !op->cancelling && queue_op(r, op) == 0) return 0;
+    px__op_complete(r, op, res);
+    return 1;
+  }
+  if (data == TAG_CANCEL) return 0;
   if (data == TAG_WAKE) {
     px__wakeup_fd_drain(&r->core.wakeup_fd);
     if (!more) (void)queue_poll(r, r->core.wakeup_fd.rd, POLLIN, TAG_WAKE);
@@ -295,35 +404,71 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   return dispatched;
 }
 
-static int ur_poll(px__reactor *r, int timeout_ms) {
-  struct io_uring_cqe *cqe = NULL;
-  int rc;
-  if (timeout_ms < 0) {
-    rc = io_uring_wait_cqe(&r->ring, &cqe);
-  } else if (timeout_ms == 0) {
-    rc = io_uring_peek_cqe(&r->ring, &cqe);
-  } else {
-    struct timespec t;
-    (void)px__timeout_timespec(timeout_ms, &t);
-    struct __kernel_timespec ts = {.tv_sec = t.tv_sec, .tv_nsec = t.tv_nsec};
-    rc = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+/*
+ * Publishes the queued SQEs to the kernel without entering it (liburing's
+ * flush, which io_uring_submit does before its system call). mu held, so
+ * no other thread is filling an SQE meanwhile. Returns how many the kernel
+ * has not consumed yet.
+ */
+static unsigned flush_sq(px__reactor *r) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  unsigned tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    io_uring_smp_store_release(sq->ktail, tail);
   }
-  /* ETIME: the timeout passed; EAGAIN: nothing to peek; EINTR: a signal.
-   * None of them is an error of the reactor. */
-  if (rc == -ETIME || rc == -EAGAIN || rc == -EINTR) return 0;
-  if (rc < 0) return px_err_from_errno(-rc);
+  return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+static int ur_poll(px__reactor *r, int timeout_ms) {
+  /* One system call per turn: what this turn's tasks queued is submitted
+   * by the same io_uring_enter that waits for completions. */
+  pthread_mutex_lock(&r->core.mu);
+  unsigned to_submit = flush_sq(r);
+  bool ready = io_uring_cq_ready(&r->ring) > 0;
+  bool wait = timeout_ms != 0 && !ready;
+  r->waiting = wait;
+  pthread_mutex_unlock(&r->core.mu);
+
+  int rc = 0;
+  if (to_submit > 0 || wait) {
+    struct timespec t;
+    struct __kernel_timespec ts;
+    struct io_uring_getevents_arg arg = {.sigmask = 0,
+                                         .sigmask_sz = _NSIG / 8,
+                                         .pad = 0,
+                                         .ts = 0};
+    if (wait && timeout_ms > 0) {
+      (void)px__timeout_timespec(timeout_ms, &t);
+      ts.tv_sec = t.tv_sec;
+      ts.tv_nsec = t.tv_nsec;
+      arg.ts = (uint64_t)(uintptr_t)&ts;
+    }
+    unsigned flags = wait ? IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG : 0;
+    rc = io_uring_enter2(r->ring.ring_fd, to_submit, wait ? 1 : 0, flags,
+                         wait ? (void *)&arg : NULL,
+                         wait ? sizeof(arg) : _NSIG / 8);
+  }
 
   int dispatched = 0;
   pthread_mutex_lock(&r->core.mu);
+  r->waiting = false;
+  struct io_uring_cqe *cqe;
   unsigned head, seen = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
     dispatched += handle(r, cqe);
     seen++;
   }
   io_uring_cq_advance(&r->ring, seen);
-  /* Re-arms queued by handle(). */
-  if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
+  /* Re-arms queued by handle() wait for the next turn's enter, which
+   * comes soon: the tasks just woken queue their own requests too. A
+   * blocking wait comes with them (see the top of ur_poll). */
   pthread_mutex_unlock(&r->core.mu);
+  /* ETIME: the timeout passed; EINTR: a signal; EBUSY/EAGAIN: the CQ is
+   * full (the CQEs just handled made room). None is the reactor's error. */
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
+      rc != -EAGAIN && dispatched == 0)
+    return px_err_from_errno(-rc);
   return dispatched;
 }
 
@@ -337,4 +482,6 @@ const px__reactor_ops px__io_uring_ops = {
     .modify = ur_modify,
     .del = ur_del,
     .poll = ur_poll,
+    .submit = ur_submit,
+    .cancel = ur_cancel,
 };
