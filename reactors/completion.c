@@ -202,86 +202,95 @@ static size_t take_bytes(px__op *op, void *buf, size_t len) {
   return n;
 }
 
+/*
+ * Runs `step` on op under the mutex with cx's waker at hand: a step that
+ * answers PX_PENDING leaves the waker for op's completion. The clone and
+ * the drop of whatever waker it replaces happen outside the mutex.
+ */
+typedef struct step_args {
+  void *buf;
+  size_t len;
+  size_t *n;
+  int *fd;
+} step_args;
+
+static int with_op(px__op *op, px_context *cx,
+                   int (*step)(px__op *op, step_args *a), step_args *a) {
+  px_waker w = px_waker_clone(cx->waker);
+  px__op_lock(op);
+  int rc = step(op, a);
+  if (rc == PX_PENDING) swap_waker(op, &w);
+  px__op_unlock(op);
+  px_waker_drop(&w);
+  return rc;
+}
+
+/* Submits an idle op: PX_PENDING, or the submission's error. */
+static int start(px__op *op) {
+  int err = px__op_submit(op);
+  return err < 0 ? err : PX_PENDING;
+}
+
+static int read_step(px__op *op, step_args *a) {
+  if (op->off < op->len) {
+    *a->n = take_bytes(op, a->buf, a->len);
+    return PX_READY;
+  }
+  if (op->has_result) {
+    op->has_result = false;
+    if (op->res < 0) return px_err_from_errno(-op->res);
+    op->off = 0;
+    op->len = (size_t)op->res; /* 0: end of stream */
+    *a->n = take_bytes(op, a->buf, a->len);
+    return PX_READY;
+  }
+  if (op->state != PX__OP_IDLE) return PX_PENDING;
+  op->off = op->len = 0;
+  return start(op);
+}
+
 int px__op_read(px__io *io, px_context *cx, void *buf, size_t len,
                 size_t *n) {
   px__op *op = px__op_get(io, PX__OP_IN, PX__OP_RECV, len);
   if (op == NULL) return PX_ENOMEM;
-  px_waker w = px_waker_clone(cx->waker);
-  int rc;
-  px__op_lock(op);
-  if (op->off < op->len) {
-    *n = take_bytes(op, buf, len);
-    rc = PX_READY;
-  } else if (op->has_result) {
-    op->has_result = false;
-    if (op->res < 0) {
-      rc = px_err_from_errno(-op->res);
-    } else {
-      op->off = 0;
-      op->len = (size_t)op->res; /* 0: end of stream */
-      *n = take_bytes(op, buf, len);
-      rc = PX_READY;
-    }
-  } else {
-    rc = PX_PENDING;
-    if (op->state == PX__OP_IDLE) {
-      op->off = op->len = 0;
-      int err = px__op_submit(op);
-      if (err < 0) rc = err;
-    }
-    if (rc == PX_PENDING) swap_waker(op, &w);
-  }
-  px__op_unlock(op);
-  px_waker_drop(&w);
-  return rc;
+  step_args a = {buf, len, n, NULL};
+  return with_op(op, cx, read_step, &a);
+}
+
+static int write_step(px__op *op, step_args *a) {
+  /* The bytes of an earlier write failed to go out. The failure stays: a
+   * connection that could not send (reset, shut down) never sends again,
+   * and writing behind must not make later writes look fine. */
+  if (op->res < 0) return op->res;
+  if (op->state != PX__OP_IDLE) return PX_PENDING;
+  size_t k = a->len < op->cap ? a->len : op->cap;
+  memcpy(op->buf, a->buf, k);
+  op->off = 0;
+  op->len = k;
+  int err = px__op_submit(op);
+  if (err < 0) return err;
+  *a->n = k;
+  return PX_READY;
 }
 
 int px__op_write(px__io *io, px_context *cx, const void *buf, size_t len,
                  size_t *n) {
   px__op *op = px__op_get(io, PX__OP_OUT, PX__OP_SEND, len);
   if (op == NULL) return PX_ENOMEM;
-  px_waker w = px_waker_clone(cx->waker);
-  int rc;
-  px__op_lock(op);
-  if (op->res < 0) {
-    /* The bytes of an earlier write failed to go out. The failure stays:
-     * a connection that could not send (reset, shut down) never sends
-     * again, and writing behind must not make later writes look fine. */
-    rc = op->res;
-  } else if (op->state != PX__OP_IDLE) {
-    swap_waker(op, &w);
-    rc = PX_PENDING;
-  } else {
-    size_t k = len < op->cap ? len : op->cap;
-    memcpy(op->buf, buf, k);
-    op->off = 0;
-    op->len = k;
-    rc = px__op_submit(op);
-    if (rc == 0) {
-      *n = k;
-      rc = PX_READY;
-    }
-  }
-  px__op_unlock(op);
-  px_waker_drop(&w);
-  return rc;
+  step_args a = {(void *)(uintptr_t)buf, len, n, NULL};
+  return with_op(op, cx, write_step, &a);
+}
+
+static int flush_step(px__op *op, step_args *a) {
+  (void)a;
+  if (op->state != PX__OP_IDLE) return PX_PENDING;
+  return op->res < 0 ? op->res : PX_READY; /* stays, as in write_step */
 }
 
 int px__op_flush(px__io *io, px_context *cx) {
   px__op *op = io->op[PX__OP_OUT];
   if (op == NULL) return PX_READY;
-  px_waker w = px_waker_clone(cx->waker);
-  int rc = PX_READY;
-  px__op_lock(op);
-  if (op->state != PX__OP_IDLE) {
-    swap_waker(op, &w);
-    rc = PX_PENDING;
-  } else if (op->res < 0) {
-    rc = op->res; /* stays, as in px__op_write */
-  }
-  px__op_unlock(op);
-  px_waker_drop(&w);
-  return rc;
+  return with_op(op, cx, flush_step, NULL);
 }
 
 bool px__op_shutdown_later(px__io *io) {
@@ -294,12 +303,7 @@ bool px__op_shutdown_later(px__io *io) {
   return later;
 }
 
-int px__op_accept(px__io *io, px_context *cx, int *fd) {
-  px__op *op = px__op_get(io, PX__OP_IN, PX__OP_ACCEPT, 0);
-  if (op == NULL) return PX_ENOMEM;
-  px_waker w = px_waker_clone(cx->waker);
-  int rc = PX_PENDING;
-  px__op_lock(op);
+static int accept_step(px__op *op, step_args *a) {
   if (op->has_result && op->kind == PX__OP_POLL_IN) {
     /* The wait of px__op_accept_wait ended: accept again. */
     op->has_result = false;
@@ -307,41 +311,35 @@ int px__op_accept(px__io *io, px_context *cx, int *fd) {
   }
   if (op->has_result) {
     op->has_result = false;
-    if (op->res >= 0) {
-      *fd = op->res;
-      rc = PX_READY;
-    } else {
-      rc = px_err_from_errno(-op->res);
-    }
-  } else if (op->state == PX__OP_IDLE) {
-    op->addrlen = sizeof(op->addr);
-    int err = px__op_submit(op);
-    if (err < 0) rc = err;
+    if (op->res < 0) return px_err_from_errno(-op->res);
+    *a->fd = op->res;
+    return PX_READY;
   }
-  if (rc == PX_PENDING) swap_waker(op, &w);
-  px__op_unlock(op);
-  px_waker_drop(&w);
+  if (op->state != PX__OP_IDLE) return PX_PENDING;
+  op->addrlen = sizeof(op->addr);
+  return start(op);
+}
+
+int px__op_accept(px__io *io, px_context *cx, int *fd) {
+  px__op *op = px__op_get(io, PX__OP_IN, PX__OP_ACCEPT, 0);
+  if (op == NULL) return PX_ENOMEM;
+  step_args a = {NULL, 0, NULL, fd};
+  return with_op(op, cx, accept_step, &a);
+}
+
+static int accept_wait_step(px__op *op, step_args *a) {
+  (void)a;
+  if (op->state != PX__OP_IDLE || op->has_result) return PX_PENDING;
+  op->kind = PX__OP_POLL_IN;
+  int rc = start(op);
+  if (rc < 0) op->kind = PX__OP_ACCEPT;
   return rc;
 }
 
 int px__op_accept_wait(px__io *io, px_context *cx) {
   px__op *op = io->op[PX__OP_IN];
   if (op == NULL) return PX_EINVAL;
-  px_waker w = px_waker_clone(cx->waker);
-  int rc = PX_PENDING;
-  px__op_lock(op);
-  if (op->state == PX__OP_IDLE && !op->has_result) {
-    op->kind = PX__OP_POLL_IN;
-    int err = px__op_submit(op);
-    if (err < 0) {
-      op->kind = PX__OP_ACCEPT;
-      rc = err;
-    }
-  }
-  if (rc == PX_PENDING) swap_waker(op, &w);
-  px__op_unlock(op);
-  px_waker_drop(&w);
-  return rc;
+  return with_op(op, cx, accept_wait_step, NULL);
 }
 
 void px__op_forget(px__io *io, int slot) {

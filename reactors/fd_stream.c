@@ -133,9 +133,14 @@ static int fd_poll_flush(px_stream *self, px_context *cx) {
  * bytes written behind have gone out. */
 static int fd_poll_shutdown(px_stream *self, px_context *cx) {
   int rc = fd_poll_flush(self, cx);
-  if (rc != PX_READY) return rc;
+  if (rc == PX_PENDING) return rc;
+  /* Bytes behind that met a reset or a closed write side: the kernel says
+   * what ending the write side comes to now (ENOTCONN once reset), as it
+   * would have after a plain send. */
+  if (rc < 0 && rc != PX_ECONNRESET && rc != PX_EPIPE) return rc;
   int err = px_tcp_shutdown(self);
-  return err < 0 ? err : PX_READY;
+  if (err < 0) return err;
+  return rc < 0 ? rc : PX_READY;
 }
 
 static void fd_cancel(px_stream *self, px_stream_dir dir) {

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "reactors/reactor.h"
 #include "tests/fault_wrap.h"
 
 fault_plan g_fault;
@@ -69,9 +70,35 @@ static int inject_emfile(void) {
   return 0;
 }
 
+/* A connection the completion wrap below took from the kernel while
+ * pretending EMFILE: it stands for the one still in the backlog, so the
+ * next accept (the listener's shed) gets it. -1: none. */
+static _Atomic int held_fd = -1;
+
+static int take_held(void) { return atomic_exchange(&held_fd, -1); }
+
 int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
+  int held = take_held();
+  if (held >= 0) return held;
   if (inject_emfile()) return -1;
   return __real_accept4(fd, addr, alen, flags);
+}
+
+/*
+ * Over io_uring the kernel accepts itself (reactors/completion.c), with no
+ * accept4 call to fail: the EMFILE is injected where its completion is
+ * reported instead (--wrap=px__op_complete, which catches io_uring.c's
+ * calls). The connection the kernel did accept is held back for the shed's
+ * accept above, as if it still waited in the backlog.
+ */
+void __real_px__op_complete(px__reactor *r, px__op *op, int res);
+
+void __wrap_px__op_complete(px__reactor *r, px__op *op, int res) {
+  if (op->kind == PX__OP_ACCEPT && res >= 0 && inject_emfile()) {
+    atomic_store(&held_fd, res);
+    res = -EMFILE;
+  }
+  __real_px__op_complete(r, op, res);
 }
 
 int __wrap_accept(int fd, struct sockaddr *addr, socklen_t *alen) {
