@@ -1,5 +1,13 @@
 /*
- * The io_uring reactor: readiness through IORING_OP_POLL_ADD (liburing).
+ * The io_uring reactor: readiness through IORING_OP_POLL_ADD (liburing),
+ * and, for sockets, the I/O itself (submit/cancel below: IORING_OP_RECV,
+ * IORING_OP_SEND, IORING_OP_ACCEPT on px__op records, whose rules are in
+ * reactors/completion.c and docs/BACKENDS.md). Their CQEs carry OP_BIT and
+ * the px__op's address: an op is freed only after its CQE, so that pointer
+ * is always good. Requests are queued under the mutex and submitted by the
+ * next poll's io_uring_enter, which also waits (one system call per turn).
+ *
+ * The readiness part:
  *
  * io_uring is Linux's completion interface: requests go into a submission
  * queue (SQ), results come back in a completion queue (CQ), both rings
@@ -88,9 +96,11 @@ struct px__reactor {
   struct io_uring ring;
   bool ring_ok;
   uint32_t gen; /* the last generation handed out */
-  /* A poller waits in the kernel now (mu): a request queued meanwhile
-   * must be submitted at once, since that wait will not submit it. */
-  bool waiting;
+  /* Pollers waiting in the kernel now (mu): a request queued meanwhile
+   * must be submitted at once, since their wait will not submit it. A
+   * count, not a flag: a non-blocking poll (a busy worker's turn, the end
+   * of block_on) may run while another thread waits. */
+  unsigned waiting;
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
@@ -332,7 +342,7 @@ static int queue_op(px__reactor *r, px__op *op) {
  * others wait for the next poll, which submits a turn's worth in the same
  * system call as its wait. mu held. */
 static int submit_if_waiting(px__reactor *r) {
-  return r->waiting ? submit(r) : 0;
+  return r->waiting > 0 ? submit(r) : 0;
 }
 
 static int ur_submit(px__reactor *r, px__op *op) {
@@ -427,7 +437,7 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   unsigned to_submit = flush_sq(r);
   bool ready = io_uring_cq_ready(&r->ring) > 0;
   bool wait = timeout_ms != 0 && !ready;
-  r->waiting = wait;
+  if (wait) r->waiting++;
   pthread_mutex_unlock(&r->core.mu);
 
   int rc = 0;
@@ -452,7 +462,7 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
 
   int dispatched = 0;
   pthread_mutex_lock(&r->core.mu);
-  r->waiting = false;
+  if (wait) r->waiting--;
   struct io_uring_cqe *cqe;
   unsigned head, seen = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
