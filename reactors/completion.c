@@ -105,12 +105,15 @@ int px__op_submit(px__op *op) {
   op->state = PX__OP_INFLIGHT;
   op->has_result = false;
   op->cancelling = false;
-  int err = op->reactor == NULL ? PX_EINVAL
-                                : px__reactor_ops_of(op->reactor)->submit(
-                                      op->reactor, op);
-  if (err < 0) {
+  int rc = op->reactor == NULL ? PX_EINVAL
+                               : px__reactor_ops_of(op->reactor)->submit(
+                                     op->reactor, op);
+  if (rc != 0) {
+    /* A failure, or a send the backend finished at once (rc 1): either
+     * way nothing is in flight. */
     op->state = PX__OP_IDLE;
-    return err;
+    if (rc > 0) op->off = op->len = 0;
+    return rc < 0 ? rc : 0;
   }
   px__list_insert_tail(px__reactor_inflight(op->reactor), &op->link);
   return 0;
@@ -137,13 +140,16 @@ static void orphan_done(px__op *op, int res) {
 }
 
 void px__op_complete(px__reactor *r, px__op *op, int res) {
-  /* A short send: the rest goes out before anyone hears of it. A send
-   * being cancelled (destroy) stops here. */
-  if (op->kind == PX__OP_SEND && res > 0 && !op->cancelling &&
-      op->off + (size_t)res < op->len) {
+  /* The rest of a short send, and what was written while it was in
+   * flight, go out before anyone hears of it. A send being cancelled
+   * (destroy) stops here. */
+  if (op->kind == PX__OP_SEND && res > 0 && !op->cancelling) {
     op->off += (size_t)res;
-    if (px__reactor_ops_of(r)->submit(r, op) == 0) return;
-    res = PX_EIO;
+    if (op->off < op->len) {
+      int rc = px__reactor_ops_of(r)->submit(r, op);
+      if (rc == 0) return;
+      if (rc < 0) res = -EIO; /* else sent at once, or op->res says why not */
+    }
   }
   if (px__list_linked(&op->link)) px__list_remove(&op->link);
   op->state = PX__OP_IDLE;
@@ -262,13 +268,24 @@ static int write_step(px__op *op, step_args *a) {
    * connection that could not send (reset, shut down) never sends again,
    * and writing behind must not make later writes look fine. */
   if (op->res < 0) return op->res;
-  if (op->state != PX__OP_IDLE) return PX_PENDING;
-  size_t k = a->len < op->cap ? a->len : op->cap;
-  memcpy(op->buf, a->buf, k);
-  op->off = 0;
-  op->len = k;
-  int err = px__op_submit(op);
-  if (err < 0) return err;
+  bool idle = op->state == PX__OP_IDLE;
+  if (idle) op->off = op->len = 0;
+  /* While a send is in flight the kernel reads [off, its end) only: what
+   * is written meanwhile goes after len, and out with the next send. */
+  size_t room = op->cap - op->len;
+  if (room == 0) return PX_PENDING;
+  size_t k = a->len < room ? a->len : room;
+  memcpy(op->buf + op->len, a->buf, k);
+  op->len += k;
+  if (idle) {
+    int err = px__op_submit(op);
+    if (err < 0) {
+      op->len -= k;
+      return err;
+    }
+    /* Sent at once by the backend, and failed there. */
+    if (op->res < 0) return op->res;
+  }
   *a->n = k;
   return PX_READY;
 }

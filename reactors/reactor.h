@@ -132,9 +132,11 @@ typedef struct px__reactor_ops {
    * mutex held and may leave the request queued until the next poll (one
    * submission per reactor turn), except while a poller is blocked, when
    * they hand it to the kernel at once. The backend reports each end with
-   * px__op_complete, under the same mutex. NULL: the I/O layer waits for
-   * readiness and makes the system calls itself, as for every other
-   * backend.
+   * px__op_complete, under the same mutex. submit may also finish a send
+   * at once (it would have to enter the kernel anyway): it returns 1 then,
+   * with op->off advanced to op->len, or op->res set to the PX_E* failure.
+   * NULL: the I/O layer waits for readiness and makes the system calls
+   * itself, as for every other backend.
    */
   int (*submit)(px__reactor *r, struct px__op *op);
   void (*cancel)(px__reactor *r, struct px__op *op);
@@ -219,9 +221,9 @@ void px__io_retire(px__reactor *r, px__io *io, void *mem, size_t size);
  * until the completion arrives: a future dropped mid-operation leaves the
  * operation running, and what it brings (bytes, a connection) waits in the
  * op for the next read or accept of the descriptor, so nothing is lost.
- * Writes are written behind: poll_write copies the bytes into the op and
- * is done; the next write, flush or shutdown waits for them, and an error
- * comes back from that next call. Everything but `buf`'s contents is
+ * Writes are written behind: poll_write copies the bytes into the op's
+ * buffer and is done, while there is room; flush and shutdown wait until
+ * they are out, and an error comes back from the next call. Everything but `buf`'s contents is
  * guarded by the core's mutex.
  */
 typedef enum px__op_kind {
@@ -252,8 +254,11 @@ typedef struct px__op {
   px_waker waker;  /* the future waiting for the completion */
   px__reactor *reactor;
   px__list link;   /* in the reactor's list of operations in flight */
+  px__list later;  /* SEND: in the backend's list of sends to prepare at
+                      its next poll (so one turn's writes go out as one) */
   size_t off;      /* RECV: next unread byte; SEND: next unsent byte */
-  size_t len;      /* RECV: bytes received; SEND: bytes to send */
+  size_t len;      /* RECV: bytes received; SEND: bytes written into buf,
+                      which writes append to while a send is in flight */
   size_t cap;      /* bytes of buf */
   socklen_t addrlen; /* ACCEPT: the peer's address, the kernel writes */
   struct sockaddr_storage addr;
@@ -293,8 +298,8 @@ void px__io_release_ops(px__reactor *r, px__io *io);
  *
  * px__op_read copies up to len (> 0) bytes into buf (*n; 0: end of
  * stream). px__op_write copies up to len (> 0) bytes of buf into the op
- * and sends them behind (*n); it is PENDING while earlier bytes are still
- * going out, and reports their failure. px__op_flush waits until none are.
+ * and sends them behind (*n); it is PENDING only while the op's buffer is
+ * full of bytes still going out, and reports their failure. px__op_flush waits until none are.
  * px__op_accept gives an accepted descriptor (*fd, non-blocking and
  * close-on-exec).
  */

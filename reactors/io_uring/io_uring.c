@@ -65,6 +65,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -101,6 +102,16 @@ struct px__reactor {
    * count, not a flag: a non-blocking poll (a busy worker's turn, the end
    * of block_on) may run while another thread waits. */
   unsigned waiting;
+  /* The thread whose poll began last (mu). Requests of that thread wait for
+   * its next poll (single-threaded executors: always); another thread's
+   * are submitted at once, since it cannot tell when the next poll comes
+   * (a work-stealing worker that is not the driver). */
+  pthread_t poller;
+  bool has_poller;
+  /* Sends of that thread waiting for its next poll (px__op.later), which
+   * prepares each with everything written into it by then: one turn's
+   * writes to a socket go out in one send. */
+  px__list later;
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
@@ -109,6 +120,7 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
 static int handle(px__reactor *r, struct io_uring_cqe *cqe);
 static int submit(px__reactor *r);
 static void queue_cancel(px__reactor *r, px__op *op);
+static void queue_later(px__reactor *r);
 
 /*
  * Cancels the operations still in flight (orphans of registrations the
@@ -119,6 +131,7 @@ static void queue_cancel(px__reactor *r, px__op *op);
 static void drain_ops(px__reactor *r) {
   px__list *all = px__reactor_inflight(r);
   pthread_mutex_lock(&r->core.mu);
+  queue_later(r); /* bytes written behind get their chance */
   px__list *pos;
   px__list_foreach(pos, all) {
     px__op *op = px__container_of(pos, px__op, link);
@@ -138,6 +151,7 @@ static void drain_ops(px__reactor *r) {
       seen++;
     }
     io_uring_cq_advance(&r->ring, seen);
+    queue_later(r);
     if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
   }
   pthread_mutex_unlock(&r->core.mu);
@@ -216,6 +230,7 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
   int err;
   px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
+  px__list_init(&r->later);
   /* The CQ is twice the SQ (the default). More registrations than that
    * can be ready at once; the kernel then keeps the extra completions on
    * an overflow list, or ends a multishot poll, which poll re-arms. */
@@ -338,16 +353,65 @@ static int queue_op(px__reactor *r, px__op *op) {
   return 0;
 }
 
-/* Requests queued while a poller waits in the kernel go in at once; the
- * others wait for the next poll, which submits a turn's worth in the same
- * system call as its wait. mu held. */
+/* Requests of the thread that polls go in with its next poll, which
+ * submits a turn's worth in the same system call as its wait; requests
+ * queued while a poller waits in the kernel, or by any other thread, go in
+ * at once. mu held. */
+static bool submit_later(px__reactor *r);
+
 static int submit_if_waiting(px__reactor *r) {
-  return r->waiting > 0 ? submit(r) : 0;
+  return submit_later(r) ? 0 : submit(r);
+}
+
+/* Whether a request of this thread can wait for the next poll: see
+ * submit_if_waiting. mu held. */
+static bool submit_later(px__reactor *r) {
+  return r->waiting == 0 && r->has_poller &&
+         pthread_equal(r->poller, pthread_self());
+}
+
+/*
+ * A send of a thread that will not poll next: a system call is due now
+ * either way, so it sends directly, as the readiness path would (and as
+ * fast: a worker's write goes out before it returns, not when the driver
+ * next looks at the ring); only what the socket does not take goes to the
+ * ring. 1 when all went out or it failed (op->res), 0 when queued.
+ */
+static int send_now(px__reactor *r, px__op *op) {
+  ssize_t n;
+  do {
+    n = send(op->fd, op->buf + op->off, op->len - op->off,
+             MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) op->off += (size_t)n;
+  if (op->off == op->len) return 1;
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    op->res = px_err_from_errno(errno);
+    return 1;
+  }
+  int err = queue_op(r, op);
+  return err == 0 ? submit(r) : err;
 }
 
 static int ur_submit(px__reactor *r, px__op *op) {
+  if (op->kind == PX__OP_SEND) {
+    if (!submit_later(r)) return send_now(r, op);
+    if (!px__list_linked(&op->later))
+      px__list_insert_tail(&r->later, &op->later);
+    return 0;
+  }
   int err = queue_op(r, op);
   return err == 0 ? submit_if_waiting(r) : err;
+}
+
+/* Queues the sends that waited for this poll. mu held. */
+static void queue_later(px__reactor *r) {
+  px__list *pos, *tmp;
+  px__list_foreach_safe(pos, tmp, &r->later) {
+    px__op *op = px__container_of(pos, px__op, later);
+    px__list_remove(&op->later);
+    if (queue_op(r, op) < 0) px__op_complete(r, op, -EBUSY);
+  }
 }
 
 static void queue_cancel(px__reactor *r, px__op *op) {
@@ -434,10 +498,18 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   /* One system call per turn: what this turn's tasks queued is submitted
    * by the same io_uring_enter that waits for completions. */
   pthread_mutex_lock(&r->core.mu);
+  queue_later(r);
   unsigned to_submit = flush_sq(r);
   bool ready = io_uring_cq_ready(&r->ring) > 0;
   bool wait = timeout_ms != 0 && !ready;
   if (wait) r->waiting++;
+  /* Only a poll that may block names the poller: a busy worker's look, or
+   * the one at the end of block_on on a thread that is no worker, does
+   * not make that thread the one to submit for. */
+  if (timeout_ms != 0) {
+    r->poller = pthread_self();
+    r->has_poller = true;
+  }
   pthread_mutex_unlock(&r->core.mu);
 
   int rc = 0;
