@@ -24,6 +24,7 @@ POLLUX_DEPS = [
     "//reactors:unix",
     "//resolver",
     "//scope",
+    "//serve",
     "//sync",
     "//timers:selected",
     "//timers:sleep",

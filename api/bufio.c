@@ -278,6 +278,10 @@ static int step_frame(px_buf_io *f, px_context *cx) {
 
 static px_poll buf_io_poll(px_future *self, px_context *cx) {
   px_buf_io *f = (px_buf_io *)self;
+  /* A line already in the buffer completes without reaching the stream's
+   * own leaf: it must spend the budget all the same (tokio's coop). */
+  int mark;
+  if (!px__coop_enter(cx, &mark)) return PX_PENDING;
   int rc;
   if (f->reader == NULL || (f->out == NULL && f->cap > 0) ||
       (f->op == OP_LINE && f->cap == 0) || f->delim < 0 || f->delim > 255) {
@@ -290,6 +294,7 @@ static px_poll buf_io_poll(px_future *self, px_context *cx) {
   } else {
     rc = step_until(f, cx);
   }
+  px__coop_leave(mark, rc != PX_PENDING);
   f->waiting = rc == PX_PENDING;
   if (rc == PX_PENDING) return PX_PENDING;
   self->error = rc < 0 ? rc : 0;
@@ -356,6 +361,8 @@ px_future *px_frame_read_init(px_buf_io *f, px_buf_reader *r, void *out,
 
 static px_poll frame_write_poll(px_future *self, px_context *cx) {
   px_frame_write *f = (px_frame_write *)self;
+  int mark; /* into a buffered writer, a frame reaches no leaf: see buf_io */
+  if (!px__coop_enter(cx, &mark)) return PX_PENDING;
   int rc = PX_READY;
   if (f->stream == NULL || (f->buf == NULL && f->len > 0))
     rc = PX_EINVAL;
@@ -370,6 +377,7 @@ static px_poll frame_write_poll(px_future *self, px_context *cx) {
     rc = px_stream_poll_write(f->stream, cx, from, left, &n);
     if (rc == PX_READY) f->done += n;
   }
+  px__coop_leave(mark, rc != PX_PENDING);
   f->waiting = rc == PX_PENDING;
   if (rc == PX_PENDING) return PX_PENDING;
   self->error = rc < 0 ? rc : 0;

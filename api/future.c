@@ -9,6 +9,11 @@
 #include "pollux/async.h"
 #include "pollux/future.h"
 
+/* The cooperative budget (px_internal.h) lives at the bottom layer: leaves
+ * in api/ (streams, buffered I/O) spend it as well as those in sync/,
+ * reactors/ and timers/; the executors set it. -1 outside a runtime. */
+_Thread_local int px__coop_budget = -1;
+
 int px_future_poll(px_future *f, px_context *cx) {
   if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)
     return PX_EINVAL;

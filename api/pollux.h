@@ -31,6 +31,7 @@
 #include "pollux/runtime.h"
 #include "pollux/time.h"
 #include "pollux/scope.h"
+#include "pollux/serve.h"
 #include "pollux/stream.h"
 #include "pollux/bufio.h"
 #include "pollux/net.h"

@@ -5,6 +5,7 @@
  */
 #include <stdint.h>
 
+#include "internal/px_internal.h"
 #include "pollux/net.h"
 #include "pollux/stream.h"
 
@@ -115,7 +116,13 @@ static int step(px_stream_io *f, px_context *cx) {
 
 static px_poll io_poll(px_future *self, px_context *cx) {
   px_stream_io *f = (px_stream_io *)self;
-  return finish(f, step(f, cx));
+  /* One budget unit per operation, also when a buffered or TLS stream
+   * serves it from memory without reaching the socket's leaf. */
+  int mark;
+  if (!px__coop_enter(cx, &mark)) return PX_PENDING;
+  int r = step(f, cx);
+  px__coop_leave(mark, r != PX_PENDING);
+  return finish(f, r);
 }
 
 static void io_drop(px_future *self) {

@@ -3,11 +3,12 @@
 # working as the runtime changes (tools/bench measures; this only checks).
 # Each must exit 0 and print one well-formed result line. Arguments: the
 # benchmark binaries, each followed by its tiny count, then the HTTP floor
-# server, the echo client and an echo server (examples/echo) to aim it at.
+# server, the echo client and an echo server (examples/echo) to aim it at,
+# then the TLS handshake client, examples/https and tests/tls_certs.sh.
 set -euo pipefail
 
 fail=0
-while [ $# -gt 3 ]; do
+while [ $# -gt 6 ]; do
   bin=$1 n=$2
   shift 2
   out=$("$bin" "$n" 2>&1) || { echo "FAIL $bin exited $?: $out"; fail=1; continue; }
@@ -20,6 +21,7 @@ while [ $# -gt 3 ]; do
 done
 
 http=$1 client=$2 echo_server=$3
+tls_client=$4 https_server=$5 tls_certs=$6
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -59,13 +61,29 @@ else
   echo "ok   raw_epoll_http pipelined"
 fi
 
+# Runs a load client (CLIENT CONNECTIONS ROUNDS) against $port: it must
+# finish within 20 s and report no failed connection.
+check_client() {
+  local out
+  if out=$(timeout 20 "$1" 127.0.0.1 "$port" "$2" "$3") &&
+     grep -q ' failed=0$' <<<"$out"; then
+    echo "ok   $(basename "$1") $2 x $3"
+  else
+    echo "FAIL $(basename "$1"): $out"
+    fail=1
+  fi
+}
+
 # The echo client completes (and checks) its round trips.
 start_server "$echo_server"
-if out=$(timeout 20 "$client" 127.0.0.1 "$port" 4 50) &&
-   grep -q ' failed=0$' <<<"$out"; then
-  echo "ok   echo_client 4 x 50"
-else
-  echo "FAIL echo_client: $out"
-  fail=1
-fi
+check_client "$client" 4 50
+
+# The TLS handshake client does full handshakes against examples/https,
+# each ending in the server's close_notify (it exits 1 otherwise).
+pki=$(mktemp -d)
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$pki"' EXIT
+"$tls_certs" "$pki"
+https_at() { exec "$https_server" "$1" "$pki/server.pem" "$pki/server.key" 127.0.0.1; }
+start_server https_at
+check_client "$tls_client" 2 3
 exit $fail

@@ -182,24 +182,46 @@ PX_ASYNC_FN(bench_main) {
   PX_END();
 }
 
+static px_runtime *rounds_rt;
+
+px_runtime *bench_rounds_runtime(void) { return rounds_rt; }
+
+/* `rounds` rounds, started from outside the runtime: each round's tasks
+ * are spawned from this thread, then block_on waits for the latch. */
+static void run_outside(const bench_rounds *b, px_runtime *rt,
+                        bench_latch *latch, long rounds) {
+  for (long r = 0; r < rounds; r++) {
+    bench_latch_reset(latch, b->latch_count);
+    bench_check(b->start(latch), b->name);
+    bench_latch_wait w;
+    bench_check(px_runtime_block_on(rt, bench_latch_wait_init(&w, latch)),
+                b->name);
+  }
+}
+
+/* `rounds` rounds, started from inside one block_on. */
+static void run_inside(const bench_rounds *b, px_runtime *rt,
+                       bench_latch *latch, long rounds) {
+  bench_main m =
+      PX_ASYNC_NEW(bench_main, .b = b, .rounds = rounds, .latch = latch);
+  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), b->name);
+}
+
 void bench_run_rounds(const bench_rounds *b) {
   bench_count_allocations();
   px_runtime *rt = bench_runtime_new(b->name);
+  rounds_rt = rt;
   bench_latch latch;
   bench_latch_init(&latch, 0);
+  void (*run)(const bench_rounds *, px_runtime *, bench_latch *, long) =
+      b->outside ? run_outside : run_inside;
 
-  if (b->warmup_rounds > 0) {
-    bench_main warm = PX_ASYNC_NEW(bench_main, .b = b,
-                                   .rounds = b->warmup_rounds, .latch = &latch);
-    bench_check(px_runtime_block_on(rt, PX_FUTURE(&warm)), b->name);
-  }
-
-  bench_main m =
-      PX_ASYNC_NEW(bench_main, .b = b, .rounds = b->rounds, .latch = &latch);
+  if (b->warmup_rounds > 0) run(b, rt, &latch, b->warmup_rounds);
   bench_meter meter;
   bench_meter_start(&meter);
-  bench_check(px_runtime_block_on(rt, PX_FUTURE(&m)), b->name);
+  run(b, rt, &latch, b->rounds);
   bench_report(&meter, b->name, (double)b->rounds * b->ops_per_round, NULL);
   px_runtime_free(rt);
+  rounds_rt = NULL;
   bench_latch_destroy(&latch);
 }

@@ -86,9 +86,12 @@ typedef struct bench_latch_wait {
 px_future *bench_latch_wait_init(bench_latch_wait *w, bench_latch *l);
 
 /*
- * Starts one round's tasks from inside block_on, with the latch already
- * reset to the round's count; the tasks count it down as they finish.
- * Returns 0, or the first negative PX_E* code, which ends the benchmark.
+ * Starts one round's tasks, with the latch already reset to the round's
+ * count; the tasks count it down as they finish. Called from inside
+ * block_on (spawn with px_spawn), or, with bench_rounds.outside, from the
+ * thread that calls block_on, before it does (spawn with px_runtime_spawn
+ * onto bench_rounds_runtime()). Returns 0, or the first negative PX_E*
+ * code, which ends the benchmark.
  */
 typedef int (*bench_round_start)(bench_latch *latch);
 
@@ -100,13 +103,21 @@ typedef struct bench_rounds {
   long latch_count;        /* what each round's tasks count down from */
   bench_round_start start; /* spawns one round's tasks */
   double ops_per_round;    /* ops = rounds * ops_per_round */
+  /* Spawn site: 0, from inside block_on's future (tokio's spawn_many,
+   * chained_spawn); 1, from outside the runtime, then block_on the latch
+   * (tokio's yield_many: rt.spawn on the benchmark's thread). */
+  int outside;
 } bench_rounds;
+
+/* The runtime bench_run_rounds made (for px_runtime_spawn when outside). */
+px_runtime *bench_rounds_runtime(void);
 
 /*
  * The whole of a benchmark shaped like tokio's spawn_many, yield_many,
  * chained_spawn and ping_pong: a runtime, then a main future that, round
  * after round, resets a latch, starts the round's tasks and awaits the
- * latch. The warm-up rounds run in a block_on of their own before the
+ * latch (with `outside`: round after round, the benchmark's thread resets
+ * the latch, starts the tasks, then blocks on the latch in block_on). The warm-up rounds run in a block_on of their own before the
  * meter starts, so only the measured rounds are timed and counted. Prints
  * the result line; exits with a message on failure.
  */

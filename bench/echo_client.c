@@ -9,14 +9,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "bench/load_client.h"
 
 static struct sockaddr_in server;
 static long rounds;
@@ -50,12 +49,6 @@ static void *client(void *arg) {
   return NULL;
 }
 
-static double now(clockid_t c) {
-  struct timespec ts;
-  clock_gettime(c, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 int main(int argc, char **argv) {
   if (argc < 5 || argc > 6) {
     fprintf(stderr, "usage: echo_client HOST PORT CONNECTIONS ROUNDS [SIZE]\n");
@@ -71,25 +64,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "echo_client: bad arguments\n");
     return 2;
   }
-  pthread_t *threads = calloc((size_t)conns, sizeof *threads);
-  long *failed = calloc((size_t)conns, sizeof *failed);
-  double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-  for (long i = 0; i < conns; i++)
-    pthread_create(&threads[i], NULL, client, &failed[i]);
-  long bad = 0;
-  for (long i = 0; i < conns; i++) {
-    pthread_join(threads[i], NULL);
-    bad += failed[i];
-  }
-  double secs = now(CLOCK_MONOTONIC) - t0;
-  double cpu = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
+  load_result r = load_clients_run(conns, client);
   double ops = (double)conns * (double)rounds;
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
   printf("name=echo config=\"client\" ops=%.0f seconds=%.4f ops_per_s=%.0f "
          "cpu_s=%.4f peak_rss_kb=%ld connections=%ld failed=%ld\n",
-         ops, secs, ops / secs, cpu, (long)ru.ru_maxrss, conns, bad);
-  free(threads);
-  free(failed);
-  return bad ? 1 : 0;
+         ops, r.seconds, ops / r.seconds, r.cpu_s, r.peak_rss_kb, conns,
+         r.failed);
+  return r.failed ? 1 : 0;
 }

@@ -27,7 +27,8 @@ check '[ "$polls" -ge 2 ]' "PX_TRACE shows the say_after tasks (polls: $polls)"
 check 'tail -c 4 "$trace" | grep -q "]}"' "the trace file is closed JSON"
 
 # --- echo: bad arguments get a usage message on stderr and exit code 2.
-for args in "" "notaport" "0" "70000" "1 2 3"; do
+for args in "" "notaport" "0" "70000" "1 2 3" "-t 0 7000" "-t x 7000" "-c 0 7000" \
+            "-c 10x 7000" "-x 7000" "-t"; do
   # shellcheck disable=SC2086
   err=$("$echo_bin" $args 2>&1 >/dev/null)
   rc=$?
@@ -59,6 +60,19 @@ for attempt in 1 2 3 4 5; do
   echo "echo server attempt $attempt on port $port failed:"; cat "${TEST_TMPDIR:-/tmp}/echo.err"
 done
 check '[ "$reply" = "hello pollux" ]' "echo server echoes a line (got: $reply)"
+
+# --- echo -t 1: a silent client is closed after its idle second.
+port=$(( 10000 + RANDOM % 22000 ))
+"$echo_bin" -t 1 -c 5 "$port" 127.0.0.1 >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 50); do exec 5<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.1; done
+start=$SECONDS
+read -r -t 10 idle_reply <&5; idle_rc=$?
+waited=$(( SECONDS - start ))
+exec 5>&-
+kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+check '[ "$idle_rc" -ne 0 ] && [ -z "$idle_reply" ] && [ "$waited" -lt 8 ]' \
+  "echo -t 1 closes a silent client (read rc $idle_rc after ${waited}s)"
 
 # --- echo: SIGTERM with a client connected: stop, drain, exit 0.
 port=$(( 10000 + RANDOM % 22000 ))

@@ -9,13 +9,12 @@
  */
 #include "examples/http_parse.h"
 
+#include <ctype.h>
 #include <string.h>
 
 /* RFC 9110 token characters: what methods and header names are made of. */
 static int is_tchar(unsigned char c) {
-  if (c >= '0' && c <= '9') return 1;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return 1;
-  return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+  return isalnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* Visible characters and obs-text: what a request target may hold. */
@@ -73,6 +72,37 @@ static int parse_request_line(const char *p, size_t n, http_request *req) {
   return 0;
 }
 
+/*
+ * Host = uri-host [ ":" port ] (RFC 9110 section 7.2, RFC 3986): a name of
+ * unreserved, sub-delims and %XX characters, or an IP literal in brackets,
+ * then optional port digits. An empty value is allowed (no authority).
+ */
+static int valid_host(const char *p, size_t n) {
+  size_t lit = n > 0 && p[0] == '[', i;
+  for (i = lit; i < n && p[i] != (lit ? ']' : ':'); i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (c == '%') {
+      if (i + 2 >= n || !isxdigit((unsigned char)p[i + 1]) ||
+          !isxdigit((unsigned char)p[i + 2]))
+        return 0;
+      i += 2;
+    } else if (!isalnum(c) && !(c && strchr("-._~!$&'()*+,;=", c)) &&
+               !(lit && c == ':')) {
+      return 0;
+    }
+  }
+  if (lit && (i == n || i++ == 1)) return 0; /* no ']', or nothing in [] */
+  if (i < n && p[i++] != ':') return 0;
+  while (i < n)
+    if (!isdigit((unsigned char)p[i++])) return 0;
+  return 1;
+}
+
+/* What the header lines seen so far said. */
+typedef struct head_state {
+  int seen_length, conn_close, conn_keep, hosts;
+} head_state;
+
 /* Content-Length: digits only; a repeat must agree with the first. */
 static int parse_length(const char *v, size_t n, int *seen, size_t *out) {
   if (n == 0) return HTTP_BAD;
@@ -90,7 +120,7 @@ static int parse_length(const char *v, size_t n, int *seen, size_t *out) {
 
 /* One "Name: value" line; updates req. */
 static int parse_header(const char *p, size_t n, http_request *req,
-                        int *seen_length, int *conn_close, int *conn_keep) {
+                        head_state *st) {
   size_t i = 0;
   while (i < n && is_tchar((unsigned char)p[i])) i++;
   /* Folded lines start with whitespace; "Name :" has a space before the
@@ -108,11 +138,16 @@ static int parse_header(const char *p, size_t n, http_request *req,
   const char *value = p + i;
   size_t value_len = end - i;
   if (span_is(name, name_len, "content-length"))
-    return parse_length(value, value_len, seen_length, &req->content_length);
+    return parse_length(value, value_len, &st->seen_length,
+                        &req->content_length);
+  if (span_is(name, name_len, "host")) {
+    st->hosts++;
+    return valid_host(value, value_len) ? 0 : HTTP_BAD;
+  }
   if (span_is(name, name_len, "transfer-encoding")) return HTTP_UNSUPPORTED;
   if (span_is(name, name_len, "connection")) {
-    if (list_has(value, value_len, "close")) *conn_close = 1;
-    if (list_has(value, value_len, "keep-alive")) *conn_keep = 1;
+    if (list_has(value, value_len, "close")) st->conn_close = 1;
+    if (list_has(value, value_len, "keep-alive")) st->conn_keep = 1;
   }
   return 0;
 }
@@ -124,7 +159,7 @@ long http_parse_request(const char *buf, size_t len, size_t max_head,
   /* Only the first max_head bytes can hold a valid head; looking further
    * would let a client make every call scan an ever larger buffer. */
   size_t scan = len < max_head ? len : max_head;
-  int seen_length = 0, conn_close = 0, conn_keep = 0;
+  head_state st = {0, 0, 0, 0};
   size_t pos = 0;
   for (int line = 0;; line++) {
     long e = line_end(buf + pos, scan - pos);
@@ -145,13 +180,17 @@ long http_parse_request(const char *buf, size_t len, size_t max_head,
     } else if (n == 0) {
       break; /* the blank line: end of the head */
     } else {
-      err = parse_header(p, n, req, &seen_length, &conn_close, &conn_keep);
+      err = parse_header(p, n, req, &st);
     }
     if (err < 0) return err;
   }
   if (req->content_length > max_body) return HTTP_BODY_TOO_LARGE;
+  /* RFC 9112 section 3.2: exactly one Host in 1.1, at most one in 1.0. */
+  if (st.hosts > 1 || (st.hosts == 0 && req->minor == 1)) return HTTP_BAD;
   /* HTTP/1.1 keeps the connection unless told to close; 1.0 the reverse. */
-  req->keep_alive = req->minor == 1 ? !conn_close : (conn_keep && !conn_close);
+  req->keep_alive =
+      req->minor == 1 ? !st.conn_close : (st.conn_keep && !st.conn_close);
+  req->head_len = pos;
   if (len - pos < req->content_length) return HTTP_INCOMPLETE;
   return (long)(pos + req->content_length);
 }

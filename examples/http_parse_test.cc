@@ -32,14 +32,14 @@ TEST(HttpParse, SimpleGet) {
 }
 
 TEST(HttpParse, EveryPrefixIsIncomplete) {
-  std::string s = "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+  std::string s = "POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
   for (size_t n = 0; n < s.size(); n++)
     EXPECT_EQ(Parse(s.substr(0, n)), HTTP_INCOMPLETE) << "prefix " << n;
   EXPECT_EQ(Parse(s), static_cast<long>(s.size()));
 }
 
 TEST(HttpParse, PipelinedRequestsParseOneByOne) {
-  std::string one = "GET / HTTP/1.1\r\n\r\n";
+  std::string one = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
   std::string s = one + one + "GET /x HT";
   http_request req;
   long n = Parse(s, &req);
@@ -52,7 +52,7 @@ TEST(HttpParse, PipelinedRequestsParseOneByOne) {
 
 TEST(HttpParse, KeepAliveRules) {
   http_request req;
-  ASSERT_GT(Parse("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &req), 0);
+  ASSERT_GT(Parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &req), 0);
   EXPECT_EQ(req.keep_alive, 0);
   ASSERT_GT(Parse("GET / HTTP/1.0\r\n\r\n", &req), 0);
   EXPECT_EQ(req.keep_alive, 0);
@@ -60,14 +60,16 @@ TEST(HttpParse, KeepAliveRules) {
   ASSERT_GT(Parse("GET / HTTP/1.0\r\nconnection: Keep-Alive\r\n\r\n", &req),
             0);
   EXPECT_EQ(req.keep_alive, 1);
-  ASSERT_GT(Parse("GET / HTTP/1.1\r\nConnection: upgrade, CLOSE\r\n\r\n", &req),
+  ASSERT_GT(Parse("GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade, CLOSE\r\n\r\n",
+                  &req),
             0);
   EXPECT_EQ(req.keep_alive, 0);
 }
 
 TEST(HttpParse, HeaderWhitespaceIsTrimmed) {
   http_request req;
-  ASSERT_GT(Parse("GET / HTTP/1.1\r\nContent-Length: \t 2 \t\r\n\r\nok", &req),
+  ASSERT_GT(Parse("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: \t 2 \t\r\n\r\nok",
+                  &req),
             0);
   EXPECT_EQ(req.content_length, 2u);
 }
@@ -97,7 +99,8 @@ TEST(HttpParse, MalformedRequestsAreBad) {
 TEST(HttpParse, RepeatedEqualContentLengthIsAccepted) {
   http_request req;
   std::string s =
-      "PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz";
+      "PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: "
+      "1\r\n\r\nz";
   EXPECT_EQ(Parse(s, &req), static_cast<long>(s.size()));
 }
 
@@ -106,17 +109,86 @@ TEST(HttpParse, OversizedHeadIsTooLarge) {
   EXPECT_EQ(Parse(s), HTTP_TOO_LARGE);  // no end in sight within 8 KiB
   EXPECT_EQ(Parse(s + "\r\n\r\n"), HTTP_TOO_LARGE);
   // Just under the limit is fine.
-  std::string ok = "GET / HTTP/1.1\r\nX: ";
+  std::string ok = "GET / HTTP/1.1\r\nHost: x\r\nX: ";
   ok += std::string(kHead - ok.size() - 4, 'b') + "\r\n\r\n";
   ASSERT_EQ(ok.size(), kHead);
   EXPECT_EQ(Parse(ok), static_cast<long>(kHead));
 }
 
 TEST(HttpParse, BodyLimitAndTransferEncoding) {
+  EXPECT_EQ(Parse("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 8193\r\n\r\n"),
+            HTTP_BODY_TOO_LARGE);
+  // The size is refused first, with or without a Host.
   EXPECT_EQ(Parse("POST / HTTP/1.1\r\nContent-Length: 8193\r\n\r\n"),
             HTTP_BODY_TOO_LARGE);
   EXPECT_EQ(Parse("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             HTTP_UNSUPPORTED);
+}
+
+// RFC 9112 section 3.2: exactly one valid Host in HTTP/1.1.
+TEST(HttpParse, Http11NeedsExactlyOneHost) {
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\n\r\n"), HTTP_BAD);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), HTTP_BAD);
+  EXPECT_EQ(Parse("GET / HTTP/1.1\r\nhost: a\r\nHOST: b\r\n\r\n"), HTTP_BAD);
+  std::string ok = "GET / HTTP/1.1\r\nhOsT: example.com\r\n\r\n";
+  EXPECT_EQ(Parse(ok), static_cast<long>(ok.size()));
+}
+
+TEST(HttpParse, Http10MayOmitHostButNotRepeatIt) {
+  std::string none = "GET / HTTP/1.0\r\n\r\n";
+  EXPECT_EQ(Parse(none), static_cast<long>(none.size()));
+  std::string one = "GET / HTTP/1.0\r\nHost: a\r\n\r\n";
+  EXPECT_EQ(Parse(one), static_cast<long>(one.size()));
+  EXPECT_EQ(Parse("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), HTTP_BAD);
+  EXPECT_EQ(Parse("GET / HTTP/1.0\r\nHost: a b\r\n\r\n"), HTTP_BAD);
+}
+
+TEST(HttpParse, ValidHostValues) {
+  const char *good[] = {
+      "example.com", "example.com:8080", "127.0.0.1:80", "[::1]", "[::1]:443",
+      "[v1.fe80::a+en1]", "xn--bcher-kva.example", "a-b_c~d.e", "%41b",
+      "h:",   // an empty port is allowed by the grammar
+      "",     // an empty Host: the target has no authority
+      "sub!$&'()*+,;=delims",
+  };
+  for (const char *h : good) {
+    std::string s = std::string("GET / HTTP/1.1\r\nHost: ") + h + "\r\n\r\n";
+    EXPECT_EQ(Parse(s), static_cast<long>(s.size())) << h;
+  }
+}
+
+TEST(HttpParse, InvalidHostValuesAreBad) {
+  const char *bad[] = {
+      "a b",          // white space inside
+      "user@host",    // userinfo is not part of Host
+      "host:80x",     // port not digits
+      "host:80:90",   // two ports
+      "[::1",         // unclosed literal
+      "[]",           // empty literal
+      "[::1]x",       // junk after the literal
+      "::1",          // an IPv6 address needs brackets
+      "host/path",    // a path
+      "%4",           // short percent escape
+      "%zz",          // not hex
+      "h\xc3\xa9",    // raw UTF-8 (must be punycode)
+      "x]",
+  };
+  for (const char *h : bad) {
+    std::string s = std::string("GET / HTTP/1.1\r\nHost: ") + h + "\r\n\r\n";
+    EXPECT_EQ(Parse(s), HTTP_BAD) << h;
+  }
+}
+
+// The Host checks run once the head is complete, before the body arrives,
+// and a complete head with its body still missing reports head_len.
+TEST(HttpParse, HeadLengthWhileTheBodyIsMissing) {
+  http_request req;
+  std::string head = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n";
+  EXPECT_EQ(Parse(head + "ab", &req), HTTP_INCOMPLETE);
+  EXPECT_EQ(req.head_len, head.size());
+  EXPECT_EQ(Parse(head.substr(0, head.size() - 1), &req), HTTP_INCOMPLETE);
+  EXPECT_EQ(req.head_len, 0u);
+  EXPECT_EQ(Parse("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab"), HTTP_BAD);
 }
 
 TEST(HttpParse, NullArgumentsAreBad) {

@@ -9,34 +9,29 @@
  *
  * cert.pem is the server's certificate chain (leaf first), key.pem its
  * private key, both PEM. ALPN offers http/1.1 (a client asking only for h2
- * is refused). A client gets 10 seconds for its handshake.
+ * is refused). -t and -c work as for http (http.c): the handshake and the
+ * first request head share one deadline, min(IDLE, 10) seconds.
  */
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "examples/http_server.h"
 #include "pollux.h"
 
-static int usage(const char *why) {
+static int usage(void) {
   fprintf(stderr,
-          "https: %s\n"
-          "usage: https PORT CERT KEY [HOST]   (PORT 1..65535, CERT and KEY "
-          "PEM files, HOST numeric, default 0.0.0.0)\n",
-          why);
+          "usage: https [-t IDLE_SECONDS] [-c MAX_CONNECTIONS] PORT CERT KEY "
+          "[HOST]   (PORT 1..65535, CERT and KEY PEM files, HOST numeric, "
+          "default 0.0.0.0; -t and -c as for http)\n");
   return 2;
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4 && argc != 5) return usage("wrong number of arguments");
-  char *end = NULL;
-  long port = strtol(argv[1], &end, 10);
-  if (end == argv[1] || *end != '\0' || port < 1 || port > 65535)
-    return usage("PORT must be a number from 1 to 65535");
-  const char *host = argc == 5 ? argv[4] : "0.0.0.0";
-
+  http_options o;
+  int a = http_args(argc, argv, 3, 4, &o);
+  if (a < 0) return usage();
   px_tls_context *tls;
   int err = px_tls_context_new(&tls, PX_TLS_SERVER);
-  if (err == 0) err = px_tls_context_use_cert(tls, argv[2], argv[3]);
+  if (err == 0) err = px_tls_context_use_cert(tls, argv[a + 1], argv[a + 2]);
   const char *alpn[] = {"http/1.1"};
   if (err == 0) err = px_tls_context_set_alpn(tls, alpn, 1);
   if (err < 0) {
@@ -46,17 +41,7 @@ int main(int argc, char **argv) {
     px_tls_context_free(tls);
     return 1;
   }
-
-  px_tcp_listener *listener;
-  err = px_tcp_bind(host, (uint16_t)port, &listener);
-  if (err < 0) px_tls_context_free(tls);
-  if (err == PX_EINVAL) return usage("HOST must be a numeric address");
-  if (err < 0) {
-    fprintf(stderr, "https: listen on %s:%ld: %s\n", host, port,
-            px_strerror(err));
-    return 1;
-  }
-  int rc = http_serve("https", listener, host, (int)port, tls);
+  int rc = http_serve("https", a + 3 < argc ? argv[a + 3] : "0.0.0.0", tls, &o);
   px_tls_context_free(tls);
-  return rc;
+  return rc == 2 ? usage() : rc;
 }

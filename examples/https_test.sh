@@ -15,7 +15,8 @@ pki=$TEST_TMPDIR/pki
 "$certs" "$pki" || { echo "FAIL: making the test PKI"; exit 1; }
 
 # --- Bad arguments: usage on stderr, exit 2; unreadable files: exit 1.
-for args in "" "8443" "8443 a" "x a b" "0 a b" "8443 a b c d"; do
+for args in "" "8443" "8443 a" "x a b" "0 a b" "8443 a b c d" "-t x 8443 a b" "-c 0 8443 a b" \
+            "-t 1 -c 2 8443 a"; do
   # shellcheck disable=SC2086
   err=$("$https" $args 2>&1 >/dev/null)
   rc=$?
@@ -31,7 +32,8 @@ rc=$?
 check '[ "$rc" -eq 1 ]' "a key that does not match exits 1 (got $rc: $err)"
 
 # --- Start the server on a free loopback port (retry if one is taken).
-start_server "$TEST_TMPDIR/https.err" "$https" PORT "$pki/server.pem" "$pki/server.key" 127.0.0.1
+# With the default limits spelled out (-t 60: the handshake has min(60, 10) s).
+start_server "$TEST_TMPDIR/https.err" "$https" -t 60 -c 100 PORT "$pki/server.pem" "$pki/server.key" 127.0.0.1
 check '[ -n "$pid" ]' "server starts on 127.0.0.1:$port"
 if [ -z "$pid" ]; then exit 1; fi
 url="https://localhost:$port/"
@@ -62,7 +64,7 @@ body=$(curl_tls --cacert "$pki/ca.pem" "$url")
 check '[ "$body" = "Hello, World!" ]' "the server still answers after refused handshakes"
 
 # --- Pipelining through openssl s_client: three requests, three answers.
-reply=$(printf 'GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\nConnection: close\r\n\r\n' |
+reply=$(printf 'GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n' |
   timeout 10 openssl s_client -quiet -connect "127.0.0.1:$port" -servername localhost \
     -CAfile "$pki/ca.pem" -verify_return_error -alpn http/1.1 2>/dev/null)
 check '[ "$(grep -c "HTTP/1.1 200 OK" <<<"$reply")" -eq 3 ]' "3 pipelined requests over TLS get 3 answers"

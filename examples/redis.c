@@ -5,7 +5,7 @@
  * uses (LPUSH RPUSH LPOP RPOP LRANGE SADD SPOP HSET ZADD ZPOPMIN) and
  * CONFIG GET (empty), so that a plain `redis-benchmark -q` runs to the end.
  *
- *   redis [-t IDLE_SECONDS] PORT [HOST]
+ *   redis [-t IDLE_SECONDS] [-c MAX_CONNECTIONS] PORT [HOST]
  *
  * A careful server, as a model: every number from the network is parsed
  * with overflow checks and Redis's own limits and messages; a client's
@@ -13,9 +13,11 @@
  * replies are written, a hard limit disconnects it); buffers are allocated
  * when first needed and shrink after a burst, so an idle connection costs a
  * few KiB; input is drained before a close, so a client sees its last reply
- * and a FIN, not a reset; accept errors pause instead of spinning; an idle
- * timeout (-t) closes silent clients; SIGINT/SIGTERM stop accepting, let
- * each connection finish what it read, and exit 0.
+ * and a FIN, not a reset. px_serve runs the accept loop: at most
+ * MAX_CONNECTIONS clients at once (-c), a pause after accept errors, and on
+ * SIGINT/SIGTERM it stops accepting, lets each connection finish what it
+ * read (GRACE at most), and the program exits 0; an idle timeout (-t)
+ * closes silent clients.
  */
 #include <ctype.h>
 #include <limits.h>
@@ -24,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pollux.h"
 
@@ -382,11 +385,13 @@ static long parse_command(char *buf, size_t len, command *c, const char **why) {
   }
   long long n;
   long used = parse_line_number(p + 1, end, &n);
+  /* Incomplete first: n is only set once the line is complete (a count
+   * split across reads, "*" then "3\r\n", must wait, not fail). */
+  if (used == 0) return 0;
   if (used < 0 || n > MAX_MULTIBULK) {
     *why = "-ERR Protocol error: invalid multibulk length\r\n";
     return -1;
   }
-  if (used == 0) return 0;
   p += 1 + used;
   for (long long i = 0; i < n; i++) { /* n <= 0: an empty command, as Redis */
     if (p >= end) return 0;
@@ -396,11 +401,11 @@ static long parse_command(char *buf, size_t len, command *c, const char **why) {
     }
     long long l;
     used = parse_line_number(p + 1, end, &l);
+    if (used == 0) return 0; /* as above: l is not set yet */
     if (used < 0 || l < 0 || l > IN_MAX) {
       *why = "-ERR Protocol error: invalid bulk length\r\n";
       return -1;
     }
-    if (used == 0) return 0;
     p += 1 + used;
     if (end - p < l + 2) return 0;
     if (p[l] != '\r' || p[l + 1] != '\n') {
@@ -778,12 +783,10 @@ done:
 
 /* ---- Connections -------------------------------------------------------- */
 
-static px_cancel_token *stop; /* cancelled by SIGINT/SIGTERM */
-static px_tcp_listener *listener; /* closed by the server at shutdown */
-
 typedef struct {
   px_async px;
-  px_stream *s;
+  px_stream *s;          /* closed by px_serve once the task ends */
+  px_cancel_token *stop; /* cancelled when the server shuts down */
   char *in; /* allocated at the first read; at most IN_MAX */
   size_t inlen, incap;
   int closing; /* QUIT or a protocol error: reply, drain, close */
@@ -803,7 +806,6 @@ typedef struct {
 
 static void conn_release(void *arg) {
   conn *c = arg;
-  px_stream_close(c->s);
   free(c->in);
   free(c->o.buf);
   free(c->cmd.argv);
@@ -875,20 +877,17 @@ PX_ASYNC_FN(conn) {
     if (!self->more) {
       if (make_room(self) < 0) break;
       /* A read, unless shutdown comes first (between commands: whatever
-       * was read is served) or the client stays silent too long. */
-      px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
-                          self->incap - self->inlen);
-      px_cancelled_init(&self->stopped, stop);
-      if (idle_limit) {
-        px_sleep_init(&self->idle, idle_limit);
-        PX_AWAIT(px_select3_init(&self->sel, &self->rd.base, &self->stopped.base,
-                                 &self->idle.base));
-      } else {
-        PX_AWAIT(px_select2_init(&self->sel, &self->rd.base, &self->stopped.base));
-      }
-      if (self->sel.index != 0) break; /* shutdown or idle: close quietly */
-      if (self->sel.base.error < 0 || self->sel.base.output.u64 == 0) break;
-      self->inlen += self->sel.base.output.u64;
+       * was read is served) or the client stays silent too long (no -t: a
+       * NULL third branch, which a select skips). */
+      PX_AWAIT_INTO(self->n, self->err,
+                    px_select3_init(&self->sel,
+                                    px_stream_read_init(&self->rd, self->s, self->in + self->inlen,
+                                                        self->incap - self->inlen),
+                                    px_cancelled_init(&self->stopped, self->stop),
+                                    idle_limit ? px_sleep_init(&self->idle, idle_limit) : NULL));
+      /* Shutdown, idle, an error or end of stream: close quietly. */
+      if (self->sel.index != 0 || self->err < 0 || self->n == 0) break;
+      self->inlen += self->n;
     }
     serve_buffer(self);
     if (self->o.over) {
@@ -928,120 +927,58 @@ PX_ASYNC_FN(conn) {
 
 /* ---- The server ---------------------------------------------------------- */
 
-typedef struct {
-  px_async px;
-  px_scope conns;
-  px_tcp_accept acc;
-  px_cancelled stopped;
-  px_select sel;
-  px_sleep pause;
-  px_scope_shutdown sd;
-} server;
-
-static void scope_release(void *arg) { px_scope_drop(arg); }
-
-PX_ASYNC_FN(server) {
-  PX_BEGIN();
-  px_scope_init(&self->conns);
-  PX_DEFER(scope_release, &self->conns);
-  for (;;) {
-    px_tcp_accept_init(&self->acc, listener);
-    px_cancelled_init(&self->stopped, stop);
-    PX_AWAIT(px_select2_init(&self->sel, &self->acc.base, &self->stopped.base));
-    if (self->sel.index == 1) break; /* SIGINT/SIGTERM */
-    if (self->sel.base.error < 0) {
-      /* Out of descriptors or memory: pause rather than spin on the
-       * error, keep serving the connections we have. */
-      fprintf(stderr, "redis: accept: %s\n", px_strerror(self->sel.base.error));
-      PX_AWAIT(px_sleep_init(&self->pause, px_ms(100)));
-      continue;
-    }
-    conn c = PX_ASYNC_NEW(conn, .s = self->sel.base.output.ptr);
-    if (px_scope_spawn_detached(&self->conns, PX_FUTURE(&c)) < 0)
-      px_stream_close(c.s);
-  }
-  /* Stop accepting (new clients are refused at once), let connections
-   * finish what they read, cancel the rest after GRACE. */
-  px_tcp_listener_close(listener);
-  listener = NULL;
-  PX_AWAIT(px_scope_shutdown_init(&self->sd, &self->conns, GRACE));
-  fprintf(stderr, "redis: shut down (%llu connections cut)\n",
-          (unsigned long long)self->sd.base.output.u64);
-  PX_END();
-}
-
-/* Cancels the stop token on the first SIGINT or SIGTERM. */
-typedef struct {
-  px_async px;
-  px_signal *sig;
-  px_signal_recv recv;
-} on_signal;
-
-PX_ASYNC_FN(on_signal) {
-  PX_BEGIN();
-  PX_AWAIT(px_signal_recv_init(&self->recv, self->sig));
-  fprintf(stderr, "redis: signal %lld: shutting down\n",
-          (long long)self->recv.base.output.i64);
-  px_cancel_token_cancel(stop);
-  PX_END();
-}
-
-/* The whole program: the signal task beside the server. */
-typedef struct {
-  px_async px;
-  px_signal *sig;
-  on_signal sigtask;
-  server srv;
-} program;
-
-PX_ASYNC_FN(program) {
-  PX_BEGIN();
-  self->sigtask = PX_ASYNC_NEW(on_signal, .sig = self->sig);
-  PX_TRY(px_spawn(PX_FUTURE(&self->sigtask), NULL));
-  self->srv = PX_ASYNC_NEW(server);
-  PX_AWAIT(PX_FUTURE(&self->srv));
-  PX_END();
+/* px_serve's connection constructor: one conn task per client. */
+static int start(px_serve_conn *c) {
+  conn f = PX_ASYNC_NEW(conn, .s = c->stream, .stop = c->stop);
+  return px_serve_spawn(c, PX_FUTURE(&f));
 }
 
 static int usage(void) {
   fprintf(stderr,
-          "usage: redis [-t IDLE_SECONDS] PORT [HOST]   (PORT 1..65535, HOST "
-          "numeric, default 127.0.0.1; -t 0: no idle timeout, the default)\n");
+          "usage: redis [-t IDLE_SECONDS] [-c MAX_CONNECTIONS] PORT [HOST]   (PORT "
+          "1..65535, HOST numeric, default 127.0.0.1; -t 0: no idle timeout, the "
+          "default; -c: default 10000)\n");
   return 2;
 }
 
-int main(int argc, char **argv) {
-  int a = 1;
-  if (a + 1 < argc && strcmp(argv[a], "-t") == 0) {
-    long long t;
-    if (!to_ll(argv[a + 1], strlen(argv[a + 1]), &t) || t < 0 || t > 86400 * 365)
-      return usage();
-    idle_limit = px_secs((uint64_t)t);
-    a += 2;
-  }
-  if (argc - a < 1 || argc - a > 2) return usage();
-  long long port;
-  if (!to_ll(argv[a], strlen(argv[a]), &port) || port < 1 || port > 65535)
-    return usage();
-  const char *host = argc - a == 2 ? argv[a + 1] : "127.0.0.1";
+/* A whole number in [min, max] from an option or argument, or -1. */
+static long long number(const char *s, long long min, long long max) {
+  long long n;
+  return to_ll(s, strlen(s), &n) && n >= min && n <= max ? n : -1;
+}
 
-  /* Signals before the runtime, so that no thread it starts takes them. */
+int main(int argc, char **argv) {
+  px_serve_opts o = {.conn = start, .max_connections = 10000, .grace = GRACE};
+  for (int opt; (opt = getopt(argc, argv, "t:c:")) != -1;) {
+    long long n = opt == '?' ? -1 : number(optarg, opt == 't' ? 0 : 1, 86400LL * 365);
+    if (n < 0) return usage();
+    if (opt == 't') idle_limit = px_secs((uint64_t)n);
+    if (opt == 'c') o.max_connections = (size_t)n;
+  }
+  if (argc - optind < 1 || argc - optind > 2) return usage();
+  long long port = number(argv[optind], 1, 65535);
+  if (port < 0) return usage();
+  const char *host = argc - optind == 2 ? argv[optind + 1] : "127.0.0.1";
+
+  /* Signals before the runtime, so that no thread it starts takes them.
+   * px_serve then runs the accept loop: the cap, a pause after accept
+   * errors, and on SIGINT/SIGTERM: stop accepting, cancel the connections'
+   * stop token (each finishes what it read), cut the rest after GRACE. */
   int sigs[] = {SIGINT, SIGTERM};
-  px_signal *sig;
-  int rc = px_signal_open(&sig, sigs, 2);
-  if (rc == 0) rc = px_cancel_token_new(&stop);
-  if (rc == 0) rc = px_tcp_bind(host, (uint16_t)port, &listener);
+  px_tcp_listener *l;
+  int rc = px_signal_open(&o.signals, sigs, 2);
+  if (rc == 0) rc = px_tcp_bind(host, (uint16_t)port, &l);
   if (rc < 0) {
     fprintf(stderr, "redis: %s:%lld: %s\n", host, port, px_strerror(rc));
     return 1;
   }
   fprintf(stderr, "redis: listening on %s port %lld (%s)\n", host, port,
           px_build_info());
-  program p = PX_ASYNC_NEW(program, .sig = sig);
-  rc = px_run(PX_FUTURE(&p));
-  px_tcp_listener_close(listener); /* NULL unless the server failed early */
-  px_signal_close(sig);
-  px_cancel_token_drop(stop);
+  px_serve srv;
+  rc = px_run(px_serve_init(&srv, l, &o)); /* the listener is the server's */
+  fprintf(stderr, "redis: shut down (%llu connections cut)\n",
+          (unsigned long long)srv.base.output.u64);
+  px_signal_close(o.signals);
   pthread_mutex_lock(&db.lock);
   for (size_t i = 0; i < db.nbuckets; i++)
     for (entry *e = db.buckets[i], *next; e != NULL; e = next) {

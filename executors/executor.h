@@ -52,6 +52,23 @@ extern const px__executor_ops *const px__executor_default;
 
 /* ---- What the runtime offers executors (executors/runtime.c) -------- */
 
+struct px__observe;
+
+/*
+ * What executors and task.c read from the runtime on every spawn, poll and
+ * wake: the observer they push counters and trace events into
+ * (observe/observe.h). struct px_runtime (runtime.c) begins with it, which
+ * runtime.c asserts, so reading it is one load instead of a call.
+ */
+typedef struct px__runtime_head {
+  struct px__observe *observe;
+} px__runtime_head;
+
+/* The runtime's observer (never NULL while the runtime exists). */
+static inline struct px__observe *px__runtime_observe(px_runtime *rt) {
+  return ((px__runtime_head *)(void *)rt)->observe;
+}
+
 /*
  * Checks timers and I/O once without waiting, waking what became ready.
  * Returns the number of events and timers handled.

@@ -6,6 +6,7 @@
  */
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,6 +20,9 @@
 #include "timers/timer.h"
 
 struct px_runtime {
+  /* First: executors and task.c read the observer through it on every
+   * spawn, poll and wake (executors/executor.h). */
+  px__runtime_head head;
   px_config cfg;
   const px__executor_ops *exec_ops;
   px__executor *exec;
@@ -51,10 +55,11 @@ struct px_runtime {
    * then. `blocking_plug` is stored before the pool is published. */
   _Atomic(px__blocking_pool *) blocking;
   _Atomic(const px__blocking_plug *) blocking_plug;
-
-  /* Counters, trace and slow-poll settings (observe/). */
-  px__observe *observe;
 };
+
+/* px__runtime_observe reads the head through a cast of the runtime. */
+_Static_assert(offsetof(struct px_runtime, head) == 0,
+               "the head must start struct px_runtime");
 
 static _Thread_local px_runtime *tls_runtime;
 
@@ -145,8 +150,10 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->main_waker.unpark_arg = rt;
   rt->start_ns = px__now_ns();
   pthread_mutex_init(&rt->timer_lock, NULL);
+  /* Log lines name the running task; observe/ asks through this. */
+  px__log_set_task_source(px_task_current_id);
   /* First, so that nothing below can count into a missing observer. */
-  rc = px__observe_new(rt, cfg, &rt->observe);
+  rc = px__observe_new(cfg->workers, cfg->slow_poll_ms, &rt->head.observe);
   if (rc < 0) goto fail;
 
   rt->timer_ops = px__timer_default;
@@ -175,7 +182,7 @@ fail:
     px__free(rt->timer, rt->timer_ops->size);
   }
   pthread_mutex_destroy(&rt->timer_lock);
-  px__observe_free(rt->observe);
+  px__observe_free(rt->head.observe);
   px__free(rt, sizeof *rt);
   return rc;
 }
@@ -262,7 +269,7 @@ void px_runtime_free(px_runtime *rt) {
   px__free(rt->timer, rt->timer_ops->size);
   pthread_mutex_destroy(&rt->timer_lock);
   /* Last: the trace file gets every worker's events once they all stopped. */
-  px__observe_free(rt->observe);
+  px__observe_free(rt->head.observe);
   px__free(rt, sizeof *rt);
 }
 
@@ -292,7 +299,7 @@ const px_config *px__runtime_config(px_runtime *rt) { return &rt->cfg; }
 
 int px_runtime_metrics(px_runtime *rt, px_metrics *out) {
   if (rt == NULL || out == NULL) return PX_EINVAL;
-  px__observe_metrics(rt->observe, out);
+  px__observe_metrics(rt->head.observe, out);
   px__blocking_pool *pool = px__runtime_blocking(rt);
   if (pool != NULL)
     atomic_load_explicit(&rt->blocking_plug, memory_order_relaxed)
@@ -312,8 +319,6 @@ px_runtime *px__runtime_enter(px_runtime *rt) {
 }
 
 bool px__runtime_is_current(const px_runtime *rt) { return tls_runtime == rt; }
-
-px__observe *px__runtime_observe(px_runtime *rt) { return rt->observe; }
 
 px_runtime *px_runtime_current(void) { return tls_runtime; }
 
@@ -428,13 +433,15 @@ static void fire_timer(px_timer_node *node, void *arg) {
   fire_batch *b = arg;
   if (b->len == b->cap && !fire_batch_grow(b)) {
     /* No memory for a longer batch: waking under the lock is slower but
-     * correct (no waker pollux ships touches timers when woken). */
-    px_waker_wake(&node->waker);
+     * correct (no waker pollux ships touches timers when woken). A copy is
+     * woken: the node's bits stay, unowned, as below. */
+    px_waker w = node->waker;
+    px_waker_wake(&w);
     return;
   }
+  /* The bits stay in the node, no longer owned (see services.h): its
+   * owner may be reading them, without the lock, right now. */
   b->wakers[b->len++] = node->waker;
-  node->waker.vtable = NULL;
-  node->waker.data = NULL;
 }
 
 static size_t advance_timers(px_runtime *rt) {
@@ -446,7 +453,7 @@ static size_t advance_timers(px_runtime *rt) {
   size_t n = rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
                                     fire_timer, &b);
   pthread_mutex_unlock(&rt->timer_lock);
-  if (n > 0) PX__COUNT(rt, timers_fired, n);
+  if (n > 0) PX__COUNT(rt->head.observe, timers_fired, n);
   for (size_t i = 0; i < b.len; i++) px_waker_wake(&b.wakers[i]);
   if (b.wakers != b.inline_wakers)
     px__free(b.wakers, b.cap * sizeof *b.wakers);
@@ -459,11 +466,14 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   uint64_t tick = tick_ceil(rt, deadline_ns);
   px_waker old = PX_WAKER_EMPTY;
   pthread_mutex_lock(&rt->timer_lock);
-  if (node->flags & PX__TIMER_ARMED) rt->timer_ops->cancel(rt->timer, node);
+  bool armed = (node->flags & PX__TIMER_ARMED) != 0;
+  if (armed) rt->timer_ops->cancel(rt->timer, node);
   /* Cloning a waker only bumps a count; the waker being replaced is
-   * dropped after unlocking (dropping may free a task). */
-  if (!px_waker_will_wake(&node->waker, waker)) {
-    old = node->waker;
+   * dropped after unlocking (dropping may free a task). An unarmed node's
+   * bits are not its own (a fired copy, or nothing): overwritten, not
+   * dropped. */
+  if (!armed || !px_waker_will_wake(&node->waker, waker)) {
+    if (armed) old = node->waker;
     node->waker = px_waker_clone(waker);
   }
   /* A heap timer may fail to grow: the node stays unarmed, so release the
@@ -481,21 +491,51 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   pthread_mutex_unlock(&rt->timer_lock);
   px_waker_drop(&old);
   px_waker_drop(&unarmed);
-  if (rc == 0) PX__COUNT(rt, timers_armed, 1);
+  if (rc == 0) PX__COUNT(rt->head.observe, timers_armed, 1);
   if (earlier) px__runtime_unpark(rt);
   return rc;
+}
+
+void px__runtime_timer_rearm(px_runtime *rt, px_timer_node *node,
+                             uint64_t deadline_ns) {
+  if (rt == NULL || node == NULL) return;
+  uint64_t tick = tick_ceil(rt, deadline_ns);
+  px_waker wake = PX_WAKER_EMPTY;
+  bool earlier = false;
+  pthread_mutex_lock(&rt->timer_lock);
+  if (node->flags & PX__TIMER_ARMED) {
+    rt->timer_ops->cancel(rt->timer, node);
+    if (rt->timer_ops->insert(rt->timer, node, tick) < 0) {
+      wake = node->waker; /* unarmed now: the waker is ours to wake */
+      node->waker.vtable = NULL;
+      node->waker.data = NULL;
+    } else {
+      earlier = tick < rt->wait_until; /* see px__runtime_timer_insert */
+    }
+  } else {
+    /* Fired for the old deadline: the stale bits must not answer "armed
+     * for this task" for the new one. */
+    node->waker.vtable = NULL;
+    node->waker.data = NULL;
+  }
+  pthread_mutex_unlock(&rt->timer_lock);
+  px_waker_wake(&wake);
+  if (earlier) px__runtime_unpark(rt);
 }
 
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node) {
   if (rt == NULL || node == NULL) return;
   pthread_mutex_lock(&rt->timer_lock);
   bool armed = (node->flags & PX__TIMER_ARMED) != 0;
-  if (armed) rt->timer_ops->cancel(rt->timer, node);
-  px_waker old = node->waker;
+  px_waker old = PX_WAKER_EMPTY;
+  if (armed) {
+    rt->timer_ops->cancel(rt->timer, node);
+    old = node->waker;
+  }
   node->waker.vtable = NULL;
   node->waker.data = NULL;
   pthread_mutex_unlock(&rt->timer_lock);
-  if (armed) PX__COUNT(rt, timers_cancelled, 1);
+  if (armed) PX__COUNT(rt->head.observe, timers_cancelled, 1);
   px_waker_drop(&old);
 }
 
@@ -522,23 +562,9 @@ static int park_timeout_ms(px_runtime *rt) {
 
 int px__runtime_turn(px_runtime *rt) {
   int n = px__reactor_poll(rt->reactor, 0);
-  PX__COUNT(rt, reactor_polls, 1);
-  if (n > 0) PX__COUNT(rt, reactor_events, n);
+  PX__COUNT(rt->head.observe, reactor_polls, 1);
+  if (n > 0) PX__COUNT(rt->head.observe, reactor_events, n);
   return (n < 0 ? 0 : n) + (int)advance_timers(rt);
-}
-
-/* Counts one reactor wait of px__runtime_park (a park when it could block). */
-static void observe_park(px_runtime *rt, int timeout, uint64_t start,
-                         int events) {
-  px__counters *b = px__obs_block(rt);
-  if (!b->shared) b->mark = 0; /* time passed outside any poll */
-  px__obs_add(b, &b->reactor_polls, 1);
-  if (events > 0) px__obs_add(b, &b->reactor_events, (uint64_t)events);
-  if (timeout == 0) return; /* a look, not a park */
-  uint64_t end = px__now_ns();
-  px__observe_parked(rt, start, end, true);
-  PX__LOG(PX__LOG_TRACE, "parked %llu us, %d events",
-          (unsigned long long)((end - start) / 1000u), events);
 }
 
 int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
@@ -554,7 +580,7 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
   int n = px__reactor_poll(rt->reactor, timeout);
-  observe_park(rt, timeout, wait_start, n);
+  px__observe_reactor_wait(rt->head.observe, wait_start, n, timeout != 0);
   atomic_store(&rt->parked, 0);
   pthread_mutex_lock(&rt->timer_lock);
   rt->wait_until = 0;

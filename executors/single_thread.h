@@ -53,8 +53,7 @@ static inline void px__remote_push(px__remote_queue *q, px_runtime *rt,
                                    px_task *t) {
   pthread_mutex_lock(&q->lock);
   px__task_list_push(&q->list, t);
-  __atomic_store_n(&px__runtime_observe(rt)->injection_depth, q->list.len,
-                   __ATOMIC_RELAXED);
+  px__observe_injection_depth(px__runtime_observe(rt), q->list.len);
   atomic_store(&q->pending, 1);
   pthread_mutex_unlock(&q->lock);
   px__runtime_unpark(rt);
@@ -67,8 +66,7 @@ static inline void px__remote_take(px__remote_queue *q, px_runtime *rt,
   pthread_mutex_lock(&q->lock);
   atomic_store_explicit(&q->pending, 0, memory_order_relaxed);
   px__task_list_splice(out, &q->list);
-  __atomic_store_n(&px__runtime_observe(rt)->injection_depth, 0,
-                   __ATOMIC_RELAXED);
+  px__observe_injection_depth(px__runtime_observe(rt), 0);
   pthread_mutex_unlock(&q->lock);
 }
 
@@ -110,12 +108,13 @@ static inline int px__single_thread_block_on(
   px_context cx = {&waker, rt};
   px__single_thread_park park = {ex, hooks, remote, tw};
   /* The block_on thread is worker 0: its counters, trace track, log id. */
-  px__observe_worker_enter(rt, 0);
+  px__observe *obs = px__runtime_observe(rt);
+  px__observe_worker_enter(obs, 0);
 
   for (;;) {
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
-      px__observe_poll_begin(rt, &probe);
+      px__observe_poll_begin(obs, &probe);
       int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) {
@@ -127,7 +126,7 @@ static inline int px__single_thread_block_on(
 
     uint32_t n = 0;
     px_task *t;
-    PX__GAUGE(rt, local_depth, hooks->queued(ex));
+    PX__GAUGE(obs, local_depth, hooks->queued(ex));
     while (n < event_interval && (t = hooks->pick(ex)) != NULL) {
       if (px__task_run(t) == PX__RUN_RESCHEDULE) hooks->push(ex, t);
       n++;

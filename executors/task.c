@@ -38,7 +38,6 @@ static uint64_t take_task_id(void) {
   }
   return id_next++;
 }
-_Thread_local int px__coop_budget = -1;
 
 px_task *px__task_current(void) { return current_task; }
 
@@ -116,7 +115,7 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
     return rc;
   }
   if (join != NULL) join->task = t;
-  PX__COUNT(rt, spawned, 1);
+  PX__COUNT(px__runtime_observe(rt), spawned, 1);
   PX__LOG(PX__LOG_DEBUG, "spawn task %llu (%s)", (unsigned long long)t->id,
           future->vtable->name != NULL ? future->vtable->name : "?");
   px__runtime_schedule(rt, t);
@@ -150,7 +149,7 @@ uint64_t px_task_current_id(void) {
  */
 static void task_complete(px_task *t, int err_override) {
   px_future *f = px__task_future(t);
-  PX__COUNT(t->runtime, completed, 1);
+  PX__COUNT(px__runtime_observe(t->runtime), completed, 1);
   PX__LOG(PX__LOG_DEBUG, "task %llu finished (error %d)",
           (unsigned long long)t->id, err_override < 0 ? err_override : f->error);
   if (err_override < 0) {
@@ -200,9 +199,13 @@ px__run_result px__task_run(px_task *t) {
   current_task = t;
   px__coop_budget = PX__COOP_BUDGET;
   px__poll_probe probe;
-  px__observe_poll_begin(t->runtime, &probe);
+  px__observe_poll_begin(px__runtime_observe(t->runtime), &probe);
   int r = px_future_poll(f, &cx);
-  px__observe_poll_end(t, f, &probe);
+  /* Only the thread that holds RUNNING touches `spare` after spawn. */
+  if (px__unlikely(px__observe_poll_end(&probe)) &&
+      px__observe_poll_report(&probe, t->id, f,
+                              t->spare & PX__TASK_SPARE_SLOW_POLL))
+    t->spare |= PX__TASK_SPARE_SLOW_POLL;
   current_task = saved;
   px__coop_budget = saved_budget;
 
@@ -242,18 +245,6 @@ void px__task_shutdown(px_task *t) {
 
 /* ---- Waking (the task waker's vtable, in wakers/, calls these) ---------- */
 
-/* Counts a wake that notified the task: local when the waking thread is one
- * of the task's runtime's workers, remote otherwise. */
-static void observe_wake(px_task *t) {
-  px__counters *b = px__obs_block(t->runtime);
-  if (px__likely(!b->shared))
-    px__obs_add(b, &b->wakes_local, 1);
-  else
-    px__obs_add(b, &b->wakes_remote, 1);
-  if (px__unlikely(b->obs->flags & PX__OBS_TRACE))
-    px__trace_emit(b, PX__TRACE_WAKE, NULL, t->id, px__now_ns(), 0);
-}
-
 /* What a wake does once the state word said what it is. */
 static void wake_settle(px_task *t, px__to_notified r) {
   switch (r) {
@@ -263,10 +254,10 @@ static void wake_settle(px_task *t, px__to_notified r) {
       task_dealloc(t);
       return;
     case PX__TO_NOTIFIED_MARKED:
-      observe_wake(t);
+      px__observe_wake(px__runtime_observe(t->runtime), t->id);
       return;
     case PX__TO_NOTIFIED_SUBMIT:
-      observe_wake(t);
+      px__observe_wake(px__runtime_observe(t->runtime), t->id);
       px__runtime_schedule(t->runtime, t);
       return;
   }

@@ -39,7 +39,8 @@ struct px_task {
   /* The future, at offset px__task_future_offset. */
 };
 
-/* px_task.spare: the slow-poll warning was given (observe/). */
+/* px_task.spare: the slow-poll warning was given for this task (task.c
+ * remembers it for observe/, which warns once per task). */
 #define PX__TASK_SPARE_SLOW_POLL 0x1u
 
 /* Where the future starts: the header rounded up to the strictest alignment. */

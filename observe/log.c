@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "observe/observe.h"
-#include "pollux/task.h"
 
 /* Above every level until PX_LOG was read: see observe.h. */
 #define LEVEL_UNPARSED 100
@@ -24,6 +23,14 @@ static pthread_once_t parse_once = PTHREAD_ONCE_INIT;
 
 static const char *const level_names[] = {"", "error", "warn", "info",
                                           "debug", "trace"};
+
+/* Names the task a line was logged from. The runtime installs it
+ * (px_task_current_id): observe/ is a leaf and calls nothing above it. */
+static uint64_t (*_Atomic task_id_source)(void);
+
+void px__log_set_task_source(uint64_t (*current_task_id)(void)) {
+  __atomic_store_n(&task_id_source, current_task_id, __ATOMIC_RELAXED);
+}
 
 void px__observe_set_worker(int id) { tls_worker = id; }
 int px__observe_worker(void) { return tls_worker; }
@@ -68,7 +75,9 @@ void px__log(int level, const char *fmt, ...) {
   char worker[16] = "-";
   if (tls_worker >= 0) snprintf(worker, sizeof worker, "%d", tls_worker);
   char task[24] = "-";
-  uint64_t id = px_task_current_id();
+  uint64_t (*source)(void) =
+      __atomic_load_n(&task_id_source, __ATOMIC_RELAXED);
+  uint64_t id = source != NULL ? source() : 0;
   if (id != 0) snprintf(task, sizeof task, "%llu", (unsigned long long)id);
 
   char line[1024];

@@ -12,9 +12,6 @@
 _Thread_local px__observe_tls px__obs_tls
     __attribute__((tls_model("initial-exec")));
 
-/* Bit of px_task.spare: the slow-poll warning was given for this task. */
-#define SPARE_SLOW_REPORTED PX__TASK_SPARE_SLOW_POLL
-
 static void block_init(px__counters *b, px__observe *obs, int worker,
                        bool shared) {
   memset(b, 0, sizeof *b);
@@ -34,17 +31,17 @@ static void *calloc_lines(size_t size, void **raw) {
   return (void *)(((uintptr_t)p + LINE - 1) & ~(uintptr_t)(LINE - 1));
 }
 
-int px__observe_new(px_runtime *rt, const px_config *cfg, px__observe **out) {
+int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
+                    px__observe **out) {
   px__log_init();
   *out = NULL;
   void *raw;
   px__observe *obs = calloc_lines(sizeof *obs, &raw);
   if (obs == NULL) return PX_ENOMEM;
   obs->raw = raw;
-  obs->rt = rt;
   obs->max_worker = -1;
   obs->start_ns = px__now_ns();
-  obs->nworkers = cfg->workers;
+  obs->nworkers = workers;
   obs->workers = calloc_lines(obs->nworkers * sizeof *obs->workers,
                               &obs->workers_raw);
   if (obs->workers == NULL) {
@@ -54,8 +51,8 @@ int px__observe_new(px_runtime *rt, const px_config *cfg, px__observe **out) {
   block_init(&obs->outside, obs, -1, true);
   for (uint32_t i = 0; i < obs->nworkers; i++)
     block_init(&obs->workers[i], obs, (int)i, false);
-  if (cfg->slow_poll_ms > 0) {
-    obs->slow_poll_ns = (uint64_t)cfg->slow_poll_ms * 1000000u;
+  if (slow_poll_ms > 0) {
+    obs->slow_poll_ns = (uint64_t)slow_poll_ms * 1000000u;
     obs->flags |= PX__OBS_SLOW;
   }
   const char *path = getenv("PX_TRACE");
@@ -72,8 +69,7 @@ void px__observe_free(px__observe *obs) {
   px__free(obs->raw, sizeof *obs + LINE);
 }
 
-void px__observe_worker_enter(px_runtime *rt, int id) {
-  px__observe *obs = px__runtime_observe(rt);
+void px__observe_worker_enter(px__observe *obs, int id) {
   px__counters *b = &obs->outside;
   if (id >= 0 && (uint32_t)id < obs->nworkers) {
     b = &obs->workers[id];
@@ -83,7 +79,7 @@ void px__observe_worker_enter(px_runtime *rt, int id) {
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
     }
   }
-  px__obs_tls.rt = rt;
+  px__obs_tls.obs = obs;
   px__obs_tls.block = b;
   if (!b->shared) {
     b->busy_since = px__now_ns();
@@ -102,14 +98,14 @@ void px__observe_worker_leave(void) {
     b->busy_since = 0;
     px__trace_flush(b);
   }
-  px__obs_tls.rt = NULL;
+  px__obs_tls.obs = NULL;
   px__obs_tls.block = NULL;
   px__observe_set_worker(-1);
 }
 
-void px__observe_parked(px_runtime *rt, uint64_t start, uint64_t end,
+void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
                         bool reactor) {
-  px__counters *b = px__obs_block(rt);
+  px__counters *b = px__obs_block(obs);
   px__obs_add(b, &b->parks, 1);
   px__obs_add(b, &b->idle_ns, end - start);
   if (!b->shared) {
@@ -123,6 +119,19 @@ void px__observe_parked(px_runtime *rt, uint64_t start, uint64_t end,
     if (reactor)
       px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
   }
+}
+
+void px__observe_reactor_wait(px__observe *obs, uint64_t start, int events,
+                              bool could_block) {
+  px__counters *b = px__obs_block(obs);
+  if (!b->shared) b->mark = 0; /* time passed outside any poll */
+  px__obs_add(b, &b->reactor_polls, 1);
+  if (events > 0) px__obs_add(b, &b->reactor_events, (uint64_t)events);
+  if (!could_block) return; /* a look, not a park */
+  uint64_t end = px__now_ns();
+  px__observe_parked(obs, start, end, true);
+  PX__LOG(PX__LOG_TRACE, "parked %llu us, %d events",
+          (unsigned long long)((end - start) / 1000u), events);
 }
 
 /* ---- PX_SLOW_POLL_MS ------------------------------------------------------ */
@@ -151,27 +160,23 @@ void px__observe_env_reset(void) { atomic_store(&env_warned, false); }
 
 /* ---- Per poll ------------------------------------------------------------ */
 
-void px__observe_poll_end_slow(px_task *t, const px_future *f,
-                               px__poll_probe *p, bool slow) {
+bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
+                             const px_future *f, bool warned) {
   px__observe *obs = p->b->obs;
   const char *name = f->vtable != NULL ? f->vtable->name : NULL;
   if (p->flags & PX__OBS_TRACE) {
     uint64_t end = px__now_ns();
-    px__trace_emit(p->b, PX__TRACE_POLL, name, t->id, p->t0, end - p->t0);
+    px__trace_emit(p->b, PX__TRACE_POLL, name, task_id, p->t0, end - p->t0);
   }
-  if (slow && !(t->spare & SPARE_SLOW_REPORTED)) {
-    uint64_t took = p->coarse0; /* the duration, see poll_end */
-    {
-      /* Only the thread that holds RUNNING touches `spare` after spawn. */
-      t->spare |= SPARE_SLOW_REPORTED;
-      PX__LOG(PX__LOG_WARN,
-              "slow poll: task %llu (%s) ran %llu ms in one poll "
-              "(slow_poll_ms = %llu); a future must not block",
-              (unsigned long long)t->id, name != NULL ? name : "?",
-              (unsigned long long)(took / 1000000u),
-              (unsigned long long)(obs->slow_poll_ns / 1000000u));
-    }
-  }
+  if (!p->slow || warned) return false;
+  uint64_t took = p->coarse0; /* the duration, see poll_end */
+  PX__LOG(PX__LOG_WARN,
+          "slow poll: task %llu (%s) ran %llu ms in one poll "
+          "(slow_poll_ms = %llu); a future must not block",
+          (unsigned long long)task_id, name != NULL ? name : "?",
+          (unsigned long long)(took / 1000000u),
+          (unsigned long long)(obs->slow_poll_ns / 1000000u));
+  return true;
 }
 
 void px__observe_block_on_end(const px_future *main, px__poll_probe *p) {

@@ -2,6 +2,10 @@
  * Observability internals: log sites, per-worker counters and trace events
  * (internal, C only). docs/OBSERVABILITY.md describes what users see.
  *
+ * A leaf over api/ and platform/: the runtime and its executors push into
+ * an observer (px__observe) they hold; nothing here knows a runtime or a
+ * task, only the numbers and names they hand over.
+ *
  * Cost when everything is off is the point of this header: a log site is one
  * predictable branch on a global, a counter is a relaxed load and store into
  * a cache line only the calling worker writes, and a trace site is one
@@ -16,10 +20,9 @@
 #include <time.h>
 
 #include "api/internal/px_internal.h"
-#include "executors/executor.h"
 #include "platform/platform.h"
+#include "pollux/future.h"
 #include "pollux/observe.h"
-#include "pollux/runtime.h"
 
 /* ---- Logging ------------------------------------------------------------ */
 
@@ -43,6 +46,13 @@ void px__log(int level, const char *fmt, ...)
 
 /* Reads PX_LOG once per process (px_runtime_new calls it). */
 void px__log_init(void);
+
+/*
+ * The function that names the task running on the calling thread (0: none)
+ * for the t= field of log lines; px_runtime_new installs px_task_current_id.
+ * Until then lines show "t=-".
+ */
+void px__log_set_task_source(uint64_t (*current_task_id)(void));
 
 /*
  * Sets the level from a PX_LOG value (NULL or "" means warn); an unknown
@@ -121,7 +131,6 @@ typedef struct px__counters {
 #define PX__OBS_TRACE 2u /* record trace events */
 
 typedef struct px__observe {
-  px_runtime *rt;
   unsigned flags;
   uint64_t slow_poll_ns;
   uint64_t start_ns;               /* trace time 0 */
@@ -134,10 +143,10 @@ typedef struct px__observe {
   px__counters *workers;
 } px__observe;
 
-/* What the calling thread is, for the runtime it runs (if any). */
+/* What the calling thread is, for the observer of the runtime it runs. */
 typedef struct px__observe_tls {
-  px_runtime *rt;       /* the runtime this thread is a worker of */
-  px__counters *block;  /* its block in that runtime */
+  px__observe *obs;     /* the observer this thread is a worker of */
+  px__counters *block;  /* its block in that observer */
 } px__observe_tls;
 /*
  * initial-exec: pollux is linked into the program, never dlopen'ed, so the
@@ -148,25 +157,27 @@ typedef struct px__observe_tls {
 extern _Thread_local px__observe_tls px__obs_tls
     __attribute__((tls_model("initial-exec")));
 
-/* The runtime's observer (executors/runtime.c). */
-px__observe *px__runtime_observe(px_runtime *rt);
-
 /*
  * Sums every block into `out` (all of it but the blocking pool's gauges,
  * which the runtime adds: px_runtime_metrics is in executors/runtime.c).
  */
 void px__observe_metrics(const px__observe *obs, px_metrics *out);
 
-/* Creates and frees the observer of `rt` (px_runtime_new / _free). */
-int px__observe_new(px_runtime *rt, const px_config *cfg, px__observe **out);
+/*
+ * Creates and frees a runtime's observer (px_runtime_new / _free): one
+ * counter block for each of `workers` workers, the slow-poll warning when
+ * slow_poll_ms > 0, the trace file when PX_TRACE names one.
+ */
+int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
+                    px__observe **out);
 void px__observe_free(px__observe *obs);
 
 /*
- * Makes the calling thread worker `id` of `rt` (its counters, its trace
+ * Makes the calling thread worker `id` of `obs` (its counters, its trace
  * track, its log id) until px__observe_worker_leave. An id beyond the
- * runtime's worker count shares the outside block.
+ * observer's worker count shares the outside block.
  */
-void px__observe_worker_enter(px_runtime *rt, int id);
+void px__observe_worker_enter(px__observe *obs, int id);
 void px__observe_worker_leave(void);
 
 /*
@@ -175,13 +186,22 @@ void px__observe_worker_leave(void);
  * trace's park (and, for a wait in the reactor, a reactor_wait span). Busy
  * time is measured between parks so that no clock is read per task.
  */
-void px__observe_parked(px_runtime *rt, uint64_t start, uint64_t end,
+void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
                         bool reactor);
 
-/* The block the calling thread counts into for `rt`. */
-static inline px__counters *px__obs_block(px_runtime *rt) {
-  if (px__likely(px__obs_tls.rt == rt)) return px__obs_tls.block;
-  return &px__runtime_observe(rt)->outside;
+/*
+ * The runtime's park waited in the reactor from `start` (px__now_ns) until
+ * now and handled `events` (negative: an error). `could_block`: it was a
+ * park, not a look with timeout 0; only a park counts as one and as idle
+ * time. Either way the next poll times itself.
+ */
+void px__observe_reactor_wait(px__observe *obs, uint64_t start, int events,
+                              bool could_block);
+
+/* The block the calling thread counts into for `obs`. */
+static inline px__counters *px__obs_block(px__observe *obs) {
+  if (px__likely(px__obs_tls.obs == obs)) return px__obs_tls.block;
+  return &obs->outside;
 }
 
 static inline void px__obs_add(px__counters *b, uint64_t *c, uint64_t n) {
@@ -192,17 +212,17 @@ static inline void px__obs_add(px__counters *b, uint64_t *c, uint64_t n) {
     __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
 
-/* Adds n to a counter of the calling thread's block in `rt`. */
-#define PX__COUNT(rt, field, n)                           \
+/* Adds n to a counter of the calling thread's block in `obs`. */
+#define PX__COUNT(obs, field, n)                          \
   do {                                                    \
-    px__counters *px__b_ = px__obs_block(rt);             \
+    px__counters *px__b_ = px__obs_block(obs);            \
     px__obs_add(px__b_, &px__b_->field, (uint64_t)(n));   \
   } while (0)
 
 /* Stores a gauge (the outside block's gauges are never read). */
-#define PX__GAUGE(rt, field, v)                                          \
+#define PX__GAUGE(obs, field, v)                                         \
   do {                                                                   \
-    px__counters *px__b_ = px__obs_block(rt);                            \
+    px__counters *px__b_ = px__obs_block(obs);                           \
     if (!px__b_->shared)                                                 \
       __atomic_store_n(&px__b_->field, (uint64_t)(v), __ATOMIC_RELAXED); \
   } while (0)
@@ -230,14 +250,35 @@ void px__trace_close(px__observe *obs);
 int px__trace_open(px__observe *obs, const char *path);
 
 /* An instant event at the calling thread's block, if tracing. */
-static inline void px__trace_instant(px_runtime *rt, px__trace_kind kind,
+static inline void px__trace_instant(px__observe *obs, px__trace_kind kind,
                                      uint64_t id) {
-  px__counters *b = px__obs_block(rt);
+  px__counters *b = px__obs_block(obs);
   if (px__unlikely(b->obs->flags & PX__OBS_TRACE))
     px__trace_emit(b, kind, NULL, id, px__now_ns(), 0);
 }
 
-/* ---- Per-poll hooks (task.c, executors) --------------------------------- */
+/* The executors' queue of tasks woken from outside holds `depth` tasks. */
+static inline void px__observe_injection_depth(px__observe *obs,
+                                               uint64_t depth) {
+  __atomic_store_n(&obs->injection_depth, depth, __ATOMIC_RELAXED);
+}
+
+/*
+ * Task `id` was woken (it became NOTIFIED): a local wake when the waking
+ * thread is one of the runtime's workers, remote otherwise, and a trace
+ * instant when tracing.
+ */
+static inline void px__observe_wake(px__observe *obs, uint64_t id) {
+  px__counters *b = px__obs_block(obs);
+  if (px__likely(!b->shared))
+    px__obs_add(b, &b->wakes_local, 1);
+  else
+    px__obs_add(b, &b->wakes_remote, 1);
+  if (px__unlikely(b->obs->flags & PX__OBS_TRACE))
+    px__trace_emit(b, PX__TRACE_WAKE, NULL, id, px__now_ns(), 0);
+}
+
+/* ---- Per-poll hooks (executors/task.c, the executors) ------------------- */
 
 /* What poll_begin measured, for poll_end. */
 typedef struct px__poll_probe {
@@ -248,6 +289,7 @@ typedef struct px__poll_probe {
    * 100 ms); poll_end turns it into the poll's duration. */
   uint64_t coarse0;
   uint64_t t0;      /* px__now_ns at the start (tracing) */
+  bool slow;        /* poll_end: the poll took slow_poll_ms or more */
 } px__poll_probe;
 
 /*
@@ -259,8 +301,9 @@ typedef struct px__poll_probe {
  * Clock reads are what this costs: a few nanoseconds on bare metal, tens
  * under nested virtualisation.
  */
-static inline void px__observe_poll_begin(px_runtime *rt, px__poll_probe *p) {
-  px__counters *b = px__obs_block(rt);
+static inline void px__observe_poll_begin(px__observe *obs,
+                                          px__poll_probe *p) {
+  px__counters *b = px__obs_block(obs);
   p->b = b;
   p->flags = b->obs->flags;
   if (p->flags & PX__OBS_SLOW) {
@@ -272,32 +315,40 @@ static inline void px__observe_poll_begin(px_runtime *rt, px__poll_probe *p) {
 
 /* The calling worker did something other than poll tasks (parked, polled
  * block_on's future): the next poll must read its own start time. */
-static inline void px__observe_mark_reset(px_runtime *rt) {
-  px__counters *b = px__obs_block(rt);
+static inline void px__observe_mark_reset(px__observe *obs) {
+  px__counters *b = px__obs_block(obs);
   if (!b->shared) b->mark = 0;
 }
 
-/* The rare part of poll_end: a slow poll, or tracing. */
-void px__observe_poll_end_slow(px_task *t, const px_future *f,
-                               px__poll_probe *p, bool slow);
-
-/* After a task poll; `f` is the task's future (not yet dropped). */
-static inline void px__observe_poll_end(px_task *t, const px_future *f,
-                                        px__poll_probe *p) {
+/*
+ * After a task poll: counts it and, when timing or tracing, measures it.
+ * Returns true when the rare part must follow (a slow poll, or tracing):
+ * the caller then calls px__observe_poll_report with the task's id and
+ * future, which it looks up only then.
+ */
+static inline bool px__observe_poll_end(px__poll_probe *p) {
   px__counters *b = p->b;
   px__obs_add(b, &b->polls, 1);
-  if (p->flags) {
-    bool slow = false;
-    if (p->flags & PX__OBS_SLOW) {
-      uint64_t now = px__clock_coarse_ns();
-      if (!b->shared) b->mark = now;
-      slow = now - p->coarse0 >= b->obs->slow_poll_ns;
-      p->coarse0 = now - p->coarse0; /* the poll's duration, for the report */
-    }
-    if (px__unlikely(slow) || px__unlikely(p->flags & PX__OBS_TRACE))
-      px__observe_poll_end_slow(t, f, p, slow);
+  if (px__likely(!p->flags)) return false;
+  p->slow = false;
+  if (p->flags & PX__OBS_SLOW) {
+    uint64_t now = px__clock_coarse_ns();
+    if (!b->shared) b->mark = now;
+    p->slow = now - p->coarse0 >= b->obs->slow_poll_ns;
+    p->coarse0 = now - p->coarse0; /* the poll's duration, for the report */
   }
+  return px__unlikely(p->slow) || px__unlikely(p->flags & PX__OBS_TRACE);
 }
+
+/*
+ * The rare part of a task poll's end: the trace's poll span of task
+ * `task_id` (future `f`, not yet dropped) and the slow-poll warning.
+ * `warned`: the warning was already given for this task (the caller keeps
+ * that per task). Returns true when this call gave it, so that a task warns
+ * once however many of its polls are slow.
+ */
+bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
+                             const px_future *f, bool warned);
 
 /* After a poll of block_on's own future, begun with poll_begin (executors). */
 void px__observe_block_on_end(const px_future *main, px__poll_probe *p);

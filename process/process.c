@@ -366,6 +366,9 @@ static px_poll wait_poll(px_future *self, px_context *cx) {
 
   /* The SIGCHLD path: the reaper thread reaps and wakes us. */
   if (cx->runtime == NULL) return px__fd_complete(self, PX_ENORUNTIME);
+  /* A child reaped earlier answers at once, every time (the pidfd path
+   * spends in px__fd_drive). */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px__proc *p = c->proc;
   px_waker old = PX_WAKER_EMPTY;
   /* Under the lock the reaper thread neither reaps nor wakes (see
@@ -385,6 +388,7 @@ static px_poll wait_poll(px_future *self, px_context *cx) {
   px_waker_drop(&old);
   if (!done) {
     self->state |= PARKED;
+    px__coop_refund(); /* waiting, not progress */
     return PX_PENDING;
   }
   self->state &= ~PARKED;

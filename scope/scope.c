@@ -346,6 +346,9 @@ static px_poll scope_join_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   px__scope_set *set = s->set;
+  /* A scope whose children all finished joins at once: one budget unit,
+   * given back below if it has to wait for a child after all. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   if (set != NULL) {
     /* Results nobody claimed yet belong to the join now. */
     for (entry *e; (e = take_result(set)) != NULL;) {
@@ -359,7 +362,10 @@ static px_poll scope_join_poll(px_future *self, px_context *cx) {
       size_t live = set->live;
       px__spin_unlock(&set->lock);
       if (live == 0) break;
-      if (wait_for_children(set, cx)) return PX_PENDING;
+      if (wait_for_children(set, cx)) {
+        px__coop_refund(); /* waiting, not progress */
+        return PX_PENDING;
+      }
     }
   }
   self->output = px_u64(j->reaped);
@@ -395,6 +401,9 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   px__scope_set *set = s->set;
+  /* Reaping a child that already finished is a ready operation like the
+   * join of its handle (whose polls below are unbudgeted): one unit. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   if (set == NULL) return PX_READY; /* nothing ever spawned: found = 0 */
   for (;;) {
     reap(s, cx->runtime, 0);
@@ -413,7 +422,10 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
       return PX_READY;
     }
     if (!more) return PX_READY;
-    if (wait_for_children(set, cx)) return PX_PENDING;
+    if (wait_for_children(set, cx)) {
+      px__coop_refund(); /* waiting, not progress */
+      return PX_PENDING;
+    }
   }
 }
 

@@ -145,6 +145,8 @@ static px_poll cancelled_poll(px_future *self, px_context *cx) {
     self->error = PX_EINVAL;
     return PX_READY;
   }
+  /* A token cancelled long ago answers at once, every time. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   px_wait_node *w = &f->node;
   px_poll r = PX_READY;
   px__spin_lock(&t->lock);
@@ -160,6 +162,7 @@ static px_poll cancelled_poll(px_future *self, px_context *cx) {
   }
   px__spin_unlock(&t->lock);
   if (r == PX_READY) self->error = 0;
+  else px__coop_refund(); /* waiting, not progress */
   return r;
 }
 

@@ -70,7 +70,10 @@ int px_mpsc_channel(size_t capacity, px_mpsc_sender **tx,
     if (rx != NULL) *rx = NULL;
     return PX_EINVAL;
   }
-  return create(capacity, capacity, tx, rx);
+  /* The ring starts small and doubles up to the bound as values queue, so
+   * a large bound (tokio's benchmarks use 1,000,000) costs memory only for
+   * what is actually queued, as tokio's block list does. */
+  return create(capacity, capacity < 16 ? capacity : 16, tx, rx);
 }
 
 int px_mpsc_unbounded(px_mpsc_sender **tx, px_mpsc_receiver **rx) {
@@ -88,9 +91,11 @@ static void release_locked(mpsc *c) {
 
 /* ---- the ring ------------------------------------------------------------ */
 
-/* Doubles an unbounded ring, unwrapping it to start at index 0. */
+/* Doubles the ring (a bounded one up to its bound), unwrapping it to start
+ * at index 0. */
 static int grow(mpsc *c) {
   size_t cap = c->cap * 2;
+  if (c->bound != 0 && cap > c->bound) cap = c->bound;
   px_value *buf = px__alloc(cap * sizeof *buf);
   if (buf == NULL) return PX_ENOMEM;
   size_t first = c->cap - c->head < c->len ? c->cap - c->head : c->len;
@@ -103,14 +108,21 @@ static int grow(mpsc *c) {
   return 0;
 }
 
-/* Queues a value and takes the receiver's waker into *wake; lock held.
- * Bounded callers hold a slot permit, so the ring has room. */
-static int push(mpsc *c, px_value v, px_waker *wake) {
-  if (c->len == c->cap && grow(c) < 0) return PX_ENOMEM;
+/* Makes room for one more value; lock held. Called before a bounded
+ * sender takes its slot permit, so a failed allocation leaves the permit
+ * where it was. A full ring at the bound needs no room: a permit holder
+ * then always finds one, as values never outnumber permits given out. */
+static int make_room(mpsc *c) {
+  if (c->len < c->cap || (c->bound != 0 && c->cap == c->bound)) return 0;
+  return grow(c);
+}
+
+/* Queues a value and takes the receiver's waker into *wake; lock held,
+ * make_room done. */
+static void push(mpsc *c, px_value v, px_waker *wake) {
   c->buf[(c->head + c->len) % c->cap] = v;
   c->len++;
   *wake = px_waker_take(&c->rx_waker);
-  return 0;
 }
 
 /* ---- senders ------------------------------------------------------------- */
@@ -143,13 +155,15 @@ int px_mpsc_try_send(px_mpsc_sender *tx, px_value value) {
   if (c == NULL) return PX_EINVAL;
   px_waker w = PX_WAKER_EMPTY;
   px__spin_lock(&c->lock);
-  int r = c->closed ? PX_ECLOSED : 0;
+  int r = c->closed ? PX_ECLOSED : make_room(c);
   if (r == 0 && c->bound != 0) r = px__sem_try_acquire(&c->slots, 1);
-  if (r == 0) r = push(c, value, &w);
+  if (r == 0) push(c, value, &w);
   px__spin_unlock(&c->lock);
   px_waker_wake(&w);
   return r;
 }
+
+static void send_drop(px_future *self);
 
 static px_poll send_poll(px_future *self, px_context *cx) {
   px_mpsc_send *f = (px_mpsc_send *)self;
@@ -163,7 +177,15 @@ static px_poll send_poll(px_future *self, px_context *cx) {
   if (!px__coop_proceed(cx)) return PX_PENDING;
   px_waker w = PX_WAKER_EMPTY;
   px__spin_lock(&c->lock);
-  int r = c->closed ? PX_ECLOSED : 1;
+  int r = c->closed ? PX_ECLOSED : make_room(c) < 0 ? PX_ENOMEM : 1;
+  if (r == PX_ENOMEM) {
+    /* Out of memory for the ring: the send fails, and gives up its place
+     * among waiting senders (or a permit handed to it) as a drop does. */
+    px__spin_unlock(&c->lock);
+    send_drop(self);
+    self->error = PX_ENOMEM;
+    return PX_READY;
+  }
   if (r == 1 && c->bound != 0) {
     r = px__sem_poll(&c->slots, &f->node, 1, cx->waker);
     if (r == 0) {
@@ -173,7 +195,7 @@ static px_poll send_poll(px_future *self, px_context *cx) {
       return PX_PENDING;
     }
   }
-  if (r == 1) r = push(c, f->value, &w);
+  if (r == 1) push(c, f->value, &w);
   px__future_uncount(self, &c->waiting);
   px__spin_unlock(&c->lock);
   px_waker_wake(&w);

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- into_probe ------------------------------------------------------------ */
 
@@ -183,6 +184,26 @@ static px_future *coop_op(coop_looper *f) {
       return px_sleep_until_init(&f->op.due, 0); /* long past */
     case COOP_JOIN:
       return &f->handles[f->i].base;
+    case COOP_SCOPE_NEXT:
+      return px_scope_join_next_init(&f->op.next, &f->scope);
+    case COOP_SCOPE_JOIN:
+      return px_scope_join_init(&f->op.sjoin, &f->scope);
+    case COOP_CANCELLED:
+      return px_cancelled_init(&f->op.cancelled, f->token);
+    case COOP_BUF_LINE:
+      return px_buf_read_line_init(&f->op.bio, f->reader, f->line,
+                                   sizeof f->line);
+    case COOP_BUF_EXACT:
+      return px_buf_read_exact_init(&f->op.bio, f->reader, f->line, 2);
+    case COOP_BUF_STREAM:
+      return px_stream_read_init(&f->op.sio, px_buf_reader_stream(f->reader),
+                                 f->line, 2);
+    case COOP_BUF_WRITE:
+      return px_stream_write_init(&f->op.sio, px_buf_writer_stream(f->writer),
+                                  "x", 1);
+    case COOP_FRAME_WRITE:
+      return px_frame_write_init(&f->op.fw, px_buf_writer_stream(f->writer),
+                                 "x", 1, 16);
     default:
       return NULL;
   }
@@ -218,6 +239,22 @@ PX_ASYNC_FN(coop_looper) {
     for (self->i = 0; self->i < 4; self->i++)
       PX_AWAIT(px_sleep_init(&self->nap, px_ms(2)));
   }
+  if (self->kind == COOP_SCOPE_JOIN) px_scope_init(&self->scope);
+  if (self->kind == COOP_SCOPE_NEXT) {
+    px_scope_init(&self->scope);
+    for (self->i = 0; self->i < self->n; self->i++) {
+      nothing child = PX_ASYNC_NEW(nothing);
+      PX_TRY(px_scope_spawn(&self->scope, PX_FUTURE(&child)));
+    }
+    for (self->i = 0; self->i < 4; self->i++)
+      PX_AWAIT(px_sleep_init(&self->nap, px_ms(2)));
+  }
+  if (self->reader != NULL) {
+    /* The first fill (a socket-level read, budgeted on its own) takes all
+     * n records into the buffer; every later read is served from memory. */
+    PX_TRY_AWAIT(px_buf_read_exact_init(&self->op.bio, self->reader,
+                                        self->line, 2));
+  }
   self->last = atomic_load(self->ticks);
   for (self->i = 0; self->i < self->n; self->i++) {
     PX_TRY_AWAIT(coop_op(self));
@@ -231,6 +268,8 @@ PX_ASYNC_FN(coop_looper) {
   /* The last oneshot lives in this copy of the frame (spawning copied it). */
   px_oneshot_receiver_drop(self->orx);
   self->orx = NULL;
+  if (self->kind == COOP_SCOPE_NEXT || self->kind == COOP_SCOPE_JOIN)
+    px_scope_drop(&self->scope);
   PX_RETURN(px_i64(self->seen));
   PX_END();
 }
@@ -260,6 +299,34 @@ px_future *coop_looper_new(coop_looper *f, coop_kind kind, int n,
     case COOP_JOIN:
       f->handles = calloc((size_t)n, sizeof *f->handles);
       break;
+    case COOP_CANCELLED:
+      px_cancel_token_new(&f->token);
+      px_cancel_token_cancel(f->token);
+      break;
+    case COOP_BUF_LINE:
+    case COOP_BUF_EXACT:
+    case COOP_BUF_STREAM: {
+      /* n + 1 two-byte records (one for the first fill), all in the pipe
+       * (64 KiB) before the loop, so the non-blocking write takes them. */
+      px_stream *r, *w;
+      if (px_pipe(&r, &w) < 0) break;
+      size_t len = 2 * ((size_t)n + 1);
+      char *all = malloc(len);
+      for (size_t i = 0; i < len; i += 2) memcpy(all + i, "x\n", 2);
+      if (write(px_stream_fd(w), all, len) != (ssize_t)len) abort();
+      free(all);
+      f->pipe_end = w;
+      px_buf_reader_new(r, len, &f->reader);
+      break;
+    }
+    case COOP_BUF_WRITE:
+    case COOP_FRAME_WRITE: {
+      px_stream *r, *w;
+      if (px_pipe(&r, &w) < 0) break;
+      f->pipe_end = r;
+      px_buf_writer_new(w, 5 * (size_t)n, &f->writer); /* never drained */
+      break;
+    }
     default:
       break;
   }
@@ -279,6 +346,10 @@ void coop_looper_free(coop_looper *f) {
     for (int i = 0; i < f->n; i++) px_future_drop(&f->handles[i].base);
     free(f->handles);
   }
+  if (f->token != NULL) px_cancel_token_drop(f->token);
+  if (f->reader != NULL) px_buf_reader_close(f->reader);
+  if (f->writer != NULL) px_buf_writer_close(f->writer);
+  if (f->pipe_end != NULL) px_stream_close(f->pipe_end);
 }
 
 /* ---- scope_reap_spent ------------------------------------------------------- */
@@ -292,7 +363,9 @@ PX_ASYNC_FN(scope_reap_spent) {
   }
   PX_AWAIT(px_sleep_init(&self->nap, px_ms(5))); /* every child finishes */
   for (self->i = 0; self->i < self->n; self->i++) {
-    px__coop_budget = 0; /* as after 128 ready operations in this poll */
+    /* The last unit of this poll: join_next spends it, and its reap of the
+     * children's handles under the spent budget must not spin. */
+    px__coop_budget = 1;
     PX_AWAIT(px_scope_join_next_init(&self->next, &self->scope));
     self->found += self->next.found;
   }

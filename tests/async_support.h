@@ -137,6 +137,14 @@ typedef enum {
   COOP_WATCH,        /* send + changed */
   COOP_SLEEP_DUE,    /* a sleep whose deadline has passed */
   COOP_JOIN,         /* join of a task that already finished */
+  COOP_SCOPE_NEXT,   /* scope join_next of a child that already finished */
+  COOP_SCOPE_JOIN,   /* scope join of a scope with no live child */
+  COOP_CANCELLED,    /* cancelled of a token cancelled before the loop */
+  COOP_BUF_LINE,     /* read_line served from the reader's buffer */
+  COOP_BUF_EXACT,    /* read_exact served from the reader's buffer */
+  COOP_BUF_STREAM,   /* px_stream_read of a buffered reader's stream */
+  COOP_BUF_WRITE,    /* px_stream_write into a buffered writer's buffer */
+  COOP_FRAME_WRITE,  /* px_frame_write into a buffered writer's buffer */
   COOP_KINDS
 } coop_kind;
 
@@ -159,6 +167,12 @@ typedef struct {
   px_watch_sender *wtx;
   px_watch_receiver *wrx;
   px_join_handle *handles;
+  px_scope scope;
+  px_cancel_token *token;
+  px_buf_reader *reader; /* over a pipe holding all n records at once */
+  px_buf_writer *writer; /* over a pipe, with room for all n writes */
+  px_stream *pipe_end;   /* the pipe's other end */
+  char line[8];
   px_sleep nap;
   px_yield yield;
   union {
@@ -169,6 +183,12 @@ typedef struct {
     px_notified notified;
     px_watch_changed changed;
     px_sleep due;
+    px_scope_join_next next;
+    px_scope_join sjoin;
+    px_cancelled cancelled;
+    px_buf_io bio;
+    px_stream_io sio;
+    px_frame_write fw;
   } op;
 } coop_looper;
 px_future *coop_looper_new(coop_looper *f, coop_kind kind, int n,

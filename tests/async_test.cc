@@ -458,9 +458,11 @@ const px_future_vtable kPollCounterVtable = {
 // Each kind of leaf, ready every time, in a loop of n: the task must give
 // way every PX__COOP_BUDGET operations (and a ticker task gets its turns).
 TEST_F(Async, EveryReadyLeafSpendsTheBudget) {
-  const char *names[COOP_KINDS] = {"mpsc_send", "bounded_send", "oneshot",
-                                   "mutex",     "semaphore",    "notify",
-                                   "watch",     "sleep_due",    "join"};
+  const char *names[COOP_KINDS] = {
+      "mpsc_send",  "bounded_send", "oneshot",    "mutex",     "semaphore",
+      "notify",     "watch",        "sleep_due",  "join",      "scope_next",
+      "scope_join", "cancelled",    "buf_line",   "buf_exact", "buf_stream",
+      "buf_write",  "frame_write"};
   for (int k = 0; k < COOP_KINDS; k++) {
     SCOPED_TRACE(names[k]);
     const int n = 2000;

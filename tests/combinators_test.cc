@@ -546,13 +546,20 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
     px_scope scope;
     px_scope_join_next next;
     int64_t peak = 0, at_10k = 0;
-    int spawned = 0, reported = 0;
+    int spawned = 0, reported = 0, yielded = 0;
     size_t left = 0;
     EXPECT_EQ(RunFn([&](px_context *cx) {
                 if (spawned == 0) px_scope_init(&scope);
                 while (spawned < 100000) {
                   // The cap: wait (yielding) while 32 children still run.
-                  if (spawned - finished.load() >= 32) {
+                  // Also yield every 32 spawns: join_next spends the
+                  // cooperative budget, and once this poll has spent it
+                  // join_next answers PENDING until we give way (with the
+                  // children finishing on other workers, the cap alone
+                  // may never make this loop return).
+                  if (spawned - finished.load() >= 32 ||
+                      (spawned > 0 && spawned % 32 == 0 && !yielded)) {
+                    yielded = 1;
                     px_waker_wake_by_ref(cx->waker);
                     return PX_PENDING;
                   }
@@ -563,6 +570,7 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
                   EXPECT_EQ(rc, 0);
                   if (rc < 0) return PX_READY;
                   spawned++;
+                  yielded = 0;
                   if (!detached) {
                     // Take whatever finished, without waiting.
                     for (;;) {

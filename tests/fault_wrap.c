@@ -5,7 +5,7 @@
  * makes to those functions lands here first (accept: where the platform
  * layer has no accept4, as under --config=portable); we decide whether to pass it
  * to the real one (__real_*) or to fail it the way the kernel could:
- * EINTR, a short transfer, or EMFILE. The test's own client sockets use
+ * EINTR, a short transfer, EMFILE, or another accept error (ENOBUFS...). The test's own client sockets use
  * read()/write(), which are not wrapped.
  */
 #include <errno.h>
@@ -70,38 +70,38 @@ static int inject_emfile(void) {
   return 0;
 }
 
-/* A connection the completion wrap below took from the kernel while
- * pretending EMFILE: it stands for the one still in the backlog, so the
- * next accept (the listener's shed) gets it. -1: none. */
-static _Atomic int held_fd = -1;
-
-static int take_held(void) { return atomic_exchange(&held_fd, -1); }
+/* True when this accept is to fail with accept_errno (errno set). */
+static int inject_accept_error(void) {
+  int left = atomic_load(&g_fault.accept_fail_next);
+  if (left > 0 && atomic_compare_exchange_strong(&g_fault.accept_fail_next, &left, left - 1)) {
+    atomic_fetch_add(&g_fault.accept_failed, 1);
+    errno = atomic_load(&g_fault.accept_errno);
+    return 1;
+  }
+  return 0;
+}
 
 int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
-  int held = take_held();
-  if (held >= 0) return held;
-  if (inject_emfile()) return -1;
+  if (inject_emfile() || inject_accept_error()) return -1;
   return __real_accept4(fd, addr, alen, flags);
 }
 
 /*
- * Over io_uring the kernel accepts itself (reactors/completion.c), with no
- * accept4 call to fail: the EMFILE is injected where its completion is
- * reported instead (--wrap=px__op_complete, which catches io_uring.c's
- * calls). The connection the kernel did accept is held back for the shed's
- * accept above, as if it still waited in the backlog.
+ * Over io_uring the kernel accepts itself (reactors/completion.c) and
+ * pollux makes no accept4 call to fail: the faults are injected where
+ * tcp.c asks for the accept's result instead (--wrap=px__op_accept catches
+ * its calls). That is where io_uring's own EMFILE shows, before the
+ * backlog is touched: the connection stays queued (or in the op) for the
+ * shed or the accept after the error.
  */
-void __real_px__op_complete(px__reactor *r, px__op *op, int res);
+int __real_px__op_accept(px__io *io, px_context *cx, int *fd);
 
-void __wrap_px__op_complete(px__reactor *r, px__op *op, int res) {
-  if (op->kind == PX__OP_ACCEPT && res >= 0 && inject_emfile()) {
-    atomic_store(&held_fd, res);
-    res = -EMFILE;
-  }
-  __real_px__op_complete(r, op, res);
+int __wrap_px__op_accept(px__io *io, px_context *cx, int *fd) {
+  if (inject_emfile() || inject_accept_error()) return px_err_from_errno(errno);
+  return __real_px__op_accept(io, cx, fd);
 }
 
 int __wrap_accept(int fd, struct sockaddr *addr, socklen_t *alen) {
-  if (inject_emfile()) return -1;
+  if (inject_emfile() || inject_accept_error()) return -1;
   return __real_accept(fd, addr, alen);
 }

@@ -72,3 +72,19 @@ px_future *many_children_new(many_children *f, const px_command *cmd, int n,
   *f = PX_ASYNC_NEW(many_children, .cmd = cmd, .n = n, .batch = batch);
   return PX_FUTURE(f);
 }
+
+/* ---- rewait ------------------------------------------------------------ */
+
+PX_ASYNC_FN(rewait) {
+  self->polls++; /* before PX_BEGIN: counted on every poll */
+  PX_BEGIN();
+  for (self->i = 0; self->i < self->n; self->i++)
+    PX_TRY_AWAIT(px_child_wait_init(&self->wait, self->c));
+  PX_RETURN(px_i64(self->polls));
+  PX_END();
+}
+
+px_future *rewait_new(rewait *f, px_child *c, int n) {
+  *f = PX_ASYNC_NEW(rewait, .c = c, .n = n);
+  return PX_FUTURE(f);
+}

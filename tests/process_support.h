@@ -49,6 +49,17 @@ typedef struct {
 px_future *many_children_new(many_children *f, const px_command *cmd, int n,
                              int batch);
 
+/* Waits n times for a child that has already exited (each wait is ready
+ * at once: the status is kept). Output: how many times it was polled, so
+ * the test sees the cooperative budget make it give way. */
+typedef struct {
+  px_async px;
+  px_child *c;
+  int n, i, polls;
+  px_child_wait wait;
+} rewait;
+px_future *rewait_new(rewait *f, px_child *c, int n);
+
 #ifdef __cplusplus
 }
 #endif

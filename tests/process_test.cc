@@ -484,6 +484,25 @@ TEST_P(ProcessTest, AChildReapedBehindOurBackIsEchild) {
   px_child_close(c);
 }
 
+// A child's status is kept, so waiting again is ready at once: a loop of
+// such waits must spend the cooperative budget and give way every
+// PX__COOP_BUDGET waits, on both reaper paths.
+TEST_P(ProcessTest, RepeatedWaitsOfAnExitedChildSpendTheBudget) {
+  px_command cmd = PX_COMMAND_INIT;
+  cmd.program = "/bin/true";
+  px_child *c;
+  ASSERT_EQ(px_process_spawn(&cmd, &c), 0);
+  EXPECT_EQ(Wait(c), 0);  // exited and reaped: the status is known
+  const int n = 2000;
+  rewait f;
+  px_join_handle j;
+  ASSERT_EQ(px_runtime_spawn(rt_, rewait_new(&f, c, n), &j), 0);
+  ASSERT_EQ(px_runtime_block_on(rt_, &j.base), 0);
+  EXPECT_GE(j.base.output.i64, n / PX__COOP_BUDGET);  // without it: 1 poll
+  EXPECT_LE(j.base.output.i64, n);
+  px_child_close(c);
+}
+
 INSTANTIATE_TEST_SUITE_P(Reapers, ProcessTest,
                          ::testing::Values(PX__REAPER_PIDFD,
                                            PX__REAPER_SIGCHLD),

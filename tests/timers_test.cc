@@ -115,6 +115,47 @@ TEST_F(TimersTest, ResetWhilePendingToThePast) {
   ExpectResetWhilePending(px_secs(3600), 0);
 }
 
+// The sleep's node fired (its wake polls the task), but the task resets the
+// sleep to a later deadline before polling it: the fired node holds no
+// registration any more, so the poll must arm it again for the new deadline
+// rather than take the waker it fired with for "still armed" and sleep
+// forever. A 30 s watchdog turns that hang into a failure.
+TEST_F(TimersTest, ResetAfterItFiredBeforeThePollWaitsForTheNewDeadline) {
+  px_sleep s, watchdog;
+  px_instant deadline = 0;
+  int polls = 0;
+  EXPECT_EQ(RunFn([&](px_context *cx) {
+              polls++;
+              if (polls == 1) {
+                px_sleep_init(&s, px_ms(5));
+                px_sleep_init(&watchdog, px_secs(30));
+                EXPECT_EQ(px_future_poll(&watchdog.base, cx), PX_PENDING);
+                EXPECT_EQ(px_future_poll(&s.base, cx), PX_PENDING);
+                return PX_PENDING;
+              }
+              if (polls == 2) {
+                // Only the sleep's node firing wakes this poll.
+                deadline = px_now() + px_ms(20);
+                EXPECT_EQ(px_sleep_reset(&s, deadline), 0);
+              }
+              if (px_future_poll(&watchdog.base, cx) == PX_READY) {
+                ADD_FAILURE() << "the reset sleep never woke its task";
+                px_future_drop(&s.base);  // before its runtime goes
+                return PX_READY;
+              }
+              int r = px_future_poll(&s.base, cx);
+              if (r == PX_PENDING) return PX_PENDING;
+              EXPECT_GE(px_now(), deadline) << "completed early";
+              EXPECT_EQ(s.base.error, 0);
+              px_future_drop(&watchdog.base);  // before its runtime goes
+              return PX_READY;
+            }),
+            0);
+  EXPECT_EQ(polls, 3);
+  px_future_drop(&s.base);
+  px_future_drop(&watchdog.base);
+}
+
 // A completed sleep that is reset is a fresh sleep and may be awaited again.
 TEST_F(TimersTest, ResetAfterCompletionRearms) {
   px_sleep s;

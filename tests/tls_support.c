@@ -289,3 +289,42 @@ void tls_client_free(tls_client *f) {
   free(f->reader_frame);
   f->writer_frame = f->reader_frame = NULL;
 }
+
+/* ---- Sipper ---------------------------------------------------------------- */
+
+static void close_tls(void *s) { px_stream_close(s); }
+
+PX_ASYNC_FN(tls_sipper) {
+  self->polls++; /* before PX_BEGIN: counted on every poll */
+  PX_BEGIN();
+  if (self->n < 0 || (size_t)self->n > sizeof self->buf) PX_FAIL(PX_EINVAL);
+  PX_TRY_AWAIT(px_tcp_connect_init(&self->connect, "127.0.0.1", self->port));
+  {
+    px_stream *tcp = self->connect.base.output.ptr;
+    int err = px_tls_client_new(self->ctx, tcp, "localhost", &self->tls);
+    if (err < 0) {
+      px_stream_close(tcp);
+      PX_FAIL(err);
+    }
+  }
+  PX_DEFER(close_tls, self->tls);
+  PX_TRY_AWAIT(px_tls_handshake_init(&self->hs, self->tls));
+  for (int i = 0; i < self->n; i++) self->buf[i] = tls_pattern((uint64_t)i);
+  PX_TRY_AWAIT(px_stream_write_all_init(&self->op, self->tls, self->buf,
+                                        (size_t)self->n));
+  while (self->got < self->n) {
+    PX_TRY_AWAIT(px_stream_read_init(&self->op, self->tls, &self->one, 1));
+    if (self->op.base.output.u64 == 0) break; /* early end: got tells */
+    if (self->one != tls_pattern((uint64_t)self->got)) break;
+    self->got++;
+  }
+  PX_TRY_AWAIT(px_stream_shutdown_init(&self->op, self->tls));
+  PX_END();
+}
+
+px_future *tls_sipper_new(tls_sipper *f, uint16_t port, px_tls_context *ctx,
+                          int n) {
+  memset(f, 0, sizeof *f);
+  *f = PX_ASYNC_NEW(tls_sipper, .port = port, .ctx = ctx, .n = n);
+  return PX_FUTURE(f);
+}

@@ -96,6 +96,30 @@ px_future *tls_client_new(tls_client *f, uint16_t port, px_tls_context *ctx,
 /* Frees what tls_client_new allocated (after the client was dropped). */
 void tls_client_free(tls_client *f);
 
+/*
+ * Connects to 127.0.0.1:port, handshakes as "localhost", writes `n` pattern
+ * bytes (n <= 4096, so the echo comes back in one or two records), then
+ * reads the echo one byte per px_stream_read: after the first, almost
+ * every read is served from plaintext OpenSSL already decrypted, without
+ * reaching the socket. `polls` counts this future's polls (the cooperative
+ * budget must make it give way every PX__COOP_BUDGET reads); `got` counts
+ * the bytes that matched. Sends close_notify and closes at the end.
+ */
+typedef struct tls_sipper {
+  px_async px;
+  uint16_t port;
+  px_tls_context *ctx;
+  int n, got, polls;
+  px_stream *tls;
+  px_tcp_connect connect;
+  px_tls_handshake hs;
+  px_stream_io op;
+  unsigned char one;
+  unsigned char buf[4096];
+} tls_sipper;
+px_future *tls_sipper_new(tls_sipper *f, uint16_t port, px_tls_context *ctx,
+                          int n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "api/internal/px_internal.h"  // PX__COOP_BUDGET
 #include "pollux.h"
 #include "tests/tls_support.h"
 
@@ -265,6 +266,30 @@ TEST_F(Tls, CancelledReadsLoseNothing) {
   EXPECT_EQ(cr.read_bytes, total);
   EXPECT_TRUE(cr.pattern_ok);
   EXPECT_TRUE(cr.clean_eof);
+}
+
+// Reads served from plaintext OpenSSL already decrypted never reach the
+// socket's own budgeted leaf: they must spend the cooperative budget all
+// the same, so a loop of one-byte reads gives way every PX__COOP_BUDGET
+// reads instead of running through the whole record in one poll.
+TEST_F(Tls, ReadsFromBufferedPlaintextSpendTheBudget) {
+  const int n = 4000;
+  tls_report sr{};
+  tls_echo_server srv;
+  tls_echo_server_new(&srv, listener_, server_ctx_, px_secs(10), &sr);
+  srv.stop_after = n;  // then close_notify
+  tls_sipper cli;
+  tls_sipper_new(&cli, port_, client_ctx_, n);
+  px_join join;
+  ASSERT_EQ(px_runtime_block_on(rt_, px_join2_init(&join, PX_FUTURE(&srv),
+                                                   PX_FUTURE(&cli))),
+            0);
+  EXPECT_EQ(srv.px.base.error, 0) << sr.err_text;
+  EXPECT_EQ(cli.px.base.error, 0);
+  EXPECT_EQ(cli.got, n);
+  // 4,000 reads, nearly all from memory: at least 4000/128 polls (without
+  // the budget: one per record that had to be waited for, a handful).
+  EXPECT_GE(cli.polls, n / PX__COOP_BUDGET);
 }
 
 TEST_F(Tls, PeerClosingWithoutCloseNotifyIsEof) {

@@ -18,19 +18,16 @@ px_instant px_now(void) { return px__now_ns(); }
 static void entry_init(px_timer_entry *e, px_instant deadline) {
   e->deadline = deadline;
   e->rt = NULL;
-  px_waker empty = PX_WAKER_EMPTY;
-  e->waker = empty;
   memset(&e->node, 0, sizeof e->node);
 }
 
-/* Leaves the timer (if registered) and lets go of the waker; the entry can
- * be registered again afterwards. */
+/* Leaves the timer (if registered), which lets go of the waker; the entry
+ * can be registered again afterwards. */
 static void entry_release(px_timer_entry *e) {
   if (e->rt != NULL) {
     px__runtime_timer_cancel(e->rt, &e->node);
     e->rt = NULL;
   }
-  px_waker_drop(&e->waker);
 }
 
 /*
@@ -50,12 +47,14 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
     return PX_READY;
   }
   /*
-   * Registered for the same task: nothing to change. The node cannot have
-   * fired meanwhile, since it fires only once the deadline passed (ticks
-   * round deadlines up), and entry_reset re-arms it when the deadline
+   * Registered for the same task: nothing to change. The waker is read from
+   * the node without the timer's lock (services.h says why that is safe):
+   * if the node fired since the clock was read above, the deadline has just
+   * passed and the wake for this very task is on its way; entry_reset
+   * re-arms the node, or forgets a fired one's waker, when the deadline
    * moves.
    */
-  if (e->rt == cx->runtime && px_waker_will_wake(&e->waker, cx->waker))
+  if (e->rt == cx->runtime && px_waker_will_wake(&e->node.waker, cx->waker))
     return PX_PENDING;
   /* Polled from another runtime (a future handed over after a shutdown):
    * the old one must let go of the node before the new one takes it. */
@@ -67,7 +66,6 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
     *err = rc;
     return PX_READY;
   }
-  px_waker_set(&e->waker, cx->waker);
   e->rt = cx->runtime;
   return PX_PENDING;
 }
@@ -75,18 +73,14 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
 /*
  * Moves the deadline. A registered entry is re-armed now, for the waker it
  * was armed for, so the task is not woken for nothing at the old deadline,
- * nor left asleep past an earlier new one. If the node fired already, this
- * arms it again, which is harmless: the woken task's poll sees the new
- * deadline. If the timer cannot take it, the registration is forgotten and
- * the task woken, so that its next poll tries again and reports the error.
+ * nor left asleep past an earlier new one. If the node fired already, its
+ * wake is on the way and the woken task's poll registers the new deadline.
+ * If the timer cannot take it, the task is woken, so that its next poll
+ * tries again and reports the error.
  */
 static void entry_reset(px_timer_entry *e, px_instant deadline) {
   e->deadline = deadline;
-  if (e->rt == NULL) return;
-  if (px__runtime_timer_insert(e->rt, &e->node, deadline, &e->waker) < 0) {
-    e->rt = NULL;
-    px_waker_wake(&e->waker);
-  }
+  if (e->rt != NULL) px__runtime_timer_rearm(e->rt, &e->node, deadline);
 }
 
 /* ---- sleep ------------------------------------------------------------ */

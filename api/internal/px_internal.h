@@ -97,6 +97,24 @@ static inline void px__coop_refund(void) {
   if (px__coop_budget >= 0) px__coop_budget++;
 }
 
+/* For a leaf built on other leaves (a stream future over a TLS stream over
+ * a socket, a buffered reader): each layer must charge the one operation
+ * once, and an operation served from a buffer, which reaches no leaf below,
+ * must still be charged. px__coop_enter answers like px__coop_proceed but
+ * spends nothing and notes the budget in *mark; px__coop_leave spends the
+ * unit only if the operation completed and nothing underneath spent one. */
+static inline int px__coop_enter(px_context *cx, int *mark) {
+  *mark = px__coop_budget;
+  if (px__coop_budget != 0) return 1;
+  px_waker_wake_by_ref(cx->waker);
+  return 0;
+}
+
+static inline void px__coop_leave(int mark, int completed) {
+  if (completed && px__coop_budget > 0 && px__coop_budget == mark)
+    px__coop_budget--;
+}
+
 /* Polls `f` outside the budget: for the runtime's own bookkeeping polls
  * (a scope reaping its children's join handles with a waker of its own),
  * where a PENDING caused by the budget would only wake that waker and be

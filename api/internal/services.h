@@ -22,9 +22,27 @@ extern "C" {
 
 /* ---- Timers ----------------------------------------------------------- */
 
-/* Arms `node` to wake `waker` at `deadline` (ns). Any thread of `rt`. */
+/*
+ * The node's waker is stored once, in the node. While the node is armed the
+ * timer owns it. When the node fires, the timer takes a copy to wake (after
+ * its lock) and leaves the bits in place, unowned: so the node's owner may
+ * read node->waker without the lock to ask "armed for this task?" (only the
+ * owner ever writes it, through these calls), and a stale answer means a
+ * wake for exactly that task is on its way. A node that is not armed owns
+ * no waker.
+ */
+
+/* Arms `node` to wake `waker` at `deadline` (ns), re-arming it if armed.
+ * Any thread of `rt`; the node's owner only. */
 int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
                              uint64_t deadline_ns, const px_waker *waker);
+/* Moves an armed node to `deadline` (ns) for the waker it holds. A node that
+ * is not armed (it fired: its wake is on the way) only forgets its stale
+ * waker, so the woken owner's next poll registers it again; if the timer
+ * cannot take the node, its waker is woken for that poll to retry. */
+void px__runtime_timer_rearm(px_runtime *rt, px_timer_node *node,
+                             uint64_t deadline_ns);
+/* Disarms `node` (if armed) and releases its waker. */
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node);
 
 /* ---- The reactor ------------------------------------------------------ */

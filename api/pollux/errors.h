@@ -60,6 +60,7 @@ extern "C" {
   XX(ECHILD, -ECHILD, "no child processes")                                   \
   XX(ENOTDIR, -ENOTDIR, "not a directory")                                    \
   XX(ENOEXEC, -ENOEXEC, "exec format error")                                  \
+  XX(ENOBUFS, -ENOBUFS, "no buffer space available")                          \
   XX(EDONE, -4001, "future already completed or dropped")                     \
   XX(ENORUNTIME, -4002, "called outside a pollux runtime")                    \
   XX(ECLOSED, -4003, "channel closed")                                        \

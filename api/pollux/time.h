@@ -59,19 +59,15 @@ typedef struct px_timer_node {
  * timer on the first poll that must wait, stays registered while pending,
  * and is re-armed in place when the deadline moves or another task polls it;
  * completing or dropping its future releases it. No allocation: the node is
- * the timer's link. All fields are private; on 64-bit targets it is 80
- * bytes (timers/conformance_test.cc checks the layout).
+ * the timer's link, and it holds the one waker (the owner reads it to ask
+ * "armed for this task?"). All fields are private; on 64-bit targets it is
+ * 64 bytes (timers/conformance_test.cc checks the layout).
  */
 typedef struct px_timer_entry {
   px_instant deadline; /**< private: when the entry fires (ns, monotonic) */
   /** private: the runtime whose timer holds `node`; NULL when unregistered */
   px_runtime *rt;
-  /** private: a clone of the waker `node` was armed for. The node's own
-   * copy belongs to the timer (read under its lock, moved out when it
-   * fires on another thread), so "armed for this task?" is answered from
-   * this one, which only the future's owner touches. */
-  px_waker waker;
-  px_timer_node node; /**< private: the timer's link */
+  px_timer_node node; /**< private: the timer's link and the waker */
 } px_timer_entry;
 
 /** Completes with error 0 once `duration` has passed (tokio::time::sleep). */

@@ -9,6 +9,9 @@
 
 #include "pollux.h"
 
+static void drop_tx(void *tx) { px_mpsc_sender_drop(tx); }
+static void drop_rx(void *rx) { px_mpsc_receiver_drop(rx); }
+
 typedef struct {
   px_async px;
   px_mpsc_sender *tx;
@@ -16,13 +19,9 @@ typedef struct {
   int i;
 } producer;
 
-static void producer_drop(px_future *f) {
-  px_async_drop(f);
-  px_mpsc_sender_drop(((producer *)f)->tx); /* closes the channel */
-}
-
-PX_ASYNC_FN_WITH_DROP(producer, producer_drop) {
+PX_ASYNC_FN(producer) {
   PX_BEGIN();
+  PX_DEFER(drop_tx, self->tx); /* however the task ends: closes the channel */
   for (self->i = 1; self->i <= 5; self->i++) {
     PX_TRY_AWAIT(px_mpsc_send_init(&self->send, self->tx, px_i64(self->i)));
     printf("sent %d\n", self->i);
@@ -34,20 +33,17 @@ typedef struct {
   px_async px;
   px_mpsc_receiver *rx;
   px_mpsc_recv recv;
-  int64_t sum;
+  int64_t v, sum;
+  int err;
 } consumer;
 
-static void consumer_drop(px_future *f) {
-  px_async_drop(f);
-  px_mpsc_receiver_drop(((consumer *)f)->rx);
-}
-
-PX_ASYNC_FN_WITH_DROP(consumer, consumer_drop) {
+PX_ASYNC_FN(consumer) {
   PX_BEGIN();
+  PX_DEFER(drop_rx, self->rx);
   for (;;) {
-    PX_AWAIT(px_mpsc_recv_init(&self->recv, self->rx));
-    if (self->recv.base.error == PX_ECLOSED) break; /* every sender is gone */
-    self->sum += self->recv.base.output.i64;
+    PX_AWAIT_INTO(self->v, self->err, px_mpsc_recv_init(&self->recv, self->rx));
+    if (self->err == PX_ECLOSED) break; /* every sender is gone */
+    self->sum += self->v;
   }
   printf("sum %lld\n", (long long)self->sum);
   PX_RETURN(px_i64(self->sum));

@@ -139,11 +139,15 @@ static _Thread_local worker *tls_worker;
 
 /* ---- The injection queue ---------------------------------------------- */
 
+/* The observer the executor's counters and trace events go to. */
+static inline px__observe *obs_of(px__executor *ex) {
+  return px__runtime_observe(ex->rt);
+}
+
 /* The metrics' injection queue depth (observe/), under ex->lock. */
 static void observe_inject_depth(px__executor *ex) {
-  __atomic_store_n(&px__runtime_observe(ex->rt)->injection_depth,
-                   atomic_load_explicit(&ex->inject_len, memory_order_relaxed),
-                   __ATOMIC_RELAXED);
+  px__observe_injection_depth(
+      obs_of(ex), atomic_load_explicit(&ex->inject_len, memory_order_relaxed));
 }
 
 static void inject_push(px__executor *ex, px_task *t) {
@@ -375,7 +379,7 @@ static void park_futex(worker *w) {
     if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
       break;
   }
-  px__observe_parked(w->ex->rt, idle_start, px__now_ns(), false);
+  px__observe_parked(obs_of(w->ex), idle_start, px__now_ns(), false);
 }
 
 static bool try_lock_driver(px__executor *ex) {
@@ -404,7 +408,7 @@ static void parker_park(worker *w) {
          * (a worker woken over and over shows up as parking over and over
          * whether or not it got to sleep). */
         uint64_t now = px__now_ns();
-        px__observe_parked(w->ex->rt, now, now, false);
+        px__observe_parked(obs_of(w->ex), now, now, false);
         return;
       }
     }
@@ -564,7 +568,7 @@ static void park(worker *w) {
 
 /* Non-blocking I/O and timers, so they are served while all are busy. */
 static void maintenance(worker *w) {
-  PX__GAUGE(w->ex->rt, local_depth, queue_len(&w->queue));
+  PX__GAUGE(obs_of(w->ex), local_depth, queue_len(&w->queue));
   if (try_lock_driver(w->ex)) {
     w->parking = true; /* what it wakes is announced below */
     px__runtime_turn(w->ex->rt);
@@ -578,7 +582,7 @@ static px_task *next_local(worker *w) {
   px_task *t = w->lifo;
   if (t != NULL) {
     w->lifo = NULL;
-    PX__COUNT(w->ex->rt, lifo_hits, 1);
+    PX__COUNT(obs_of(w->ex), lifo_hits, 1);
     return t;
   }
   return pop(w);
@@ -633,8 +637,8 @@ static px_task *steal_work(worker *w) {
     if (v == w->index) continue;
     px_task *t = steal_into(&ex->workers[v], w);
     if (t != NULL) {
-      PX__COUNT(ex->rt, steals, 1);
-      px__trace_instant(ex->rt, PX__TRACE_STEAL, t->id);
+      PX__COUNT(obs_of(ex), steals, 1);
+      px__trace_instant(obs_of(ex), PX__TRACE_STEAL, t->id);
       return t;
     }
   }
@@ -657,7 +661,7 @@ static void run_task(worker *w, px_task *t) {
       return;
     }
     w->lifo = NULL;
-    PX__COUNT(w->ex->rt, lifo_hits, 1);
+    PX__COUNT(obs_of(w->ex), lifo_hits, 1);
     if (++lifo_polls >= MAX_LIFO_POLLS) w->lifo_enabled = false;
   }
 }
@@ -669,7 +673,7 @@ static void *worker_main(void *arg) {
   /* So px_spawn and leaf futures inside tasks find the runtime. */
   px__runtime_enter(ex->rt);
   /* Its counters, trace track and log id (observe/). */
-  px__observe_worker_enter(ex->rt, (int)w->index);
+  px__observe_worker_enter(obs_of(ex), (int)w->index);
   while (!atomic_load(&ex->shutdown)) {
     w->tick++;
     if (--w->until_maintenance == 0) {
@@ -812,7 +816,7 @@ static int ws_block_on(px__executor *ex, px_future *main) {
   for (;;) {
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
-      px__observe_poll_begin(ex->rt, &probe);
+      px__observe_poll_begin(obs_of(ex), &probe);
       int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;

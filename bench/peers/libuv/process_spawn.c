@@ -1,8 +1,9 @@
 /*
  * process_spawn on libuv: /bin/true started with uv_spawn (stdout and
  * stderr ignored, i.e. /dev/null) and waited for through its exit
- * callback, 8 in flight at a time, as in bench/process_spawn.c. Each exit
- * starts the next child until COUNT have run.
+ * callback, in rounds of 8 as in bench/process_spawn.c: a round starts
+ * when every child of the previous one has exited and its handle is
+ * closed (the pollux side's latch), until COUNT have run.
  *
  *   process_spawn_uv [COUNT]
  */
@@ -13,13 +14,14 @@
 enum { IN_FLIGHT = 8 };
 
 static uv_loop_t *loop;
-static long started, finished, count;
+static long started, finished, closed, count;
 static uv_process_t procs[IN_FLIGHT];
 
-static void start_one(uv_process_t *p);
+static void start_round(void);
 
 static void on_close(uv_handle_t *h) {
-  if (started < count) start_one((uv_process_t *)h);
+  (void)h;
+  if (++closed == started) start_round();
 }
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int signo) {
@@ -55,10 +57,14 @@ static void start_one(uv_process_t *p) {
   started++;
 }
 
+static void start_round(void) {
+  for (int i = 0; i < IN_FLIGHT && started < count; i++) start_one(&procs[i]);
+}
+
 static void run(long n) {
   count = n;
-  started = finished = 0;
-  for (int i = 0; i < IN_FLIGHT && started < count; i++) start_one(&procs[i]);
+  started = finished = closed = 0;
+  start_round();
   uv_run(loop, UV_RUN_DEFAULT);
 }
 

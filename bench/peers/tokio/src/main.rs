@@ -127,19 +127,21 @@ async fn spawn_many(rounds: usize) {
 const YIELD_TASKS: usize = 200;
 const YIELDS: usize = 1_000;
 
-async fn yield_many(rounds: usize) {
+/// tokio's yield_many: the tasks are spawned from the benchmark's thread
+/// (rt.spawn, outside the runtime), then block_on waits for them.
+fn yield_many(rt: &tokio::runtime::Runtime, rounds: usize) {
     for _ in 0..rounds {
         let latch = Latch::new(YIELD_TASKS);
         for _ in 0..YIELD_TASKS {
             let l = latch.clone();
-            tokio::spawn(async move {
+            rt.spawn(async move {
                 for _ in 0..YIELDS {
                     tokio::task::yield_now().await;
                 }
                 l.count_down();
             });
         }
-        latch.done.notified().await;
+        rt.block_on(latch.done.notified());
     }
 }
 
@@ -213,25 +215,29 @@ async fn timer_arm_cancel(n: usize) {
 
 const PINGS: usize = 1_000;
 
-/// tokio's ping_pong: each ping spawns a helper, sends it a oneshot and
-/// awaits the answer on a second one.
+/// tokio's ping_pong: a task spawned from block_on spawns the pings; each
+/// ping spawns a helper, sends it a oneshot and awaits the answer on a
+/// second one.
 async fn ping_pong(rounds: usize) {
     for _ in 0..rounds {
         let latch = Latch::new(PINGS);
-        for _ in 0..PINGS {
-            let l = latch.clone();
-            tokio::spawn(async move {
-                let (tx1, rx1) = tokio::sync::oneshot::channel::<u64>();
-                let (tx2, rx2) = tokio::sync::oneshot::channel::<u64>();
+        let l = latch.clone();
+        tokio::spawn(async move {
+            for _ in 0..PINGS {
+                let l = l.clone();
                 tokio::spawn(async move {
-                    let v = rx1.await.unwrap();
-                    tx2.send(v).unwrap();
+                    let (tx1, rx1) = tokio::sync::oneshot::channel::<u64>();
+                    let (tx2, rx2) = tokio::sync::oneshot::channel::<u64>();
+                    tokio::spawn(async move {
+                        let v = rx1.await.unwrap();
+                        tx2.send(v).unwrap();
+                    });
+                    tx1.send(1).unwrap();
+                    rx2.await.unwrap();
+                    l.count_down();
                 });
-                tx1.send(1).unwrap();
-                rx2.await.unwrap();
-                l.count_down();
-            });
-        }
+            }
+        });
         latch.done.notified().await;
     }
 }
@@ -241,12 +247,13 @@ const PER_PRODUCER: usize = 1_000;
 const VALUES: usize = PRODUCERS * PER_PRODUCER;
 
 /// tokio's contention_bounded_full (5 x 1,000 through capacity 100) or
-/// uncontended_bounded (5,000 sent, then received, by one task).
+/// uncontented_bounded (5,000 sent, then received, by one task, capacity
+/// 1,000,000).
 async fn mpsc(rounds: usize, contended: bool) -> u64 {
     let mut sum = 0u64;
     for _ in 0..rounds {
         let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<u64>(if contended { 100 } else { VALUES });
+            tokio::sync::mpsc::channel::<u64>(if contended { 100 } else { 1_000_000 });
         if contended {
             for _ in 0..PRODUCERS {
                 let tx = tx.clone();
@@ -269,50 +276,95 @@ async fn mpsc(rounds: usize, contended: bool) -> u64 {
     sum
 }
 
-/// Counts "\r\n\r\n" across reads: one per request, pipelining included.
+/// Counts "\r\n\r\n" across reads (one per request, pipelining included)
+/// and notes a request that asks to close (`Connection: close`), as
+/// examples/http_server.c's parser does: the answer to that request is the
+/// connection's last.
 struct RequestEnds {
     state: usize,
+    line: Vec<u8>, // the current header line, lower-cased, up to 64 bytes
+    close: bool,   // the current request has "Connection: close"
 }
 
 impl RequestEnds {
-    fn feed(&mut self, data: &[u8]) -> usize {
+    fn new() -> RequestEnds {
+        RequestEnds { state: 0, line: Vec::with_capacity(64), close: false }
+    }
+
+    /// The requests that end in `data`, and whether the last of them asked
+    /// to close (then the bytes after it are ignored, like pollux's server).
+    fn feed(&mut self, data: &[u8]) -> (usize, bool) {
         const END: &[u8] = b"\r\n\r\n";
         let mut n = 0;
         for &b in data {
+            if b == b'\n' {
+                let l = self.line.strip_suffix(b"\r").unwrap_or(&self.line);
+                if let Some(v) = l.strip_prefix(b"connection:") {
+                    if v.split(|&c| c == b',').any(|t| t.trim_ascii() == b"close") {
+                        self.close = true;
+                    }
+                }
+                self.line.clear();
+            } else if self.line.len() < 64 {
+                self.line.push(b.to_ascii_lowercase());
+            }
             if b == END[self.state] {
                 self.state += 1;
                 if self.state == 4 {
                     n += 1;
                     self.state = 0;
+                    if self.close {
+                        return (n, true);
+                    }
                 }
             } else {
                 self.state = if b == b'\r' { 1 } else { 0 };
             }
         }
-        n
+        (n, false)
     }
 }
 
 const RESPONSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, World!";
+/// The answer to a request that asked to close.
+const RESPONSE_CLOSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\
+Connection: close\r\n\r\nHello, World!";
 
 /// One HTTP connection: every complete request in what was read gets the
 /// same answer, the answers go out in one write (pipelining, keep-alive).
+/// After the answer to a `Connection: close` request it closes the way
+/// examples/http_server.c does: shut down our side (over TLS, a
+/// close_notify first), then read and discard until the client closes
+/// (at most 64 reads, each within a second), then drop the socket.
 async fn serve_http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::new();
-    let mut ends = RequestEnds { state: 0 };
+    let mut ends = RequestEnds::new();
     loop {
         let n = match s.read(&mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
         out.clear();
-        for _ in 0..ends.feed(&buf[..n]) {
-            out.extend_from_slice(RESPONSE);
+        let (requests, close) = ends.feed(&buf[..n]);
+        for i in 0..requests {
+            out.extend_from_slice(if close && i + 1 == requests { RESPONSE_CLOSE } else { RESPONSE });
         }
         if !out.is_empty() && s.write_all(&out).await.is_err() {
             return;
+        }
+        if close {
+            break;
+        }
+    }
+    if s.shutdown().await.is_err() {
+        return;
+    }
+    for _ in 0..64 {
+        match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => continue,
+            _ => return,
         }
     }
 }
@@ -356,8 +408,11 @@ async fn https_server(port: u16, cert: &str, key: &str) {
                 Ok(s) => s,
                 Err(_) => return,
             };
-            if Pin::new(&mut s).accept().await.is_err() {
-                return;
+            // A client gets 10 seconds for its handshake, as in
+            // examples/https (a timer armed and cancelled per connection).
+            match tokio::time::timeout(Duration::from_secs(10), Pin::new(&mut s).accept()).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
             serve_http(s).await
         });
@@ -452,7 +507,7 @@ fn main() {
         "yield_many" => {
             let rounds = arg(20);
             let m = Meter::start();
-            rt.block_on(yield_many(rounds));
+            yield_many(&rt, rounds);
             m.report(bench, config, (rounds * YIELD_TASKS * YIELDS) as f64, "");
         }
         "chained_spawn" => {

@@ -1,0 +1,525 @@
+// The server helper (pollux/serve.h): arguments, the cap, the pause after
+// accept errors, fairness under a connect flood, graceful shutdown by token
+// or signal, the drain deadline, and dropping a server. Loopback only; the
+// matrix runs it on every executor x reactor pair. The binary is linked
+// with tests/fault_wrap.c, which passes every accept through unless a test
+// arms a fault.
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pollux.h"
+#include "tests/fault_wrap.h"
+#include "tests/serve_support.h"
+#include "tests/support.h"
+
+namespace {
+
+// A plain blocking client socket connected to 127.0.0.1:port; a receive
+// that would hang fails after `timeout_ms` instead.
+int Connect(int port, int timeout_ms = 5000) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) < 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+// recv, again after EINTR (some reactors signal threads of the process).
+ssize_t Recv(int fd, void *buf, size_t len, int flags = 0) {
+  ssize_t n;
+  do n = recv(fd, buf, len, flags);
+  while (n < 0 && errno == EINTR);
+  return n;
+}
+
+// Sends `s` and reads as many bytes back; "" on a timeout or error.
+std::string RoundTrip(int fd, const std::string &s) {
+  if (send(fd, s.data(), s.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(s.size())) return "";
+  std::string got;
+  while (got.size() < s.size()) {
+    char buf[256];
+    ssize_t n = Recv(fd, buf, std::min(sizeof buf, s.size() - got.size()));
+    if (n <= 0) return "";
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+bool WaitFor(const std::function<bool()> &pred, int ms = 5000) {
+  for (int i = 0; i < ms && !pred(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  return pred();
+}
+
+class Serve : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    counting_allocator_install();
+    fds_before_ = open_fd_count();
+    g_fault.accept_fail_next = 0;
+    g_fault.accept_failed = 0;
+  }
+
+  void TearDown() override {
+    if (server_.joinable()) server_.join();
+    if (rt_ != nullptr) px_runtime_free(rt_);
+    px_cancel_token_drop(stop_);
+    EXPECT_EQ(g_alloc.live_bytes.load(), 0) << "pollux leaked memory";
+    EXPECT_EQ(open_fd_count(), fds_before_) << "a descriptor was left open";
+    counting_allocator_remove();
+  }
+
+  // Binds a listener, then starts the server on a thread of its own (the
+  // runtime's block_on future), shut down by stop_.
+  void Start(int mode, size_t cap, px_duration grace, px_signal *signals = nullptr) {
+    serve_stats_init(&stats_, mode);
+    px_tcp_listener *l;
+    ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+    port_ = px_tcp_listener_port(l);
+    ASSERT_GT(port_, 0);
+    StartOn(l, cap, grace, signals);
+  }
+
+  void StartOn(px_tcp_listener *l, size_t cap, px_duration grace, px_signal *signals) {
+    if (rt_ == nullptr) {
+      ASSERT_EQ(px_runtime_new(&rt_, nullptr), 0);
+    }
+    ASSERT_EQ(px_cancel_token_new(&stop_), 0);
+    px_serve_opts o{};
+    o.conn = serve_test_conn;
+    o.arg = &stats_;
+    o.max_connections = cap;
+    o.shutdown = stop_;
+    o.signals = signals;
+    o.grace = grace;
+    o.idle_timeout = idle_timeout_;
+    px_future *f = px_serve_init(&srv_, l, &o);
+    server_ = std::thread([this, f] { rc_ = px_runtime_block_on(rt_, f); });
+  }
+
+  // Shuts the server down and waits for it.
+  void Stop() {
+    px_cancel_token_cancel(stop_);
+    server_.join();
+  }
+
+  px_runtime *rt_ = nullptr;
+  px_duration idle_timeout_ = 0;
+  px_cancel_token *stop_ = nullptr;
+  px_serve srv_;
+  serve_stats stats_;
+  std::thread server_;
+  int rc_ = 1;
+  int port_ = 0;
+  int fds_before_ = 0;
+};
+
+// ---- Arguments ---------------------------------------------------------------
+
+TEST_F(Serve, BadArgumentsFailAtTheFirstPoll) {
+  ASSERT_EQ(px_runtime_new(&rt_, nullptr), 0);
+  px_serve_opts good{};
+  good.conn = serve_test_conn;
+  px_serve s;
+  // No listener.
+  EXPECT_EQ(px_runtime_block_on(rt_, px_serve_init(&s, nullptr, &good)), PX_EINVAL);
+  // No options, no constructor, a cap beyond the semaphore's: the listener
+  // is closed all the same (TearDown counts the descriptors).
+  px_serve_opts no_conn{};
+  px_serve_opts huge = good;
+  huge.max_connections = PX_SEMAPHORE_MAX_PERMITS + 1;
+  const px_serve_opts *bad[] = {nullptr, &no_conn, &huge};
+  for (const px_serve_opts *o : bad) {
+    px_tcp_listener *l;
+    ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+    EXPECT_EQ(px_runtime_block_on(rt_, px_serve_init(&s, l, o)), PX_EINVAL);
+    px_future_drop(&s.base);  // after completion: nothing left to release
+  }
+}
+
+TEST_F(Serve, InitWithoutStorageOrDroppedUnpolledClosesTheListener) {
+  px_tcp_listener *l;
+  ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+  px_serve_opts o{};
+  o.conn = serve_test_conn;
+  EXPECT_EQ(px_serve_init(nullptr, l, &o), nullptr);
+  ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+  px_serve s;
+  px_future_drop(px_serve_init(&s, l, &o));
+}
+
+TEST_F(Serve, SpawnRefusesBadArguments) {
+  px_serve_conn c{};
+  px_ready r;
+  px_ready_init(&r, px_u64(0), 0);
+  EXPECT_EQ(px_serve_spawn(nullptr, &r.base), PX_EINVAL);
+  EXPECT_EQ(px_serve_spawn(&c, &r.base), PX_EINVAL);  // not from a server
+  // From a server's constructor: a second spawn for the same connection.
+  Start(SERVE_SPAWN_TWICE, 0, px_secs(5));
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(RoundTrip(fd, "one"), "one");
+  close(fd);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(stats_.second_spawn_rc.load(), PX_EINVAL);
+}
+
+// ---- Serving and shutting down -------------------------------------------------
+
+TEST_F(Serve, ServesUntilTheTokenThenRefusesAndDrains) {
+  Start(SERVE_ECHO, 0, px_secs(5));
+  std::vector<int> clients;
+  for (int i = 0; i < 3; i++) {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(RoundTrip(fd, "hello " + std::to_string(i)), "hello " + std::to_string(i));
+    clients.push_back(fd);
+  }
+  Stop();
+  // The connections saw the stop token and ended on their own: none cut.
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.base.output.u64, 0u);
+  EXPECT_EQ(stats_.saw_stop.load(), 3);
+  EXPECT_EQ(stats_.ended.load(), 3);
+  EXPECT_EQ(srv_.accepted, 3u);
+  for (int fd : clients) {
+    char b;
+    EXPECT_EQ(Recv(fd, &b, 1), 0) << "the server closed the connection";
+    close(fd);
+  }
+  // The listener is closed: new clients are refused.
+  EXPECT_LT(Connect(port_), 0);
+}
+
+TEST_F(Serve, ASignalShutsItDown) {
+  int sigs[] = {SIGUSR1};
+  px_signal *sig;
+  ASSERT_EQ(px_signal_open(&sig, sigs, 1), 0);  // before the runtime's threads
+  Start(SERVE_ECHO, 0, px_secs(5), sig);
+  int fd = Connect(port_);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(RoundTrip(fd, "x"), "x");
+  kill(getpid(), SIGUSR1);
+  server_.join();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(stats_.saw_stop.load(), 1);
+  close(fd);
+  px_signal_close(sig);
+}
+
+// ---- The cap ------------------------------------------------------------------
+
+TEST_F(Serve, TheClientOverTheCapWaitsUntilOneCloses) {
+  Start(SERVE_ECHO, 2, px_secs(5));
+  int a = Connect(port_), b = Connect(port_);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  EXPECT_EQ(RoundTrip(b, "b"), "b");
+  // The third connects (the kernel completes the handshake) but is not
+  // accepted: its bytes sit unanswered.
+  int c = Connect(port_, 300);
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(RoundTrip(c, "c"), "") << "the (cap+1)th client was served";
+  EXPECT_EQ(stats_.started.load(), 2);
+  // One closes: its permit goes to the waiting client, which is served.
+  close(a);
+  timeval tv{5, 0};
+  setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char got;
+  EXPECT_EQ(Recv(c, &got, 1), 1) << "the waiting client was never served";
+  EXPECT_EQ(got, 'c');
+  EXPECT_EQ(stats_.started.load(), 3);
+  EXPECT_EQ(RoundTrip(b, "b2"), "b2");
+  close(b);
+  close(c);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+}
+
+// ---- Graceful shutdown with a deadline -------------------------------------------
+
+TEST_F(Serve, ConnectionsDeafToTheStopAreCutAtTheDeadline) {
+  Start(SERVE_IGNORE_STOP, 0, px_ms(100));
+  int a = Connect(port_), b = Connect(port_);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  EXPECT_EQ(RoundTrip(b, "b"), "b");
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.base.output.u64, 2u) << "both were cut at the deadline";
+  EXPECT_EQ(stats_.ended.load(), 2);
+  EXPECT_EQ(stats_.live.load(), 0);
+  char x;
+  EXPECT_EQ(Recv(a, &x, 1), 0) << "a cut connection is closed";
+  close(a);
+  close(b);
+}
+
+TEST_F(Serve, InFlightConnectionsFinishWithinTheGrace) {
+  Start(SERVE_IGNORE_STOP, 0, px_secs(10));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  px_cancel_token_cancel(stop_);
+  // The shutdown has begun (new clients are refused) but the connection is
+  // still served until its client is done.
+  ASSERT_TRUE(WaitFor([&] {
+    int fd = Connect(port_);
+    if (fd >= 0) close(fd);
+    return fd < 0;
+  }));
+  EXPECT_EQ(RoundTrip(a, "still here"), "still here");
+  close(a);
+  server_.join();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.base.output.u64, 0u) << "it finished in time: nothing cut";
+  EXPECT_EQ(stats_.ended.load(), 1);
+}
+
+TEST_F(Serve, DroppingTheServerCancelsItsConnections) {
+  serve_stats_init(&stats_, SERVE_IGNORE_STOP);
+  ASSERT_EQ(px_runtime_new(&rt_, nullptr), 0);
+  px_tcp_listener *l;
+  ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+  port_ = px_tcp_listener_port(l);
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  ASSERT_EQ(send(a, "a", 1, 0), 1);
+  px_serve_opts o{};
+  o.conn = serve_test_conn;
+  o.arg = &stats_;
+  px_serve s;
+  px_timeout t;
+  // The server runs for 200 ms, then the timeout drops it.
+  EXPECT_EQ(px_runtime_block_on(rt_, px_timeout_init(&t, px_serve_init(&s, l, &o), px_ms(200))),
+            PX_ETIMEDOUT);
+  char x;
+  EXPECT_EQ(Recv(a, &x, 1), 1);
+  EXPECT_EQ(stats_.started.load(), 1);
+  px_runtime_free(rt_);  // the aborted connection is dropped by now
+  rt_ = nullptr;
+  EXPECT_EQ(stats_.ended.load(), 1);
+  EXPECT_EQ(Recv(a, &x, 1), 0) << "its stream was closed";
+  close(a);
+}
+
+// ---- Deadlines -----------------------------------------------------------------
+
+TEST_F(Serve, AnIdleConnectionIsClosedAtItsDeadline) {
+  idle_timeout_ = px_ms(100);
+  Start(SERVE_ECHO, 0, px_secs(5));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");  // bytes moving restart the idle clock
+  char x;
+  EXPECT_EQ(Recv(a, &x, 1), 0) << "the silent client was not closed";
+  EXPECT_TRUE(WaitFor([&] { return stats_.ended.load() == 1; }));
+  EXPECT_EQ(stats_.saw_stop.load(), 0);
+  close(a);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+}
+
+TEST_F(Serve, ADeadlineStreamThatCannotBeMadeDropsTheConnection) {
+  idle_timeout_ = px_secs(5);
+  Start(SERVE_ECHO, 0, px_secs(5));
+  int a = Connect(port_);  // a first connection: everything is registered
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  // The next accept allocates the socket's stream, then its deadline
+  // stream: the second allocation fails.
+  g_alloc.fail_at = 2;
+  int b = Connect(port_);
+  ASSERT_GE(b, 0);
+  char x;
+  EXPECT_EQ(Recv(b, &x, 1), 0) << "closed at once";
+  g_alloc.fail_at = 0;
+  int c = Connect(port_);  // serving goes on
+  ASSERT_GE(c, 0);
+  EXPECT_EQ(RoundTrip(c, "c"), "c");
+  close(a);
+  close(b);
+  close(c);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.conn_errors, 1u);
+}
+
+// ---- Errors --------------------------------------------------------------------
+
+TEST_F(Serve, AConnectionNotSpawnedIsClosedAndServingGoesOn) {
+  Start(SERVE_REFUSE, 1, px_secs(5));
+  for (int i = 0; i < 3; i++) {  // with a cap of 1: the permit came back
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    char x;
+    EXPECT_EQ(Recv(fd, &x, 1), 0) << "closed at once; errno " << errno;
+    close(fd);
+  }
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.conn_errors, 3u);
+  EXPECT_EQ(srv_.accepted, 3u);
+}
+
+// A constructor that wraps the stream hands the wrapper to the server, which
+// closes it (and the accepted stream through it) once, spawned or not: the
+// fixture checks that no memory and no descriptor is left.
+TEST_F(Serve, AWrappedStreamIsClosedThroughItsWrapper) {
+  for (int mode : {SERVE_WRAP, SERVE_WRAP_REFUSE}) {
+    Start(mode, 1, px_secs(5));
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    char x = 'w';
+    if (mode == SERVE_WRAP) {  // it echoes through the wrapper
+      ASSERT_EQ(send(fd, &x, 1, 0), 1);
+      x = 0;
+      EXPECT_EQ(Recv(fd, &x, 1), 1);
+      EXPECT_EQ(x, 'w');
+      close(fd);
+    } else {  // closed at once
+      EXPECT_EQ(Recv(fd, &x, 1), 0) << "errno " << errno;
+      close(fd);
+    }
+    Stop();
+    EXPECT_EQ(rc_, 0);
+    EXPECT_EQ(srv_.conn_errors, mode == SERVE_WRAP ? 0u : 1u);
+    px_cancel_token_drop(stop_);
+    stop_ = nullptr;
+  }
+}
+
+class ServeAcceptErrors : public Serve, public ::testing::WithParamInterface<int> {};
+
+// accept failing with an error that is not the listener's fault pauses the
+// accepting, doubling the pause, rather than spinning; serving goes on
+// meanwhile and accepting resumes when the error is gone.
+TEST_P(ServeAcceptErrors, PauseRatherThanSpin) {
+  Start(SERVE_ECHO, 0, px_secs(5));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  g_fault.accept_errno = GetParam();
+  g_fault.accept_fail_next = 1000000;
+  int b = Connect(port_);  // makes the listener readable: accept fails
+  ASSERT_GE(b, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int failed = g_fault.accept_failed.load();
+  // 5 + 10 + 20 + 40 + 80 + 160 ms of pauses fit in 300 ms: a handful of
+  // attempts (a loaded machine makes fewer), where a spin makes thousands.
+  EXPECT_GE(failed, 1);
+  EXPECT_LE(failed, 12) << "accept was retried without pausing";
+  // Existing connections are served during the pause.
+  EXPECT_EQ(RoundTrip(a, "during"), "during");
+  // The error goes away: the waiting client is served after the pause.
+  g_fault.accept_fail_next = 0;
+  EXPECT_EQ(RoundTrip(b, "b"), "b");
+  close(a);
+  close(b);
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_GE(srv_.accept_errors, 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Errnos, ServeAcceptErrors, ::testing::Values(ENOBUFS, ENOMEM),
+                         [](const ::testing::TestParamInfo<int> &i) {
+                           return std::string(i.param == ENOBUFS ? "ENOBUFS" : "ENOMEM");
+                         });
+
+// Memory follows the live connections, not those ever served: a finished
+// connection's task goes when the next one is spawned.
+TEST_F(Serve, MemoryStaysFlatOverManyConnections) {
+  Start(SERVE_ECHO, 0, px_secs(5));
+  auto one = [&] {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(RoundTrip(fd, "x"), "x");
+    close(fd);
+  };
+  for (int i = 0; i < 10; i++) one();
+  ASSERT_TRUE(WaitFor([&] { return stats_.live.load() == 0; }));
+  long base = g_alloc.live_bytes.load();
+  for (int i = 0; i < 300; i++) one();
+  ASSERT_TRUE(WaitFor([&] { return stats_.live.load() == 0; }));
+  long grown = g_alloc.live_bytes.load() - base;
+  // 300 finished connections of a ~400 byte frame plus a task each would
+  // be over 150 KiB if they stayed; allow a few connections' worth.
+  EXPECT_LT(grown, 16 * 1024) << grown << " bytes more after 300 connections";
+  Stop();
+  EXPECT_EQ(rc_, 0);
+}
+
+TEST_F(Serve, AFatalAcceptErrorEndsTheServerWithIt) {
+  Start(SERVE_ECHO, 0, px_secs(5));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  g_fault.accept_errno = EBADF;
+  g_fault.accept_fail_next = 1;
+  // A client makes the listener readable. A reactor that tries accept
+  // before waiting (io_uring) meets the error first: the server is then
+  // gone and this connect is refused, which is as good.
+  int b = Connect(port_);
+  server_.join();
+  EXPECT_EQ(rc_, PX_EBADF);
+  EXPECT_EQ(stats_.saw_stop.load(), 1) << "the live connection was drained";
+  close(a);
+  if (b >= 0) close(b);
+}
+
+// ---- Fairness --------------------------------------------------------------------
+
+// The server as the block_on future under a connect flood: the accepted
+// connections run while connections still wait in the backlog (without the
+// cooperative budget: only after the whole backlog was accepted).
+TEST_F(Serve, AConnectFloodDoesNotStarveAcceptedConnections) {
+  serve_stats_init(&stats_, SERVE_ECHO);
+  px_tcp_listener *l;
+  ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
+  port_ = px_tcp_listener_port(l);
+  const int n = 3 * PX__COOP_BUDGET;  // all in the backlog, each with a byte
+  std::vector<int> clients;
+  for (int i = 0; i < n; i++) {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0) << i;
+    ASSERT_EQ(send(fd, "x", 1, 0), 1);
+    clients.push_back(fd);
+  }
+  StartOn(l, 0, px_secs(5), nullptr);
+  for (int fd : clients) {
+    char x;
+    EXPECT_EQ(Recv(fd, &x, 1), 1);
+  }
+  Stop();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.accepted, static_cast<uint64_t>(n));
+  EXPECT_GE(stats_.first_echo_started.load(), 1);
+  EXPECT_LT(stats_.first_echo_started.load(), n)
+      << "the first connection was served only after the whole flood was accepted";
+  for (int fd : clients) close(fd);
+}
+
+}  // namespace
