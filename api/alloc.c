@@ -4,12 +4,13 @@
  * embedder can plug in an arena.
  */
 #include <sched.h>
+#include <stdalign.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 
 static void *default_alloc(void *ctx, size_t size) {
   (void)ctx;
@@ -142,6 +143,27 @@ void *px__calloc(size_t size) {
   void *p = px__alloc(size);
   if (p != NULL) memset(p, 0, size);
   return p;
+}
+
+void *px__calloc_aligned(size_t size, size_t align) {
+  /* The allocator's address is max_align_t-aligned and the aligned one is
+   * above it by 1..align bytes, so the word below the aligned address is
+   * always inside the block: that is where the allocator's address goes. */
+  if (align < alignof(max_align_t) || (align & (align - 1)) != 0 ||
+      size > SIZE_MAX - align)
+    return NULL;
+  char *raw = px__calloc(size + align);
+  if (raw == NULL) return NULL;
+  char *p = (char *)(((uintptr_t)raw + align) & ~(uintptr_t)(align - 1));
+  memcpy(p - sizeof raw, &raw, sizeof raw);
+  return p;
+}
+
+void px__free_aligned(void *ptr, size_t size, size_t align) {
+  if (ptr == NULL) return;
+  char *raw;
+  memcpy(&raw, (char *)ptr - sizeof raw, sizeof raw);
+  px__free(raw, size + align);
 }
 
 #if PX__ALLOC_CACHE

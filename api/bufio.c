@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "pollux/bufio.h"
 
 /* ---- Reader ----------------------------------------------------------- */

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "pollux/async.h"
 #include "pollux/future.h"
 

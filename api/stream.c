@@ -5,7 +5,7 @@
  */
 #include <stdint.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "pollux/net.h"
 #include "pollux/stream.h"
 

@@ -2,9 +2,9 @@
 # Runs the HTTP example as a client would: usage errors, curl with
 # keep-alive, pipelined requests on one connection, 431 and 400 answers,
 # Host validation (RFC 9112 section 3.2), a short wrk run without socket
-# errors; then, with http_test_client.py: the header, body and idle
-# timeouts (-t 1), the connection cap (-c 2), and a graceful stop on
-# SIGTERM that finishes the requests in flight and exits 0.
+# errors; then, with http_test_client.py: a graceful stop on SIGTERM that
+# finishes the requests in flight and exits 0, the header, body, idle and
+# write timeouts (-t 1), and the connection cap (-c 2).
 set -uo pipefail
 http=$1
 client=$2
@@ -94,18 +94,21 @@ rc=$?
 check '[ "$rc" -eq 0 ]' "SIGTERM stops the server gracefully (exit $rc)"
 cat "$TEST_TMPDIR/http.err"
 
-# --- Timeouts (-t 1: head, body and idle limits of 1 s) and the connection
-# cap (-c 2), each on a server of its own.
-scenario() {  # scenario CASE OPTION VALUE
-  start_server "$TEST_TMPDIR/http_$1.err" "$http" "$2" "$3" PORT 127.0.0.1
-  check '[ -n "$pid" ]' "server $2 $3 starts on 127.0.0.1:$port"
+# --- Timeouts (-t 1: head, body, idle and write limits of 1 s) and the
+# connection cap (-c 2), each on a server of its own.
+scenario() {  # scenario CASE OPTIONS...
+  local case=$1
+  shift
+  start_server "$TEST_TMPDIR/http_$case.err" "$http" "$@" PORT 127.0.0.1
+  check '[ -n "$pid" ]' "server $* starts on 127.0.0.1:$port"
   [ -n "$pid" ] || return
-  python3 "$client" "$1" "$port" || fail=1
+  python3 "$client" "$case" "$port" || fail=1
   kill -TERM "$pid"
   wait "$pid"
   rc=$?
-  check '[ "$rc" -eq 0 ]' "server $2 $3 exits 0 on SIGTERM (exit $rc)"
+  check '[ "$rc" -eq 0 ]' "server $* exits 0 on SIGTERM (exit $rc)"
 }
 scenario timeouts -t 1
+scenario stalled_reader -t 1 -c 1
 scenario cap -c 2
 exit $fail

@@ -71,6 +71,24 @@ def timeouts(port):
     reply, end, sent = trickle(port, [REQ, REQ, REQ], 0.5)
     check(reply.count(HELLO) == 3, "requests 0.5 s apart on one connection are all answered (%d)" % reply.count(HELLO))
 
+def stalled_reader(port):
+    """The server runs with -t 1 -c 1: a client that pipelines and never
+    reads holds the only connection until its answers' write stalls for 1 s;
+    the write fails, the connection ends, and the next client is served."""
+    hog = connect(port, rcvbuf=4096)
+    t = threading.Thread(target=lambda: hog.sendall(REQ * 100000))
+    t.daemon = True
+    t.start()
+    time.sleep(0.5)  # the server is writing answers nobody reads
+    other = connect(port)
+    other.sendall(REQ)
+    other.settimeout(15)
+    try: got = other.recv(4096)
+    except OSError as e: got = repr(e).encode()
+    check(OK in got, "a client that never reads is cut by the write timeout, "
+          "and the next client (over -c 1) is served (%r)" % got[:15])
+    hog.close(); other.close()
+
 def cap(port):
     """The server runs with -c 2."""
     a, b = connect(port), connect(port)
@@ -125,5 +143,6 @@ def shutdown(port, pid):
 if __name__ == "__main__":
     cmd, port = sys.argv[1], int(sys.argv[2])
     {"timeouts": lambda: timeouts(port), "cap": lambda: cap(port),
+     "stalled_reader": lambda: stalled_reader(port),
      "shutdown": lambda: shutdown(port, int(sys.argv[3]))}[cmd]()
     sys.exit(1 if fails else 0)

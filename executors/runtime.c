@@ -13,6 +13,7 @@
 
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
+#include "api/internal/wake_batch.h"
 #include "executors/executor.h"
 #include "api/internal/services.h"
 #include "observe/observe.h"
@@ -402,36 +403,14 @@ static uint64_t tick_ceil(px_runtime *rt, uint64_t ns) {
 }
 
 /*
- * The wakers of the timers one advance fired. They are moved out of their
- * nodes under the timer lock and woken after it is released, because a wake
- * runs arbitrary code (scheduling a task, freeing it when the last reference
- * goes) that must not run under the lock. Moving the waker out (rather than
- * keeping a pointer to the node) matters: once the lock is released the
- * node's owner may re-arm it or free it on another thread.
+ * The wakers of the timers one advance fired are taken over under the
+ * timer lock and woken after it is released (api/internal/wake_batch.h).
+ * The advance cannot let go of the lock midway, so a full batch grows
+ * instead.
  */
-#define FIRE_BATCH_INLINE 32
-
-typedef struct fire_batch {
-  px_waker *wakers; /* `inline_wakers` until it outgrows them */
-  size_t len, cap;
-  px_waker inline_wakers[FIRE_BATCH_INLINE];
-} fire_batch;
-
-static bool fire_batch_grow(fire_batch *b) {
-  size_t cap = b->cap * 2;
-  px_waker *w = px__alloc(cap * sizeof *w);
-  if (w == NULL) return false;
-  memcpy(w, b->wakers, b->len * sizeof *w);
-  if (b->wakers != b->inline_wakers)
-    px__free(b->wakers, b->cap * sizeof *b->wakers);
-  b->wakers = w;
-  b->cap = cap;
-  return true;
-}
-
 static void fire_timer(px_timer_node *node, void *arg) {
-  fire_batch *b = arg;
-  if (b->len == b->cap && !fire_batch_grow(b)) {
+  px__wake_batch *b = arg;
+  if (px__wake_batch_full(b) && !px__wake_batch_grow(b)) {
     /* No memory for a longer batch: waking under the lock is slower but
      * correct (no waker pollux ships touches timers when woken). A copy is
      * woken: the node's bits stay, unowned, as below. */
@@ -441,22 +420,19 @@ static void fire_timer(px_timer_node *node, void *arg) {
   }
   /* The bits stay in the node, no longer owned (see services.h): its
    * owner may be reading them, without the lock, right now. */
-  b->wakers[b->len++] = node->waker;
+  px__wake_batch_push(b, node->waker);
 }
 
 static size_t advance_timers(px_runtime *rt) {
-  fire_batch b;
-  b.wakers = b.inline_wakers;
-  b.len = 0;
-  b.cap = FIRE_BATCH_INLINE;
+  px__wake_batch b;
+  px__wake_batch_init(&b);
   pthread_mutex_lock(&rt->timer_lock);
   size_t n = rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
                                     fire_timer, &b);
   pthread_mutex_unlock(&rt->timer_lock);
   if (n > 0) PX__COUNT(rt->head.observe, timers_fired, n);
-  for (size_t i = 0; i < b.len; i++) px_waker_wake(&b.wakers[i]);
-  if (b.wakers != b.inline_wakers)
-    px__free(b.wakers, b.cap * sizeof *b.wakers);
+  px__wake_batch_wake(&b);
+  px__wake_batch_release(&b);
   return n;
 }
 

@@ -35,7 +35,12 @@ struct px_task {
   /* Immutable after spawn. Packed so the header stays at 64 bytes. */
   uint64_t id : 48;       /* unique per process, from 1 */
   uint64_t priority : 8;  /* 0..PX_PRIORITY_LEVELS-1, higher runs first */
-  uint64_t spare : 8;      /* PX__TASK_SPARE_* bits, owned by the runner */
+  /* Not a bit-field: bit-fields share one memory location, so the runner
+   * setting a bit here would rewrite `id` while another thread reads it
+   * (px_join_handle_id right after a spawn: a data race TSan reported
+   * under the adversarial suite). A plain byte is its own location, and
+   * still fits in the last byte of the 64. */
+  unsigned char spare;    /* PX__TASK_SPARE_* bits, owned by the runner */
   /* The future, at offset px__task_future_offset. */
 };
 

@@ -26,7 +26,7 @@ static const char *const level_names[] = {"", "error", "warn", "info",
 
 /* Names the task a line was logged from. The runtime installs it
  * (px_task_current_id): observe/ is a leaf and calls nothing above it. */
-static uint64_t (*_Atomic task_id_source)(void);
+static uint64_t (*task_id_source)(void); /* read and written atomically */
 
 void px__log_set_task_source(uint64_t (*current_task_id)(void)) {
   __atomic_store_n(&task_id_source, current_task_id, __ATOMIC_RELAXED);

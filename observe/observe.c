@@ -20,32 +20,22 @@ static void block_init(px__counters *b, px__observe *obs, int worker,
   b->shared = shared;
 }
 
-/* The allocator promises max_align_t, not a cache line: over-allocate and
- * round up, remembering what to free. */
-#define LINE 64
-
-static void *calloc_lines(size_t size, void **raw) {
-  char *p = px__calloc(size + LINE);
-  *raw = p;
-  if (p == NULL) return NULL;
-  return (void *)(((uintptr_t)p + LINE - 1) & ~(uintptr_t)(LINE - 1));
-}
+/* Counter blocks sit on their own cache lines (px__counters). */
+#define LINE alignof(px__counters)
 
 int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
                     px__observe **out) {
   px__log_init();
   *out = NULL;
-  void *raw;
-  px__observe *obs = calloc_lines(sizeof *obs, &raw);
+  px__observe *obs = px__calloc_aligned(sizeof *obs, LINE);
   if (obs == NULL) return PX_ENOMEM;
-  obs->raw = raw;
   obs->max_worker = -1;
   obs->start_ns = px__now_ns();
   obs->nworkers = workers;
-  obs->workers = calloc_lines(obs->nworkers * sizeof *obs->workers,
-                              &obs->workers_raw);
+  obs->workers =
+      px__calloc_aligned(obs->nworkers * sizeof *obs->workers, LINE);
   if (obs->workers == NULL) {
-    px__free(raw, sizeof *obs + LINE);
+    px__free_aligned(obs, sizeof *obs, LINE);
     return PX_ENOMEM;
   }
   block_init(&obs->outside, obs, -1, true);
@@ -65,8 +55,8 @@ int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
 void px__observe_free(px__observe *obs) {
   if (obs == NULL) return;
   px__trace_close(obs);
-  px__free(obs->workers_raw, obs->nworkers * sizeof *obs->workers + LINE);
-  px__free(obs->raw, sizeof *obs + LINE);
+  px__free_aligned(obs->workers, obs->nworkers * sizeof *obs->workers, LINE);
+  px__free_aligned(obs, sizeof *obs, LINE);
 }
 
 void px__observe_worker_enter(px__observe *obs, int id) {

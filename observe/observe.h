@@ -138,7 +138,6 @@ typedef struct px__observe {
   uint32_t nworkers;               /* blocks in `workers` */
   int max_worker;                  /* highest id entered (atomic) */
   uint64_t injection_depth;        /* a gauge (atomic) */
-  void *raw, *workers_raw;         /* what px__calloc returned */
   px__counters outside;
   px__counters *workers;
 } px__observe;

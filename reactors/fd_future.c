@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "api/internal/services.h"
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "platform/platform.h"
 #include "reactors/fd_future.h"
 
@@ -45,8 +45,9 @@ static int register_io(px__io *io, px_context *cx, bool completion) {
   px__reactor *r = NULL;
   px__runtime_reactor(cx->runtime, &ops, &r);
   if (ops == NULL || r == NULL) return PX_ENORUNTIME;
-  /* Registered already (the usual case): nothing to ask the reactor. */
-  if (io->reactor == r) return 0;
+  /* Every poll after the first: registered, checked inline (no call, no
+   * lock), since this runs on every read and write. */
+  if (px__io_registered_with(io, r)) return 0;
   return completion ? px__io_register_completion(io, r)
                     : px__io_register(io, r);
 }

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "platform/platform.h"
 #include "reactors/fd_future.h"
 

@@ -192,6 +192,15 @@ void px__io_wake_all(px__io *io);
  */
 int px__io_register(px__io *io, px__reactor *r);
 
+/*
+ * True when io is registered with r: what every poll of every read and
+ * write finds after the first, checked without the lock (px__io_register
+ * publishes io->reactor with release order, after io->ops).
+ */
+static inline bool px__io_registered_with(px__io *io, px__reactor *r) {
+  return __atomic_load_n(&io->reactor, __ATOMIC_ACQUIRE) == r;
+}
+
 /* Deregisters io (if registered) and drops its wakers. */
 void px__io_deregister(px__io *io);
 

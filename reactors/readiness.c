@@ -286,6 +286,8 @@ static int register_with(px__io *io, px__reactor *r, bool completion) {
   /* The entry point of registration: the arguments are checked here, once,
    * for every backend. */
   if (io == NULL || r == NULL || io->fd < 0) return PX_EINVAL;
+  /* Registered with r already: no lock (px__io_registered_with). */
+  if (px__io_registered_with(io, r)) return 0;
   const px__reactor_ops *ops = px__reactor_ops_of(r);
   if ((ops->features & PX__REACTOR_FD_LIMIT) && io->fd >= ops->max_fd)
     return PX_ERANGE; /* valid, but out of this backend's range */
@@ -316,7 +318,7 @@ static int register_with(px__io *io, px__reactor *r, bool completion) {
     err = px__reactor_add(r, io, interest);
     if (err == 0) {
       io->ops = ops;
-      io->reactor = r;
+      __atomic_store_n(&io->reactor, r, __ATOMIC_RELEASE);
     }
   }
   unlock(io);
@@ -327,7 +329,7 @@ void px__io_deregister(px__io *io) {
   if (io == NULL) return;
   if (io->reactor != NULL) {
     px__reactor_del(io->reactor, io);
-    io->reactor = NULL;
+    __atomic_store_n(&io->reactor, NULL, __ATOMIC_RELEASE);
     io->ops = NULL;
   }
   /* Drop, not wake. Deregistration happens when the stream is closed, and

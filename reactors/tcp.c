@@ -16,7 +16,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"
@@ -230,11 +230,14 @@ void px_tcp_listener_close(px_tcp_listener *l) {
  * back the spare, accept the connection into the freed slot, close it (the
  * client sees a reset or end of stream instead of hanging), and take the
  * spare again. Returns RETRY to go on with the backlog, WOULD_BLOCK when
- * nothing can be done (no spare).
+ * the backlog is empty, and PX_EMFILE or PX_ENFILE when there is no spare
+ * to shed with (or the accept into its slot failed the same way): waiting
+ * for readiness then would spin or stall, as above, so the error goes to
+ * the caller, whose job it is to pause and try again (px_serve does).
  */
 static int shed_connection(px_tcp_listener *l) {
   if (l->spare < 0) l->spare = open_spare();
-  if (l->spare < 0) return PX__FD_WOULD_BLOCK;
+  if (l->spare < 0) return px_err_from_errno(errno);
   close(l->spare);
   l->spare = -1;
   int fd = px__accept(l->fd, false);
@@ -255,13 +258,7 @@ static int accept_attempt(px_future *self) {
      * its problem, not the listener's: accept the next one (accept(2)
      * asks for the same treatment of EPROTO on Linux). */
     if (errno == ECONNABORTED || errno == EPROTO) return PX__FD_RETRY;
-    if (errno == EMFILE || errno == ENFILE) {
-      int r = shed_connection(l);
-      /* The spare could not be had either: wait for the next event
-       * rather than fail (a listener is for the long run). */
-      return r < 0 && (r == PX_EMFILE || r == PX_ENFILE) ? PX__FD_WOULD_BLOCK
-                                                         : r;
-    }
+    if (errno == EMFILE || errno == ENFILE) return shed_connection(l);
     return px__fd_after_failure();
   }
   px_tcp_stream *s;

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "platform/platform.h"
 #include "pollux/net.h"
 #include "reactors/fd_future.h"

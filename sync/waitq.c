@@ -31,21 +31,16 @@ px_wait_node *px__waitq_pop(px__waitq *q) {
 
 /* ---- wake list ---------------------------------------------------------- */
 
-static void wake_all(px__wake_list *wl) {
-  for (int i = 0; i < wl->n; i++) px_waker_wake(&wl->w[i]);
-  wl->n = 0;
-}
-
 void px__wake_list_take_waker(px__wake_list *wl, px_waker *slot) {
   if (px_waker_is_empty(slot)) return;
-  if (wl->n == PX__WAKE_BATCH) {
+  if (px__wake_batch_full(&wl->batch)) {
     /* Waking can re-enter this primitive (a task polled inline by a test
      * harness, a waker that locks something): never do it under our lock. */
     px__spin_unlock(wl->lock);
-    wake_all(wl);
+    px__wake_batch_wake(&wl->batch);
     px__spin_lock(wl->lock);
   }
-  wl->w[wl->n++] = px_waker_take(slot);
+  px__wake_batch_take(&wl->batch, slot);
 }
 
 void px__wake_list_take(px__wake_list *wl, px_wait_node *n) {
@@ -54,7 +49,7 @@ void px__wake_list_take(px__wake_list *wl, px_wait_node *n) {
 
 void px__wake_list_finish(px__wake_list *wl) {
   px__spin_unlock(wl->lock);
-  wake_all(wl);
+  px__wake_batch_wake(&wl->batch);
 }
 
 /* ---- semaphore core ------------------------------------------------------ */

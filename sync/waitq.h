@@ -22,6 +22,7 @@
 
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
+#include "api/internal/wake_batch.h"
 #include "pollux/channel.h"
 #include "pollux/errors.h"
 #include "pollux/sync.h"
@@ -94,23 +95,21 @@ static inline bool px__future_waiting(const px_future *f) {
 
 /* ---- wake list -------------------------------------------------------- */
 
-#define PX__WAKE_BATCH 32
-
 /*
- * Wakers taken out of nodes under `lock`. When the batch is full, push
- * releases the lock, wakes the batch and takes the lock again (tokio's
- * WakeList), so callers must only push at points where their state is
- * consistent. px__wake_list_finish unlocks and wakes the rest.
+ * Wakers taken out of nodes under `lock`, in the one wake-after-unlock
+ * batch (api/internal/wake_batch.h). When the batch is full, taking one
+ * more releases the lock, wakes the batch and takes the lock again
+ * (tokio's WakeList), so callers must only take at points where their
+ * state is consistent. px__wake_list_finish unlocks and wakes the rest.
  */
 typedef struct px__wake_list {
   px__spinlock *lock;
-  int n;
-  px_waker w[PX__WAKE_BATCH];
+  px__wake_batch batch;
 } px__wake_list;
 
 static inline void px__wake_list_init(px__wake_list *wl, px__spinlock *lock) {
   wl->lock = lock;
-  wl->n = 0;
+  px__wake_batch_init(&wl->batch);
 }
 /* Moves the node's waker into the list (the node keeps an empty waker). */
 void px__wake_list_take(px__wake_list *wl, px_wait_node *n);

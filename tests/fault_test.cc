@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -229,6 +231,38 @@ TEST_F(Fault, EveryAllocationFailureIsReportedAndSurvived) {
   ASSERT_EQ(px_runtime_spawn(rt, &s.px.base, &jh), 0);
   EXPECT_EQ(px_runtime_block_on(rt, &jh.base), 0);
   EXPECT_EQ(jh.base.output.i64, 9);
+}
+
+}  // namespace
+
+namespace {
+
+// The one cache-line allocator (api/internal/px_internal.h): aligned,
+// zeroed, every byte back to the allocator, NULL for a bad alignment or
+// when the allocator fails.
+TEST(AlignedAlloc, AlignedZeroedAndGivenBackWhole) {
+  counting_allocator_install();
+  for (size_t align : {size_t{16}, size_t{64}, size_t{128}, size_t{4096}}) {
+    for (size_t size : {size_t{1}, size_t{64}, size_t{1000}}) {
+      unsigned char *p =
+          static_cast<unsigned char *>(px__calloc_aligned(size, align));
+      ASSERT_NE(p, nullptr);
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % align, 0u);
+      for (size_t i = 0; i < size; i++) ASSERT_EQ(p[i], 0) << i;
+      memset(p, 0xab, size);  // the whole size is ours to write
+      px__free_aligned(p, size, align);
+    }
+  }
+  EXPECT_EQ(px__calloc_aligned(8, 8), nullptr);     // below max_align_t
+  EXPECT_EQ(px__calloc_aligned(8, 96), nullptr);    // not a power of two
+  EXPECT_EQ(px__calloc_aligned(SIZE_MAX, 64), nullptr);  // would wrap
+  g_alloc.fail_at = 1;
+  EXPECT_EQ(px__calloc_aligned(64, 64), nullptr);
+  g_alloc.fail_at = 0;
+  px__free_aligned(nullptr, 64, 64);  // like free(NULL)
+  EXPECT_EQ(g_alloc.live_blocks.load(), 0);
+  EXPECT_EQ(g_alloc.live_bytes.load(), 0);
+  counting_allocator_remove();
 }
 
 }  // namespace

@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "pollux/stream.h"
 #include "pollux/time.h"
 

@@ -31,7 +31,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "pollux/stream.h"
 #include "pollux/tls.h"
 #include "pollux/waker.h"

@@ -52,6 +52,17 @@ void *px__calloc(size_t size);
 void px__free(void *ptr, size_t size);
 
 /*
+ * Zeroed memory for `size` bytes at an address aligned to `align` (a power
+ * of two, at least alignof(max_align_t)): for blocks that several threads
+ * write, so that no two share a cache line. The allocator promises only
+ * max_align_t, so the block is `align` bytes larger and the address the
+ * allocator returned is kept just below the aligned one. Free with
+ * px__free_aligned and the same size and alignment.
+ */
+void *px__calloc_aligned(size_t size, size_t align);
+void px__free_aligned(void *ptr, size_t size, size_t align);
+
+/*
  * Turns the calling thread's cache of freed blocks on (it runs a runtime)
  * or off (it left: every cached block goes back to the allocator). See
  * api/alloc.c.

@@ -191,6 +191,10 @@ void px_tcp_listener_close(px_tcp_listener *l);
  * table full it gives up the spare, accepts the waiting connection and
  * closes it at once (the client sees its connection closed), takes the
  * spare back and goes on waiting. Serving resumes when descriptors free up.
+ * Only when the spare cannot be had (or accepting into its slot fails the
+ * same way) does it complete with PX_EMFILE or PX_ENFILE: pause, then
+ * accept again (px_serve, serve.h, does), since waiting for readiness then
+ * would spin on a level-triggered reactor and stall on an edge-triggered one.
  */
 typedef struct px_tcp_accept {
   px_future base; /**< the future header (must be first) */

@@ -24,9 +24,11 @@
  *   2. Accepts (px_tcp_accept: it spends the cooperative budget, so an
  *      accept loop run by px_run itself still lets the accepted
  *      connections run under a flood; running out of descriptors sheds
- *      connections there, see net.h). An accept error that a server should
- *      survive (PX_EMFILE, PX_ENFILE, PX_ENOBUFS, PX_ENOMEM and any other
- *      error but those listed at px_serve) pauses accepting: 5 ms, doubling
+ *      connections there, see net.h, and only when no descriptor is left
+ *      to shed with does it fail with PX_EMFILE). An accept error that a
+ *      server should survive (PX_EMFILE, PX_ENFILE, PX_ENOBUFS, PX_ENOMEM
+ *      and any other error but those listed at px_serve) pauses
+ *      accepting: 5 ms, doubling
  *      up to 1 s while the errors go on, back to 5 ms after a success
  *      (Go's net/http), with a warning in the log.
  *   3. Wraps the stream in a px_deadline_stream when the options set

@@ -116,8 +116,6 @@ struct px__executor {
   uint32_t started;
   bool stopped; /* workers joined (drain) */
   atomic_bool shutdown;
-  void *block;         /* what px__alloc returned for this struct */
-  void *workers_block; /* and for the workers (aligned_new) */
 
   /* Read on every wake, written only when a worker parks, unparks or
    * starts and stops searching. */
@@ -737,42 +735,22 @@ static void stop_workers(px__executor *ex) {
   ex->stopped = true;
 }
 
-/*
- * Zeroed memory for `size` bytes at a CACHE_LINE-aligned address. The
- * allocator (px_set_allocator) promises only malloc's alignment, so the
- * block is one line larger; *block is what to hand to aligned_free.
- */
-static void *aligned_new(size_t size, void **block) {
-  unsigned char *p = px__calloc(size + CACHE_LINE);
-  *block = p;
-  if (p == NULL) return NULL;
-  uintptr_t a = ((uintptr_t)p + CACHE_LINE - 1) & ~(uintptr_t)(CACHE_LINE - 1);
-  return p + (a - (uintptr_t)p);
-}
-
-static void aligned_free(void *block, size_t size) {
-  px__free(block, size + CACHE_LINE);
-}
-
 static void ws_destroy(px__executor *ex) {
   stop_workers(ex);
   pthread_mutex_destroy(&ex->lock);
   px__free(ex->sleepers, ex->n * sizeof *ex->sleepers);
-  if (ex->workers_block != NULL)
-    aligned_free(ex->workers_block, ex->n * sizeof *ex->workers);
-  aligned_free(ex->block, sizeof *ex);
+  px__free_aligned(ex->workers, ex->n * sizeof *ex->workers, CACHE_LINE);
+  px__free_aligned(ex, sizeof *ex, CACHE_LINE);
 }
 
 static int ws_create(px_runtime *rt, const px_config *cfg,
                      px__executor **out) {
-  void *block;
-  px__executor *ex = aligned_new(sizeof *ex, &block);
+  px__executor *ex = px__calloc_aligned(sizeof *ex, CACHE_LINE);
   if (ex == NULL) return PX_ENOMEM;
-  ex->block = block;
   ex->rt = rt;
   ex->n = cfg->workers;
   ex->event_interval = cfg->event_interval;
-  ex->workers = aligned_new(ex->n * sizeof *ex->workers, &ex->workers_block);
+  ex->workers = px__calloc_aligned(ex->n * sizeof *ex->workers, CACHE_LINE);
   ex->sleepers = px__calloc(ex->n * sizeof *ex->sleepers);
   pthread_mutex_init(&ex->lock, NULL);
   if (ex->workers == NULL || ex->sleepers == NULL) {

@@ -69,7 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 

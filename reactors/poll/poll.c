@@ -34,7 +34,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 

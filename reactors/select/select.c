@@ -36,7 +36,7 @@
 #include <sys/select.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 

@@ -110,10 +110,12 @@ class Server:
 
     def __init__(self, kind, binary, args=(), nofile=None):
         self.kind, self.binary = kind, binary
-        self.errpath = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"),
-                                    "%s-%d.err" % (kind, os.getpid()))
         for _ in range(8):
             self.port = random.randint(10000, 32000)  # below ephemeral ports
+            # One file per server: several run at once (a case's own beside
+            # the shared one).
+            self.errpath = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"),
+                                        "%s-%d-%d.err" % (kind, os.getpid(), self.port))
             pre = None
             if nofile is not None:
                 def pre():
@@ -598,6 +600,32 @@ def flood(port, seconds, threads=8, hold=300):
     return sum(counts), len(held)
 
 
+def case_idle_cost(ctx, srv_unused):
+    """1000 open connections, half of which have been served once: what
+    each costs the server in memory (issue 14: ~80 KiB each, allocated up
+    front, before buffers were allocated when first needed). The server
+    runs without -t, so that none is closed while they are counted."""
+    srv = Server(ctx.kind, ctx.binary, [])
+    try:
+        base, conns = srv.rss_kib(), []
+        for i in range(1000):
+            conns.append(connect(srv.port, timeout=10))
+            if i % 2 == 0:
+                srv.round_trip(conns[-1])
+        time.sleep(0.5)
+        each = (srv.rss_kib() - base) / len(conns)
+        # ASan's redzones and TSan's shadow memory grow every allocation.
+        limit = 16 * {"": 1, "ubsan": 1, "asan": 4, "tsan": 8}[ctx.san]
+        report(each <= limit, "1000 idle connections (500 served once) cost "
+               "%.1f KiB each in server RSS (limit %d KiB%s)"
+               % (each, limit, " under %s" % ctx.san if ctx.san else ""))
+        for c in conns:
+            c.close()
+        finish(ctx, srv, "idle cost")
+    finally:
+        srv.kill()
+
+
 def case_connect_flood(ctx, srv):
     """Hundreds of connects per second while an existing client's round
     trips stay under 100 ms. The flood runs in a forked child, so that its
@@ -768,9 +796,10 @@ def case_drain(ctx, srv_unused):
     arrives is whole answers only (http: the last one may say "Connection:
     close"), then a clean close (FIN, not a reset,
     which could destroy answers not yet read), and the server exits 0.
-    redis reads its 100 GETs at once, so all 100 answers must arrive."""
+    redis reads its 100 GETs at once, so all 100 answers must arrive; echo
+    must return an intact prefix of the 8 MiB it was sent."""
     srv = Server(ctx.kind, ctx.binary, ctx.base_args)
-    count = {"http": 100000, "redis": 100}[ctx.kind]
+    count = {"http": 100000, "redis": 100, "echo": 8192}[ctx.kind]
     req = pipeline(ctx, srv, count)  # redis: GETs of a 60 KB value
     answer = (HTTP_OK if ctx.kind == "http"
               else b"$60000\r\n" + b"v" * 60000 + b"\r\n")
@@ -797,14 +826,25 @@ def case_drain(ctx, srv_unused):
         got = got[:-len(last)] + answer
     want = count if ctx.kind == "redis" else max(whole, 1)
     rc = srv.stop(timeout=30)
-    report(whole == want and got == answer * whole and how == "eof",
-           "SIGTERM with %d requests pipelined, answers unread: %d answers "
-           "arrived whole (%d bytes, %s), then %s (want %s whole answers "
-           "only, then eof)"
-           % (count, whole, received,
-              "nothing cut" if got == answer * whole else "one cut", how,
-              count if ctx.kind == "redis" else "at least 1"))
-    report(rc == 0, "SIGTERM with answers unread: exit status %s (want 0)" % rc)
+    if ctx.kind == "echo":
+        report(0 < received and got == req[:received] and how == "eof",
+               "SIGTERM with 8 MiB sent, its echo unread: %d bytes came back "
+               "intact (%s), then %s (want an intact prefix, then eof)"
+               % (received, "a prefix" if got == req[:received] else "CHANGED",
+                  how))
+    else:
+        report(whole == want and got == answer * whole and how == "eof",
+               "SIGTERM with %d requests pipelined, answers unread: %d "
+               "answers arrived whole (%d bytes, %s), then %s (want %s whole "
+               "answers only, then eof)"
+               % (count, whole, received,
+                  "nothing cut" if got == answer * whole else "one cut", how,
+                  count if ctx.kind == "redis" else "at least 1"))
+    marks = sanitizer_reports(srv.stderr())
+    report(rc == 0 and not marks, "SIGTERM with answers unread: exit status "
+           "%s (want 0), sanitizer reports: %s" % (rc, ", ".join(marks) or "none"))
+    if rc != 0 or marks:
+        print(srv.stderr()[-6000:])
 
 
 def case_cap(ctx, srv_unused):
@@ -852,6 +892,7 @@ CASES = [
     ("malformed", case_malformed, None),
     ("idle", case_idle, "idle"),
     ("never_reads", case_never_reads, None),
+    ("idle_cost", case_idle_cost, None),
     ("connect_flood", case_connect_flood, None),
     ("fd_exhaustion", case_fd_exhaustion, None),
     ("reset", case_reset, None),
@@ -908,7 +949,8 @@ def main():
             fn(ctx, srv)
         except Exception as e:  # a wrong answer or a dead connection
             report(False, "%s: %s: %s" % (name, type(e).__name__, e))
-        if fn not in (case_fd_exhaustion, case_sigterm, case_cap, case_drain):
+        if fn not in (case_fd_exhaustion, case_sigterm, case_cap, case_drain,
+                      case_idle_cost):
             finish(ctx, srv, name)
         print("   (%s took %.1f s)" % (name, time.monotonic() - t0), flush=True)
     if srv is not None:
