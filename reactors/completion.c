@@ -30,7 +30,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "internal/px_internal.h"
+#include "api/internal/px_internal.h"
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 

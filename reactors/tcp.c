@@ -292,9 +292,10 @@ static px_poll accept_op_poll(px_tcp_accept *f, px_context *cx) {
     if (rc == PX_EMFILE || rc == PX_ENFILE) {
       int r = shed_connection(l);
       if (r == PX__FD_RETRY) continue;
-      /* Nothing to shed, or no spare: wait for the next connection
-       * rather than fail (a listener is for the long run). */
-      if (r == PX__FD_WOULD_BLOCK || r == PX_EMFILE || r == PX_ENFILE) {
+      /* Nothing to shed: wait for the next connection (io_uring's accept
+       * fails before it looks at the backlog, so wait for readability).
+       * No spare to shed with: the caller's to pause (shed_connection). */
+      if (r == PX__FD_WOULD_BLOCK) {
         rc = px__op_accept_wait(&l->io, cx);
         if (rc == PX_PENDING) return PX_PENDING;
       }
