@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
   px_serve_opts o = {.conn = start, .max_connections = (size_t)cap,
                      .idle_timeout = px_secs((uint64_t)idle), .grace = px_secs(5)};
   int sigs[] = {SIGINT, SIGTERM};
-  px_tcp_listener *l;
+  px_tcp_listener *l = NULL;
   int err = px_signal_open(&o.signals, sigs, 2); /* before the runtime's threads */
   if (err == 0) err = px_tcp_bind(host, (uint16_t)port, &l);
   fprintf(stderr, "echo: %s port %ld: %s\n", host, port, err < 0 ? px_strerror(err) : "listening");

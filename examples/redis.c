@@ -965,7 +965,7 @@ int main(int argc, char **argv) {
    * errors, and on SIGINT/SIGTERM: stop accepting, cancel the connections'
    * stop token (each finishes what it read), cut the rest after GRACE. */
   int sigs[] = {SIGINT, SIGTERM};
-  px_tcp_listener *l;
+  px_tcp_listener *l = NULL;
   int rc = px_signal_open(&o.signals, sigs, 2);
   if (rc == 0) rc = px_tcp_bind(host, (uint16_t)port, &l);
   if (rc < 0) {
