@@ -741,6 +741,212 @@ TEST_P(ReactorTest, DescriptorsBeyondTheLimitAreRefusedCleanly) {
   close(high);
 }
 
+// ---- Completion-style operations (ops->submit: io_uring) -----------------
+//
+// A backend that performs reads, writes and accepts itself does so through
+// px__op (reactor.h, reactors/completion.c). These tests drive that layer
+// the way fd_stream.c and tcp.c do, with a counting waker, and check the
+// promise that makes dropped futures safe: the kernel only writes into
+// memory of the registration, what a dropped operation brings waits for the
+// next call, and closing with operations in flight frees everything (the
+// teardown compares the allocator's live bytes; ASan checks the rest).
+
+// Polls until c was woken or timeout_ms passed; true when woken.
+bool PollUntilWoken(px__reactor *r, Counter &c, int timeout_ms = 2000) {
+  auto start = Clock::now();
+  while (c.wakes.load() == 0 && ms_since(start) < timeout_ms) {
+    int n = px__reactor_poll(r, 20);
+    EXPECT_GE(n, 0) << px_err_name(n);
+  }
+  return c.wakes.load() > 0;
+}
+
+// Turns the reactor for `ms`, for operations that nobody waits for.
+void Turn(px__reactor *r, int ms) {
+  auto start = Clock::now();
+  while (ms_since(start) < ms) (void)px__reactor_poll(r, 5);
+}
+
+TEST_P(ReactorTest, CompletionRegistrationFallsBackToReadiness) {
+  io_ = make_io(fds_[0]);
+  ASSERT_EQ(px__io_register_completion(io_.get(), reactor_), 0);
+  if (ops_->submit == nullptr) {
+    // No hook: a registration like any other, watched for readiness.
+    EXPECT_FALSE(px__io_completes(io_.get()));
+    EXPECT_NE(WaitFor(io_.get(), PX__WRITABLE) & PX__WRITABLE, 0u);
+  } else {
+    EXPECT_TRUE(px__io_completes(io_.get()));
+    EXPECT_NE(ops_->cancel, nullptr);
+  }
+}
+
+class CompletionTest : public ReactorTest {
+ protected:
+  void SetUp() override {
+    ReactorTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    io_ = make_io(fds_[0]);
+    ASSERT_EQ(px__io_register_completion(io_.get(), reactor_), 0);
+    ASSERT_TRUE(px__io_completes(io_.get()));
+  }
+  void TearDown() override {
+    EXPECT_EQ(c_.live.load(), 0) << "a waker was left behind";
+    ReactorTest::TearDown();
+  }
+  // The waker the operations are given, and the context carrying it.
+  Counter c_;
+  px_waker w_ = borrowed(&c_);
+  px_context cx_ = {&w_, nullptr};
+};
+
+TEST_P(CompletionTest, ReadAndWriteRoundTrip) {
+  char buf[16];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  Send("hello");
+  ASSERT_TRUE(PollUntilWoken(reactor_, c_));
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_READY);
+  EXPECT_EQ(std::string(buf, n), "hello");
+
+  // A write is done once its bytes are the op's; they go out behind it.
+  ASSERT_EQ(px__op_write(io_.get(), &cx_, "world", 5, &n), PX_READY);
+  EXPECT_EQ(n, 5u);
+  int rc;
+  for (int i = 0; i < 100 && (rc = px__op_flush(io_.get(), &cx_)) ==
+                                 PX_PENDING; i++)
+    (void)px__reactor_poll(reactor_, 20);
+  EXPECT_EQ(rc, PX_READY);
+  char got[8] = {0};
+  EXPECT_EQ(recv(fds_[1], got, sizeof got, 0), 5);
+  EXPECT_STREQ(got, "world");
+}
+
+TEST_P(CompletionTest, ADroppedReadLeavesItsBytesForTheNextRead) {
+  char buf[4];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  px__op_forget(io_.get(), PX__OP_IN);  // the future is dropped
+  Send("abc");
+  Turn(reactor_, 100);  // the receive completes, for nobody
+  EXPECT_EQ(c_.wakes.load(), 0);
+  // The next reads get every byte, in order, whatever their size.
+  std::string all;
+  for (int i = 0; i < 3; i++) {
+    ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, 1, &n), PX_READY);
+    ASSERT_EQ(n, 1u);
+    all += buf[0];
+  }
+  EXPECT_EQ(all, "abc");
+  EXPECT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  px__op_forget(io_.get(), PX__OP_IN);
+}
+
+TEST_P(CompletionTest, EndOfStreamAndWriteFailuresAreReported) {
+  char buf[8];
+  size_t n = 99;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  close(fds_[1]);
+  fds_[1] = -1;
+  ASSERT_TRUE(PollUntilWoken(reactor_, c_));
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_READY);
+  EXPECT_EQ(n, 0u);
+  // Written behind: the failure comes from the next call, and stays.
+  int rc = px__op_write(io_.get(), &cx_, "x", 1, &n);
+  for (int i = 0; i < 100 && (rc == PX_READY || rc == PX_PENDING); i++) {
+    if (rc == PX_PENDING) (void)px__reactor_poll(reactor_, 20);
+    rc = px__op_flush(io_.get(), &cx_);
+  }
+  EXPECT_TRUE(rc == PX_EPIPE || rc == PX_ECONNRESET) << px_err_name(rc);
+  EXPECT_EQ(px__op_write(io_.get(), &cx_, "y", 1, &n), rc);
+}
+
+TEST_P(CompletionTest, ClosingWithAReadInFlightFreesItAtItsCompletion) {
+  char buf[8];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  px__op_forget(io_.get(), PX__OP_IN);
+  Turn(reactor_, 20);  // submitted
+  io_.reset();         // deregistered: the receive is cancelled, orphaned
+  Send("late");        // the kernel must not write into freed memory
+  Turn(reactor_, 50);
+  EXPECT_EQ(c_.wakes.load(), 0);
+}
+
+TEST_P(CompletionTest, AWriteInFlightAtCloseKeepsTheDescriptorUntilItEnds) {
+  // Fill the peer, which never reads, until a send stays in flight.
+  std::vector<char> big(65536, 'z');
+  size_t n = 0;
+  int rc = PX_READY;
+  for (int i = 0; i < 1000 && rc == PX_READY; i++) {
+    rc = px__op_write(io_.get(), &cx_, big.data(), big.size(), &n);
+    Turn(reactor_, 2);
+  }
+  ASSERT_EQ(rc, PX_PENDING);
+  px__op_forget(io_.get(), PX__OP_OUT);
+  int fd = fds_[0];
+  px__io *raw = io_.get();
+  px__io_deregister(raw);
+  // The descriptor now belongs to the send: the owner must not close it.
+  EXPECT_TRUE(raw->fd_lingers);
+  fds_[0] = -1;
+  EXPECT_GE(fcntl(fd, F_GETFD), 0);  // still open
+  io_.reset();
+  // Destroying the reactor cancels the send and closes the descriptor.
+  px__reactor_destroy(reactor_);
+  reactor_ = nullptr;
+  EXPECT_EQ(fcntl(fd, F_GETFD), -1);
+}
+
+TEST_P(CompletionTest, ADroppedAcceptKeepsItsConnectionForTheNextAccept) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  ASSERT_GE(l, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  ASSERT_EQ(listen(l, 8), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(getsockname(l, reinterpret_cast<sockaddr *>(&a), &len), 0);
+  IoPtr lio = make_io(l);
+  ASSERT_EQ(px__io_register_completion(lio.get(), reactor_), 0);
+
+  int fd = -1;
+  ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_PENDING);
+  px__op_forget(lio.get(), PX__OP_IN);  // dropped before anyone connects
+  int c1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(c1, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  Turn(reactor_, 100);
+  ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_READY);
+  ASSERT_GE(fd, 0);
+  EXPECT_NE(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+  close(fd);
+
+  // One accepted for nobody when the listener closes is closed with it.
+  ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_PENDING);
+  px__op_forget(lio.get(), PX__OP_IN);
+  int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_EQ(connect(c2, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  Turn(reactor_, 100);
+  lio.reset();
+  close(l);
+  char b;
+  EXPECT_EQ(recv(c2, &b, 1, 0), 0) << "the server side was closed";
+  close(c1);
+  close(c2);
+}
+
+// Only the backends with the hook: the others never make a px__op.
+std::vector<Backend> CompletionBackends() {
+  std::vector<Backend> v;
+  for (const Backend &b : kBackends)
+    if (b.ops->submit != nullptr) v.push_back(b);
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CompletionTest,
+                         ::testing::ValuesIn(CompletionBackends()),
+                         param_name);
+
 INSTANTIATE_TEST_SUITE_P(Backends, ReactorTest, ::testing::ValuesIn(kBackends),
                          param_name);
 

@@ -93,6 +93,7 @@ px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err) {
   }
   atomic_init(&c->retired, NULL);
   px__list_init(&c->registered);
+  px__list_init(&c->inflight);
   *err = px__wakeup_fd_open(&c->wakeup_fd, kind);
   if (*err < 0) {
     pthread_mutex_destroy(&c->mu);
@@ -269,6 +270,8 @@ void px__reactor_del(px__reactor *r, px__io *io) {
      * this returns, no dispatch reaches io. */
     (void)c->ops->del(r, io, e->slot);
   }
+  if (io->op[PX__OP_IN] != NULL || io->op[PX__OP_OUT] != NULL)
+    px__io_release_ops(r, io);
   pthread_mutex_unlock(&c->mu);
 }
 

@@ -121,6 +121,9 @@ typedef struct px__reactor_core {
    * order (for epoll, whose poller never takes mu, the insert takes it
    * alone). */
   px__list registered;
+  /* Completion-style operations in flight (px__op.link), for destroy to
+   * cancel and wait for. Guarded by mu. */
+  px__list inflight;
 } px__reactor_core;
 
 /*

@@ -39,7 +39,7 @@ px_poll px__fd_complete(px_future *f, int err) {
  * registered with another runtime's reactor, whose events this runtime
  * would never see.
  */
-static int ensure_registered(px__io *io, px_context *cx) {
+static int register_io(px__io *io, px_context *cx, bool completion) {
   if (cx->runtime == NULL) return PX_ENORUNTIME;
   const px__reactor_ops *ops = NULL;
   px__reactor *r = NULL;
@@ -48,7 +48,25 @@ static int ensure_registered(px__io *io, px_context *cx) {
   /* Every poll after the first: registered, checked inline (no call, no
    * lock), since this runs on every read and write. */
   if (px__io_registered_with(io, r)) return 0;
-  return px__io_register(io, r);
+  return completion ? px__io_register_completion(io, r)
+                    : px__io_register(io, r);
+}
+
+static int ensure_registered(px__io *io, px_context *cx) {
+  return register_io(io, cx, false);
+}
+
+int px__fd_completes(px__io *io, px_context *cx) {
+  int err = register_io(io, cx, true);
+  if (err < 0) return err;
+  return px__io_completes(io) ? 1 : 0;
+}
+
+int px__fd_op_result(px_context *cx, int rc) {
+  (void)cx;
+  /* Waiting costs no budget: nothing was done. */
+  if (rc == PX_PENDING) px__coop_refund();
+  return rc;
 }
 
 /*
@@ -118,6 +136,9 @@ void px__fd_close(px__io *io) {
   /* Deregister before closing: once closed, the number can be handed to a
    * new descriptor at once, and the reactor must not confuse the two. */
   px__io_deregister(io);
+  /* A write still going out keeps the descriptor; the reactor closes it
+   * after (reactors/completion.c). */
+  if (io->fd_lingers) return;
   /* No retry on EINTR: on Linux the descriptor is gone either way, and a
    * retry could close someone else's new descriptor. */
   close(io->fd);

@@ -58,7 +58,20 @@ px_poll px__fd_finish(px_future *f, px__io *io, unsigned interest, int err);
  */
 void px__fd_forget_waker(px_future *f, px__io *io, unsigned interest);
 
-/* Deregisters io and closes its descriptor. */
+/*
+ * Registers io with the polling runtime's reactor for completion-style
+ * operations (px__op_*, reactor.h): 1 when that reactor performs them, 0
+ * when the caller must use the readiness loop, or a negative PX_E* code
+ * (no runtime, another runtime's descriptor).
+ */
+int px__fd_completes(px__io *io, px_context *cx);
+
+/* Passes a px__op_* result on, refunding the cooperative budget unit the
+ * caller took (px__coop_proceed) when it is PX_PENDING. */
+int px__fd_op_result(px_context *cx, int rc);
+
+/* Deregisters io and closes its descriptor (unless a write still going
+ * out took it over: px__io.fd_lingers). */
 void px__fd_close(px__io *io);
 
 /*

@@ -85,29 +85,70 @@ static int drive(px__fd_stream *s, px__fd_op *op, px_context *cx,
   return PX_READY;
 }
 
+/*
+ * Sockets over a reactor that performs operations itself (io_uring) use
+ * them (reactors/completion.c): 1 when so, 0 for the readiness loop, or an
+ * error. Pipes and other descriptors always wait for readiness.
+ */
+static int completes(px__fd_stream *s, px_context *cx) {
+  if (!(s->flags & PX__STREAM_SOCKET)) return 0;
+  return px__fd_completes(&s->io, cx);
+}
+
 static int fd_poll_read(px_stream *self, px_context *cx, void *buf,
                         size_t len, size_t *n) {
   px__fd_stream *s = (px__fd_stream *)self;
+  int c = completes(s, cx);
+  if (c < 0) return c;
+  if (c) {
+    if (!px__coop_proceed(cx)) return PX_PENDING;
+    return px__fd_op_result(cx, px__op_read(&s->io, cx, buf, len, n));
+  }
   return drive(s, &s->rd, cx, PX__READABLE, read_attempt, buf, len, n);
 }
 
 static int fd_poll_write(px_stream *self, px_context *cx, const void *buf,
                          size_t len, size_t *n) {
   px__fd_stream *s = (px__fd_stream *)self;
+  int c = completes(s, cx);
+  if (c < 0) return c;
+  if (c) {
+    if (!px__coop_proceed(cx)) return PX_PENDING;
+    return px__fd_op_result(cx, px__op_write(&s->io, cx, buf, len, n));
+  }
   /* The op's buffer field serves both directions; writes never store. */
   return drive(s, &s->wr, cx, PX__WRITABLE, write_attempt,
                (void *)(uintptr_t)buf, len, n);
 }
 
-/* shutdown(2) never blocks, so the poll form is the sync one. */
+/* Bytes written behind (completion-style writes) are still going out:
+ * wait for them, and report their failure. */
+static int fd_poll_flush(px_stream *self, px_context *cx) {
+  px__fd_stream *s = (px__fd_stream *)self;
+  if (!px__io_completes(&s->io)) return PX_READY;
+  return px__op_flush(&s->io, cx);
+}
+
+/* shutdown(2) never blocks, so the poll form is the sync one, after the
+ * bytes written behind have gone out. */
 static int fd_poll_shutdown(px_stream *self, px_context *cx) {
-  (void)cx;
+  int rc = fd_poll_flush(self, cx);
+  if (rc == PX_PENDING) return rc;
+  /* Bytes behind that met a reset or a closed write side: the kernel says
+   * what ending the write side comes to now (ENOTCONN once reset), as it
+   * would have after a plain send. */
+  if (rc < 0 && rc != PX_ECONNRESET && rc != PX_EPIPE) return rc;
   int err = px_tcp_shutdown(self);
-  return err < 0 ? err : PX_READY;
+  if (err < 0) return err;
+  return rc < 0 ? rc : PX_READY;
 }
 
 static void fd_cancel(px_stream *self, px_stream_dir dir) {
   px__fd_stream *s = (px__fd_stream *)self;
+  /* A completion-style operation goes on without its future; what it
+   * brings waits for the next call (reactors/completion.c). */
+  if (px__io_completes(&s->io))
+    px__op_forget(&s->io, dir == PX_STREAM_READ ? PX__OP_IN : PX__OP_OUT);
   if (dir == PX_STREAM_READ)
     px__fd_forget_waker(&s->rd.base, &s->io, PX__READABLE);
   else
@@ -120,7 +161,7 @@ static void fd_close(px_stream *self) {
 }
 
 const px_stream_ops px__fd_stream_ops = {
-    "fd",     fd_poll_read, fd_poll_write, NULL, fd_poll_shutdown,
+    "fd",      fd_poll_read, fd_poll_write, fd_poll_flush, fd_poll_shutdown,
     fd_cancel, fd_close};
 
 int px_stream_fd(const px_stream *s) {
@@ -145,6 +186,11 @@ int px_tcp_shutdown(px_tcp_stream *s) {
   int fd = -1;
   int err = px__stream_socket(s, &fd);
   if (err < 0) return err;
+  /* Bytes written behind still going out: the FIN follows them, from the
+   * completion of the last send. */
+  if (px__io_completes(&px__fd_stream_of(s)->io) &&
+      px__op_shutdown_later(&px__fd_stream_of(s)->io))
+    return 0;
   if (shutdown(fd, SHUT_WR) < 0) return px_err_from_errno(errno);
   return 0;
 }

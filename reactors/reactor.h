@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
@@ -45,6 +46,7 @@ extern "C" {
 #define PX__REACTOR_FD_TABLE 0x10u
 
 typedef struct px__reactor px__reactor;
+struct px__op;
 
 /*
  * One registered file descriptor. `state` packs the readiness bits (low 8)
@@ -71,6 +73,14 @@ typedef struct px__io {
   void *retire_mem;
   size_t retire_size;
   struct px__io *retire_next;
+  /* Completion-style operations (a backend with ops->submit): the read or
+   * accept in [PX__OP_IN], the write in [PX__OP_OUT], made at first use
+   * and released with the registration (px__reactor_del). NULL otherwise. */
+  struct px__op *op[2];
+  /* Set when deregistration left the descriptor to a write still in flight
+   * (px__op_release): the reactor closes it when the write ends, so the
+   * owner must not (px__fd_close). */
+  bool fd_lingers;
 } px__io;
 
 /* A readiness snapshot: bits plus the tick they were seen at. */
@@ -115,6 +125,21 @@ typedef struct px__reactor_ops {
   /* Optional: makes a concurrent or the next poll return at once, from any
    * thread. NULL: the core writes the reactor's wake-up descriptor. */
   int (*wakeup)(px__reactor *r);
+  /*
+   * Optional, together: completion-style I/O (io_uring). submit queues
+   * op's operation (a px__op in state PX__OP_INFLIGHT, see below) and
+   * cancel asks for the end of one in flight; both run with the core's
+   * mutex held and may leave the request queued until the next poll (one
+   * submission per reactor turn), except while a poller is blocked, when
+   * they hand it to the kernel at once. The backend reports each end with
+   * px__op_complete, under the same mutex. submit may also finish a send
+   * at once (it would have to enter the kernel anyway): it returns 1 then,
+   * with op->off advanced to op->len, or op->res set to the PX_E* failure.
+   * NULL: the I/O layer waits for readiness and makes the system calls
+   * itself, as for every other backend.
+   */
+  int (*submit)(px__reactor *r, struct px__op *op);
+  void (*cancel)(px__reactor *r, struct px__op *op);
 } px__reactor_ops;
 
 /* The backend chosen by --//reactors:reactor (defined by its *_default target). */
@@ -195,6 +220,129 @@ void px__reactor_detach_all(px__reactor *r);
  * PX__REACTOR_DEFER_FREE, when r's next poll begins.
  */
 void px__io_retire(px__reactor *r, px__io *io, void *mem, size_t size);
+
+/* ---- Completion-style operations (reactors/completion.c) ------------ */
+
+/*
+ * One descriptor's operation the kernel performs itself (ops->submit):
+ * receive, send or accept. Its memory, buffer included, belongs to the
+ * registration, never to a future, because the kernel may write into it
+ * until the completion arrives: a future dropped mid-operation leaves the
+ * operation running, and what it brings (bytes, a connection) waits in the
+ * op for the next read or accept of the descriptor, so nothing is lost.
+ * Writes are written behind: poll_write copies the bytes into the op's
+ * buffer and is done, while there is room; flush and shutdown wait until
+ * they are out, and an error comes back from the next call. Everything but `buf`'s contents is
+ * guarded by the core's mutex.
+ */
+typedef enum px__op_kind {
+  PX__OP_RECV = 1,
+  PX__OP_SEND,
+  PX__OP_ACCEPT,
+  PX__OP_POLL_IN /* an accept's wait for readable (px__op_accept_wait) */
+} px__op_kind;
+
+typedef enum px__op_state {
+  PX__OP_IDLE = 0, /* nothing in flight; a result may wait (RECV, ACCEPT) */
+  PX__OP_INFLIGHT, /* submitted: the kernel owns buf */
+} px__op_state;
+
+/* The slots of px__io.op. */
+enum { PX__OP_IN = 0, PX__OP_OUT = 1 };
+
+typedef struct px__op {
+  px__op_kind kind;
+  px__op_state state;
+  int fd;
+  bool orphan;     /* its registration is gone: freed at its completion */
+  bool cancelling; /* a cancel was asked for */
+  bool has_result; /* RECV, ACCEPT: a completion not yet taken */
+  bool shut_wr;    /* SEND: shutdown(SHUT_WR) once the bytes are out */
+  bool close_fd;   /* SEND orphan: close fd once the bytes are out */
+  int res;         /* the completion's result, or a write's error */
+  px_waker waker;  /* the future waiting for the completion */
+  px__reactor *reactor;
+  px__list link;   /* in the reactor's list of operations in flight */
+  px__list later;  /* SEND: in the backend's list of sends to prepare at
+                      its next poll (so one turn's writes go out as one) */
+  size_t off;      /* RECV: next unread byte; SEND: next unsent byte */
+  size_t len;      /* RECV: bytes received; SEND: bytes written into buf,
+                      which writes append to while a send is in flight */
+  size_t cap;      /* bytes of buf */
+  socklen_t addrlen; /* ACCEPT: the peer's address, the kernel writes */
+  struct sockaddr_storage addr;
+  unsigned char *buf;
+} px__op;
+
+/* Whether io's reactor (io registered) performs operations itself. */
+bool px__io_completes(const px__io *io);
+
+/*
+ * io's operation of `kind` in `slot`, made (or, while idle and without a
+ * waiting result, grown to `want` bytes of buffer, within the op's limits)
+ * on demand. NULL when memory ran out. io must be registered. Core's mutex
+ * NOT held.
+ */
+px__op *px__op_get(px__io *io, int slot, px__op_kind kind, size_t want);
+
+/* Locks/unlocks the core mutex of op's reactor (op->reactor). */
+void px__op_lock(px__op *op);
+void px__op_unlock(px__op *op);
+
+/* Mutex held: submits op (state becomes INFLIGHT). 0 or PX_E*. */
+int px__op_submit(px__op *op);
+
+/* For the backend, mutex held: op ended with `res` (a byte count, a
+ * descriptor or -errno). Resubmits what is left of a short send. */
+void px__op_complete(px__reactor *r, px__op *op, int res);
+
+/* For px__reactor_del, mutex held: releases io's operations (free when
+ * idle; orphaned, and cancelled unless a send, when in flight). */
+void px__io_release_ops(px__reactor *r, px__io *io);
+
+/*
+ * The I/O layer's calls (mutex not held; io registered, with a backend
+ * that completes). Each returns PX_READY with its result, PX_PENDING with
+ * cx's waker kept for the completion, or a negative PX_E* code.
+ *
+ * px__op_read copies up to len (> 0) bytes into buf (*n; 0: end of
+ * stream). px__op_write copies up to len (> 0) bytes of buf into the op
+ * and sends them behind (*n); it is PENDING only while the op's buffer is
+ * full of bytes still going out, and reports their failure. px__op_flush waits until none are.
+ * px__op_accept gives an accepted descriptor (*fd, non-blocking and
+ * close-on-exec).
+ */
+int px__op_read(px__io *io, px_context *cx, void *buf, size_t len,
+                size_t *n);
+int px__op_write(px__io *io, px_context *cx, const void *buf, size_t len,
+                 size_t *n);
+int px__op_flush(px__io *io, px_context *cx);
+int px__op_accept(px__io *io, px_context *cx, int *fd);
+
+/* An accept that cannot go on now (the descriptor table is full and the
+ * backlog empty: io_uring's accept fails before it looks at the backlog)
+ * waits until the listener is readable; px__op_accept then accepts again.
+ * PX_PENDING or a negative PX_E* code. */
+int px__op_accept_wait(px__io *io, px_context *cx);
+
+/* For a dropped future: takes back its waker from the op in `slot`. The
+ * operation goes on; its result waits for the next call. */
+void px__op_forget(px__io *io, int slot);
+
+/* True when bytes are still going out: shutdown(SHUT_WR) then happens
+ * after them, from the completion. False: nothing in flight, shut now. */
+bool px__op_shutdown_later(px__io *io);
+
+/*
+ * Registers io with r like px__io_register, but, when r's backend
+ * completes operations, with no readiness interest: io will only carry
+ * px__op operations, so the backend need not watch it.
+ */
+int px__io_register_completion(px__io *io, px__reactor *r);
+
+/* For the backend's destroy, mutex held: the operations still in flight,
+ * to cancel and wait for (px__list of px__op.link). */
+px__list *px__reactor_inflight(px__reactor *r);
 
 #ifdef __cplusplus
 }

@@ -107,6 +107,9 @@ void px__io_init(px__io *io, int fd) {
   io->retire_mem = NULL;
   io->retire_size = 0;
   io->retire_next = NULL;
+  io->op[PX__OP_IN] = NULL;
+  io->op[PX__OP_OUT] = NULL;
+  io->fd_lingers = false;
   io->registered.next = io->registered.prev = NULL;
 }
 
@@ -269,7 +272,17 @@ void px__io_wake_all(px__io *io) {
   px_waker_wake(&writer);
 }
 
+static int register_with(px__io *io, px__reactor *r, bool completion);
+
 int px__io_register(px__io *io, px__reactor *r) {
+  return register_with(io, r, false);
+}
+
+int px__io_register_completion(px__io *io, px__reactor *r) {
+  return register_with(io, r, true);
+}
+
+static int register_with(px__io *io, px__reactor *r, bool completion) {
   /* The entry point of registration: the arguments are checked here, once,
    * for every backend. */
   if (io == NULL || r == NULL || io->fd < 0) return PX_EINVAL;
@@ -299,6 +312,9 @@ int px__io_register(px__io *io, px__reactor *r) {
     unsigned interest = (ops->features & PX__REACTOR_EDGE)
                             ? (PX__READABLE | PX__WRITABLE)
                             : 0u;
+    /* Operations the backend performs need no readiness: no watch, so an
+     * io_uring registration arms no poll request at all. */
+    if (completion && ops->submit != NULL) interest = 0u;
     err = px__reactor_add(r, io, interest);
     if (err == 0) {
       io->ops = ops;

@@ -271,16 +271,63 @@ static int accept_attempt(px_future *self) {
   return PX__FD_DONE;
 }
 
+/*
+ * Accepts as an operation of the reactor (io_uring's IORING_OP_ACCEPT,
+ * reactors/completion.c). A connection that arrives after this future was
+ * dropped waits in the listener's op for the next accept.
+ */
+static px_poll accept_op_poll(px_tcp_accept *f, px_context *cx) {
+  px_tcp_listener *l = f->listener;
+  for (bool first = true;; first = false) {
+    if (!px__coop_proceed(cx)) return PX_PENDING;
+    int fd = -1;
+    int rc = px__op_accept(&l->io, cx, &fd);
+    if (rc == PX_PENDING) {
+      if (first) px__coop_refund();
+      return PX_PENDING;
+    }
+    /* As accept_attempt: a client that gave up is its own problem, and at
+     * EMFILE the spare lets us shed the connection and go on. */
+    if (rc == PX_ECONNABORTED || rc == PX_EPROTO) continue;
+    if (rc == PX_EMFILE || rc == PX_ENFILE) {
+      int r = shed_connection(l);
+      if (r == PX__FD_RETRY) continue;
+      /* Nothing to shed: wait for the next connection (io_uring's accept
+       * fails before it looks at the backlog, so wait for readability).
+       * No spare to shed with: the caller's to pause (shed_connection). */
+      if (r == PX__FD_WOULD_BLOCK) {
+        rc = px__op_accept_wait(&l->io, cx);
+        if (rc == PX_PENDING) return PX_PENDING;
+      }
+      return px__fd_complete(&f->base, r < 0 ? r : rc);
+    }
+    if (rc < 0) return px__fd_complete(&f->base, rc);
+    px_tcp_stream *s;
+    int err = socket_stream_new(fd, l->family, &s);
+    if (err < 0) {
+      close(fd);
+      return px__fd_complete(&f->base, err);
+    }
+    f->base.output.ptr = s;
+    return px__fd_complete(&f->base, 0);
+  }
+}
+
 static px_poll accept_poll(px_future *self, px_context *cx) {
   px_tcp_accept *f = (px_tcp_accept *)self;
   if (f->listener == NULL) return px__fd_complete(self, PX_EINVAL);
+  int c = px__fd_completes(&f->listener->io, cx);
+  if (c < 0) return px__fd_complete(self, c);
+  if (c) return accept_op_poll(f, cx);
   return px__fd_drive(self, cx, &f->listener->io, PX__READABLE, accept_attempt);
 }
 
 static void accept_drop(px_future *self) {
   px_tcp_accept *f = (px_tcp_accept *)self;
-  if (f->listener != NULL)
-    px__fd_forget_waker(self, &f->listener->io, PX__READABLE);
+  if (f->listener == NULL) return;
+  if (px__io_completes(&f->listener->io))
+    px__op_forget(&f->listener->io, PX__OP_IN);
+  px__fd_forget_waker(self, &f->listener->io, PX__READABLE);
 }
 
 static const px_future_vtable accept_vtable = {

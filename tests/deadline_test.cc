@@ -164,8 +164,14 @@ TEST_P(DeadlineTest, WriteTimesOutWhenThePeerDoesNotRead) {
   EXPECT_GE(MsSince(t0), 30u);
   EXPECT_GT(io.base.output.u64, 0u) << "what went out is reported";
   EXPECT_LT(io.base.output.u64, big.size());
-  // Flush and shutdown share the write limit; flush has nothing to wait on.
-  EXPECT_EQ(Run(px_stream_flush_init(&io, W())), 0);
+  // Flush and shutdown share the write limit. Over io_uring a socket
+  // writes behind (docs/BACKENDS.md): the bytes of the last write are still
+  // going out to a peer that does not read, so flush waits for them and
+  // times out too. Elsewhere flush has nothing to wait on.
+  bool behind = GetParam() != StreamKind::kPipe &&
+                std::string(px_build_info()).find("reactor=io_uring") !=
+                    std::string::npos;
+  EXPECT_EQ(Run(px_stream_flush_init(&io, W())), behind ? PX_ETIMEDOUT : 0);
 }
 
 TEST_P(DeadlineTest, IdleLimitFailsASilentConnection) {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -143,8 +144,13 @@ TEST_F(Fault, EchoSurvivesEintrShortIoAndEmfile) {
   EXPECT_EQ(good.load(), kClients);
   EXPECT_EQ(shed_saw_end.load(), 1);
   EXPECT_EQ(g_fault.emfile_injected.load(), 1);
-  EXPECT_GT(g_fault.eintr_injected.load(), 0);
-  EXPECT_GT(g_fault.short_injected.load(), 0);
+  // Over io_uring the kernel receives and sends itself: pollux makes no
+  // recv or send call to interrupt or shorten (docs/BACKENDS.md).
+  if (std::string(px_build_info()).find("reactor=io_uring") ==
+      std::string::npos) {
+    EXPECT_GT(g_fault.eintr_injected.load(), 0);
+    EXPECT_GT(g_fault.short_injected.load(), 0);
+  }
   px_waker_drop(&slot);
 }
 

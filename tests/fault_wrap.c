@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "reactors/reactor.h"
 #include "tests/fault_wrap.h"
 
 fault_plan g_fault;
@@ -83,6 +84,21 @@ static int inject_accept_error(void) {
 int __wrap_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
   if (inject_emfile() || inject_accept_error()) return -1;
   return __real_accept4(fd, addr, alen, flags);
+}
+
+/*
+ * Over io_uring the kernel accepts itself (reactors/completion.c) and
+ * pollux makes no accept4 call to fail: the faults are injected where
+ * tcp.c asks for the accept's result instead (--wrap=px__op_accept catches
+ * its calls). That is where io_uring's own EMFILE shows, before the
+ * backlog is touched: the connection stays queued (or in the op) for the
+ * shed or the accept after the error.
+ */
+int __real_px__op_accept(px__io *io, px_context *cx, int *fd);
+
+int __wrap_px__op_accept(px__io *io, px_context *cx, int *fd) {
+  if (inject_emfile() || inject_accept_error()) return px_err_from_errno(errno);
+  return __real_px__op_accept(io, cx, fd);
 }
 
 int __wrap_accept(int fd, struct sockaddr *addr, socklen_t *alen) {

@@ -50,6 +50,7 @@ typedef struct tls_echo_server {
   int tunnel; /* a second TLS session inside the first */
   tls_report *rep;
   px_stream *tls;
+  px_tcp_stream *tcp; /* under tls, which owns it */
   px_tcp_accept accept;
   px_timeout to;
   px_tls_handshake hs;

@@ -1,5 +1,13 @@
 /*
- * The io_uring reactor: readiness through IORING_OP_POLL_ADD (liburing).
+ * The io_uring reactor: readiness through IORING_OP_POLL_ADD (liburing),
+ * and, for sockets, the I/O itself (submit/cancel below: IORING_OP_RECV,
+ * IORING_OP_SEND, IORING_OP_ACCEPT on px__op records, whose rules are in
+ * reactors/completion.c and docs/BACKENDS.md). Their CQEs carry OP_BIT and
+ * the px__op's address: an op is freed only after its CQE, so that pointer
+ * is always good. Requests are queued under the mutex and submitted by the
+ * next poll's io_uring_enter, which also waits (one system call per turn).
+ *
+ * The readiness part:
  *
  * io_uring is Linux's completion interface: requests go into a submission
  * queue (SQ), results come back in a completion queue (CQ), both rings
@@ -57,6 +65,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,7 +78,12 @@
 #define ENOMEM_RETRIES 20
 
 /* user_data values that are not a registration's (generation 0). */
-#define TAG_WAKE 1u /* the eventfd's poll */
+#define TAG_WAKE 1u   /* the eventfd's poll */
+#define TAG_CANCEL 2u /* an IORING_OP_ASYNC_CANCEL: its own CQE is ignored */
+/* Set in the user_data of a completion-style operation, whose other bits
+ * are its px__op's address (user-space addresses stay below bit 47). A
+ * poll's generation stays below 2^30, so its user_data never has it. */
+#define OP_BIT (UINT64_C(1) << 62)
 /* Set in the user_data of a removal, whose other bits name its target. */
 #define REMOVE_BIT (UINT64_C(1) << 63)
 
@@ -83,12 +97,68 @@ struct px__reactor {
   struct io_uring ring;
   bool ring_ok;
   uint32_t gen; /* the last generation handed out */
+  /* Pollers waiting in the kernel now (mu): a request queued meanwhile
+   * must be submitted at once, since their wait will not submit it. A
+   * count, not a flag: a non-blocking poll (a busy worker's turn, the end
+   * of block_on) may run while another thread waits. */
+  unsigned waiting;
+  /* The thread whose poll began last (mu). Requests of that thread wait for
+   * its next poll (single-threaded executors: always); another thread's
+   * are submitted at once, since it cannot tell when the next poll comes
+   * (a work-stealing worker that is not the driver). */
+  pthread_t poller;
+  bool has_poller;
+  /* Sends of that thread waiting for its next poll (px__op.later), which
+   * prepares each with everything written into it by then: one turn's
+   * writes to a socket go out in one send. */
+  px__list later;
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
                "px__reactor_new needs the core first");
 
+static int handle(px__reactor *r, struct io_uring_cqe *cqe);
+static int submit(px__reactor *r);
+static void queue_cancel(px__reactor *r, px__op *op);
+static void queue_later(px__reactor *r);
+
+/*
+ * Cancels the operations still in flight (orphans of registrations the
+ * runtime detached) and waits for their CQEs: the kernel may write into
+ * their memory until then, and a send that still holds its descriptor
+ * closes it at its end.
+ */
+static void drain_ops(px__reactor *r) {
+  px__list *all = px__reactor_inflight(r);
+  pthread_mutex_lock(&r->core.mu);
+  queue_later(r); /* bytes written behind get their chance */
+  px__list *pos;
+  px__list_foreach(pos, all) {
+    px__op *op = px__container_of(pos, px__op, link);
+    op->cancelling = true;
+    queue_cancel(r, op);
+  }
+  (void)submit(r);
+  for (int rounds = 0; !px__list_empty(all) && rounds < 1000; rounds++) {
+    pthread_mutex_unlock(&r->core.mu);
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10000000L};
+    (void)io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+    pthread_mutex_lock(&r->core.mu);
+    unsigned head, seen = 0;
+    io_uring_for_each_cqe(&r->ring, head, cqe) {
+      (void)handle(r, cqe);
+      seen++;
+    }
+    io_uring_cq_advance(&r->ring, seen);
+    queue_later(r);
+    if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
+  }
+  pthread_mutex_unlock(&r->core.mu);
+}
+
 static void ur_destroy(px__reactor *r) {
+  if (r->ring_ok) drain_ops(r);
   /* Closing the ring cancels what is still armed. Linux does that from a
    * worker that then queues task work to the threads that used the ring,
    * which interrupts one later blocking call of theirs: an epoll_wait in
@@ -160,6 +230,7 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
   int err;
   px__reactor *r = px__reactor_new(sizeof(*r), PX__WAKEUP_FD_EVENTFD, &err);
   if (r == NULL) return err;
+  px__list_init(&r->later);
   /* The CQ is twice the SQ (the default). More registrations than that
    * can be ready at once; the kernel then keeps the extra completions on
    * an overflow list, or ends a multishot poll, which poll re-arms. */
@@ -208,9 +279,9 @@ static uint64_t data_of(int fd, uint32_t gen) {
 
 /* Starts a request for io with `interest`. mu held. */
 static int start(px__reactor *r, px__io *io, unsigned interest, slot *s) {
-  /* Generation 0 is never used, so user_data never equals a TAG_*; 31
-   * bits, so that it never has REMOVE_BIT. */
-  if (++r->gen == 0 || r->gen > 0x7fffffffu) r->gen = 1;
+  /* Generation 0 is never used, so user_data never equals a TAG_*; 30
+   * bits, so that it never has REMOVE_BIT or OP_BIT. */
+  if (++r->gen == 0 || r->gen > 0x3fffffffu) r->gen = 1;
   s->gen = r->gen;
   s->mask = poll_mask(interest);
   if (s->mask == 0) return 0;
@@ -253,6 +324,108 @@ static int ur_del(px__reactor *r, px__io *io, void *s) {
   return 0;
 }
 
+/* ---- Completion-style operations (reactor.h, px__op) ---------------- */
+
+/* Queues op's request. mu held. */
+static int queue_op(px__reactor *r, px__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe == NULL) return PX_EBUSY;
+  switch (op->kind) {
+    case PX__OP_RECV:
+      io_uring_prep_recv(sqe, op->fd, op->buf, op->cap, 0);
+      break;
+    case PX__OP_SEND:
+      /* MSG_NOSIGNAL: a closed peer is PX_EPIPE, not a fatal SIGPIPE. */
+      io_uring_prep_send(sqe, op->fd, op->buf + op->off, op->len - op->off,
+                         MSG_NOSIGNAL);
+      break;
+    case PX__OP_ACCEPT:
+      io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr,
+                           &op->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      break;
+    case PX__OP_POLL_IN:
+      io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+      break;
+    default:
+      return PX_EINVAL;
+  }
+  io_uring_sqe_set_data64(sqe, OP_BIT | (uint64_t)(uintptr_t)op);
+  return 0;
+}
+
+/* Requests of the thread that polls go in with its next poll, which
+ * submits a turn's worth in the same system call as its wait; requests
+ * queued while a poller waits in the kernel, or by any other thread, go in
+ * at once. mu held. */
+static bool submit_later(px__reactor *r);
+
+static int submit_if_waiting(px__reactor *r) {
+  return submit_later(r) ? 0 : submit(r);
+}
+
+/* Whether a request of this thread can wait for the next poll: see
+ * submit_if_waiting. mu held. */
+static bool submit_later(px__reactor *r) {
+  return r->waiting == 0 && r->has_poller &&
+         pthread_equal(r->poller, pthread_self());
+}
+
+/*
+ * A send of a thread that will not poll next: a system call is due now
+ * either way, so it sends directly, as the readiness path would (and as
+ * fast: a worker's write goes out before it returns, not when the driver
+ * next looks at the ring); only what the socket does not take goes to the
+ * ring. 1 when all went out or it failed (op->res), 0 when queued.
+ */
+static int send_now(px__reactor *r, px__op *op) {
+  ssize_t n;
+  do {
+    n = send(op->fd, op->buf + op->off, op->len - op->off,
+             MSG_DONTWAIT | MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) op->off += (size_t)n;
+  if (op->off == op->len) return 1;
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    op->res = px_err_from_errno(errno);
+    return 1;
+  }
+  int err = queue_op(r, op);
+  return err == 0 ? submit(r) : err;
+}
+
+static int ur_submit(px__reactor *r, px__op *op) {
+  if (op->kind == PX__OP_SEND) {
+    if (!submit_later(r)) return send_now(r, op);
+    if (!px__list_linked(&op->later))
+      px__list_insert_tail(&r->later, &op->later);
+    return 0;
+  }
+  int err = queue_op(r, op);
+  return err == 0 ? submit_if_waiting(r) : err;
+}
+
+/* Queues the sends that waited for this poll. mu held. */
+static void queue_later(px__reactor *r) {
+  px__list *pos, *tmp;
+  px__list_foreach_safe(pos, tmp, &r->later) {
+    px__op *op = px__container_of(pos, px__op, later);
+    px__list_remove(&op->later);
+    if (queue_op(r, op) < 0) px__op_complete(r, op, -EBUSY);
+  }
+}
+
+static void queue_cancel(px__reactor *r, px__op *op) {
+  struct io_uring_sqe *sqe = get_sqe(r);
+  if (sqe == NULL) return;
+  io_uring_prep_cancel64(sqe, OP_BIT | (uint64_t)(uintptr_t)op, 0);
+  io_uring_sqe_set_data64(sqe, TAG_CANCEL);
+}
+
+static void ur_cancel(px__reactor *r, px__op *op) {
+  queue_cancel(r, op);
+  (void)submit_if_waiting(r);
+}
+
 /* Handles one CQE; returns 1 when a registration was dispatched. mu held. */
 static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   uint64_t data = io_uring_cqe_get_data64(cqe);
@@ -263,6 +436,16 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
     if (cqe->res == -EALREADY) queue_remove(r, data & ~REMOVE_BIT);
     return 0;
   }
+  if (data & OP_BIT) {
+    px__op *op = (px__op *)(uintptr_t)(data & ~OP_BIT);
+    int res = cqe->res;
+    /* Not expected (sockets are polled by io_uring itself), but a
+     * request answered "would block" must simply go again. */
+    if (res == -EAGAIN && !op->cancelling && queue_op(r, op) == 0) return 0;
+    px__op_complete(r, op, res);
+    return 1;
+  }
+  if (data == TAG_CANCEL) return 0;
   if (data == TAG_WAKE) {
     px__wakeup_fd_drain(&r->core.wakeup_fd);
     if (!more) (void)queue_poll(r, r->core.wakeup_fd.rd, POLLIN, TAG_WAKE);
@@ -295,35 +478,79 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   return dispatched;
 }
 
-static int ur_poll(px__reactor *r, int timeout_ms) {
-  struct io_uring_cqe *cqe = NULL;
-  int rc;
-  if (timeout_ms < 0) {
-    rc = io_uring_wait_cqe(&r->ring, &cqe);
-  } else if (timeout_ms == 0) {
-    rc = io_uring_peek_cqe(&r->ring, &cqe);
-  } else {
-    struct timespec t;
-    (void)px__timeout_timespec(timeout_ms, &t);
-    struct __kernel_timespec ts = {.tv_sec = t.tv_sec, .tv_nsec = t.tv_nsec};
-    rc = io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
+/*
+ * Publishes the queued SQEs to the kernel without entering it (liburing's
+ * flush, which io_uring_submit does before its system call). mu held, so
+ * no other thread is filling an SQE meanwhile. Returns how many the kernel
+ * has not consumed yet.
+ */
+static unsigned flush_sq(px__reactor *r) {
+  struct io_uring_sq *sq = &r->ring.sq;
+  unsigned tail = sq->sqe_tail;
+  if (sq->sqe_head != tail) {
+    sq->sqe_head = tail;
+    io_uring_smp_store_release(sq->ktail, tail);
   }
-  /* ETIME: the timeout passed; EAGAIN: nothing to peek; EINTR: a signal.
-   * None of them is an error of the reactor. */
-  if (rc == -ETIME || rc == -EAGAIN || rc == -EINTR) return 0;
-  if (rc < 0) return px_err_from_errno(-rc);
+  return tail - io_uring_smp_load_acquire(sq->khead);
+}
+
+static int ur_poll(px__reactor *r, int timeout_ms) {
+  /* One system call per turn: what this turn's tasks queued is submitted
+   * by the same io_uring_enter that waits for completions. */
+  pthread_mutex_lock(&r->core.mu);
+  queue_later(r);
+  unsigned to_submit = flush_sq(r);
+  bool ready = io_uring_cq_ready(&r->ring) > 0;
+  bool wait = timeout_ms != 0 && !ready;
+  if (wait) r->waiting++;
+  /* Only a poll that may block names the poller: a busy worker's look, or
+   * the one at the end of block_on on a thread that is no worker, does
+   * not make that thread the one to submit for. */
+  if (timeout_ms != 0) {
+    r->poller = pthread_self();
+    r->has_poller = true;
+  }
+  pthread_mutex_unlock(&r->core.mu);
+
+  int rc = 0;
+  if (to_submit > 0 || wait) {
+    struct timespec t;
+    struct __kernel_timespec ts;
+    struct io_uring_getevents_arg arg = {.sigmask = 0,
+                                         .sigmask_sz = _NSIG / 8,
+                                         .pad = 0,
+                                         .ts = 0};
+    if (wait && timeout_ms > 0) {
+      (void)px__timeout_timespec(timeout_ms, &t);
+      ts.tv_sec = t.tv_sec;
+      ts.tv_nsec = t.tv_nsec;
+      arg.ts = (uint64_t)(uintptr_t)&ts;
+    }
+    unsigned flags = wait ? IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG : 0;
+    rc = io_uring_enter2(r->ring.ring_fd, to_submit, wait ? 1 : 0, flags,
+                         wait ? (void *)&arg : NULL,
+                         wait ? sizeof(arg) : _NSIG / 8);
+  }
 
   int dispatched = 0;
   pthread_mutex_lock(&r->core.mu);
+  if (wait) r->waiting--;
+  struct io_uring_cqe *cqe;
   unsigned head, seen = 0;
   io_uring_for_each_cqe(&r->ring, head, cqe) {
     dispatched += handle(r, cqe);
     seen++;
   }
   io_uring_cq_advance(&r->ring, seen);
-  /* Re-arms queued by handle(). */
-  if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
+  /* Re-arms queued by handle() wait for the next turn's enter, which
+   * comes soon: the tasks just woken queue their own requests too. A
+   * blocking wait comes with them (see the top of ur_poll). */
   pthread_mutex_unlock(&r->core.mu);
+  /* ETIME: the timeout passed; EINTR: a signal; EBUSY/EAGAIN: the CQ is
+   * full (the CQEs just handled made room). None is the reactor's error. */
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY &&
+      rc != -EAGAIN && dispatched == 0)
+    return px_err_from_errno(-rc);
   return dispatched;
 }
 
@@ -337,4 +564,6 @@ const px__reactor_ops px__io_uring_ops = {
     .modify = ur_modify,
     .del = ur_del,
     .poll = ur_poll,
+    .submit = ur_submit,
+    .cancel = ur_cancel,
 };
