@@ -36,15 +36,23 @@ enum phase { START, ACCEPTING, DRAINING, DONE };
 /* What accept_loop answers when it has to wait (its errors are < 0). */
 #define WAIT 1
 
+/* Finished connections the server lets accumulate before it reaps them
+ * (frees their tasks) while no new connection comes to do it. */
+#define REAP_EVERY 8
+
 struct px__serve_shared {
   atomic_size_t refs;    /* the server's, and one per live connection */
   px_semaphore *permits; /* the cap; NULL when there is none */
+  atomic_size_t ended;   /* connections that ended */
+  px__spinlock lock;     /* guards `server` */
+  px_waker server;       /* the accepting server, woken to reap */
 };
 
 static void shared_release(px__serve_shared *sh) {
   if (sh == NULL) return;
   if (atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1) return;
   if (sh->permits != NULL) px_semaphore_free(sh->permits);
+  px_waker_drop(&sh->server);
   px__free(sh, sizeof *sh);
 }
 
@@ -68,8 +76,18 @@ static void conn_end(px_future *self) {
   t->inner = NULL;
   px_stream_close(t->stream);
   px_cancel_token_drop(t->stop);
-  if (t->shared->permits != NULL) px_semaphore_release(t->shared->permits, 1);
-  shared_release(t->shared);
+  px__serve_shared *sh = t->shared;
+  if (sh->permits != NULL) px_semaphore_release(sh->permits, 1);
+  /* A finished task stays in the server's scope until reaped, which the
+   * next spawn does; with no new connection coming, every REAP_EVERY
+   * endings wake the server to do it, so memory follows live connections. */
+  if ((atomic_fetch_add(&sh->ended, 1) + 1) % REAP_EVERY == 0) {
+    px__spin_lock(&sh->lock);
+    px_waker w = px_waker_take(&sh->server);
+    px__spin_unlock(&sh->lock);
+    px_waker_wake(&w);
+  }
+  shared_release(sh);
 }
 
 static px_poll conn_poll(px_future *self, px_context *cx) {
@@ -141,6 +159,9 @@ static int start(px_serve *s) {
   if (sh == NULL) return PX_ENOMEM;
   atomic_init(&sh->refs, 1);
   sh->permits = NULL;
+  atomic_init(&sh->ended, 0);
+  atomic_init(&sh->lock, 0);
+  sh->server = (px_waker)PX_WAKER_EMPTY;
   s->shared = sh;
   if (s->opts.max_connections > 0) {
     int rc = px_semaphore_new(&sh->permits, s->opts.max_connections);
@@ -186,12 +207,37 @@ static int with_deadlines(px_serve *s, px_stream **stream) {
   return 0;
 }
 
+/* Frees the tasks of connections that ended (the scope keeps them until
+ * reaped; a join_next reaps, and finds nothing: the children are
+ * detached), and leaves the server's waker where connections ending can
+ * wake it for the next time. */
+static void reap(px_serve *s, px_context *cx) {
+  px__serve_shared *sh = s->shared;
+  px_waker old = PX_WAKER_EMPTY;
+  px__spin_lock(&sh->lock);
+  if (!px_waker_will_wake(&sh->server, cx->waker)) {
+    old = px_waker_take(&sh->server);
+    sh->server = px_waker_clone(cx->waker);
+  }
+  px__spin_unlock(&sh->lock);
+  px_waker_drop(&old);
+  px_scope_join_next next;
+  px_future_poll(px_scope_join_next_init(&next, &s->conns), cx);
+  px_future_drop(&next.base);
+  /* A connection counts as ended inside its task's last poll, a moment
+   * before the task completes and can be reaped (on a multi-threaded
+   * executor that moment may be now): come back for it at once. */
+  size_t ended = atomic_load(&sh->ended);
+  if (px_scope_len(&s->conns) + ended > s->spawned) px_waker_wake_by_ref(cx->waker);
+}
+
 /* One accepted connection, to the constructor. */
 static void hand_over(px_serve *s, px_stream *stream) {
   px_serve_conn c = {stream, s->stop, s->opts.arg, s, 0};
   int rc = with_deadlines(s, &c.stream);
   if (rc == 0) rc = s->opts.conn(&c);
   if (c.spawned) {
+    s->spawned++;
     s->have_permit = 0; /* the connection gives it back when it ends */
     return;
   }
@@ -273,6 +319,12 @@ static void serve_drop(px_future *self) {
   stop_accepting(s);
   disarm(&s->drain.base);
   px_scope_drop(&s->conns);
+  if (s->shared != NULL) {
+    px__spin_lock(&s->shared->lock);
+    px_waker w = px_waker_take(&s->shared->server);
+    px__spin_unlock(&s->shared->lock);
+    px_waker_drop(&w);
+  }
   if (s->stop != NULL) {
     px_cancel_token_cancel(s->stop);
     px_cancel_token_drop(s->stop);
@@ -296,6 +348,7 @@ static px_poll serve_poll(px_future *self, px_context *cx) {
   }
   if (s->phase == ACCEPTING) {
     if (!shutdown_asked(s, cx)) {
+      reap(s, cx);
       int err = accept_loop(s, cx);
       if (err == WAIT) return PX_PENDING;
       s->err = err;
