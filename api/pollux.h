@@ -16,6 +16,18 @@
  *     itself going with the last (px_future_drop, px_waker_drop, a
  *     channel's sender and receiver, tokio's Drop); _close ends an I/O
  *     object's use of its descriptor, or one direction of a channel.
+ *   - "join" waits for several things to finish: px_join, px_join2,
+ *     px_join_all (tokio::join!), px_scope_join and px_scope_join_next
+ *     (the next of a scope's tasks: tokio's JoinSet::join_next). A
+ *     "join handle" (px_join_handle, the task's JOIN_* state bits, the
+ *     join_handle_* functions inside) is the one way to await a single
+ *     task's end; pthread_join keeps POSIX's meaning.
+ *   - "waker" is the handle (px_waker); "wake" is what calling it does
+ *     (px_waker_wake), and a wake list or batch holds wakers to call once a
+ *     lock is released. Making a blocked thread or reactor poll return is
+ *     "unpark" for a runtime thread and "wakeup" for the reactor (its
+ *     wakeup entry and the wake-up descriptor pair, px__wakeup_fd), never
+ *     "wake" (px__futex_wake keeps the kernel's FUTEX_WAKE).
  */
 #ifndef POLLUX_H
 #define POLLUX_H

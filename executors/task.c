@@ -273,11 +273,12 @@ void px__task_wake_by_ref(px_task *t) {
 
 /* ---- Join handles ----------------------------------------------------- */
 
-static px_poll join_poll(px_future *self, px_context *cx);
-static void join_drop(px_future *self);
+static px_poll join_handle_poll(px_future *self, px_context *cx);
+static void join_handle_drop(px_future *self);
 
 static const px_future_vtable join_handle_vtable = {
-    sizeof(px_join_handle), "join_handle", join_poll, join_drop};
+    sizeof(px_join_handle), "join_handle", join_handle_poll,
+    join_handle_drop};
 
 static void join_handle_clear(px_join_handle *join) {
   px_future_init(&join->base, &join_handle_vtable);
@@ -285,7 +286,7 @@ static void join_handle_clear(px_join_handle *join) {
 }
 
 /* Takes the finished task's result and lets go of the handle's reference. */
-static px_poll join_finish(px_join_handle *j) {
+static px_poll join_handle_finish(px_join_handle *j) {
   px_task *t = j->task;
   px_future *f = px__task_future(t);
   j->base.output = f->output;
@@ -296,7 +297,7 @@ static px_poll join_finish(px_join_handle *j) {
   return PX_READY;
 }
 
-static px_poll join_poll(px_future *self, px_context *cx) {
+static px_poll join_handle_poll(px_future *self, px_context *cx) {
   px_join_handle *j = (px_join_handle *)self;
   px_task *t = j->task;
   if (t == NULL) {
@@ -306,27 +307,28 @@ static px_poll join_poll(px_future *self, px_context *cx) {
   /* Joining finished tasks in a loop must give the others a turn too. */
   if (!px__coop_proceed(cx)) return PX_PENDING;
   uint64_t s = px__task_state_load(t);
-  if (s & PX__TASK_COMPLETE) return join_finish(j);
+  if (s & PX__TASK_COMPLETE) return join_handle_finish(j);
   px__coop_refund(); /* waiting, not progress; completion is re-checked below */
 
   if (s & PX__TASK_JOIN_WAKER) {
     /* A waker is stored. If it wakes the same task, we are done. */
     if (px_waker_will_wake(&t->join_waker, cx->waker)) return PX_PENDING;
     /* Take the slot back to replace it; fails only if the task completed. */
-    if (!px__task_unset_join_waker(t)) return join_finish(j);
+    if (!px__task_unset_join_waker(t)) return join_handle_finish(j);
     px_waker_drop(&t->join_waker);
   }
   /* JOIN_WAKER is clear: the slot is ours until we set the bit. */
   t->join_waker = px_waker_clone(cx->waker);
   if (!px__task_set_join_waker(t)) {
     px_waker_drop(&t->join_waker);
-    return join_finish(j);
+    return join_handle_finish(j);
   }
   return PX_PENDING;
 }
 
-/* Dropping an unjoined handle detaches the task (it keeps running). */
-static void join_drop(px_future *self) {
+/* Dropping a handle before it was awaited to the end detaches the task
+ * (it keeps running). */
+static void join_handle_drop(px_future *self) {
   px_join_handle *j = (px_join_handle *)self;
   px_task *t = j->task;
   if (t == NULL) return;
