@@ -13,9 +13,10 @@
  * Each connection runs as a conn_task: a fixed-size future that owns a heap
  * copy of the user's future (its size is only known at run time, and a task
  * copies vtable->size bytes), the stream, a reference to the stop token and
- * to the shared block that holds the cap. When the user's future ends, or
- * is dropped, the conn_task drops it, closes the stream and gives the
- * permit back: the permit is tied to the task's life, not to the server's,
+ * to the shared block that holds the cap. When the user's future
+ * completes, the conn_task drops it and lingers (see struct lingering); when
+ * the linger ends, or the task is dropped, it closes the stream and gives
+ * the permit back: the permit is tied to the task's life, not to the server's,
  * which may be gone by then (a dropped server aborts its scope; the aborted
  * children are dropped later, on the runtime's thread). Hence the shared
  * block is reference counted.
@@ -58,22 +59,64 @@ static void shared_release(px__serve_shared *sh) {
 
 /* ---- one connection --------------------------------------------------- */
 
+/* Discarding reads per poll while lingering: a client that keeps sending
+ * must not hold the thread. */
+#define LINGER_READS 16
+
+/* A lingering close (nginx's lingering_close): after the connection's
+ * future completes, the server ends the write side (FIN) and reads and
+ * discards what the client still sends, until its end of stream, an error
+ * or PX_SERVE_LINGER, and only then closes. Closing at once with unread
+ * input makes the kernel send a reset, which can destroy answers the
+ * client has not read yet. Allocated only when lingering begins: idle connections pay
+ * one pointer for it. */
+typedef struct lingering {
+  px_stream_io io; /* the shutdown, then the reads */
+  px_sleep limit;
+  int shut;
+  unsigned char buf[512];
+} lingering;
+
 typedef struct conn_task {
   px_future base;
-  px_future *inner; /* the user's future (a heap copy); NULL once ended */
+  px_future *inner; /* the user's future (a heap copy); NULL once done */
+  lingering *linger; /* NULL until the user's future completes */
   px_stream *stream;
   px_cancel_token *stop; /* a reference */
   px__serve_shared *shared;
+  int ended; /* conn_end ran */
 } conn_task;
 
-/* Everything a connection holds, released once, whichever way it ends. The
- * user's future goes first: its drop may still use the stream. */
-static void conn_end(px_future *self) {
-  conn_task *t = (conn_task *)self;
+static int armed(const px_future *f) {
+  return f->vtable != NULL && (f->state & PX_FUTURE_DROPPED) == 0;
+}
+
+/* Drops `f` if armed; it stays disarmed until its next init. */
+static void disarm(px_future *f) {
+  if (armed(f)) px_future_drop(f);
+}
+
+static void drop_inner(conn_task *t) {
   if (t->inner == NULL) return;
   px_future_drop(t->inner);
   px__free(t->inner, t->inner->vtable->size);
   t->inner = NULL;
+}
+
+/* Everything a connection holds, released once, whichever way it ends
+ * (completed, lingered, or dropped: then at once, with no lingering). The
+ * futures go first: their drop may still use the stream. */
+static void conn_end(px_future *self) {
+  conn_task *t = (conn_task *)self;
+  if (t->ended) return;
+  t->ended = 1;
+  drop_inner(t);
+  if (t->linger != NULL) {
+    disarm(&t->linger->io.base);
+    disarm(&t->linger->limit.base);
+    px__free(t->linger, sizeof *t->linger);
+    t->linger = NULL;
+  }
   px_stream_close(t->stream);
   px_cancel_token_drop(t->stop);
   px__serve_shared *sh = t->shared;
@@ -90,12 +133,58 @@ static void conn_end(px_future *self) {
   shared_release(sh);
 }
 
+/* One step of `f` (a shutdown or a read), dropped once done: PX_PENDING,
+ * its error (< 0), or PX_READY with what it moved in *moved. */
+static int io_step(px_future *f, px_context *cx, uint64_t *moved) {
+  int r = px_future_poll(f, cx);
+  if (r == PX_PENDING) return PX_PENDING;
+  int err = r < 0 ? r : f->error;
+  *moved = f->output.u64;
+  px_future_drop(f);
+  return err < 0 ? err : PX_READY;
+}
+
+/* Lingers (see struct lingering): PX_PENDING until the client's end of
+ * stream, an error or the limit; the grace deadline of a drain drops the
+ * task, and so ends a linger too. */
+static px_poll linger_poll(conn_task *t, px_context *cx) {
+  lingering *lg = t->linger;
+  if (px_future_poll(&lg->limit.base, cx) != PX_PENDING) return PX_READY;
+  uint64_t n = 0;
+  if (!lg->shut) {
+    int r = io_step(&lg->io.base, cx, &n);
+    if (r == PX_PENDING) return PX_PENDING;
+    if (r < 0) return PX_READY;
+    lg->shut = 1;
+    px_stream_read_init(&lg->io, t->stream, lg->buf, sizeof lg->buf);
+  }
+  for (int i = 0; i < LINGER_READS; i++) {
+    int r = io_step(&lg->io.base, cx, &n);
+    if (r == PX_PENDING) return PX_PENDING;
+    if (r < 0 || n == 0) return PX_READY;
+    px_stream_read_init(&lg->io, t->stream, lg->buf, sizeof lg->buf);
+  }
+  px_waker_wake_by_ref(cx->waker); /* more to discard: after the others */
+  return PX_PENDING;
+}
+
 static px_poll conn_poll(px_future *self, px_context *cx) {
   conn_task *t = (conn_task *)self;
-  int r = px_future_poll(t->inner, cx);
-  if (r == PX_PENDING) return PX_PENDING;
-  self->output = t->inner->output;
-  self->error = r < 0 ? r : t->inner->error;
+  if (t->inner != NULL) {
+    int r = px_future_poll(t->inner, cx);
+    if (r == PX_PENDING) return PX_PENDING;
+    self->output = t->inner->output;
+    self->error = r < 0 ? r : t->inner->error;
+    drop_inner(t);
+    /* Without the memory to linger, close at once (as a drop does). */
+    t->linger = px__alloc(sizeof *t->linger);
+    if (t->linger != NULL) {
+      t->linger->shut = 0;
+      px_sleep_init(&t->linger->limit, PX_SERVE_LINGER);
+      px_stream_shutdown_init(&t->linger->io, t->stream);
+    }
+  }
+  if (t->linger != NULL && linger_poll(t, cx) == PX_PENDING) return PX_PENDING;
   conn_end(self);
   return PX_READY;
 }
@@ -117,6 +206,8 @@ int px_serve_spawn(px_serve_conn *c, const px_future *future) {
   conn_task t;
   px_future_init(&t.base, &conn_vtable);
   t.inner = copy;
+  t.linger = NULL;
+  t.ended = 0;
   t.stream = c->stream;
   /* The task's references, taken before it exists: on a multi-threaded
    * executor it may run, and end, before the spawn returns. */
@@ -135,15 +226,6 @@ int px_serve_spawn(px_serve_conn *c, const px_future *future) {
 }
 
 /* ---- the server --------------------------------------------------------- */
-
-static int armed(const px_future *f) {
-  return f->vtable != NULL && (f->state & PX_FUTURE_DROPPED) == 0;
-}
-
-/* Drops `f` if armed; it stays disarmed until its next init. */
-static void disarm(px_future *f) {
-  if (armed(f)) px_future_drop(f);
-}
 
 /* Errors that no pause cures: the listener or the runtime is unusable. */
 static int fatal(int err) {

@@ -13,10 +13,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "pollux.h"
@@ -302,6 +305,93 @@ TEST_F(Serve, InFlightConnectionsFinishWithinTheGrace) {
   // ended with its client, like `a`.
   EXPECT_GE(stats_.ended.load(), 1);
   EXPECT_EQ(stats_.ended.load(), stats_.started.load());
+}
+
+// ---- The lingering close -------------------------------------------------------
+
+// A client that keeps sending on `fd` (1 KiB chunks of a counting pattern)
+// until told to stop or the server is gone; `sent` is what it sent.
+struct Sender {
+  explicit Sender(int fd) : fd_(fd) {
+    thread_ = std::thread([this] {
+      for (unsigned i = 0; !stop_.load(); i++) {
+        char chunk[1024];
+        for (size_t k = 0; k < sizeof chunk; k++) chunk[k] = static_cast<char>('a' + (i + k) % 26);
+        ssize_t n = send(fd_, chunk, sizeof chunk, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent_.append(chunk, static_cast<size_t>(n));
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  std::string Join() {
+    stop_ = true;
+    thread_.join();
+    return sent_;
+  }
+  int fd_;
+  std::atomic<bool> stop_{false};
+  std::string sent_;
+  std::thread thread_;
+};
+
+// Reads `fd` until end of stream or an error: what came, and the errno of
+// the error (0 at end of stream).
+std::pair<std::string, int> ReadToEnd(int fd) {
+  std::string got;
+  for (;;) {
+    char buf[4096];
+    ssize_t n = Recv(fd, buf, sizeof buf);
+    if (n == 0) return {got, 0};
+    if (n < 0) return {got, errno};
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// The connection's future ends (the stop token) while its client is still
+// sending: the server ends its write side and discards the input rather
+// than close with it unread, which would reset the connection and could
+// destroy the echo the client has not read yet.
+TEST_F(Serve, AConnectionEndingWhileItsClientSendsEndsWithAFinNotAReset) {
+  Start(SERVE_ECHO, 0, px_secs(10));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  Sender sender(a);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the echo flows
+  px_cancel_token_cancel(stop_);
+  auto [got, err] = ReadToEnd(a);
+  std::string sent = sender.Join();
+  EXPECT_EQ(err, 0) << "the client read " << strerror(err) << ", not end of stream";
+  EXPECT_LE(got.size(), sent.size());
+  EXPECT_TRUE(sent.compare(0, got.size(), got) == 0) << "the echo is not what was sent";
+  close(a);  // the lingering server reads its end of stream and closes
+  server_.join();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.base.output.u64, 0u) << "it ended in the grace, not cut at its end";
+  EXPECT_EQ(stats_.saw_stop.load(), 1);
+}
+
+// A client that never closes is not waited for: the linger ends at its
+// limit (1 s), well inside the grace, and the server closes its side.
+TEST_F(Serve, AClientThatNeverClosesIsCutAfterTheLingerLimit) {
+  Start(SERVE_ECHO, 0, px_secs(30));
+  int a = Connect(port_);
+  ASSERT_GE(a, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  Sender sender(a);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  px_cancel_token_cancel(stop_);
+  auto [got, err] = ReadToEnd(a);
+  EXPECT_EQ(err, 0) << "the client read " << strerror(err) << ", not end of stream";
+  // The client still sends (until the server's close fails its sends)
+  // and never closes: the server ends all the same, inside the grace.
+  server_.join();
+  sender.Join();
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.base.output.u64, 0u) << "the linger limit, not the grace, ended it";
+  EXPECT_EQ(stats_.ended.load(), 1);
+  close(a);
 }
 
 TEST_F(Serve, DroppingTheServerCancelsItsConnections) {

@@ -41,6 +41,18 @@
  *      closes the listener (new clients are refused), cancels the
  *      connections' stop token, waits up to `grace` for them to finish,
  *      then cancels those left and waits for them to go.
+ *   5. When a connection's future completes (not when it is cancelled),
+ *      closes it gracefully (nginx's lingering_close): ends the write side
+ *      (px_stream_shutdown: the client reads end of stream after all the
+ *      future wrote), then reads and discards what the client still sends
+ *      until its end of stream, an error or 1 s (PX_SERVE_LINGER), and
+ *      only then closes. Closing with unread input would make the kernel
+ *      reset the connection, which can destroy answers the client has not
+ *      read yet. A drain's grace deadline cuts a linger short (the
+ *      connection is cancelled then, like any other), and so does the
+ *      server's drop. The linger's state (about 700 bytes) is allocated
+ *      only when it begins; without the memory, the stream is closed at
+ *      once.
  */
 #ifndef POLLUX_SERVE_H
 #define POLLUX_SERVE_H
@@ -64,6 +76,13 @@
 extern "C" {
 #endif
 
+/**
+ * How long a connection whose future completed lingers at most: its write
+ * side ended, discarding what the client still sends, before the server
+ * closes it (see item 5 above).
+ */
+#define PX_SERVE_LINGER px_secs(1)
+
 /** Private: what the server and its connections share (the cap). */
 typedef struct px__serve_shared px__serve_shared;
 
@@ -78,8 +97,9 @@ struct px_serve;
 typedef struct px_serve_conn {
   /**
    * The accepted connection. It belongs to the server: px_serve closes it
-   * right after the connection's future ends (completes or is cancelled),
-   * so the future must not close it (px_stream_shutdown_init is fine).
+   * after the connection's future ends (at once when it is cancelled; after
+   * the lingering close of item 5 above when it completes), so the future
+   * must not close it (px_stream_shutdown_init is fine).
    * The constructor may replace it with a stream that owns it (a
    * px_deadline_stream, a TLS stream from px_tls_server_new): the server
    * then closes that one instead, whether the connection was spawned or
