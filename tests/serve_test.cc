@@ -17,8 +17,10 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -74,6 +76,46 @@ bool WaitFor(const std::function<bool()> &pred, int ms = 5000) {
   return pred();
 }
 
+// A client that keeps sending on `fd` (1 KiB chunks of a counting pattern)
+// until told to stop or the server is gone; `sent` is what it sent.
+struct Sender {
+  explicit Sender(int fd) : fd_(fd) {
+    thread_ = std::thread([this] {
+      for (unsigned i = 0; !stop_.load(); i++) {
+        char chunk[1024];
+        for (size_t k = 0; k < sizeof chunk; k++) chunk[k] = static_cast<char>('a' + (i + k) % 26);
+        ssize_t n = send(fd_, chunk, sizeof chunk, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent_.append(chunk, static_cast<size_t>(n));
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+    });
+  }
+  ~Sender() { Join(); }
+  std::string Join() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    return sent_;
+  }
+  int fd_;
+  std::atomic<bool> stop_{false};
+  std::string sent_;
+  std::thread thread_;
+};
+
+// Reads `fd` until end of stream or an error: what came, and the errno of
+// the error (0 at end of stream).
+std::pair<std::string, int> ReadToEnd(int fd) {
+  std::string got;
+  for (;;) {
+    char buf[4096];
+    ssize_t n = Recv(fd, buf, sizeof buf);
+    if (n == 0) return {got, 0};
+    if (n < 0) return {got, errno};
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
 class Serve : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,6 +162,23 @@ class Serve : public ::testing::Test {
     o.idle_timeout = idle_timeout_;
     px_future *f = px_serve_init(&srv_, l, &o);
     server_ = std::thread([this, f] { rc_ = px_runtime_block_on(rt_, f); });
+  }
+
+  // Starts an echo server, connects a client that keeps sending (*sender)
+  // on *fd, and stops the server while it does: *got is what the client
+  // read up to the end of stream, which must come rather than a reset.
+  void StopWhileAClientSends(px_duration grace, int *fd, std::unique_ptr<Sender> *sender,
+                             std::string *got) {
+    Start(SERVE_ECHO, 0, grace);
+    *fd = Connect(port_);
+    ASSERT_GE(*fd, 0);
+    EXPECT_EQ(RoundTrip(*fd, "a"), "a");
+    *sender = std::make_unique<Sender>(*fd);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the echo flows
+    px_cancel_token_cancel(stop_);
+    int err;
+    std::tie(*got, err) = ReadToEnd(*fd);
+    EXPECT_EQ(err, 0) << "the client read " << strerror(err) << ", not end of stream";
   }
 
   // Shuts the server down and waits for it.
@@ -309,60 +368,16 @@ TEST_F(Serve, InFlightConnectionsFinishWithinTheGrace) {
 
 // ---- The lingering close -------------------------------------------------------
 
-// A client that keeps sending on `fd` (1 KiB chunks of a counting pattern)
-// until told to stop or the server is gone; `sent` is what it sent.
-struct Sender {
-  explicit Sender(int fd) : fd_(fd) {
-    thread_ = std::thread([this] {
-      for (unsigned i = 0; !stop_.load(); i++) {
-        char chunk[1024];
-        for (size_t k = 0; k < sizeof chunk; k++) chunk[k] = static_cast<char>('a' + (i + k) % 26);
-        ssize_t n = send(fd_, chunk, sizeof chunk, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        sent_.append(chunk, static_cast<size_t>(n));
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-      }
-    });
-  }
-  std::string Join() {
-    stop_ = true;
-    thread_.join();
-    return sent_;
-  }
-  int fd_;
-  std::atomic<bool> stop_{false};
-  std::string sent_;
-  std::thread thread_;
-};
-
-// Reads `fd` until end of stream or an error: what came, and the errno of
-// the error (0 at end of stream).
-std::pair<std::string, int> ReadToEnd(int fd) {
-  std::string got;
-  for (;;) {
-    char buf[4096];
-    ssize_t n = Recv(fd, buf, sizeof buf);
-    if (n == 0) return {got, 0};
-    if (n < 0) return {got, errno};
-    got.append(buf, static_cast<size_t>(n));
-  }
-}
-
 // The connection's future ends (the stop token) while its client is still
 // sending: the server ends its write side and discards the input rather
 // than close with it unread, which would reset the connection and could
 // destroy the echo the client has not read yet.
 TEST_F(Serve, AConnectionEndingWhileItsClientSendsEndsWithAFinNotAReset) {
-  Start(SERVE_ECHO, 0, px_secs(10));
-  int a = Connect(port_);
-  ASSERT_GE(a, 0);
-  EXPECT_EQ(RoundTrip(a, "a"), "a");
-  Sender sender(a);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the echo flows
-  px_cancel_token_cancel(stop_);
-  auto [got, err] = ReadToEnd(a);
-  std::string sent = sender.Join();
-  EXPECT_EQ(err, 0) << "the client read " << strerror(err) << ", not end of stream";
+  int a;
+  std::unique_ptr<Sender> sender;
+  std::string got;
+  ASSERT_NO_FATAL_FAILURE(StopWhileAClientSends(px_secs(10), &a, &sender, &got));
+  std::string sent = sender->Join();
   EXPECT_LE(got.size(), sent.size());
   EXPECT_TRUE(sent.compare(0, got.size(), got) == 0) << "the echo is not what was sent";
   close(a);  // the lingering server reads its end of stream and closes
@@ -375,19 +390,14 @@ TEST_F(Serve, AConnectionEndingWhileItsClientSendsEndsWithAFinNotAReset) {
 // A client that never closes is not waited for: the linger ends at its
 // limit (1 s), well inside the grace, and the server closes its side.
 TEST_F(Serve, AClientThatNeverClosesIsCutAfterTheLingerLimit) {
-  Start(SERVE_ECHO, 0, px_secs(30));
-  int a = Connect(port_);
-  ASSERT_GE(a, 0);
-  EXPECT_EQ(RoundTrip(a, "a"), "a");
-  Sender sender(a);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  px_cancel_token_cancel(stop_);
-  auto [got, err] = ReadToEnd(a);
-  EXPECT_EQ(err, 0) << "the client read " << strerror(err) << ", not end of stream";
+  int a;
+  std::unique_ptr<Sender> sender;
+  std::string got;
+  ASSERT_NO_FATAL_FAILURE(StopWhileAClientSends(px_secs(30), &a, &sender, &got));
   // The client still sends (until the server's close fails its sends)
   // and never closes: the server ends all the same, inside the grace.
   server_.join();
-  sender.Join();
+  sender->Join();
   EXPECT_EQ(rc_, 0);
   EXPECT_EQ(srv_.base.output.u64, 0u) << "the linger limit, not the grace, ended it";
   EXPECT_EQ(stats_.ended.load(), 1);
