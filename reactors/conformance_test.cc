@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/select.h>
@@ -454,6 +455,37 @@ TEST_P(ReactorTest, RegistrationClosedFromAnotherThread) {
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(c.live.load(), 0);
   EXPECT_EQ(c.wakes.load(), 1);
+}
+
+TEST_P(ReactorTest, ClosingWhileAPollerWaitsReachesThePeerAtOnce) {
+  // select and poll hold a kernel reference to every file a blocked wait
+  // watches: a socket closed in another thread is not released (its peer
+  // sees no end of stream) until that wait ends, which on an idle runtime
+  // may be never. Deregistering must wake the poller. The waiting future is
+  // dropped first, as a cancelled task's is, which narrows the interest
+  // without a wake-up just before the close.
+  RegisterSocket();
+  Counter c;
+  px_waker w = borrowed(&c);
+  std::atomic<bool> stop{false};
+  std::thread poller([&] {
+    while (!stop.load()) (void)px__reactor_poll(reactor_, -1);
+  });
+  ASSERT_FALSE(poll_ready(io_.get(), &w, PX__READABLE));
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // blocked, watching it
+  px_waker none = PX_WAKER_EMPTY;
+  EXPECT_FALSE(poll_ready(io_.get(), &none, PX__READABLE));  // the drop
+  io_.reset();  // deregister + free
+  close(fds_[0]);
+  fds_[0] = -1;
+  pollfd peer = {fds_[1], POLLIN, 0};
+  EXPECT_EQ(::poll(&peer, 1, 2000), 1) << "the peer saw no end of stream";
+  char x;
+  EXPECT_EQ(recv(fds_[1], &x, 1, 0), 0);
+  stop.store(true);
+  ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+  poller.join();
+  EXPECT_EQ(c.wakes.load(), 0);
 }
 
 TEST_P(ReactorTest, ClosedRegistrationIsFreedWhenTheNextPollBegins) {

@@ -179,8 +179,8 @@ int px__reactor_table_end(px__reactor *r) {
   return cap > INT_MAX ? INT_MAX : (int)cap;
 }
 
-void px__reactor_unlock(px__reactor_core *c, bool widened) {
-  bool wake = widened && c->polling;
+void px__reactor_unlock(px__reactor_core *c, bool repoll) {
+  bool wake = repoll && c->polling;
   pthread_mutex_unlock(&c->mu);
   /* Outside the mutex: the poller takes it as soon as it wakes. */
   if (wake) (void)px__wakeup_fd_signal(&c->wakeup_fd);
@@ -264,15 +264,24 @@ void px__reactor_del(px__reactor *r, px__io *io) {
   pthread_mutex_lock(&c->mu);
   if (px__list_linked(&io->registered)) px__list_remove(&io->registered);
   entry *e = px__fd_table_at(&c->table, io->fd);
+  bool was_registered = false;
   if (e != NULL && e->io == io) {
     e->io = NULL;
+    was_registered = true;
     /* Under the mutex, which the poller holds while it dispatches: once
      * this returns, no dispatch reaches io. */
     (void)c->ops->del(r, io, e->slot);
   }
   if (io->op[PX__OP_IN] != NULL || io->op[PX__OP_OUT] != NULL)
     px__io_release_ops(r, io);
-  pthread_mutex_unlock(&c->mu);
+  /* A poller blocked in select or poll in another thread holds a kernel
+   * reference to every file it copied into its wait: the close that
+   * follows would not release the socket (no FIN reaches the peer) until
+   * that wait ends, which on an idle runtime may be never. Wake it so it
+   * lets go. Even when io->interest is 0 now: dropping the waiting future
+   * narrows the interest (without a wake) just before the close, while the
+   * blocked poller still watches the old one. */
+  px__reactor_unlock(c, was_registered);
 }
 
 px__io *px__reactor_first_registered(px__reactor *r) {

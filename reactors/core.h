@@ -191,11 +191,12 @@ static inline px__io *px__reactor_at(px__reactor *r, int fd, void **slot) {
 /*
  * Unlocks c->mu after a level-triggered backend changed what it watches.
  * A poller blocked in another thread waits on what it copied before the
- * change; when the change `widened` the watched set, that poller is woken
- * so it copies again. A narrower set needs nothing: the poller drops stale
- * answers when it dispatches.
+ * change; when `repoll` is set (the change widened the watched set, or
+ * removed a descriptor about to be closed: px__reactor_del) that poller is
+ * woken so it copies again. A merely narrower set needs nothing: the poller
+ * drops stale answers when it dispatches.
  */
-void px__reactor_unlock(px__reactor_core *c, bool widened);
+void px__reactor_unlock(px__reactor_core *c, bool repoll);
 
 /* ---- Registration (called by readiness.c, after its checks) ---------- */
 

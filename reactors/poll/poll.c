@@ -166,7 +166,9 @@ static int pl_del(px__reactor *r, px__io *io, void *slot) {
     *(size_t *)px__reactor_lookup(r, (uintptr_t)r->ios[i]->fd, r->ios[i]) = i;
   }
   /* A poller blocked in another thread may still wait on its copy of the
-   * entry; it checks the table before dispatching, so nothing reaches io. */
+   * entry; it checks the table before dispatching, so nothing reaches io,
+   * and the core wakes it so the kernel lets go of the file
+   * (px__reactor_del). */
   return 0;
 }
 

@@ -81,8 +81,9 @@ static int sel_del(px__reactor *r, px__io *io, void *slot) {
   (void)io;
   (void)slot;
   /* A poller blocked in another thread may still have this descriptor in
-   * its sets; once the caller closes it, select fails with EBADF, which the
-   * poller handles by starting over. No wake-up is needed. */
+   * its sets, and the kernel keeps the file open for it until its select
+   * returns (a close elsewhere does not end the wait): the core wakes it
+   * (px__reactor_del). */
   while (r->nfds > 0 && px__reactor_at(r, r->nfds - 1, NULL) == NULL)
     r->nfds--;
   return 0;
