@@ -43,7 +43,9 @@ struct px_runtime {
   uint64_t wait_until;
 
   /* Live tasks. A spinlock: held for a few pointer writes, never across a
-   * call, and remote spawns are the only other thread that takes it. */
+   * call. A single-threaded executor shares it only with remote spawns;
+   * under work stealing every worker takes it twice per task (adopt,
+   * unlink), the first lock to contend as workers grow (bench/scaling.md). */
   px__spinlock owned_lock;
   px__list owned; /* px_task.owned */
   bool closed; /* under owned_lock: no new task may join */

@@ -137,7 +137,10 @@ typedef struct px__observe {
   struct px__trace *trace;         /* NULL when PX_TRACE is unset */
   uint32_t nworkers;               /* blocks in `workers` */
   int max_worker;                  /* highest id entered (atomic) */
-  uint64_t injection_depth;        /* a gauge (atomic) */
+  /* A gauge (atomic), stored on every injection push and pop: on a line of
+   * its own, or that traffic would keep invalidating the line of `flags`,
+   * which every worker reads on every poll (bench/scaling.md). */
+  alignas(64) uint64_t injection_depth;
   px__counters outside;
   px__counters *workers;
 } px__observe;
