@@ -4,11 +4,12 @@
 # Each must exit 0 and print one well-formed result line. Arguments: the
 # benchmark binaries, each followed by its tiny count, then the HTTP floor
 # server, the echo client and an echo server (examples/echo) to aim it at,
-# then the TLS handshake client, examples/https and tests/tls_certs.sh.
+# then the TLS handshake client, examples/https and tests/tls_certs.sh,
+# then pollux's minimal servers (http_min, echo_min).
 set -euo pipefail
 
 fail=0
-while [ $# -gt 6 ]; do
+while [ $# -gt 8 ]; do
   bin=$1 n=$2
   shift 2
   out=$("$bin" "$n" 2>&1) || { echo "FAIL $bin exited $?: $out"; fail=1; continue; }
@@ -22,6 +23,7 @@ done
 
 http=$1 client=$2 echo_server=$3
 tls_client=$4 https_server=$5 tls_certs=$6
+http_min=$7 echo_min=$8
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -48,18 +50,21 @@ start_server() {
   exit 1
 }
 
-# The raw epoll server answers both of two pipelined requests.
-start_server "$http"
-exec 3<>"/dev/tcp/127.0.0.1/$port"
-printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3
-answers=$(timeout 5 head -c 156 <&3 | grep -o 'Hello, World!' | wc -l || true)
-exec 3>&-
-if [ "$answers" != 2 ]; then
-  echo "FAIL raw_epoll_http: $answers answers to 2 pipelined requests"
-  fail=1
-else
-  echo "ok   raw_epoll_http pipelined"
-fi
+# The raw epoll server and pollux's http_min answer both of two pipelined
+# requests.
+for server in "$http" "$http_min"; do
+  start_server "$server"
+  exec 3<>"/dev/tcp/127.0.0.1/$port"
+  printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3
+  answers=$(timeout 5 head -c 156 <&3 | grep -o 'Hello, World!' | wc -l || true)
+  exec 3>&-
+  if [ "$answers" != 2 ]; then
+    echo "FAIL $(basename "$server"): $answers answers to 2 pipelined requests"
+    fail=1
+  else
+    echo "ok   $(basename "$server") pipelined"
+  fi
+done
 
 # Runs a load client (CLIENT CONNECTIONS ROUNDS) against $port: it must
 # finish within 20 s and report no failed connection.
@@ -74,8 +79,11 @@ check_client() {
   fi
 }
 
-# The echo client completes (and checks) its round trips.
+# The echo client completes (and checks) its round trips, against
+# examples/echo and pollux's echo_min.
 start_server "$echo_server"
+check_client "$client" 4 50
+start_server "$echo_min"
 check_client "$client" 4 50
 
 # The TLS handshake client does full handshakes against examples/https,

@@ -369,15 +369,55 @@ async fn serve_http<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut
     }
 }
 
-async fn http_server(port: u16) {
+/// http_min's twin (bench/serve_min.c, raw_epoll_http, the libuv peer): one
+/// request per "\r\n\r\n" counted across reads, no header scan, every
+/// complete request of a read answered in one write (at most 64, as they).
+async fn serve_http_min(mut s: tokio::net::TcpStream) {
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(64 * RESPONSE.len());
+    let mut state = 0usize;
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        const END: &[u8] = b"\r\n\r\n";
+        let mut requests = 0;
+        for &b in &buf[..n] {
+            if b == END[state] {
+                state += 1;
+                if state == 4 {
+                    requests += 1;
+                    state = 0;
+                }
+            } else {
+                state = if b == b'\r' { 1 } else { 0 };
+            }
+        }
+        out.clear();
+        for _ in 0..requests.min(64) {
+            out.extend_from_slice(RESPONSE);
+        }
+        if !out.is_empty() && s.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Accepts on `port` forever, a task per connection running `serve`.
+async fn serve_each<F, Fut>(port: u16, name: &str, serve: F)
+where
+    F: Fn(tokio::net::TcpStream) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = tokio::net::TcpListener::bind(("0.0.0.0", port)).await.expect("bind");
-    println!("tokio-peer http: listening on port {}", port);
+    println!("tokio-peer {}: listening on port {}", name, port);
     loop {
         let (s, _) = match l.accept().await {
             Ok(c) => c,
             Err(_) => continue,
         };
-        tokio::spawn(serve_http(s));
+        tokio::spawn(serve(s));
     }
 }
 
@@ -445,7 +485,7 @@ async fn echo_server(port: u16) {
 fn usage() -> ! {
     eprintln!(
         "usage: tokio-peer BENCH ct|mt [N]\n  BENCH: spawn_many spawn_many_remote_idle yield_many \
-         chained_spawn million_timers timer_arm_cancel\n       ping_pong mpsc_contended mpsc_uncontended\n       tokio-peer http|echo ct|mt PORT\n       tokio-peer https ct|mt PORT CERT KEY"
+         chained_spawn million_timers timer_arm_cancel\n       ping_pong mpsc_contended mpsc_uncontended\n       tokio-peer http|http_min|echo ct|mt PORT\n       tokio-peer https ct|mt PORT CERT KEY"
     );
     std::process::exit(2)
 }
@@ -541,7 +581,8 @@ fn main() {
             assert!(sum > 0);
             m.report(bench, config, (rounds * VALUES) as f64, "");
         }
-        "http" => rt.block_on(http_server(arg(8080) as u16)),
+        "http" => rt.block_on(serve_each(arg(8080) as u16, "http", serve_http)),
+        "http_min" => rt.block_on(serve_each(arg(8080) as u16, "http_min", serve_http_min)),
         "echo" => rt.block_on(echo_server(arg(7000) as u16)),
         "https" if args.len() == 6 => {
             rt.block_on(https_server(arg(8443) as u16, &args[4], &args[5]))
