@@ -68,6 +68,10 @@ expect "| px_timer_entry: deadline, runtime | 16 | - |"
 expect "| px_timer_node: links, tick, the waker, slot, flags | 48 | - |"
 expect "| **allocated per sleeping task** | 200 | 152 |"
 expect "| peak RSS per sleeping task | 922 | 1024 |"
+# Instructions per HTTP request under callgrind, and its target.
+expect "| pollux default | 2000 | 5000 |"
+expect "| 30.00 | \`conn__poll (http_min)\` |"
+expect "| callgrind instructions per HTTP request (http row): pollux vs tokio | 2000 vs 1900 | < tokio ct | **short** |"
 # Scaling on paper (bench/scaling.md) is carried into every report.
 expect "## Work stealing: how its cost grows with workers"
 [ -s "${out%.md}.svg" ] || { echo "FAIL: no chart"; fail=1; }

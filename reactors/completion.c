@@ -44,13 +44,6 @@ static pthread_mutex_t *mu_of(px__op *op) {
 void px__op_lock(px__op *op) { pthread_mutex_lock(mu_of(op)); }
 void px__op_unlock(px__op *op) { pthread_mutex_unlock(mu_of(op)); }
 
-bool px__io_completes(const px__io *io) {
-  /* io->reactor is published after io->ops (px__io_register). */
-  return io != NULL &&
-         __atomic_load_n(&io->reactor, __ATOMIC_ACQUIRE) != NULL &&
-         io->ops != NULL && io->ops->submit != NULL;
-}
-
 px__list *px__reactor_inflight(px__reactor *r) {
   return &px__reactor_core_of(r)->inflight;
 }

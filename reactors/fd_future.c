@@ -39,17 +39,35 @@ px_poll px__fd_complete(px_future *f, int err) {
  * registered with another runtime's reactor, whose events this runtime
  * would never see.
  */
-static int register_io(px__io *io, px_context *cx, bool completion) {
+static int register_slow(px__io *io, px_context *cx, bool completion);
+
+static inline int register_io(px__io *io, px_context *cx, bool completion) {
+  /* Every poll after the first, on every read and write: registered by
+   * this runtime, two loads and no call. A runtime keeps its reactor for
+   * life, and deregistration (also when a freed runtime detaches io)
+   * clears io->runtime before io->reactor, so a match is never stale. */
+  if (cx->runtime != NULL &&
+      __atomic_load_n(&io->runtime, __ATOMIC_RELAXED) == cx->runtime &&
+      __atomic_load_n(&io->reactor, __ATOMIC_ACQUIRE) != NULL)
+    return 0;
+  return register_slow(io, cx, completion);
+}
+
+/* The first poll on io under this runtime (or none: PX_ENORUNTIME). Out of
+ * line, so the check above inlines without this function's frame. */
+__attribute__((noinline)) static int register_slow(px__io *io, px_context *cx,
+                                                   bool completion) {
   if (cx->runtime == NULL) return PX_ENORUNTIME;
   const px__reactor_ops *ops = NULL;
   px__reactor *r = NULL;
   px__runtime_reactor(cx->runtime, &ops, &r);
   if (ops == NULL || r == NULL) return PX_ENORUNTIME;
-  /* Every poll after the first: registered, checked inline (no call, no
-   * lock), since this runs on every read and write. */
-  if (px__io_registered_with(io, r)) return 0;
-  return completion ? px__io_register_completion(io, r)
-                    : px__io_register(io, r);
+  int err = 0;
+  if (!px__io_registered_with(io, r))
+    err = completion ? px__io_register_completion(io, r)
+                     : px__io_register(io, r);
+  if (err == 0) __atomic_store_n(&io->runtime, cx->runtime, __ATOMIC_RELAXED);
+  return err;
 }
 
 static int ensure_registered(px__io *io, px_context *cx) {

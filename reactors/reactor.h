@@ -62,6 +62,10 @@ typedef struct px__io {
   int fd;
   unsigned interest;  /* what the backend watches (level-triggered ones) */
   px__reactor *reactor; /* set while registered */
+  /* The runtime whose reactor that is, once a future on io has checked it
+   * (fd_future.c); NULL again at deregistration. Lets every later read and
+   * write find "registered here" with two loads and no call. */
+  void *runtime;
   const struct px__reactor_ops *ops;
   /* In the reactor core's list of registrations while registered, so that
    * freeing the runtime can detach what its owner has not closed yet. */
@@ -274,8 +278,13 @@ typedef struct px__op {
   unsigned char *buf;
 } px__op;
 
-/* Whether io's reactor (io registered) performs operations itself. */
-bool px__io_completes(const px__io *io);
+/* Whether io's reactor (io registered) performs operations itself. Inline:
+ * every read and write asks. io->reactor is published after io->ops
+ * (px__io_register). */
+static inline bool px__io_completes(const px__io *io) {
+  return io != NULL && __atomic_load_n(&io->reactor, __ATOMIC_ACQUIRE) != NULL &&
+         io->ops != NULL && io->ops->submit != NULL;
+}
 
 /*
  * io's operation of `kind` in `slot`, made (or, while idle and without a

@@ -103,6 +103,7 @@ void px__io_init(px__io *io, int fd) {
   io->fd = fd;
   io->interest = 0;
   io->reactor = NULL;
+  io->runtime = NULL;
   io->ops = NULL;
   io->retire_mem = NULL;
   io->retire_size = 0;
@@ -328,6 +329,8 @@ static int register_with(px__io *io, px__reactor *r, bool completion) {
 void px__io_deregister(px__io *io) {
   if (io == NULL) return;
   if (io->reactor != NULL) {
+    /* First: from here on no poll takes the fast path (fd_future.c). */
+    __atomic_store_n(&io->runtime, NULL, __ATOMIC_RELAXED);
     px__reactor_del(io->reactor, io);
     __atomic_store_n(&io->reactor, NULL, __ATOMIC_RELEASE);
     io->ops = NULL;
