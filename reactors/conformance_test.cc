@@ -1016,6 +1016,26 @@ TEST_F(IoTest, AStaleClearKeepsTheNewerEvent) {
   EXPECT_NE(again.tick, ev.tick);
 }
 
+TEST_F(IoTest, ADirectionIsDrainedOnceAnEagainClearedIt) {
+  // Before any EAGAIN the state says nothing (a fresh descriptor's data may
+  // already be there): the drive tries the syscall first. After one, it
+  // waits for a new readiness first; a hang-up or an error ends that.
+  EXPECT_FALSE(px__io_drained(io_.get(), PX__READABLE));
+  px__io_dispatch(io_.get(), PX__READABLE);
+  px__io_clear_ready(io_.get(), px__io_peek(io_.get(), PX__READABLE));
+  EXPECT_TRUE(px__io_drained(io_.get(), PX__READABLE));
+  EXPECT_FALSE(px__io_drained(io_.get(), PX__WRITABLE));
+  EXPECT_EQ(ready_bits(io_.get()), 0u) << "the drained mark is no readiness";
+  // A stale clear (a dispatch came after the peek) neither clears nor marks.
+  px__io_event old = px__io_peek(io_.get(), PX__WRITABLE);
+  px__io_dispatch(io_.get(), PX__WRITABLE);
+  px__io_clear_ready(io_.get(), old);
+  EXPECT_FALSE(px__io_drained(io_.get(), PX__WRITABLE));
+  EXPECT_EQ(ready_bits(io_.get()), unsigned{PX__WRITABLE});
+  px__io_dispatch(io_.get(), PX__HUP);
+  EXPECT_FALSE(px__io_drained(io_.get(), PX__READABLE)) << "end of stream must be read";
+}
+
 TEST_F(IoTest, PollingWithNoWakerForgetsTheStoredOne) {
   // What a cancelled socket future does on drop (reactors/tcp.c).
   Counter c;

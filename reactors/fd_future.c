@@ -128,19 +128,35 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
 
   px__io_event ev;
   bool have_event = false;
+  /* A direction once seen drained is worth a syscall only after a new
+   * readiness (tokio's order): without one, wait for it now instead of
+   * asking the kernel for an EAGAIN. */
+  if (px__io_drained(io, interest)) {
+    if (!px__io_poll_ready(io, cx, interest, &ev)) {
+      f->state |= WAITING;
+      px__coop_refund(); /* nothing was done: waiting is free */
+      return PX_PENDING;
+    }
+    have_event = true;
+  }
   for (bool first = true;; first = false) {
     /* Every attempt after the first costs budget too: a retry (EINTR,
      * ECONNABORTED), a connection shed at EMFILE or a fresh readiness is
      * work done for nothing the caller sees, and under a flood of them the
      * loop would otherwise never return. */
     if (!first && !px__coop_proceed(cx)) return PX_PENDING;
+    px__io_event before = have_event ? ev : px__io_peek(io, interest);
     int r = attempt(f);
     if (r == PX__FD_RETRY) continue;
+    /* A short transfer is not taken as "drained" (tokio 1.24 does): a read
+     * can be short with more queued (a packet socket, a tty, an interrupted
+     * copy), and with an edge-triggered backend no new event would come. So
+     * the readiness stays, and the next operation's EAGAIN clears it. */
     if (r != PX__FD_WOULD_BLOCK)
       return px__fd_finish(f, io, interest, r < 0 ? r : 0);
     /* EAGAIN: the readiness we acted on is used up. The clear is skipped
      * if an event arrived after our snapshot, so nothing is lost. */
-    if (have_event) px__io_clear_ready(io, ev);
+    px__io_clear_ready(io, before);
     if (!px__io_poll_ready(io, cx, interest, &ev)) {
       f->state |= WAITING;
       if (first) px__coop_refund(); /* nothing was done: waiting is free */

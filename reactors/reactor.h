@@ -30,7 +30,7 @@ extern "C" {
 #define PX__WRITABLE 0x2u
 #define PX__HUP 0x4u   /* peer hung up (read side closed) */
 #define PX__ERROR 0x8u /* error pending on the socket */
-#define PX__READY_MASK 0xffu
+#define PX__READY_MASK 0x0fu
 
 /* Feature bits a backend reports. */
 #define PX__REACTOR_EDGE 0x1u     /* edge-triggered: register once */
@@ -182,8 +182,23 @@ void px__io_dispatch(px__io *io, unsigned ready);
 bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
                        px__io_event *ev);
 
-/* Clears ev's bits unless a newer dispatch happened since ev was taken. */
+/* Clears ev's bits unless a newer dispatch happened since ev was taken,
+ * and notes those directions as drained (px__io_drained). */
 void px__io_clear_ready(px__io *io, px__io_event ev);
+
+/* An event naming the directions of `interest` at the current tick, taken
+ * before a syscall: px__io_clear_ready with it afterwards clears them (and
+ * notes them drained) unless a dispatch came in between. */
+px__io_event px__io_peek(px__io *io, unsigned interest);
+
+/*
+ * True once a direction of `interest` was seen drained (a syscall said
+ * EAGAIN) and its readiness cleared: from then
+ * on a syscall is only worth trying after a new readiness (tokio's order:
+ * readiness first). Before that the state holds no readiness yet, which
+ * says nothing (a fresh descriptor's data is often already there).
+ */
+bool px__io_drained(px__io *io, unsigned interest);
 
 /* Wakes and drops both waiters (used at deregistration). */
 void px__io_wake_all(px__io *io);

@@ -60,6 +60,10 @@
 #define TICK_SHIFT 8
 #define READY_OF(state) ((unsigned)((state)&PX__READY_MASK))
 #define TICK_OF(state) ((state) >> TICK_SHIFT)
+/* Above the readiness bits, below the tick: the directions once seen
+ * drained (px__io_drained), sticky. */
+#define DRAINED_SHIFT 4
+#define FLAGS_OF(state) ((state) & ((1u << TICK_SHIFT) - 1))
 
 /* The bits that come and go with the OS's answers; HUP and ERROR stay. */
 #define DIRECTION_BITS (PX__READABLE | PX__WRITABLE)
@@ -125,7 +129,7 @@ void px__io_dispatch(px__io *io, unsigned ready) {
   uint64_t next;
   do {
     /* The tick wraps after 2^56 dispatches; only equality matters. */
-    next = ((TICK_OF(cur) + 1) << TICK_SHIFT) | READY_OF(cur) | ready;
+    next = ((TICK_OF(cur) + 1) << TICK_SHIFT) | FLAGS_OF(cur) | ready;
   } while (!atomic_compare_exchange_weak_explicit(
       &io->state, &cur, next, memory_order_acq_rel, memory_order_relaxed));
 
@@ -261,9 +265,22 @@ void px__io_clear_ready(px__io *io, px__io_event ev) {
     /* A newer dispatch means the OS said "ready" after the syscall that
      * returned EAGAIN may have run: keep the bits so the caller retries. */
     if (TICK_OF(cur) != ev.tick) return;
-    next = cur & ~clear;
+    next = (cur & ~clear) | (clear << DRAINED_SHIFT);
   } while (!atomic_compare_exchange_weak_explicit(
       &io->state, &cur, next, memory_order_acq_rel, memory_order_relaxed));
+}
+
+px__io_event px__io_peek(px__io *io, unsigned interest) {
+  uint64_t s = atomic_load_explicit(&io->state, memory_order_acquire);
+  return (px__io_event){interest & DIRECTION_BITS, TICK_OF(s)};
+}
+
+bool px__io_drained(px__io *io, unsigned interest) {
+  uint64_t s = atomic_load_explicit(&io->state, memory_order_relaxed);
+  /* A hang-up or an error stays once seen, and the syscall is what reports
+   * it (end of stream, the error): never wait past it. */
+  if (READY_OF(s) & (PX__HUP | PX__ERROR)) return false;
+  return (s & ((uint64_t)(interest & DIRECTION_BITS) << DRAINED_SHIFT)) != 0;
 }
 
 void px__io_wake_all(px__io *io) {
