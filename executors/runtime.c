@@ -365,8 +365,10 @@ int px_runtime_block_on(px_runtime *rt, px_future *future) {
   px_future_drop(future);
   /* A reactor that performs operations itself (io_uring) may hold requests
    * its last turn queued, bytes written behind among them: hand them to the
-   * kernel now, since nothing may poll this runtime for a long while. */
-  if (rt->reactor_ops->submit != NULL) (void)px__reactor_poll(rt->reactor, 0);
+   * kernel now, since nothing may poll this runtime for a long while. Not
+   * a poll: on a thread that is not the reactor's poller (work stealing)
+   * taking completions could take a waiting worker's wake-up. */
+  (void)px__reactor_flush(rt->reactor);
   atomic_store(&rt->in_block_on, 0);
   return rc < 0 ? rc : future->error;
 }

@@ -539,6 +539,21 @@ TEST_P(ReactorTest, WakeupBeforePollMakesTheNextPollReturn) {
   EXPECT_LE(calls, 3);
 }
 
+TEST_P(ReactorTest, FlushDoesNotTakeAWakeupMeantForTheNextPoll) {
+  // block_on's thread hands io_uring its queued requests while a
+  // work-stealing worker may be about to wait in the reactor, woken just
+  // before it got there. Taking completions in that flush took the
+  // wake-up, and the worker slept through it (a runtime that never
+  // stopped). On a thread that has not waited in the reactor (this one),
+  // every backend must leave the wake-up to the poll.
+  EXPECT_EQ(px__reactor_flush(nullptr), PX_EINVAL);
+  ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+  EXPECT_EQ(px__reactor_flush(reactor_), 0);
+  auto start = Clock::now();
+  EXPECT_EQ(px__reactor_poll(reactor_, 5000), 0);
+  EXPECT_LT(ms_since(start), 1000) << "the flush took the wake-up";
+}
+
 TEST_P(ReactorTest, PollTimesOut) {
   int calls = 0;
   auto start = Clock::now();

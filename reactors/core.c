@@ -157,6 +157,12 @@ int px__reactor_poll(px__reactor *r, int timeout_ms) {
   return c->ops->poll(r, timeout_ms);
 }
 
+int px__reactor_flush(px__reactor *r) {
+  if (r == NULL) return PX_EINVAL;
+  px__reactor_core *c = px__reactor_core_of(r);
+  return c->ops->flush != NULL ? c->ops->flush(r) : 0;
+}
+
 int px__reactor_wakeup(px__reactor *r) {
   if (r == NULL) return PX_EINVAL;
   px__reactor_core *c = px__reactor_core_of(r);

@@ -144,6 +144,15 @@ typedef struct px__reactor_ops {
    */
   int (*submit)(px__reactor *r, struct px__op *op);
   void (*cancel)(px__reactor *r, struct px__op *op);
+  /*
+   * Optional, with submit: hands the requests left queued for the next poll
+   * to the kernel, without waiting (the end of block_on). Takes
+   * completions as poll(0) does only on the thread whose blocking polls
+   * this reactor last saw: on another thread (block_on's, under work
+   * stealing) it could take the wake-up meant for a poller about to wait,
+   * which would then sleep through it.
+   */
+  int (*flush)(px__reactor *r);
 } px__reactor_ops;
 
 /* The backend chosen by --//reactors:reactor (defined by its *_default target). */
@@ -161,6 +170,9 @@ void px__reactor_destroy(px__reactor *r);
 /* Frees the registrations retired since the last poll, then waits as
  * ops->poll does. PX_EINVAL for NULL. */
 int px__reactor_poll(px__reactor *r, int timeout_ms);
+
+/* ops->flush where the backend has one, else nothing to do: 0. */
+int px__reactor_flush(px__reactor *r);
 
 /* Makes a concurrent or the next poll return at once. PX_EINVAL for NULL. */
 int px__reactor_wakeup(px__reactor *r);

@@ -55,6 +55,10 @@
  * waits (the kernel allows concurrent io_uring_enter calls, and waiting does
  * not touch the SQ); the poller waits without it and handles CQEs under
  * it, so once del has returned no CQE of that registration is dispatched.
+ * One thread polls at a time (the executor sees to it): another thread
+ * taking CQEs could take the wake-up of one about to wait, which would
+ * then sleep through it. A thread that only needs its requests submitted
+ * calls flush, which takes CQEs only on the poller's own thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -98,9 +102,9 @@ struct px__reactor {
   bool ring_ok;
   uint32_t gen; /* the last generation handed out */
   /* Pollers waiting in the kernel now (mu): a request queued meanwhile
-   * must be submitted at once, since their wait will not submit it. A
-   * count, not a flag: a non-blocking poll (a busy worker's turn, the end
-   * of block_on) may run while another thread waits. */
+   * must be submitted at once, since their wait will not submit it. Never
+   * more than one: only one thread polls at a time (work stealing's driver
+   * lock); others hand requests over with ur_flush, which takes no CQE. */
   unsigned waiting;
   /* The thread whose poll began last (mu). Requests of that thread wait for
    * its next poll (single-threaded executors: always); another thread's
@@ -119,6 +123,7 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
 
 static int handle(px__reactor *r, struct io_uring_cqe *cqe);
 static int submit(px__reactor *r);
+static int ur_poll(px__reactor *r, int timeout_ms);
 static void queue_cancel(px__reactor *r, px__op *op);
 static void queue_later(px__reactor *r);
 
@@ -494,6 +499,29 @@ static unsigned flush_sq(px__reactor *r) {
   return tail - io_uring_smp_load_acquire(sq->khead);
 }
 
+/* Hands the sends waiting for the next poll, and whatever else is queued,
+ * to the kernel (ops->flush). The poller's own thread takes CQEs too, as
+ * a turn of its loop would (a single-threaded runtime between two
+ * block_on calls: the failure of a send written behind is reported by the
+ * next write, not by a poll that may never come); any other thread takes
+ * none, see reactor.h. */
+static int ur_flush(px__reactor *r) {
+  pthread_mutex_lock(&r->core.mu);
+  bool own = r->waiting == 0 && r->has_poller &&
+             pthread_equal(r->poller, pthread_self());
+  int err = 0;
+  if (!own) {
+    queue_later(r);
+    err = submit(r);
+  }
+  pthread_mutex_unlock(&r->core.mu);
+  if (own) {
+    int n = ur_poll(r, 0);
+    err = n < 0 ? n : 0;
+  }
+  return err;
+}
+
 static int ur_poll(px__reactor *r, int timeout_ms) {
   /* One system call per turn: what this turn's tasks queued is submitted
    * by the same io_uring_enter that waits for completions. */
@@ -503,9 +531,8 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   bool ready = io_uring_cq_ready(&r->ring) > 0;
   bool wait = timeout_ms != 0 && !ready;
   if (wait) r->waiting++;
-  /* Only a poll that may block names the poller: a busy worker's look, or
-   * the one at the end of block_on on a thread that is no worker, does
-   * not make that thread the one to submit for. */
+  /* Only a poll that may block names the poller: a busy worker's look
+   * does not make that thread the one to submit for. */
   if (timeout_ms != 0) {
     r->poller = pthread_self();
     r->has_poller = true;
@@ -566,4 +593,5 @@ const px__reactor_ops px__io_uring_ops = {
     .poll = ur_poll,
     .submit = ur_submit,
     .cancel = ur_cancel,
+    .flush = ur_flush,
 };
