@@ -239,6 +239,12 @@ class ReactorTest : public ::testing::TestWithParam<Backend> {
   // closed, interrupts the next blocking epoll_wait once. So the test
   // checks what a caller sees, the deadline reached in a few calls, rather
   // than the length of one call. Returns the registrations dispatched.
+  // How many polls a wait of a few tens of milliseconds may take: a few
+  // (a wait may end a little early, or on a signal sent to the process;
+  // under a sanitizer on a loaded machine a fourth call was seen), where a
+  // busy loop of immediate returns takes thousands.
+  static constexpr int kFewCalls = 10;
+
   int PollUntil(int ms, int *calls) {
     auto start = Clock::now();
     int total = 0;
@@ -536,7 +542,7 @@ TEST_P(ReactorTest, WakeupBeforePollMakesTheNextPollReturn) {
   // (in a few calls, not a busy loop of immediate returns).
   int calls = 0;
   EXPECT_EQ(PollUntil(30, &calls), 0);
-  EXPECT_LE(calls, 3);
+  EXPECT_LE(calls, kFewCalls);
 }
 
 TEST_P(ReactorTest, FlushDoesNotTakeAWakeupMeantForTheNextPoll) {
@@ -560,7 +566,7 @@ TEST_P(ReactorTest, PollTimesOut) {
   EXPECT_EQ(PollUntil(80, &calls), 0);
   EXPECT_GE(ms_since(start), 80);
   EXPECT_LT(ms_since(start), 2000);
-  EXPECT_LE(calls, 3);
+  EXPECT_LE(calls, kFewCalls);
   // Zero means "just look".
   start = Clock::now();
   EXPECT_EQ(px__reactor_poll(reactor_, 0), 0);
