@@ -480,6 +480,15 @@ static const px_future_vtable scope_shutdown_vtable = {
     sizeof(px_scope_shutdown), "scope_shutdown", scope_shutdown_poll,
     scope_shutdown_drop};
 
+int px_scope_shutdown_now(px_scope_shutdown *f) {
+  if (f == NULL || f->base.vtable != &scope_shutdown_vtable) return PX_EINVAL;
+  if ((f->base.state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) || f->phase != 0)
+    return PX_EDONE;
+  /* The grace is a sleep: moving its deadline to now makes its next poll
+   * ready, and the shutdown's poll goes on to the cancel. */
+  return px_sleep_reset(&f->grace, px_now());
+}
+
 px_future *px_scope_shutdown_init(px_scope_shutdown *f, px_scope *scope,
                                   px_duration grace) {
   if (f == NULL) return NULL;

@@ -264,7 +264,14 @@ static int shutdown_asked(px_serve *s, px_context *cx) {
     if (r != PX_PENDING) {
       /* A signal stream that fails cannot deliver one: stop watching it
        * rather than shut down or poll it again and again. */
-      if (r == PX_READY && s->signal.base.error == 0) return 1;
+      if (r == PX_READY && s->signal.base.error == 0) {
+        PX__LOG(PX__LOG_INFO,
+                "serve: signal %lld: shutting down, connections get %llu ms "
+                "(a second signal cancels them at once)",
+                (long long)s->signal.base.output.i64,
+                (unsigned long long)(s->opts.grace / px_ms(1)));
+        return 1;
+      }
       PX__LOG(PX__LOG_WARN, "serve: signals: %s; no longer watched",
               px_strerror(r < 0 ? r : s->signal.base.error));
       disarm(&s->signal.base);
@@ -375,7 +382,6 @@ static int accept_loop(px_serve *s, px_context *cx) {
 /* Stops accepting: new clients are refused from here on. */
 static void stop_accepting(px_serve *s) {
   disarm(&s->shutdown.base);
-  disarm(&s->signal.base);
   disarm(&s->pause.base);
   disarm(&s->acquire.base);
   disarm(&s->accept.base);
@@ -392,6 +398,25 @@ static void begin_drain(px_serve *s) {
   px_cancel_token_cancel(s->stop);
   px_scope_shutdown_init(&s->drain, &s->conns, s->opts.grace);
   s->phase = DRAINING;
+  /* The signals stay watched: a second one ends the grace (see cut_short). */
+  disarm(&s->signal.base);
+  if (s->opts.signals != NULL) px_signal_recv_init(&s->signal, s->opts.signals);
+}
+
+/* During the drain: a second signal cancels the connections still running
+ * now rather than at the grace deadline (the operator pressed Ctrl-C
+ * twice, or a supervisor escalates). */
+static void cut_short(px_serve *s, px_context *cx) {
+  if (!armed(&s->signal.base)) return;
+  int r = px_future_poll(&s->signal.base, cx);
+  if (r == PX_PENDING) return;
+  if (r == PX_READY && s->signal.base.error == 0) {
+    PX__LOG(PX__LOG_INFO, "serve: signal %lld during the drain: cancelling "
+            "the connections still running",
+            (long long)s->signal.base.output.i64);
+    (void)px_scope_shutdown_now(&s->drain);
+  }
+  disarm(&s->signal.base);
 }
 
 /* Releases everything the server holds; safe at any phase, once. Dropping
@@ -399,6 +424,7 @@ static void begin_drain(px_serve *s) {
 static void serve_drop(px_future *self) {
   px_serve *s = (px_serve *)self;
   stop_accepting(s);
+  disarm(&s->signal.base);
   disarm(&s->drain.base);
   px_scope_drop(&s->conns);
   if (s->shared != NULL) {
@@ -437,6 +463,7 @@ static px_poll serve_poll(px_future *self, px_context *cx) {
     }
     begin_drain(s);
   }
+  cut_short(s, cx);
   int r = px_future_poll(&s->drain.base, cx);
   if (r == PX_PENDING) return PX_PENDING;
   self->output.u64 = r < 0 ? 0 : s->drain.base.output.u64;

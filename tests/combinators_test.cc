@@ -643,6 +643,39 @@ TEST_F(CombinatorsTest, ScopeShutdownWaitsForTheGraceThenCancels) {
             0);
 }
 
+// A second Ctrl-C: px_scope_shutdown_now ends the grace period early.
+TEST_F(CombinatorsTest, ScopeShutdownNowCancelsWithoutWaitingForTheGrace) {
+  px__atomic(int) drops{0};
+  px_scope scope;
+  px_scope_shutdown sd;
+  int step = 0;
+  px_instant start = 0;
+  EXPECT_EQ(RunFn([&](px_context *cx) {
+              if (step++ == 0) {
+                px_scope_init(&scope);
+                SpawnFailers(&scope, {{px_secs(3600), 0}, {px_secs(3600), 0}},
+                             &drops);
+                start = px_now();
+                px_scope_shutdown_init(&sd, &scope, px_secs(3600));
+                EXPECT_EQ(px_future_poll(&sd.base, cx), PX_PENDING);
+                EXPECT_EQ(px_scope_shutdown_now(&sd), 0);
+              }
+              if (px_future_poll(&sd.base, cx) == PX_PENDING)
+                return PX_PENDING;
+              EXPECT_EQ(sd.base.output.u64, 2u);  // both were cancelled
+              EXPECT_LT(px_now() - start, px_secs(60));  // not the grace
+              EXPECT_EQ(drops.load(), 2);
+              EXPECT_EQ(px_scope_shutdown_now(&sd), PX_EDONE);
+              px_future_drop(&sd.base);
+              px_scope_drop(&scope);
+              return PX_READY;
+            }),
+            0);
+  EXPECT_EQ(px_scope_shutdown_now(nullptr), PX_EINVAL);
+  px_scope_shutdown zero{};
+  EXPECT_EQ(px_scope_shutdown_now(&zero), PX_EINVAL);  // never initialised
+}
+
 TEST_F(CombinatorsTest, ScopeShutdownOfFinishedChildrenCancelsNothing) {
   px_scope scope;
   px_scope_shutdown sd;

@@ -292,6 +292,51 @@ TEST_F(Serve, ASignalShutsItDown) {
   px_signal_close(sig);
 }
 
+TEST_F(Serve, ASecondSignalCancelsTheDrainingConnectionsAtOnce) {
+  // The first signal starts the drain; connections deaf to the stop would
+  // run for the whole grace (a minute here). The second ends it.
+  int sigs[] = {SIGUSR1};
+  px_signal *sig;
+  ASSERT_EQ(px_signal_open(&sig, sigs, 1), 0);  // before the runtime's threads
+  // A cap of 2: a third client waits in the backlog, never accepted, so
+  // the probe below cannot become a connection of its own.
+  Start(SERVE_IGNORE_STOP, 2, px_secs(60), sig);
+  int a = Connect(port_), b = Connect(port_);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(RoundTrip(a, "a"), "a");
+  EXPECT_EQ(RoundTrip(b, "b"), "b");
+  kill(getpid(), SIGUSR1);
+  // The drain has begun once the listener is closed (a connect is
+  // refused). Only then the second: two signals of one kind pending at
+  // once are one signal for the kernel.
+  bool refused = false;
+  for (int i = 0; i < 500 && !refused; i++) {
+    int probe = Connect(port_, 100);
+    refused = probe < 0;
+    if (!refused) {
+      close(probe);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  EXPECT_TRUE(refused) << "the first signal did not stop the accepting";
+  EXPECT_EQ(RoundTrip(a, "a2"), "a2") << "a draining connection is served";
+  EXPECT_EQ(stats_.live.load(), 2);
+  auto second = std::chrono::steady_clock::now();
+  kill(getpid(), SIGUSR1);
+  server_.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - second, std::chrono::seconds(30))
+      << "the server waited for the grace deadline";
+  EXPECT_EQ(rc_, 0);
+  EXPECT_EQ(srv_.base.output.u64, 2u) << "both were cancelled";
+  EXPECT_EQ(stats_.live.load(), 0);
+  char x;
+  EXPECT_EQ(Recv(a, &x, 1), 0) << "a cancelled connection is closed";
+  close(a);
+  close(b);
+  px_signal_close(sig);
+}
+
 // ---- The cap ------------------------------------------------------------------
 
 TEST_F(Serve, TheClientOverTheCapWaitsUntilOneCloses) {

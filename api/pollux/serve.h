@@ -40,7 +40,9 @@
  *   4. On shutdown (the token cancelled, or one of the signals received):
  *      closes the listener (new clients are refused), cancels the
  *      connections' stop token, waits up to `grace` for them to finish,
- *      then cancels those left and waits for them to go.
+ *      then cancels those left and waits for them to go. A second signal
+ *      during that wait ends it at once (the connections left are
+ *      cancelled then), as a second Ctrl-C does in most servers.
  *   5. When a connection's future completes (not when it is cancelled),
  *      closes it gracefully (nginx's lingering_close): ends the write side
  *      (px_stream_shutdown: the client reads end of stream after all the
