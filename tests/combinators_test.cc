@@ -611,10 +611,15 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
   }
 }
 
-// Graceful shutdown of a scope: children that finish within the grace
-// period are not cancelled; the others are, and are counted.
-TEST_F(CombinatorsTest, ScopeShutdownWaitsForTheGraceThenCancels) {
-  px__atomic(int) drops{0};
+// Runs one scope shutdown in a block_on: a scope with `children`, shut
+// down with `grace`. `first` runs once, after the shutdown's first poll
+// (PX_PENDING); `done` runs when it completes, with the time it took, before
+// the shutdown and the scope are dropped.
+void RunScopeShutdown(const std::vector<std::pair<px_duration, int>> &children,
+                      px_duration grace, px__atomic(int) *drops,
+                      const std::function<void(px_scope_shutdown *)> &first,
+                      const std::function<void(px_scope_shutdown *, px_scope *,
+                                               px_duration)> &done) {
   px_scope scope;
   px_scope_shutdown sd;
   int step = 0;
@@ -622,81 +627,84 @@ TEST_F(CombinatorsTest, ScopeShutdownWaitsForTheGraceThenCancels) {
   EXPECT_EQ(RunFn([&](px_context *cx) {
               if (step++ == 0) {
                 px_scope_init(&scope);
-                SpawnFailers(&scope,
-                             {{px_ms(5), 0}, {px_secs(3600), 0},
-                              {px_ms(1), PX_EIO}, {px_secs(3600), 0}},
-                             &drops);
+                SpawnFailers(&scope, children, drops);
                 start = px_now();
-                px_scope_shutdown_init(&sd, &scope, px_ms(50));
+                px_scope_shutdown_init(&sd, &scope, grace);
+                if (first) {
+                  EXPECT_EQ(px_future_poll(&sd.base, cx), PX_PENDING);
+                  first(&sd);
+                }
               }
               if (px_future_poll(&sd.base, cx) == PX_PENDING)
                 return PX_PENDING;
-              EXPECT_EQ(sd.base.error, 0);
-              EXPECT_EQ(sd.base.output.u64, 2u);  // the two long sleepers
-              EXPECT_GE(px_now() - start, px_ms(50));
-              EXPECT_EQ(drops.load(), 4);  // all gone when it completes
-              EXPECT_EQ(scope.errors, 3u); // EIO, and two PX_ECANCELED
+              done(&sd, &scope, px_now() - start);
               px_future_drop(&sd.base);
               px_scope_drop(&scope);
               return PX_READY;
             }),
             0);
+}
+
+// Graceful shutdown of a scope: children that finish within the grace
+// period are not cancelled; the others are, and are counted.
+TEST_F(CombinatorsTest, ScopeShutdownWaitsForTheGraceThenCancels) {
+  px__atomic(int) drops{0};
+  RunScopeShutdown({{px_ms(5), 0}, {px_secs(3600), 0}, {px_ms(1), PX_EIO}, {px_secs(3600), 0}},
+                   px_ms(50), &drops, nullptr,
+                   [&](px_scope_shutdown *sd, px_scope *scope, px_duration took) {
+                     EXPECT_EQ(sd->base.error, 0);
+                     EXPECT_EQ(sd->base.output.u64, 2u);  // the two long sleepers
+                     EXPECT_GE(took, px_ms(50));
+                     EXPECT_EQ(drops.load(), 4);      // all gone when it completes
+                     EXPECT_EQ(scope->errors, 3u);    // EIO, and two PX_ECANCELED
+                   });
 }
 
 // A second Ctrl-C: px_scope_shutdown_now ends the grace period early.
 TEST_F(CombinatorsTest, ScopeShutdownNowCancelsWithoutWaitingForTheGrace) {
   px__atomic(int) drops{0};
-  px_scope scope;
-  px_scope_shutdown sd;
-  int step = 0;
-  px_instant start = 0;
-  EXPECT_EQ(RunFn([&](px_context *cx) {
-              if (step++ == 0) {
-                px_scope_init(&scope);
-                SpawnFailers(&scope, {{px_secs(3600), 0}, {px_secs(3600), 0}},
-                             &drops);
-                start = px_now();
-                px_scope_shutdown_init(&sd, &scope, px_secs(3600));
-                EXPECT_EQ(px_future_poll(&sd.base, cx), PX_PENDING);
-                EXPECT_EQ(px_scope_shutdown_now(&sd), 0);
-              }
-              if (px_future_poll(&sd.base, cx) == PX_PENDING)
-                return PX_PENDING;
-              EXPECT_EQ(sd.base.output.u64, 2u);  // both were cancelled
-              EXPECT_LT(px_now() - start, px_secs(60));  // not the grace
-              EXPECT_EQ(drops.load(), 2);
-              EXPECT_EQ(px_scope_shutdown_now(&sd), PX_EDONE);
-              px_future_drop(&sd.base);
-              px_scope_drop(&scope);
-              return PX_READY;
-            }),
-            0);
+  RunScopeShutdown({{px_secs(3600), 0}, {px_secs(3600), 0}}, px_secs(3600), &drops,
+                   [](px_scope_shutdown *sd) { EXPECT_EQ(px_scope_shutdown_now(sd), 0); },
+                   [&](px_scope_shutdown *sd, px_scope *, px_duration took) {
+                     EXPECT_EQ(sd->base.output.u64, 2u);  // both were cancelled
+                     EXPECT_LT(took, px_secs(60));         // not the grace
+                     EXPECT_EQ(drops.load(), 2);
+                     EXPECT_EQ(px_scope_shutdown_now(sd), PX_EDONE);  // completed
+                   });
   EXPECT_EQ(px_scope_shutdown_now(nullptr), PX_EINVAL);
   px_scope_shutdown zero{};
   EXPECT_EQ(px_scope_shutdown_now(&zero), PX_EINVAL);  // never initialised
 }
 
-TEST_F(CombinatorsTest, ScopeShutdownOfFinishedChildrenCancelsNothing) {
+TEST_F(CombinatorsTest, ScopeShutdownNowRefusesAShutdownPastItsGrace) {
+  // Past the grace (cancelling, waiting for the children to go) there is
+  // nothing left to cut: PX_EDONE, and the shutdown ends as it would.
+  px__atomic(int) drops{0};
+  RunScopeShutdown({{px_secs(3600), 0}}, 0, &drops,
+                   [](px_scope_shutdown *sd) {
+                     EXPECT_EQ(px_scope_shutdown_now(sd), PX_EDONE);
+                   },
+                   [&](px_scope_shutdown *sd, px_scope *, px_duration) {
+                     EXPECT_EQ(sd->base.output.u64, 1u);
+                   });
+  // Dropped before it completed: PX_EDONE too.
   px_scope scope;
+  px_scope_init(&scope);
   px_scope_shutdown sd;
-  int step = 0;
-  px_instant start = 0;
-  EXPECT_EQ(RunFn([&](px_context *cx) {
-              if (step++ == 0) {
-                px_scope_init(&scope);
-                SpawnFailers(&scope, {{px_ms(1), 0}, {0, 0}}, nullptr);
-                start = px_now();
-                px_scope_shutdown_init(&sd, &scope, px_secs(3600));
-              }
-              if (px_future_poll(&sd.base, cx) == PX_PENDING)
-                return PX_PENDING;
-              EXPECT_EQ(sd.base.output.u64, 0u);
-              EXPECT_LT(px_now() - start, px_secs(60));  // not the grace
-              px_future_drop(&sd.base);
-              px_scope_drop(&scope);
-              return PX_READY;
-            }),
-            0);
+  px_scope_shutdown_init(&sd, &scope, px_secs(1));
+  px_future_drop(&sd.base);  // drops the scope with it
+  EXPECT_EQ(px_scope_shutdown_now(&sd), PX_EDONE);
+}
+
+TEST_F(CombinatorsTest, ScopeShutdownOfFinishedChildrenCancelsNothing) {
+  RunScopeShutdown({{px_ms(1), 0}, {0, 0}}, px_secs(3600), nullptr, nullptr,
+                   [](px_scope_shutdown *sd, px_scope *, px_duration took) {
+                     EXPECT_EQ(sd->base.output.u64, 0u);
+                     EXPECT_LT(took, px_secs(60));  // not the grace
+                   });
+  px_scope scope;  // a dropped scope: no shutdown of it can run
+  px_scope_init(&scope);
+  px_scope_drop(&scope);
   px_scope_shutdown bad;
   EXPECT_EQ(px_scope_shutdown_init(nullptr, &scope, 0), nullptr);
   EXPECT_EQ(RunFuture(px_scope_shutdown_init(&bad, &scope, 0)), PX_EINVAL);
