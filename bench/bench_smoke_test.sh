@@ -27,33 +27,19 @@ http_min=$7 echo_min=$8
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
-# Starts a server on a random free-looking port, trying another when the
-# one picked is taken (other tests run beside this one); sets $port.
-start_server() {
-  for _ in 1 2 3 4 5; do
-    port=$((20000 + RANDOM % 20000))
-    "$@" "$port" >/dev/null 2>&1 &
-    local pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-      if ! kill -0 "$pid" 2>/dev/null; then break; fi
-      # Connected, and to ours: a port taken by someone else kills ours.
-      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        sleep 0.1
-        if kill -0 "$pid" 2>/dev/null; then return 0; fi
-        break
-      fi
-      sleep 0.1
-    done
-  done
-  echo "FAIL cannot start $1"
-  exit 1
+# shellcheck source=tests/serve_lib.sh
+source "$(dirname "$0")/../tests/serve_lib.sh"
+# serve PROGRAM: starts it on a free port (its last argument); sets $port.
+serve() {
+  start_server "${TEST_TMPDIR:-/tmp}/smoke_server.err" "$@" PORT
+  if [ -z "$pid" ]; then echo "FAIL cannot start $1"; exit 1; fi
+  pids+=("$pid")
 }
 
 # The raw epoll server and pollux's http_min answer both of two pipelined
 # requests.
 for server in "$http" "$http_min"; do
-  start_server "$server"
+  serve "$server"
   exec 3<>"/dev/tcp/127.0.0.1/$port"
   printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n' >&3
   answers=$(timeout 5 head -c 156 <&3 | grep -o 'Hello, World!' | wc -l || true)
@@ -66,13 +52,13 @@ for server in "$http" "$http_min"; do
   fi
 done
 
-# Runs a load client (CLIENT CONNECTIONS ROUNDS) against $port: it must
-# finish within 20 s and report no failed connection.
+# Runs a load client (CLIENT CONNECTIONS ROUNDS [FLAG]) against $port: it
+# must finish within 20 s and report no failed connection.
 check_client() {
   local out
-  if out=$(timeout 20 "$1" 127.0.0.1 "$port" "$2" "$3") &&
+  if out=$(timeout 20 "$1" ${4:+"$4"} 127.0.0.1 "$port" "$2" "$3") &&
      grep -q ' failed=0$' <<<"$out"; then
-    echo "ok   $(basename "$1") $2 x $3"
+    echo "ok   $(basename "$1") $2 x $3 ${4:-}"
   else
     echo "FAIL $(basename "$1"): $out"
     fail=1
@@ -81,10 +67,11 @@ check_client() {
 
 # The echo client completes (and checks) its round trips, against
 # examples/echo and pollux's echo_min.
-start_server "$echo_server"
+serve "$echo_server"
 check_client "$client" 4 50
-start_server "$echo_min"
+serve "$echo_min"
 check_client "$client" 4 50
+check_client "$client" 2 50 -r  # a connection per round trip
 
 # The TLS handshake client does full handshakes against examples/https,
 # each ending in the server's close_notify (it exits 1 otherwise).
@@ -92,6 +79,6 @@ pki=$(mktemp -d)
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$pki"' EXIT
 "$tls_certs" "$pki"
 https_at() { exec "$https_server" "$1" "$pki/server.pem" "$pki/server.key" 127.0.0.1; }
-start_server https_at
+serve https_at
 check_client "$tls_client" 2 3
 exit $fail

@@ -2,9 +2,11 @@
  * echo_client: load for echo servers. N connections, each on its own
  * thread with a plain blocking socket, each doing M round trips of a
  * 64-byte message (write it, read all 64 bytes back, check them). Prints
- * the usual result line; tools/bench adds the server's CPU time.
+ * the usual result line; tools/bench adds the server's CPU time. With -r
+ * each round trip is made on a new connection (closed after it): load for
+ * the accept path.
  *
- *   echo_client HOST PORT CONNECTIONS ROUNDS [SIZE]
+ *   echo_client [-r] HOST PORT CONNECTIONS ROUNDS [SIZE]
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,9 +22,10 @@
 static struct sockaddr_in server;
 static long rounds;
 static size_t size = 64;
+static int reconnect; /* -r: a connection per round trip */
 
-static void *client(void *arg) {
-  long *failed = arg;
+/* A connection to the server; -1 (and *failed set) when it failed. */
+static int dial(long *failed) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -30,11 +33,18 @@ static void *client(void *arg) {
     perror("echo_client: connect");
     *failed = 1;
     close(fd);
-    return NULL;
+    return -1;
   }
+  return fd;
+}
+
+static void *client(void *arg) {
+  long *failed = arg;
+  int fd = dial(failed);
   char out[4096], in[4096];
   for (size_t i = 0; i < size; i++) out[i] = (char)('a' + i % 26);
   for (long r = 0; r < rounds && !*failed; r++) {
+    if (fd < 0 && (fd = dial(failed)) < 0) break;
     out[0] = (char)r; /* so a stale echo cannot pass the check */
     if (write(fd, out, size) != (ssize_t)size) *failed = 1;
     size_t got = 0;
@@ -44,14 +54,24 @@ static void *client(void *arg) {
       else got += (size_t)n;
     }
     if (!*failed && memcmp(in, out, size) != 0) *failed = 1;
+    if (reconnect) {
+      close(fd);
+      fd = -1;
+    }
   }
-  close(fd);
+  if (fd >= 0) close(fd);
   return NULL;
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "-r") == 0) {
+    reconnect = 1;
+    argv++;
+    argc--;
+  }
   if (argc < 5 || argc > 6) {
-    fprintf(stderr, "usage: echo_client HOST PORT CONNECTIONS ROUNDS [SIZE]\n");
+    fprintf(stderr,
+            "usage: echo_client [-r] HOST PORT CONNECTIONS ROUNDS [SIZE]\n");
     return 2;
   }
   long conns = atol(argv[3]);
@@ -66,9 +86,9 @@ int main(int argc, char **argv) {
   }
   load_result r = load_clients_run(conns, client);
   double ops = (double)conns * (double)rounds;
-  printf("name=echo config=\"client\" ops=%.0f seconds=%.4f ops_per_s=%.0f "
+  printf("name=%s config=\"client\" ops=%.0f seconds=%.4f ops_per_s=%.0f "
          "cpu_s=%.4f peak_rss_kb=%ld connections=%ld failed=%ld\n",
-         ops, r.seconds, ops / r.seconds, r.cpu_s, r.peak_rss_kb, conns,
-         r.failed);
+         reconnect ? "echo_connect" : "echo", ops, r.seconds, ops / r.seconds,
+         r.cpu_s, r.peak_rss_kb, conns, r.failed);
   return r.failed ? 1 : 0;
 }

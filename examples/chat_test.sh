@@ -7,13 +7,12 @@ chat=$1
 fail=0
 check() { if [ "$2" = "$3" ]; then echo "ok: $1"; else echo "FAIL: $1: want [$3] got [$2]"; fail=1; fi; }
 err="${TEST_TMPDIR:-/tmp}/chat.err"
+# shellcheck source=tests/serve_lib.sh
+source "$(dirname "$0")/../tests/serve_lib.sh"
 
-port=$(( 10000 + RANDOM % 22000 ))  # below the ephemeral range (32768+)
-"$chat" "$port" 2>"$err" &
-pid=$!
+start_server "$err" "$chat" PORT
+if [ -z "$pid" ]; then echo "FAIL: the server did not start"; exit 1; fi
 trap 'kill -9 $pid 2>/dev/null' EXIT
-for _ in $(seq 1 100); do (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
-if ! kill -0 "$pid" 2>/dev/null; then echo "FAIL: the server exited at start:"; cat "$err"; exit 1; fi
 
 # recv FD: one line from the client on FD, without the CR/LF, within 5 s.
 recv() { local l=""; IFS= read -r -t 5 l <&"$1"; printf '%s' "${l%$'\r'}"; }

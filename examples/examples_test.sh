@@ -6,6 +6,8 @@ hello=$1
 echo_bin=$2
 fail=0
 check() { if ! eval "$1"; then echo "FAIL: $2"; fail=1; else echo "ok: $2"; fi; }
+# shellcheck source=tests/serve_lib.sh
+source "$(dirname "$0")/../tests/serve_lib.sh"
 
 # --- hello: exactly two lines, in completion order, in about one second.
 start=$(date +%s%N)
@@ -36,36 +38,21 @@ for args in "" "notaport" "0" "70000" "1 2 3" "-t 0 7000" "-t x 7000" "-c 0 7000
   check '[[ "$err" == *usage* || "$err" == *Usage* ]]' "echo '$args' prints usage on stderr"
 done
 
-# --- echo: a round trip on a loopback port. Ports come from below the
-# kernel's ephemeral range (32768+), so no client socket of a test running
-# beside this one can hold ours; a port that is taken anyway gets a retry.
+# --- echo: a round trip on a loopback port.
 reply=""
-for attempt in 1 2 3 4 5; do
-  port=$(( 10000 + RANDOM % 22000 ))
-  "$echo_bin" "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/echo.err" &
-  pid=$!
-  for _ in $(seq 1 50); do
-    if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-      printf 'hello pollux\n' >&3
-      read -r -t 5 reply <&3
-      exec 3>&-
-      break
-    fi
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill "$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  [ -n "$reply" ] && break
-  echo "echo server attempt $attempt on port $port failed:"; cat "${TEST_TMPDIR:-/tmp}/echo.err"
-done
+start_server "${TEST_TMPDIR:-/tmp}/echo.err" "$echo_bin" PORT 127.0.0.1
+if [ -n "$pid" ] && exec 3<>"/dev/tcp/127.0.0.1/$port"; then
+  printf 'hello pollux\n' >&3
+  read -r -t 5 reply <&3
+  exec 3>&-
+fi
+kill "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
 check '[ "$reply" = "hello pollux" ]' "echo server echoes a line (got: $reply)"
 
 # --- echo -t 1: a silent client is closed after its idle second.
-port=$(( 10000 + RANDOM % 22000 ))
-"$echo_bin" -t 1 -c 5 "$port" 127.0.0.1 >/dev/null 2>&1 &
-pid=$!
-for _ in $(seq 1 50); do exec 5<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.1; done
+start_server "${TEST_TMPDIR:-/tmp}/echo_idle.err" "$echo_bin" -t 1 -c 5 PORT 127.0.0.1
+exec 5<>"/dev/tcp/127.0.0.1/$port"
 start=$SECONDS
 read -r -t 10 idle_reply <&5; idle_rc=$?
 waited=$(( SECONDS - start ))
@@ -75,10 +62,8 @@ check '[ "$idle_rc" -ne 0 ] && [ -z "$idle_reply" ] && [ "$waited" -lt 8 ]' \
   "echo -t 1 closes a silent client (read rc $idle_rc after ${waited}s)"
 
 # --- echo: SIGTERM with a client connected: stop, drain, exit 0.
-port=$(( 10000 + RANDOM % 22000 ))
-"$echo_bin" "$port" 127.0.0.1 >/dev/null 2>&1 &
-pid=$!
-for _ in $(seq 1 50); do exec 4<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.1; done
+start_server "${TEST_TMPDIR:-/tmp}/echo_term.err" "$echo_bin" PORT 127.0.0.1
+exec 4<>"/dev/tcp/127.0.0.1/$port"
 printf 'one\n' >&4; read -r -t 5 first <&4
 kill -TERM "$pid"
 for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

@@ -7,8 +7,8 @@ set -uo pipefail
 https=$1
 certs=$2
 fail=0
-# shellcheck source=examples/serve_lib.sh
-source "$(dirname "$0")/serve_lib.sh"
+# shellcheck source=tests/serve_lib.sh
+source "$(dirname "$0")/../tests/serve_lib.sh"
 check() { if ! eval "$1"; then echo "FAIL: $2"; fail=1; else echo "ok: $2"; fi; }
 
 pki=$TEST_TMPDIR/pki

@@ -10,14 +10,11 @@ if ! command -v redis-cli >/dev/null || ! command -v redis-benchmark >/dev/null;
   echo "FAIL: redis-cli / redis-benchmark missing (tools/setup installs redis-tools)"; exit 1
 fi
 
-port=$(( 10000 + RANDOM % 22000 ))  # below the ephemeral range (32768+)
-"$redis" "$port" 127.0.0.1 2>"${TEST_TMPDIR:-/tmp}/redis.err" &
-pid=$!
+# shellcheck source=tests/serve_lib.sh
+source "$(dirname "$0")/../tests/serve_lib.sh"
+start_server "${TEST_TMPDIR:-/tmp}/redis.err" "$redis" PORT 127.0.0.1
+if [ -z "$pid" ]; then echo "FAIL: the server did not start"; exit 1; fi
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
-for _ in $(seq 1 100); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; sleep 0.05; done
-if ! kill -0 "$pid" 2>/dev/null; then
-  echo "FAIL: the server exited at start:"; cat "${TEST_TMPDIR:-/tmp}/redis.err"; exit 1
-fi
 cli() { redis-cli -p "$port" "$@" 2>&1; }
 
 check "PING" "$(cli PING)" "PONG"
@@ -102,10 +99,11 @@ exec 5>&-
 # Idle connections are closed by the idle timeout, on a second server
 # started with -t 1 (the main one has none, as Redis's default: a loaded
 # machine must not make the benchmarks below look idle).
-iport=$((port + 1))
-"$redis" -t 1 "$iport" 127.0.0.1 2>/dev/null &
-ipid=$!
-for _ in $(seq 1 100); do redis-cli -p "$iport" PING >/dev/null 2>&1 && break; sleep 0.05; done
+main_pid=$pid main_port=$port
+start_server "${TEST_TMPDIR:-/tmp}/redis_idle.err" "$redis" -t 1 PORT 127.0.0.1
+ipid=$pid iport=$port
+pid=$main_pid port=$main_port
+if [ -z "$ipid" ]; then echo "FAIL: the -t 1 server did not start"; exit 1; fi
 exec 6<>"/dev/tcp/127.0.0.1/$iport"
 if timeout 10 cat <&6 >/dev/null; then echo "ok: idle connection closed by the server"; else echo "FAIL: idle connection still open after 10 s"; fail=1; fi
 exec 6>&-

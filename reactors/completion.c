@@ -5,11 +5,13 @@
  *
  * The rule that makes a dropped future safe: the kernel only ever sees
  * memory of the op, which belongs to the registration (px__io.op) and
- * outlives any future. A read receives into the op's buffer and copies out;
- * bytes the caller had no room for, or that arrive after the future was
- * dropped, stay in the op for the next read. An accept's connection that
- * completes after its future was dropped waits in the op for the next
- * accept. A write copies the caller's bytes into the op and is done (write
+ * outlives any future. A read receives into the op's buffer, or into
+ * buffers of the backend's pool queued in the op (px__chunk, a multishot
+ * receive), and copies out; bytes the caller had no room for, or that
+ * arrive after the future was dropped, stay in the op for the next read.
+ * An accept's connection that completes after its future was dropped
+ * waits in the op for the next accept, as do those a multishot accept
+ * brings ahead of the accepts (queued in the op's buffer). A write copies the caller's bytes into the op and is done (write
  * behind, like a socket buffer): the next write, flush or shutdown waits
  * until they are out and reports a failure. When the registration goes
  * (close, or the runtime freed first) an op in flight is orphaned: a read
@@ -53,18 +55,82 @@ static size_t buf_size(size_t want) {
   return want > MAX_BUF ? MAX_BUF : want;
 }
 
+/* Gives op's unread chunks back to the pool. Mutex held. */
+static void recycle_chunks(px__op *op) {
+  while (op->chunks != NULL) {
+    px__chunk *c = op->chunks;
+    op->chunks = c->next;
+    px__reactor_ops_of(op->reactor)->recycle(op->reactor, c);
+  }
+  op->chunks_end = NULL;
+  op->nchunks = 0;
+}
+
+/* ACCEPT (or its POLL_IN wait): whether a multishot accept's connections
+ * are queued in buf, as ints in [off, len). */
+static bool has_accepted(const px__op *op) {
+  return (op->kind == PX__OP_ACCEPT || op->kind == PX__OP_POLL_IN) &&
+         op->off < op->len;
+}
+
+/* Closes the connections queued in op: nobody will take them, and their
+ * clients should hear so now, not when the op is freed. */
+static void close_accepted(px__op *op) {
+  while (has_accepted(op)) {
+    int fd;
+    memcpy(&fd, op->buf + op->off, sizeof fd);
+    op->off += sizeof fd;
+    close(fd);
+  }
+}
+
+/* Queues connection fd in op's buffer, which grows as needed (a multishot
+ * accept is stopped long before it matters: io_uring.c). false: no memory. */
+static bool queue_accepted(px__op *op, int fd) {
+  if (op->len + sizeof fd > op->cap && op->off > 0) {
+    memmove(op->buf, op->buf + op->off, op->len - op->off);
+    op->len -= op->off;
+    op->off = 0;
+  }
+  if (op->len + sizeof fd > op->cap) {
+    size_t cap = op->cap == 0 ? 16 * sizeof fd : 2 * op->cap;
+    unsigned char *nb = px__alloc(cap);
+    if (nb == NULL) return false;
+    if (op->len > 0) memcpy(nb, op->buf, op->len);
+    if (op->buf != NULL) px__free(op->buf, op->cap);
+    op->buf = nb;
+    op->cap = cap;
+  }
+  memcpy(op->buf + op->len, &fd, sizeof fd);
+  op->len += sizeof fd;
+  return true;
+}
+
+/* Mutex held when it has chunks (every caller but a failed px__op_get). */
 static void op_free(px__op *op) {
+  recycle_chunks(op);
+  close_accepted(op);
   if (op->buf != NULL) px__free(op->buf, op->cap);
   px__free(op, sizeof(*op));
 }
 
+int px__op_buffer(px__op *op) {
+  if (op->buf == NULL && op->cap > 0 && (op->buf = px__alloc(op->cap)) == NULL)
+    return PX_ENOMEM;
+  return 0;
+}
+
 px__op *px__op_get(px__io *io, int slot, px__op_kind kind, size_t want) {
   px__op *op = io->op[slot];
-  size_t cap = kind == PX__OP_ACCEPT ? 0 : buf_size(want);
+  size_t cap =
+      kind == PX__OP_ACCEPT || kind == PX__OP_CONNECT ? 0 : buf_size(want);
   if (op == NULL) {
     op = px__calloc(sizeof(*op));
     if (op == NULL) return NULL;
-    if (cap > 0 && (op->buf = px__alloc(cap)) == NULL) {
+    /* A receive's buffer is made when a one-shot receive needs it
+     * (px__op_buffer): one into the backend's pool needs none, and an idle
+     * connection then costs no buffer. */
+    if (cap > 0 && kind != PX__OP_RECV && (op->buf = px__alloc(cap)) == NULL) {
       px__free(op, sizeof(*op));
       return NULL;
     }
@@ -83,7 +149,9 @@ px__op *px__op_get(px__io *io, int slot, px__op_kind kind, size_t want) {
     bool idle = op->state == PX__OP_IDLE && !op->has_result &&
                 op->off >= op->len;
     px__op_unlock(op);
-    if (idle) {
+    if (idle && op->buf == NULL) {
+      op->cap = cap; /* not made yet: made this size */
+    } else if (idle) {
       unsigned char *nb = px__alloc(cap);
       if (nb != NULL) {
         px__free(op->buf, op->cap);
@@ -166,12 +234,66 @@ void px__op_complete(px__reactor *r, px__op *op, int res) {
   px_waker_wake(&op->waker);
 }
 
+/* A multishot request ended (no IORING_CQE_F_MORE): its op is idle, and
+ * `res` becomes the op's result when `is_result`, except -ECANCELED: the
+ * backend stopped it because enough was queued, and the next call asks
+ * again. Returns false when the op was an orphan's, freed now. */
+static bool end_multishot(px__op *op, int res, bool is_result) {
+  if (px__list_linked(&op->link)) px__list_remove(&op->link);
+  op->state = PX__OP_IDLE;
+  op->multishot = false;
+  if (op->orphan) {
+    orphan_done(op, res);
+    return false;
+  }
+  if (is_result && res != -ECANCELED) {
+    op->res = res;
+    op->has_result = true;
+  }
+  return true;
+}
+
+size_t px__op_received(px__reactor *r, px__op *op, px__chunk *c, int res,
+                       bool more) {
+  if (c != NULL) {
+    c->next = NULL;
+    c->off = 0;
+    if (op->orphan) {
+      px__reactor_ops_of(r)->recycle(r, c); /* nobody will read it */
+    } else {
+      *(op->chunks_end != NULL ? op->chunks_end : &op->chunks) = c;
+      op->chunks_end = &c->next;
+      op->nchunks++;
+    }
+  }
+  /* The request ended: the next read asks again, unless it ended the
+   * stream (after the chunks before it are read); a restart is no end. */
+  if (!more && !end_multishot(op, res, res != PX__RECV_RESTART && res <= 0))
+    return 0;
+  if (c != NULL || !more) px_waker_wake(&op->waker);
+  return op->nchunks;
+}
+
+size_t px__op_accepted(px__reactor *r, px__op *op, int res, bool more) {
+  (void)r;
+  /* A connection nobody will take, or that there is no memory to keep,
+   * is closed: its client hears so at once instead of waiting. */
+  if (res >= 0 && (op->orphan || !queue_accepted(op, res))) close(res);
+  /* Ended: the next accept that finds the queue empty starts another,
+   * unless it failed. (A connection in res is handled above.) */
+  if (!more && !end_multishot(op, res < 0 ? res : -ECANCELED, res < 0))
+    return 0;
+  if (res >= 0 || !more) px_waker_wake(&op->waker);
+  return (op->len - op->off) / sizeof(int);
+}
+
 void px__io_release_ops(px__reactor *r, px__io *io) {
   for (int i = 0; i < 2; i++) {
     px__op *op = io->op[i];
     if (op == NULL) continue;
     io->op[i] = NULL;
     px_waker_drop(&op->waker); /* net.h: its futures were dropped first */
+    close_accepted(op);
     if (op->state == PX__OP_IDLE) {
       /* A connection accepted for nobody goes with the listener. */
       if (op->kind == PX__OP_ACCEPT && op->has_result && op->res >= 0)
@@ -198,6 +320,7 @@ void px__io_release_ops(px__reactor *r, px__io *io) {
 static size_t take_bytes(px__op *op, void *buf, size_t len) {
   size_t avail = op->len - op->off;
   size_t n = avail < len ? avail : len;
+  if (n == 0) return 0; /* op->buf may not exist */
   memcpy(buf, op->buf + op->off, n);
   op->off += n;
   return n;
@@ -232,9 +355,33 @@ static int start(px__op *op) {
   return err < 0 ? err : PX_PENDING;
 }
 
+/* Copies what op's chunks hold into buf, as much as fits, and gives each
+ * emptied one back. Mutex held. */
+static size_t take_chunks(px__op *op, unsigned char *buf, size_t len) {
+  size_t n = 0;
+  while (n < len && op->chunks != NULL) {
+    px__chunk *c = op->chunks;
+    size_t k = c->len - c->off;
+    if (k > len - n) k = len - n;
+    memcpy(buf + n, c->data + c->off, k);
+    c->off += (uint32_t)k;
+    n += k;
+    if (c->off < c->len) break;
+    op->chunks = c->next;
+    op->nchunks--;
+    if (op->chunks == NULL) op->chunks_end = NULL;
+    px__reactor_ops_of(op->reactor)->recycle(op->reactor, c);
+  }
+  return n;
+}
+
 static int read_step(px__op *op, step_args *a) {
   if (op->off < op->len) {
     *a->n = take_bytes(op, a->buf, a->len);
+    return PX_READY;
+  }
+  if (op->chunks != NULL) {
+    *a->n = take_chunks(op, a->buf, a->len);
     return PX_READY;
   }
   if (op->has_result) {
@@ -321,6 +468,13 @@ static int accept_step(px__op *op, step_args *a) {
     op->has_result = false;
     op->kind = PX__OP_ACCEPT;
   }
+  if (has_accepted(op)) {
+    /* Accepted ahead by a multishot accept, before any failure after. */
+    memcpy(a->fd, op->buf + op->off, sizeof *a->fd);
+    op->off += sizeof *a->fd;
+    if (op->off == op->len) op->off = op->len = 0;
+    return PX_READY;
+  }
   if (op->has_result) {
     op->has_result = false;
     if (op->res < 0) return px_err_from_errno(-op->res);
@@ -352,6 +506,38 @@ int px__op_accept_wait(px__io *io, px_context *cx) {
   px__op *op = io->op[PX__OP_IN];
   if (op == NULL) return PX_EINVAL;
   return with_op(op, cx, accept_wait_step, NULL);
+}
+
+static int connect_step(px__op *op, step_args *a) {
+  if (op->has_result) {
+    op->has_result = false;
+    return op->res < 0 ? px_err_from_errno(-op->res) : PX_READY;
+  }
+  if (op->state != PX__OP_IDLE) return PX_PENDING;
+  if (a->len > sizeof(op->addr)) return PX_EINVAL;
+  memcpy(&op->addr, a->buf, a->len);
+  op->addrlen = (socklen_t)a->len;
+  return start(op);
+}
+
+int px__op_connect(px__io *io, px_context *cx, const struct sockaddr *addr,
+                   socklen_t len) {
+  px__op *op = px__op_get(io, PX__OP_OUT, PX__OP_CONNECT, 0);
+  if (op == NULL) return PX_ENOMEM;
+  if (op->kind != PX__OP_CONNECT) return PX_EINVAL; /* already writing */
+  step_args a = {(void *)(uintptr_t)addr, len, NULL, NULL};
+  int rc = with_op(op, cx, connect_step, &a);
+  if (rc == PX_PENDING) return rc;
+  /* Over, or never started: the slot becomes the writes' (a fresh op with
+   * a buffer, made by the first write). */
+  px__op_lock(op);
+  bool idle = op->state == PX__OP_IDLE;
+  px_waker w = px_waker_take(&op->waker);
+  if (idle) io->op[PX__OP_OUT] = NULL;
+  px__op_unlock(op);
+  px_waker_drop(&w);
+  if (idle) op_free(op);
+  return rc;
 }
 
 void px__op_forget(px__io *io, int slot) {

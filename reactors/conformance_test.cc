@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -833,6 +834,30 @@ TEST_P(ReactorTest, CompletionRegistrationFallsBackToReadiness) {
   }
 }
 
+// A loopback listener on a free port; its address in *a.
+int Listen(sockaddr_in *a, int backlog) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  EXPECT_GE(l, 0);
+  *a = sockaddr_in{};
+  a->sin_family = AF_INET;
+  a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(bind(l, reinterpret_cast<sockaddr *>(a), sizeof *a), 0);
+  EXPECT_EQ(listen(l, backlog), 0);
+  socklen_t len = sizeof *a;
+  EXPECT_EQ(getsockname(l, reinterpret_cast<sockaddr *>(a), &len), 0);
+  return l;
+}
+
+// A loopback client connected to a (blocking); -1 on failure.
+int Dial(const sockaddr_in &a) {
+  int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c >= 0 && connect(c, reinterpret_cast<const sockaddr *>(&a), sizeof a) < 0) {
+    close(c);
+    c = -1;
+  }
+  return c;
+}
+
 class CompletionTest : public ReactorTest {
  protected:
   void SetUp() override {
@@ -845,6 +870,24 @@ class CompletionTest : public ReactorTest {
   void TearDown() override {
     EXPECT_EQ(c_.live.load(), 0) << "a waker was left behind";
     ReactorTest::TearDown();
+  }
+  // Turns the reactor until io's bytes written behind are out (or 2 s
+  // passed); px__op_flush's last answer.
+  int Flush(px__io *io) {
+    int rc = px__op_flush(io, &cx_);
+    for (int i = 0; i < 100 && rc == PX_PENDING; i++) {
+      (void)px__reactor_poll(reactor_, 20);
+      rc = px__op_flush(io, &cx_);
+    }
+    return rc;
+  }
+  // A loopback listener (its descriptor in *l, its address in *a),
+  // registered for completions.
+  IoPtr Listener(sockaddr_in *a, int backlog, int *l) {
+    *l = Listen(a, backlog);
+    IoPtr lio = make_io(*l);
+    EXPECT_EQ(px__io_register_completion(lio.get(), reactor_), 0);
+    return lio;
   }
   // The waker the operations are given, and the context carrying it.
   Counter c_;
@@ -864,11 +907,7 @@ TEST_P(CompletionTest, ReadAndWriteRoundTrip) {
   // A write is done once its bytes are the op's; they go out behind it.
   ASSERT_EQ(px__op_write(io_.get(), &cx_, "world", 5, &n), PX_READY);
   EXPECT_EQ(n, 5u);
-  int rc;
-  for (int i = 0; i < 100 && (rc = px__op_flush(io_.get(), &cx_)) ==
-                                 PX_PENDING; i++)
-    (void)px__reactor_poll(reactor_, 20);
-  EXPECT_EQ(rc, PX_READY);
+  EXPECT_EQ(Flush(io_.get()), PX_READY);
   char got[8] = {0};
   EXPECT_EQ(recv(fds_[1], got, sizeof got, 0), 5);
   EXPECT_STREQ(got, "world");
@@ -892,6 +931,189 @@ TEST_P(CompletionTest, ADroppedReadLeavesItsBytesForTheNextRead) {
   EXPECT_EQ(all, "abc");
   EXPECT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
   px__op_forget(io_.get(), PX__OP_IN);
+}
+
+// More arrives than a receive pool holds (io_uring: 256 buffers of 4 KiB,
+// filled by a multishot receive) while nobody reads: the pool runs dry, the
+// kernel ends that receive, and the reads then go on from what the pool
+// holds, from one-shot receives, and from the pool again once it refilled.
+// Every byte must come, once and in order, and then the end of the stream.
+TEST_P(CompletionTest, AReaderFarBehindGetsEveryByteInOrder) {
+  const size_t total = size_t{3} << 20;
+  auto pattern = [](size_t i) { return static_cast<char>(i % 251); };
+  std::vector<char> out(65536);
+  size_t sent = 0;
+  // Sends what the socket takes now; true when something went.
+  auto push = [&]() {
+    bool any = false;
+    while (sent < total) {
+      size_t k = std::min(out.size(), total - sent);
+      for (size_t i = 0; i < k; i++) out[i] = pattern(sent + i);
+      ssize_t m = send(fds_[1], out.data(), k, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (m <= 0) break;
+      sent += static_cast<size_t>(m);
+      any = true;
+    }
+    return any;
+  };
+  char buf[3000];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, 1, &n), PX_PENDING);
+  px__op_forget(io_.get(), PX__OP_IN);  // nobody reads for a while
+  for (int idle = 0; idle < 20 && sent < total;) {
+    idle = push() ? 0 : idle + 1;
+    Turn(reactor_, 5);
+  }
+  ASSERT_GT(sent, size_t{1} << 20) << "more than the pool was sent";
+  size_t got = 0;
+  bool eof = false;
+  for (int rounds = 0; !eof && rounds < 100000; rounds++) {
+    int rc = px__op_read(io_.get(), &cx_, buf, sizeof buf, &n);
+    ASSERT_GE(rc, 0) << px_err_name(rc);
+    if (rc == PX_PENDING) {
+      if (push() == false && sent == total && fds_[1] >= 0) {
+        close(fds_[1]);
+        fds_[1] = -1;
+      }
+      c_.wakes = 0;
+      ASSERT_TRUE(PollUntilWoken(reactor_, c_)) << "stalled at " << got;
+      continue;
+    }
+    if (n == 0) {
+      eof = true;
+      break;
+    }
+    for (size_t i = 0; i < n; i++)
+      ASSERT_EQ(buf[i], pattern(got + i)) << "byte " << got + i;
+    got += n;
+  }
+  EXPECT_TRUE(eof);
+  EXPECT_EQ(got, total);
+}
+
+// Arms a multishot receive on io (when the backend has a pool) that nobody
+// reads, and sends into `peer` until the socket takes no more, the reactor
+// turning: the stream's bytes pile up in the pool. Returns the op; the
+// bytes sent are added to *sent.
+px__op *FillUnread(px__reactor *r, px_context *cx, px__io *io, int peer,
+                   size_t *sent = nullptr) {
+  char b;
+  size_t n = 0;
+  EXPECT_EQ(px__op_read(io, cx, &b, 1, &n), PX_PENDING);
+  px__op_forget(io, PX__OP_IN);
+  std::vector<char> out(65536, 'x');
+  for (int idle = 0; idle < 20;) {
+    ssize_t m = send(peer, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (m > 0 && sent != nullptr) *sent += static_cast<size_t>(m);
+    idle = m > 0 ? 0 : idle + 1;
+    Turn(r, 5);
+  }
+  return io->op[PX__OP_IN];
+}
+
+// A stream that stops reading takes only its share of the receive pool
+// (its multishot receive is stopped, and the next read starts another):
+// another stream's receive still goes into the pool, and its own bytes all
+// come, in order. While a stream is served by the pool, its op has no
+// buffer of its own (an idle connection costs none).
+TEST_P(CompletionTest, AStreamThatStopsReadingLeavesThePoolToOthers) {
+  size_t sent = 0;
+  px__op *held = FillUnread(reactor_, &cx_, io_.get(), fds_[1], &sent);
+  if (held->chunks == nullptr) GTEST_SKIP() << "no receive pool on this kernel";
+  EXPECT_EQ(held->buf, nullptr);
+  EXPECT_EQ(held->state, PX__OP_IDLE) << "still receiving into the pool";
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+  IoPtr other = make_io(sv[0]);
+  ASSERT_EQ(px__io_register_completion(other.get(), reactor_), 0);
+  char buf[4096];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(other.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  EXPECT_TRUE(other->op[PX__OP_IN]->multishot) << "the pool ran dry";
+  EXPECT_EQ(other->op[PX__OP_IN]->buf, nullptr);
+  other.reset();
+  close(sv[0]);
+  close(sv[1]);
+  // The first stream reads on: every byte sent, in order (its receive
+  // starts again once it took what it held).
+  size_t got = 0;
+  while (got < sent) {
+    int rc = px__op_read(io_.get(), &cx_, buf, sizeof buf, &n);
+    ASSERT_GE(rc, 0) << px_err_name(rc);
+    if (rc == PX_PENDING) {
+      c_.wakes = 0;
+      ASSERT_TRUE(PollUntilWoken(reactor_, c_)) << "stalled at " << got;
+      continue;
+    }
+    ASSERT_GT(n, 0u);
+    ASSERT_EQ(std::string(buf, n), std::string(n, 'x')) << "at " << got;
+    got += n;
+  }
+  EXPECT_EQ(got, sent);
+}
+
+// When many streams stop reading the pool runs dry all the same; another
+// stream's reads are then one-shot receives into a buffer made for them.
+TEST_P(CompletionTest, OneShotReceivesWhileOthersHoldThePool) {
+  if (FillUnread(reactor_, &cx_, io_.get(), fds_[1])->chunks == nullptr)
+    GTEST_SKIP() << "no receive pool on this kernel";
+  std::vector<std::pair<IoPtr, std::array<int, 2>>> fillers;
+  char buf[4096];
+  size_t n = 0;
+  for (int i = 0; i < 64; i++) {
+    std::array<int, 2> sv;
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv.data()), 0);
+    IoPtr io = make_io(sv[0]);
+    ASSERT_EQ(px__io_register_completion(io.get(), reactor_), 0);
+    ASSERT_EQ(px__op_read(io.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+    px__op *op = io->op[PX__OP_IN];
+    if (!op->multishot) {
+      // The pool is low: a one-shot receive, into the op's own buffer.
+      EXPECT_NE(op->buf, nullptr);
+      ASSERT_EQ(send(sv[1], "hello", 5, MSG_NOSIGNAL), 5);
+      c_.wakes = 0;
+      ASSERT_TRUE(PollUntilWoken(reactor_, c_));
+      ASSERT_EQ(px__op_read(io.get(), &cx_, buf, sizeof buf, &n), PX_READY);
+      EXPECT_EQ(std::string(buf, n), "hello");
+      fillers.emplace_back(std::move(io), sv);
+      break;
+    }
+    px__op_forget(io.get(), PX__OP_IN);
+    fillers.emplace_back(std::move(io), sv);
+    (void)FillUnread(reactor_, &cx_, fillers.back().first.get(), sv[1]);
+  }
+  ASSERT_LT(fillers.size(), 64u) << "the pool never ran low";
+  for (auto &f : fillers) {
+    f.first.reset();
+    close(f.second[0]);
+    close(f.second[1]);
+  }
+}
+
+// The peer wrote and shut down before the first read was asked for: both
+// the bytes and the end of the stream must come (a multishot receive armed
+// to wait for data first saw the bytes, then waited forever for the end).
+TEST_P(CompletionTest, EndOfStreamThatCameWithTheBytes) {
+  Send("abc");
+  ASSERT_EQ(shutdown(fds_[1], SHUT_WR), 0);
+  char buf[8];
+  size_t n = 99;
+  std::string got;
+  bool eof = false;
+  for (int i = 0; i < 10 && !eof; i++) {
+    int rc = px__op_read(io_.get(), &cx_, buf, sizeof buf, &n);
+    ASSERT_GE(rc, 0) << px_err_name(rc);
+    if (rc == PX_PENDING) {
+      c_.wakes = 0;
+      ASSERT_TRUE(PollUntilWoken(reactor_, c_)) << "after " << got;
+    } else if (n == 0) {
+      eof = true;
+    } else {
+      got.append(buf, n);
+    }
+  }
+  EXPECT_EQ(got, "abc");
+  EXPECT_TRUE(eof);
 }
 
 TEST_P(CompletionTest, EndOfStreamAndWriteFailuresAreReported) {
@@ -951,23 +1173,14 @@ TEST_P(CompletionTest, AWriteInFlightAtCloseKeepsTheDescriptorUntilItEnds) {
 }
 
 TEST_P(CompletionTest, ADroppedAcceptKeepsItsConnectionForTheNextAccept) {
-  int l = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  ASSERT_GE(l, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(l, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
-  ASSERT_EQ(listen(l, 8), 0);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(getsockname(l, reinterpret_cast<sockaddr *>(&a), &len), 0);
-  IoPtr lio = make_io(l);
-  ASSERT_EQ(px__io_register_completion(lio.get(), reactor_), 0);
-
+  sockaddr_in a;
+  int l;
+  IoPtr lio = Listener(&a, 8, &l);
   int fd = -1;
   ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_PENDING);
   px__op_forget(lio.get(), PX__OP_IN);  // dropped before anyone connects
-  int c1 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(connect(c1, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  int c1 = Dial(a);
+  ASSERT_GE(c1, 0);
   Turn(reactor_, 100);
   ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_READY);
   ASSERT_GE(fd, 0);
@@ -977,8 +1190,8 @@ TEST_P(CompletionTest, ADroppedAcceptKeepsItsConnectionForTheNextAccept) {
   // One accepted for nobody when the listener closes is closed with it.
   ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_PENDING);
   px__op_forget(lio.get(), PX__OP_IN);
-  int c2 = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_EQ(connect(c2, reinterpret_cast<sockaddr *>(&a), sizeof a), 0);
+  int c2 = Dial(a);
+  ASSERT_GE(c2, 0);
   Turn(reactor_, 100);
   lio.reset();
   close(l);
@@ -986,6 +1199,157 @@ TEST_P(CompletionTest, ADroppedAcceptKeepsItsConnectionForTheNextAccept) {
   EXPECT_EQ(recv(c2, &b, 1, 0), 0) << "the server side was closed";
   close(c1);
   close(c2);
+}
+
+// A multishot accept takes connections ahead of the accepts: each is given
+// once, in the order the clients connected; the request stops once enough
+// wait (a server that does not accept must not run out of descriptors) and
+// the next accept that empties the queue starts another; closing the
+// listener closes those nobody took.
+TEST_P(CompletionTest, ConnectionsAcceptedAheadComeInOrderAndStop) {
+  sockaddr_in a;
+  int l;
+  IoPtr lio = Listener(&a, 128, &l);
+  int fd = -1;
+  ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_PENDING);
+
+  // Connected one by one, each accepted (ahead) before the next comes.
+  const int kClients = 40;
+  std::vector<int> clients;
+  std::vector<int> ports;
+  for (int i = 0; i < kClients; i++) {
+    int c = Dial(a);
+    ASSERT_GE(c, 0);
+    sockaddr_in me;
+    socklen_t len = sizeof me;
+    ASSERT_EQ(getsockname(c, reinterpret_cast<sockaddr *>(&me), &len), 0);
+    clients.push_back(c);
+    ports.push_back(ntohs(me.sin_port));
+    Turn(reactor_, 5);
+  }
+  Turn(reactor_, 50);
+  px__op *op = lio->op[PX__OP_IN];
+  ASSERT_NE(op, nullptr);
+  size_t queued = (op->len - op->off) / sizeof(int);
+  if (op->kind == PX__OP_ACCEPT && queued > 0) {
+    // Multishot (a kernel without it accepts one at a time): stopped.
+    EXPECT_GE(queued, 16u);
+    EXPECT_LT(queued, static_cast<size_t>(kClients));
+    EXPECT_EQ(op->state, PX__OP_IDLE) << "still accepting ahead";
+  }
+  for (int i = 0; i < kClients; i++) {
+    int rc = px__op_accept(lio.get(), &cx_, &fd);
+    for (int t = 0; t < 100 && rc == PX_PENDING; t++) {
+      c_.wakes = 0;
+      ASSERT_TRUE(PollUntilWoken(reactor_, c_)) << "connection " << i;
+      rc = px__op_accept(lio.get(), &cx_, &fd);
+    }
+    ASSERT_EQ(rc, PX_READY) << "connection " << i << ": " << px_err_name(rc);
+    sockaddr_in peer;
+    socklen_t len = sizeof peer;
+    ASSERT_EQ(getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &len), 0);
+    EXPECT_EQ(ntohs(peer.sin_port), ports[i]) << "connection " << i;
+    EXPECT_NE(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    EXPECT_NE(fcntl(fd, F_GETFD) & FD_CLOEXEC, 0);
+    close(fd);
+  }
+  // All taken: the next accept waits (a new request).
+  ASSERT_EQ(px__op_accept(lio.get(), &cx_, &fd), PX_PENDING);
+
+  // Two more arrive and wait ahead; the listener closes: both are closed.
+  for (int i = 0; i < 2; i++) {
+    int c = Dial(a);
+    ASSERT_GE(c, 0);
+    clients.push_back(c);
+  }
+  Turn(reactor_, 100);
+  lio.reset();
+  close(l);
+  for (size_t i = kClients; i < clients.size(); i++) {
+    timeval tv = {5, 0};
+    setsockopt(clients[i], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char b;
+    ssize_t n = recv(clients[i], &b, 1, 0);
+    EXPECT_TRUE(n == 0 || (n < 0 && errno == ECONNRESET))
+        << "client " << i << ": the server side was not closed";
+  }
+  for (int c : clients) close(c);
+}
+
+TEST_P(CompletionTest, ConnectSucceedsFailsAndFreesWhenDropped) {
+  sockaddr_in a;
+  int l = Listen(&a, 8);
+  auto connect_op = [&](px__io *io) {
+    int rc = px__op_connect(io, &cx_, reinterpret_cast<sockaddr *>(&a),
+                            sizeof a);
+    for (int i = 0; i < 50 && rc == PX_PENDING; i++) {
+      c_.wakes = 0;
+      EXPECT_TRUE(PollUntilWoken(reactor_, c_));
+      rc = px__op_connect(io, &cx_, reinterpret_cast<sockaddr *>(&a),
+                          sizeof a);
+    }
+    return rc;
+  };
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  IoPtr sio = make_io(s);
+  ASSERT_EQ(px__io_register_completion(sio.get(), reactor_), 0);
+  ASSERT_EQ(connect_op(sio.get()), PX_READY);
+  EXPECT_EQ(sio->op[PX__OP_OUT], nullptr) << "the slot is the writes' now";
+  int peer = -1;
+  for (int i = 0; i < 100 && peer < 0; i++) {
+    peer = accept(l, nullptr, nullptr);
+    if (peer < 0) Turn(reactor_, 5);
+  }
+  ASSERT_GE(peer, 0);
+  size_t n = 0;
+  ASSERT_EQ(px__op_write(sio.get(), &cx_, "hi", 2, &n), PX_READY);
+  EXPECT_EQ(Flush(sio.get()), PX_READY);
+  char got[4] = {0};
+  EXPECT_EQ(recv(peer, got, sizeof got, 0), 2);
+  EXPECT_STREQ(got, "hi");
+  close(peer);
+  sio.reset();
+  close(s);
+
+  // Nobody listens any more: refused.
+  close(l);
+  int s2 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  IoPtr sio2 = make_io(s2);
+  ASSERT_EQ(px__io_register_completion(sio2.get(), reactor_), 0);
+  EXPECT_EQ(connect_op(sio2.get()), PX_ECONNREFUSED);
+  sio2.reset();
+  close(s2);
+
+  // A connect still under way when its stream goes is cancelled and freed
+  // at its completion (the teardown compares the allocator's live bytes).
+  // A listener with a full backlog that nobody accepts from drops SYNs, so
+  // later connects stay under way.
+  int l3 = Listen(&a, 0);
+  std::vector<int> extra;
+  int pending_rc = PX_READY;
+  for (int i = 0; i < 8 && pending_rc != PX_PENDING; i++) {
+    int s3 = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    IoPtr sio3 = make_io(s3);
+    ASSERT_EQ(px__io_register_completion(sio3.get(), reactor_), 0);
+    auto *addr = reinterpret_cast<sockaddr *>(&a);
+    ASSERT_EQ(px__op_connect(sio3.get(), &cx_, addr, sizeof a), PX_PENDING);
+    Turn(reactor_, 20);
+    pending_rc = px__op_connect(sio3.get(), &cx_, addr, sizeof a);
+    if (pending_rc == PX_PENDING) {
+      px__op_forget(sio3.get(), PX__OP_OUT);
+      sio3.reset();  // dropped mid-connect
+      Turn(reactor_, 20);
+      close(s3);
+      break;
+    }
+    // Connected into the backlog: keep it there, to fill it.
+    ASSERT_EQ(pending_rc, PX_READY) << px_err_name(pending_rc);
+    sio3.reset();
+    extra.push_back(s3);
+  }
+  EXPECT_EQ(pending_rc, PX_PENDING) << "a connect stayed under way";
+  for (int fd : extra) close(fd);
+  close(l3);
 }
 
 // Only the backends with the hook: the others never make a px__op.

@@ -148,12 +148,19 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
     px__io_event before = have_event ? ev : px__io_peek(io, interest);
     int r = attempt(f);
     if (r == PX__FD_RETRY) continue;
-    /* A short transfer is not taken as "drained" (tokio 1.24 does): a read
-     * can be short with more queued (a packet socket, a tty, an interrupted
-     * copy), and with an edge-triggered backend no new event would come. So
-     * the readiness stays, and the next operation's EAGAIN clears it. */
-    if (r != PX__FD_WOULD_BLOCK)
-      return px__fd_finish(f, io, interest, r < 0 ? r : 0);
+    /* A short transfer is taken as "drained" only where the kernel says so
+     * (PX__FD_DONE_DRAINED): elsewhere a read can be short with more queued
+     * (a tty, a Unix socket with several writers), and with an edge-
+     * triggered backend no new event would come. There the readiness
+     * stays, and the next operation's EAGAIN clears it. */
+    if (r != PX__FD_WOULD_BLOCK) {
+      /* Our waker back first: while the readiness acted on is still set
+       * that is one load (the dispatch that set it took the waker), where
+       * after the clear it would be a store under the lock. */
+      px__fd_forget_waker(f, io, interest);
+      if (r == PX__FD_DONE_DRAINED) px__io_clear_ready(io, before);
+      return px__fd_complete(f, r < 0 ? r : 0);
+    }
     /* EAGAIN: the readiness we acted on is used up. The clear is skipped
      * if an event arrived after our snapshot, so nothing is lost. */
     px__io_clear_ready(io, before);

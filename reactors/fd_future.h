@@ -34,7 +34,14 @@ extern "C" {
 #endif
 
 /* What one attempt at a syscall came to (negative values are errors). */
-enum { PX__FD_WOULD_BLOCK = 0, PX__FD_DONE = 1, PX__FD_RETRY = 2 };
+enum {
+  PX__FD_WOULD_BLOCK = 0,
+  PX__FD_DONE = 1,
+  PX__FD_RETRY = 2,
+  /* Done, and the kernel had no more: the readiness acted on is used up as
+   * if the next attempt had said EAGAIN (PX__STREAM_TCP's short transfer). */
+  PX__FD_DONE_DRAINED = 3
+};
 
 /* Tries the operation once; stores the future's output on PX__FD_DONE. */
 typedef int (*px__fd_attempt_fn)(px_future *f);
@@ -83,6 +90,17 @@ void px__fd_release(px__io *io, void *mem, size_t size);
 /* ---- Streams: TCP, Unix, pipes and wrapped descriptors ---------------- */
 
 #define PX__STREAM_SOCKET 0x1u /* send/recv (no SIGPIPE); else read/write */
+/*
+ * A TCP connection: a read or write that moved less than asked for found
+ * the receive queue empty or the send buffer full (Linux, the BSDs), so it
+ * is taken as drained (PX__FD_DONE_DRAINED) and the next operation waits
+ * for readiness instead of making the syscall that would say EAGAIN, as
+ * tokio does. Not for other descriptors: a Unix socket's read stops short
+ * at another writer's bytes, a tty's at the end of a line. (The one TCP
+ * exception, a read stopping at urgent data, leaves the rest for the next
+ * arrival: urgent data is not something pollux's protocols use.)
+ */
+#define PX__STREAM_TCP 0x2u
 
 /*
  * One direction's operation in progress. px__fd_drive keeps its WAITING bit

@@ -46,6 +46,13 @@ static px__fd_stream *stream_of_op(px__fd_op *op, int write) {
                                                : offsetof(px__fd_stream, rd)));
 }
 
+/* What a transfer of op->n bytes came to (see PX__STREAM_TCP). */
+static int short_transfer(const px__fd_stream *s, const px__fd_op *op) {
+  return (s->flags & PX__STREAM_TCP) && op->n > 0 && op->n < op->len
+             ? PX__FD_DONE_DRAINED
+             : PX__FD_DONE;
+}
+
 static int read_attempt(px_future *self) {
   px__fd_op *op = (px__fd_op *)self;
   px__fd_stream *s = stream_of_op(op, 0);
@@ -53,7 +60,7 @@ static int read_attempt(px_future *self) {
                                              : read(s->fd, op->buf, op->len);
   if (n < 0) return px__fd_after_failure();
   op->n = (size_t)n; /* 0: the peer shut its side down */
-  return PX__FD_DONE;
+  return short_transfer(s, op);
 }
 
 static int write_attempt(px_future *self) {
@@ -67,7 +74,7 @@ static int write_attempt(px_future *self) {
                   : px__write(s->fd, op->buf, op->len);
   if (n < 0) return px__fd_after_failure();
   op->n = (size_t)n;
-  return PX__FD_DONE;
+  return short_transfer(s, op);
 }
 
 /* Drives one direction's op; its result lands in *n. */

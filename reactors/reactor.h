@@ -11,6 +11,7 @@
 #ifndef POLLUX_REACTORS_REACTOR_H
 #define POLLUX_REACTORS_REACTOR_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -47,6 +48,7 @@ extern "C" {
 
 typedef struct px__reactor px__reactor;
 struct px__op;
+struct px__chunk;
 
 /*
  * One registered file descriptor. `state` packs the readiness bits (low 8)
@@ -144,6 +146,13 @@ typedef struct px__reactor_ops {
    */
   int (*submit)(px__reactor *r, struct px__op *op);
   void (*cancel)(px__reactor *r, struct px__op *op);
+  /*
+   * Optional, with submit: gives a buffer of the backend's pool back once
+   * its bytes were read (mutex held). A backend whose receives fill
+   * buffers it provides (io_uring's multishot receive over a buffer ring)
+   * hands each arrival to px__op_received as a px__chunk of its pool.
+   */
+  void (*recycle)(px__reactor *r, struct px__chunk *c);
   /*
    * Optional, with submit: hands the requests left queued for the next poll
    * to the kernel, without waiting (the end of block_on). Takes
@@ -270,7 +279,8 @@ typedef enum px__op_kind {
   PX__OP_RECV = 1,
   PX__OP_SEND,
   PX__OP_ACCEPT,
-  PX__OP_POLL_IN /* an accept's wait for readable (px__op_accept_wait) */
+  PX__OP_POLL_IN, /* an accept's wait for readable (px__op_accept_wait) */
+  PX__OP_CONNECT  /* in the OUT slot until it ends; then writes own it */
 } px__op_kind;
 
 typedef enum px__op_state {
@@ -281,6 +291,19 @@ typedef enum px__op_state {
 /* The slots of px__io.op. */
 enum { PX__OP_IN = 0, PX__OP_OUT = 1 };
 
+/*
+ * One buffer of a backend's receive pool (ops->recycle): while `len` > 0
+ * it holds bytes received for one op, queued in the op's `chunks` until
+ * they are read, then it goes back to the pool.
+ */
+typedef struct px__chunk {
+  struct px__chunk *next; /* the op's next chunk, in arrival order */
+  unsigned char *data;    /* the pool's memory */
+  uint32_t len;           /* bytes received */
+  uint32_t off;           /* bytes already read */
+  uint32_t id;            /* the backend's name for the buffer */
+} px__chunk;
+
 typedef struct px__op {
   px__op_kind kind;
   px__op_state state;
@@ -290,19 +313,30 @@ typedef struct px__op {
   bool has_result; /* RECV, ACCEPT: a completion not yet taken */
   bool shut_wr;    /* SEND: shutdown(SHUT_WR) once the bytes are out */
   bool close_fd;   /* SEND orphan: close fd once the bytes are out */
+  bool multishot;  /* in flight as a multishot request that stays until a
+                      completion says it ended. RECV: a receive into the
+                      backend's pool, each arrival a chunk; ACCEPT: each
+                      connection queued in buf (px__op_accepted) */
   int res;         /* the completion's result, or a write's error */
   px_waker waker;  /* the future waiting for the completion */
   px__reactor *reactor;
   px__list link;   /* in the reactor's list of operations in flight */
   px__list later;  /* SEND: in the backend's list of sends to prepare at
                       its next poll (so one turn's writes go out as one) */
-  size_t off;      /* RECV: next unread byte; SEND: next unsent byte */
+  size_t off;      /* RECV: next unread byte; SEND: next unsent byte;
+                      ACCEPT: byte offset of the next queued descriptor */
   size_t len;      /* RECV: bytes received; SEND: bytes written into buf,
-                      which writes append to while a send is in flight */
-  size_t cap;      /* bytes of buf */
-  socklen_t addrlen; /* ACCEPT: the peer's address, the kernel writes */
+                      which writes append to while a send is in flight;
+                      ACCEPT: bytes of buf holding queued descriptors */
+  size_t cap;      /* bytes of buf (RECV: of the buffer to make, until a
+                      one-shot receive makes it: px__op_buffer) */
+  socklen_t addrlen; /* ACCEPT: the peer's address, the kernel writes;
+                        CONNECT: the address connected to, it reads */
   struct sockaddr_storage addr;
   unsigned char *buf;
+  px__chunk *chunks;      /* RECV: received into the pool, not yet read */
+  px__chunk **chunks_end; /* where the next chunk is linked (NULL: &chunks) */
+  unsigned nchunks;       /* how many */
 } px__op;
 
 /* Whether io's reactor (io registered) performs operations itself. Inline:
@@ -325,12 +359,40 @@ px__op *px__op_get(px__io *io, int slot, px__op_kind kind, size_t want);
 void px__op_lock(px__op *op);
 void px__op_unlock(px__op *op);
 
+/* For the backend, mutex held: makes a receive's buffer (op->cap bytes),
+ * which waits until a one-shot receive needs it. 0 or PX_ENOMEM. */
+int px__op_buffer(px__op *op);
+
 /* Mutex held: submits op (state becomes INFLIGHT). 0 or PX_E*. */
 int px__op_submit(px__op *op);
 
 /* For the backend, mutex held: op ended with `res` (a byte count, a
  * descriptor or -errno). Resubmits what is left of a short send. */
 void px__op_complete(px__reactor *r, px__op *op, int res);
+
+/*
+ * For the backend, mutex held: a multishot receive (op->multishot)
+ * brought `c` (NULL when the completion carried no bytes), and goes on
+ * when `more`. When it ended, `res` says why: 0 the end of the stream,
+ * -errno a failure, and PX__RECV_RESTART (the pool ran dry, or the kernel
+ * cannot) or -ECANCELED (the backend cancelled it) that the next read
+ * simply asks again. Returns how many chunks wait in the op now, so that
+ * the backend can stop one reader from taking its whole pool.
+ */
+size_t px__op_received(px__reactor *r, px__op *op, px__chunk *c, int res,
+                       bool more);
+#define PX__RECV_RESTART (-ENOBUFS)
+
+/*
+ * For the backend, mutex held: a multishot accept (op->multishot) brought
+ * the connection `res` (>= 0), queued in the op until an accept takes it,
+ * or failed with -errno; it goes on when `more`. Returns how many
+ * connections wait in the op now, so that the backend can stop accepting
+ * ahead of a server that does not ask (ops->cancel; a -ECANCELED end is
+ * not an error). The descriptors queued belong to the op: closed when the
+ * registration goes.
+ */
+size_t px__op_accepted(px__reactor *r, px__op *op, int res, bool more);
 
 /* For px__reactor_del, mutex held: releases io's operations (free when
  * idle; orphaned, and cancelled unless a send, when in flight). */
@@ -360,6 +422,15 @@ int px__op_accept(px__io *io, px_context *cx, int *fd);
  * waits until the listener is readable; px__op_accept then accepts again.
  * PX_PENDING or a negative PX_E* code. */
 int px__op_accept_wait(px__io *io, px_context *cx);
+
+/*
+ * Connects io's socket (not connected, nothing written yet) to `addr`:
+ * PX_READY once connected, PX_PENDING, or the failure (PX_ECONNREFUSED,
+ * ...). The address is copied into the op, so the caller's may go. Once it
+ * ended the op is freed and the slot is the writes'.
+ */
+int px__op_connect(px__io *io, px_context *cx, const struct sockaddr *addr,
+                   socklen_t len);
 
 /* For a dropped future: takes back its waker from the op in `slot`. The
  * operation goes on; its result waits for the next call. */

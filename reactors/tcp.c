@@ -128,7 +128,8 @@ static int open_socket(int family, int *out) {
 
 /* Wraps a connected (or connecting) socket. On failure fd is left open. */
 static int socket_stream_new(int fd, int family, px_tcp_stream **out) {
-  int err = px__stream_new(fd, PX__STREAM_SOCKET, out);
+  int err = px__stream_new(
+      fd, PX__STREAM_SOCKET | (family == AF_UNIX ? 0 : PX__STREAM_TCP), out);
   if (err < 0 || family == AF_UNIX) return err;
   /* Nagle's algorithm holds small writes back while an ACK is pending,
    * which adds up to 40 ms to request/response traffic. An async program
@@ -381,12 +382,21 @@ static int connect_start(px_tcp_connect *f, px_context *cx) {
     close(fd);
     return err;
   }
+  /* A reactor that performs operations itself connects too (connect_poll,
+   * px__op_connect); the stream is registered for that now, so its reads
+   * and writes are that reactor's operations as well. */
+  int c = px__fd_completes(&px__fd_stream_of(s)->io, cx);
+  if (c < 0) {
+    px_tcp_close(s);
+    return c;
+  }
   /* A non-blocking connect answers EINPROGRESS and finishes in the
    * background; EINTR means the same (POSIX: it continues). Loopback and
    * Unix sockets may also succeed at once. connect_attempt sorts out which
    * happened. (A Unix socket whose listener's backlog is full answers
    * EAGAIN with nothing under way: that is reported as PX_EAGAIN.) */
-  if (connect(fd, (struct sockaddr *)&f->addr.storage, f->addr.len) < 0 &&
+  if (c == 0 &&
+      connect(fd, (struct sockaddr *)&f->addr.storage, f->addr.len) < 0 &&
       errno != EINPROGRESS && errno != EINTR) {
     err = px_err_from_errno(errno);
     px_tcp_close(s);
@@ -408,8 +418,21 @@ static px_poll connect_poll(px_future *self, px_context *cx) {
     int err = connect_start(f, cx);
     if (err < 0) return px__fd_complete(self, err);
   }
-  px_poll p = px__fd_drive(self, cx, &px__fd_stream_of(f->pending)->io,
-                           PX__WRITABLE, connect_attempt);
+  px__io *io = &px__fd_stream_of(f->pending)->io;
+  if (px__io_completes(io)) {
+    if (!px__coop_proceed(cx)) return PX_PENDING;
+    int rc = px__op_connect(io, cx, (struct sockaddr *)&f->addr.storage,
+                            f->addr.len);
+    if (rc == PX_PENDING) return PX_PENDING;
+    if (rc == PX_READY) {
+      f->base.output.ptr = f->pending;
+      f->pending = NULL;
+      return px__fd_complete(self, 0);
+    }
+    connect_abandon(f);
+    return px__fd_complete(self, rc);
+  }
+  px_poll p = px__fd_drive(self, cx, io, PX__WRITABLE, connect_attempt);
   if (p == PX_READY && self->error < 0) connect_abandon(f);
   return p;
 }

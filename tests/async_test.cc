@@ -486,7 +486,7 @@ TEST_F(Async, EveryReadyLeafSpendsTheBudget) {
     // budget: one, plus the few waits of the setup).
     EXPECT_GE(polls.load(), n / PX__COOP_BUDGET);
     EXPECT_LE(polls.load(), n);  // but not one poll per operation
-    if (std::strstr(px_build_info(), "work_stealing") == nullptr) {
+    if (!built_with("executor=work_stealing")) {
       EXPECT_GE(jc.base.output.i64, n / PX__COOP_BUDGET);  // one thread: the ticker ran between
     }
     coop_looper_free(&c);
@@ -557,10 +557,15 @@ TEST_F(Async, AcceptLoopInBlockOnLetsAcceptedConnectionsRun) {
             0);
   EXPECT_EQ(accepted.load(), n);
   EXPECT_EQ(served.load(), n);
-  // The first connection was served long before the last was accepted
-  // (without a budget on the block_on future: only after all n).
   EXPECT_GE(first_seen.load(), 1);
-  EXPECT_LT(first_seen.load(), n);
+  // On one thread the first connection was served long before the last
+  // was accepted (without a budget on the block_on future: only after all
+  // n). Work stealing runs them on its workers, which a loaded machine may
+  // not give the CPU before the block_on thread took the whole backlog
+  // (io_uring's multishot accept hands it over at once): no order promised.
+  if (!built_with("executor=work_stealing")) {
+    EXPECT_LT(first_seen.load(), n);
+  }
   for (int fd : clients) close(fd);
   px_tcp_listener_close(l);
 }

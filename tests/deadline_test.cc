@@ -169,8 +169,7 @@ TEST_P(DeadlineTest, WriteTimesOutWhenThePeerDoesNotRead) {
   // going out to a peer that does not read, so flush waits for them and
   // times out too. Elsewhere flush has nothing to wait on.
   bool behind = GetParam() != StreamKind::kPipe &&
-                std::string(px_build_info()).find("reactor=io_uring") !=
-                    std::string::npos;
+                built_with("reactor=io_uring");
   EXPECT_EQ(Run(px_stream_flush_init(&io, W())), behind ? PX_ETIMEDOUT : 0);
 }
 

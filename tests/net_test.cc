@@ -35,8 +35,9 @@ std::string Format(const px_addr &a) {
 }
 
 // A plain blocking socket connected to 127.0.0.1:port (the test's client).
-int RawConnect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// Connects socket fd (made beforehand: see AcceptSurvivesRunningOutOf-
+// Descriptors) to the loopback port; fd, or -1 (closed) on failure.
+int RawConnect(int port, int fd) {
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
@@ -49,6 +50,10 @@ int RawConnect(int port) {
   timeval tv{5, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   return fd;
+}
+
+int RawConnect(int port) {
+  return RawConnect(port, socket(AF_INET, SOCK_STREAM, 0));
 }
 
 class NetTest : public ::testing::Test {
@@ -208,6 +213,16 @@ TEST_F(NetTest, ConnectTimeoutClosesTheHalfOpenSocket) {
 // ---- Accept at EMFILE ----------------------------------------------------
 
 TEST_F(NetTest, AcceptSurvivesRunningOutOfDescriptors) {
+  // The limit is lowered first: io_uring's accept reads RLIMIT_NOFILE when
+  // it is submitted, and the multishot accept that the first accept below
+  // arms stays armed.
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
+  int highest = dup(0);
+  close(highest);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(highest + 16);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
   px_tcp_listener *l;
   ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
   int port = px_tcp_listener_port(l);
@@ -216,16 +231,11 @@ TEST_F(NetTest, AcceptSurvivesRunningOutOfDescriptors) {
   px_stream *s0 = Accept(l);
   ASSERT_NE(s0, nullptr);
 
-  // Three clients wait in the backlog; then the table is filled.
+  // The table is filled; then three clients connect and wait in the
+  // backlog. (In that order: a multishot accept takes connections ahead of
+  // the accepts while it can. Their sockets are made first.)
   std::vector<int> waiting;
-  for (int i = 0; i < 3; i++) waiting.push_back(RawConnect(port));
-  rlimit old;
-  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &old), 0);
-  int highest = dup(0);
-  close(highest);
-  rlimit low = old;
-  low.rlim_cur = static_cast<rlim_t>(highest + 16);
-  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &low), 0);
+  for (int i = 0; i < 3; i++) waiting.push_back(socket(AF_INET, SOCK_STREAM, 0));
   std::vector<int> fillers;
   for (;;) {
     int fd = open("/dev/null", O_RDONLY);
@@ -233,6 +243,10 @@ TEST_F(NetTest, AcceptSurvivesRunningOutOfDescriptors) {
     fillers.push_back(fd);
   }
   ASSERT_EQ(errno, EMFILE);
+  for (int &fd : waiting) {
+    fd = RawConnect(port, fd);
+    ASSERT_GE(fd, 0);
+  }
 
   // The accept sheds the three connections and goes on waiting: it neither
   // fails nor returns a stream.
@@ -337,13 +351,9 @@ TEST_F(NetTest, UdpBadArguments) {
 // ---- Unix domain sockets ------------------------------------------------
 
 TEST_F(NetTest, UnixSocketRoundTrip) {
-  // Under $TEST_TMPDIR, unless that is too long for a socket path (107
-  // bytes), as Bazel's often is.
-  const char *dir = getenv("TEST_TMPDIR");
-  std::string name = "/px_net_" + std::to_string(getpid()) + ".sock";
-  std::string path = std::string(dir != nullptr ? dir : "/tmp") + name;
-  if (path.size() > 100) path = "/tmp" + name;
-  unlink(path.c_str());
+  unix_path up;
+  ASSERT_EQ(unix_path_new(&up), 0);
+  std::string path = up.path;
   px_tcp_listener *l;
   ASSERT_EQ(px_unix_bind(path.c_str(), &l), 0);
   px_addr la;
@@ -376,6 +386,7 @@ TEST_F(NetTest, UnixSocketRoundTrip) {
   EXPECT_EQ(px_unix_bind(too_long.c_str(), &again), PX_EINVAL);
   EXPECT_EQ(px_unix_bind(nullptr, &again), PX_EINVAL);
   EXPECT_EQ(Run(px_unix_connect_init(&c, "")), PX_EINVAL);
+  unix_path_free(&up);  // the socket is gone: the directory
 }
 
 // ---- Pipes and wrapped descriptors --------------------------------------

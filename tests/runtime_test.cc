@@ -131,8 +131,7 @@ TEST_F(Rt, SpawnAndJoin) {
 }
 
 TEST_F(Rt, FifoOrderOfWakes) {
-  if (std::string(px_build_info()).find("executor=work_stealing") !=
-      std::string::npos)
+  if (built_with("executor=work_stealing"))
     GTEST_SKIP() << "work stealing runs tasks on several workers: no global "
                     "wake order is promised";
   // Three tasks, each logging its id and yielding three times: a FIFO
@@ -158,8 +157,7 @@ TEST_F(Rt, CooperativeBudgetLetsOthersRunBesideAnAlwaysReadyChannel) {
   // 1,000 values wait in the channel, so every receive is ready at once.
   // Without a budget the consumer would take all of them in one poll and
   // the ticker task on the same thread would never run meanwhile.
-  if (std::string(px_build_info()).find("executor=work_stealing") !=
-      std::string::npos)
+  if (built_with("executor=work_stealing"))
     GTEST_SKIP() << "with several workers the ticker runs elsewhere anyway";
   px_mpsc_sender *tx;
   px_mpsc_receiver *rx;

@@ -149,13 +149,13 @@ TEST_F(SockoptTest, ListenerOptionsAndInheritance) {
   px_tcp_listener_close(l);
 
   // A Unix listener has no TCP options.
-  std::string path = "/tmp/px_sockopt_" + std::to_string(getpid());
-  unlink(path.c_str());
-  ASSERT_EQ(px_unix_bind(path.c_str(), &l), 0);
+  unix_path path;
+  ASSERT_EQ(unix_path_new(&path), 0);
+  ASSERT_EQ(px_unix_bind(path.path, &l), 0);
   EXPECT_EQ(px_tcp_listener_set_option(l, PX_SOCKOPT_NODELAY, 1), PX_ENOTSUP);
   EXPECT_EQ(px_tcp_listener_set_option(l, PX_SOCKOPT_RCVBUF, 8192), 0);
   px_tcp_listener_close(l);
-  unlink(path.c_str());
+  unix_path_free(&path);
 }
 
 TEST_F(SockoptTest, BindWithReuseportSharesAPort) {

@@ -143,7 +143,7 @@ inline int MakeStreamPair(px_runtime *rt, StreamKind kind, px_stream **r,
   if (kind == StreamKind::kPipe) return px_pipe(r, w);
   px_tcp_listener *l = nullptr;
   px_tcp_connect c;
-  std::string path;
+  unix_path path{};
   int err;
   if (kind == StreamKind::kTcp) {
     err = px_tcp_bind("127.0.0.1", 0, &l);
@@ -151,14 +151,13 @@ inline int MakeStreamPair(px_runtime *rt, StreamKind kind, px_stream **r,
     px_tcp_connect_init(&c, "127.0.0.1",
                         static_cast<uint16_t>(px_tcp_listener_port(l)));
   } else {
-    const char *dir = getenv("TEST_TMPDIR");
-    std::string name = "/px_pair_" + std::to_string(getpid());
-    path = std::string(dir != nullptr ? dir : "/tmp") + name;
-    if (path.size() > 100) path = "/tmp" + name;  // sun_path's limit
-    unlink(path.c_str());
-    err = px_unix_bind(path.c_str(), &l);
-    if (err < 0) return err;
-    px_unix_connect_init(&c, path.c_str());
+    if (unix_path_new(&path) < 0) return PX_EIO;
+    err = px_unix_bind(path.path, &l);
+    if (err < 0) {
+      unix_path_free(&path);
+      return err;
+    }
+    px_unix_connect_init(&c, path.path);
   }
   err = px_runtime_block_on(rt, &c.base);
   px_tcp_accept a;
@@ -168,7 +167,7 @@ inline int MakeStreamPair(px_runtime *rt, StreamKind kind, px_stream **r,
     if (err == 0) *r = static_cast<px_stream *>(a.base.output.ptr);
   }
   px_tcp_listener_close(l);
-  if (!path.empty()) unlink(path.c_str());
+  if (kind == StreamKind::kUnix) unix_path_free(&path);
   return err;
 }
 

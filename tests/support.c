@@ -1,7 +1,10 @@
 #include "tests/support.h"
 
 #include <dirent.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 /* ---- counting waker ---- */
 static const px_waker_vtable counting_vtable;
@@ -261,4 +264,23 @@ int open_fd_count(void) {
   while (readdir(d) != NULL) n++;
   closedir(d);
   return n - 3; /* ".", "..", and the directory's own descriptor */
+}
+
+bool built_with(const char *backend) {
+  return strstr(px_build_info(), backend) != NULL;
+}
+
+int unix_path_new(unix_path *p) {
+  char dir[] = "/tmp/px-XXXXXX";
+  if (mkdtemp(dir) == NULL) return -1;
+  snprintf(p->path, sizeof p->path, "%s/s", dir);
+  return 0;
+}
+
+void unix_path_free(unix_path *p) {
+  (void)unlink(p->path);
+  char *slash = strrchr(p->path, '/');
+  if (slash == NULL) return;
+  *slash = '\0';
+  (void)rmdir(p->path);
 }

@@ -5,6 +5,7 @@
 #ifndef POLLUX_TESTS_SUPPORT_H
 #define POLLUX_TESTS_SUPPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,24 @@ px_waker counting_waker_make(counting_waker *cw); /* counts as one clone */
 /* How many descriptors this process has open (from /proc/self/fd), so a
  * test can show it left none behind; -1 when that cannot be read. */
 int open_fd_count(void);
+
+/* ---- Unix socket paths ------------------------------------------------- */
+/* A fresh path for a Unix socket, "/tmp/px-XXXXXX/s", in a directory made
+ * for it (mkdtemp). A name made from the pid is not unique: Bazel's sandbox
+ * runs tests in PID namespaces that share /tmp, where many have the same
+ * pid (two binding one path: EADDRINUSE). And $TEST_TMPDIR is often longer
+ * than sun_path. 0, or -1 when no directory could be made; unix_path_free
+ * removes the socket, if any, and the directory. */
+typedef struct unix_path {
+  char path[32];
+} unix_path;
+int unix_path_new(unix_path *p);
+void unix_path_free(unix_path *p);
+
+/* ---- The build under test ---------------------------------------------- */
+/* Whether px_build_info() names `backend` ("executor=work_stealing",
+ * "reactor=io_uring"): for the few checks one kind of build cannot promise. */
+bool built_with(const char *backend);
 
 /* ---- An allocator that counts live bytes and can fail on demand -------- */
 typedef struct alloc_stats {

@@ -50,7 +50,7 @@ struct Hand {
 // runtime tests check arrival order there only (hand-polled tests check
 // FIFO fairness exactly, on every build).
 bool RunsInSpawnOrder() {
-  return std::string(px_build_info()).find("executor=fifo") != std::string::npos;
+  return built_with("executor=fifo");
 }
 
 // A runtime for the tests that need one, created under the counting allocator.

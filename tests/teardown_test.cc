@@ -60,11 +60,11 @@ std::vector<Kind> Kinds() {
                [](void *o) { px_tcp_listener_close(static_cast<px_tcp_listener *>(o)); }});
   k.push_back({"unix listener",
                [] {
-                 std::string path = "/tmp/px_teardown_" + std::to_string(getpid());
-                 unlink(path.c_str());
+                 unix_path path;
+                 EXPECT_EQ(unix_path_new(&path), 0);
                  px_tcp_listener *l = nullptr;
-                 EXPECT_EQ(px_unix_bind(path.c_str(), &l), 0);
-                 unlink(path.c_str());  // the listener lives on without the name
+                 EXPECT_EQ(px_unix_bind(path.path, &l), 0);
+                 unix_path_free(&path);  // the listener lives on without the name
                  return static_cast<void *>(l);
                },
                [](void *o, void *slot) {

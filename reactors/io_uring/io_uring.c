@@ -1,7 +1,8 @@
 /*
  * The io_uring reactor: readiness through IORING_OP_POLL_ADD (liburing),
  * and, for sockets, the I/O itself (submit/cancel below: IORING_OP_RECV,
- * IORING_OP_SEND, IORING_OP_ACCEPT on px__op records, whose rules are in
+ * multishot into the receive pool, IORING_OP_SEND, IORING_OP_ACCEPT
+ * (multishot), IORING_OP_CONNECT on px__op records, whose rules are in
  * reactors/completion.c and docs/BACKENDS.md). Their CQEs carry OP_BIT and
  * the px__op's address: an op is freed only after its CQE, so that pointer
  * is always good. Requests are queued under the mutex and submitted by the
@@ -69,6 +70,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -80,6 +82,18 @@
 #define MIN_ENTRIES 8u
 #define MAX_ENTRIES 256u
 #define ENOMEM_RETRIES 20
+/*
+ * Completions run as task work of the thread that submitted the request.
+ * By default the kernel interrupts that thread (an IPI, and a signal-like
+ * detour on its way back to user space) for each one; under load that was
+ * the reactor's largest cost (a spinlock in io_run_task_work, the return
+ * from the interrupt: ~20% of the server's CPU in perf). With COOP_TASKRUN
+ * the work waits for the thread's next entry into the kernel instead, which
+ * comes soon: a poll, a send, a timer tick; a thread asleep (in a poll or a
+ * futex) is still woken for it, so nothing is lost, only batched. The
+ * TASKRUN flag tells a non-blocking poll that work is waiting (ur_poll).
+ */
+#define COOP_FLAGS (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
 /* user_data values that are not a registration's (generation 0). */
 #define TAG_WAKE 1u   /* the eventfd's poll */
@@ -90,6 +104,51 @@
 #define OP_BIT (UINT64_C(1) << 62)
 /* Set in the user_data of a removal, whose other bits name its target. */
 #define REMOVE_BIT (UINT64_C(1) << 63)
+
+/*
+ * The receive pool: buffers registered with the kernel as a buffer ring
+ * (Linux 5.19+), which multishot receives (Linux 6.0+) fill as bytes
+ * arrive: one request per connection for as long as it reads, instead of
+ * one per read, and no buffer tied up by a connection that waits. A
+ * buffer goes back to the ring once its bytes were read (pool_recycle).
+ * A connection that does not read keeps receiving into the pool, up to
+ * RECV_AHEAD buffers; when the pool runs dry all the same (many such
+ * connections) the kernel ends the receives it cannot fill, and reads fall
+ * back to one-shot receives into the op's own buffer until enough came
+ * back (POOL_LOW). Without a pool (an older kernel) every read is a
+ * one-shot receive.
+ */
+#define POOL_BUFS 256u       /* a power of two (the ring's size) */
+#define POOL_BUF_SIZE 4096u  /* per buffer: a request, a burst of them */
+#define POOL_LOW (POOL_BUFS / 4)
+/* Buffers one stream may fill before its receive is cancelled, so that a
+ * reader that falls behind leaves the pool to the others; its next read
+ * starts another once it took them. (The kernel takes what the socket
+ * holds in one go, so a stream may end a little past it.) */
+#define RECV_AHEAD (POOL_BUFS / 8)
+#define POOL_GROUP 0         /* the buffer group of every receive */
+
+/*
+ * A listener's accept is one multishot request (Linux 5.19+) for as long as
+ * connections are taken: each arrival is queued in the op until an accept
+ * asks for it. The request is cancelled once ACCEPT_AHEAD wait there
+ * (the kernel takes a burst whole, up to the backlog's length), so
+ * a server that stops accepting (a connection cap, a pause at EMFILE) does
+ * not go on taking descriptors; the backlog holds the rest, as it would
+ * without io_uring, and the next accept that empties the queue starts
+ * another request.
+ */
+#define ACCEPT_AHEAD 16
+
+typedef struct pool {
+  struct io_uring_buf_ring *ring; /* POOL_BUFS entries, page aligned */
+  size_t ring_bytes;
+  unsigned char *mem; /* POOL_BUFS buffers of POOL_BUF_SIZE */
+  px__chunk chunks[POOL_BUFS];
+  unsigned held; /* buffers holding bytes not read yet (not the kernel's) */
+  bool ok;        /* registered (destroy unmaps it) */
+  bool multishot; /* and the kernel takes multishot receives into it */
+} pool;
 
 /* What the core's table keeps for a registered descriptor. */
 typedef struct slot {
@@ -116,6 +175,8 @@ struct px__reactor {
    * prepares each with everything written into it by then: one turn's
    * writes to a socket go out in one send. */
   px__list later;
+  pool pool;
+  bool accept_multishot; /* false once the kernel refused one (-EINVAL) */
 };
 
 _Static_assert(offsetof(struct px__reactor, core) == 0,
@@ -162,6 +223,59 @@ static void drain_ops(px__reactor *r) {
   pthread_mutex_unlock(&r->core.mu);
 }
 
+/* Sets up the receive pool (see above); without it, receives are
+ * one-shot. Called once the ring exists, before anything is submitted. */
+static void pool_setup(px__reactor *r) {
+  pool *p = &r->pool;
+  long page = sysconf(_SC_PAGESIZE);
+  if (page <= 0) page = 4096;
+  p->ring_bytes = ((POOL_BUFS * sizeof(struct io_uring_buf) + (size_t)page -
+                    1) / (size_t)page) * (size_t)page;
+  /* mmap: page aligned as the kernel requires, and untouched buffers cost
+   * no memory. */
+  void *ring = mmap(NULL, p->ring_bytes, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *mem = mmap(NULL, (size_t)POOL_BUFS * POOL_BUF_SIZE,
+                   PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (ring == MAP_FAILED || mem == MAP_FAILED) goto fail;
+  p->ring = ring;
+  p->mem = mem;
+  struct io_uring_buf_reg reg;
+  memset(&reg, 0, sizeof reg);
+  reg.ring_addr = (uint64_t)(uintptr_t)ring;
+  reg.ring_entries = POOL_BUFS;
+  reg.bgid = POOL_GROUP;
+  if (io_uring_register_buf_ring(&r->ring, &reg, 0) < 0) goto fail;
+  io_uring_buf_ring_init(p->ring);
+  int mask = io_uring_buf_ring_mask(POOL_BUFS);
+  for (unsigned i = 0; i < POOL_BUFS; i++) {
+    px__chunk *c = &p->chunks[i];
+    c->data = p->mem + (size_t)i * POOL_BUF_SIZE;
+    c->id = i;
+    io_uring_buf_ring_add(p->ring, c->data, POOL_BUF_SIZE, (unsigned short)i,
+                          mask, (int)i);
+  }
+  io_uring_buf_ring_advance(p->ring, POOL_BUFS);
+  p->ok = true;
+  p->multishot = true;
+  return;
+fail:
+  if (ring != MAP_FAILED) munmap(ring, p->ring_bytes);
+  if (mem != MAP_FAILED) munmap(mem, (size_t)POOL_BUFS * POOL_BUF_SIZE);
+  p->ring = NULL;
+  p->mem = NULL;
+}
+
+/* ops->recycle: a buffer whose bytes were read goes back to the kernel.
+ * mu held. */
+static void pool_recycle(px__reactor *r, px__chunk *c) {
+  pool *p = &r->pool;
+  io_uring_buf_ring_add(p->ring, c->data, POOL_BUF_SIZE, (unsigned short)c->id,
+                        io_uring_buf_ring_mask(POOL_BUFS), 0);
+  io_uring_buf_ring_advance(p->ring, 1);
+  p->held--;
+}
+
 static void ur_destroy(px__reactor *r) {
   if (r->ring_ok) drain_ops(r);
   /* Closing the ring cancels what is still armed. Linux does that from a
@@ -170,6 +284,10 @@ static void ur_destroy(px__reactor *r) {
    * this thread may return EINTR once, which reactor.h already counts as
    * "0 events". */
   if (r->ring_ok) io_uring_queue_exit(&r->ring);
+  if (r->pool.ok) {
+    munmap(r->pool.ring, r->pool.ring_bytes);
+    munmap(r->pool.mem, (size_t)POOL_BUFS * POOL_BUF_SIZE);
+  }
   px__reactor_free(r, sizeof(*r));
 }
 
@@ -241,9 +359,16 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
    * an overflow list, or ends a multishot poll, which poll re-arms. */
   struct io_uring_params p;
   int rc;
+  unsigned flags = COOP_FLAGS;
   for (int attempt = 0;; attempt++) {
     memset(&p, 0, sizeof p);
+    p.flags = flags;
     rc = io_uring_queue_init_params(entries, &r->ring, &p);
+    /* A kernel before 5.19 rejects the flags: do without them. */
+    if (rc == -EINVAL && flags != 0) {
+      flags = 0;
+      continue;
+    }
     /* ENOMEM right after other rings were closed is usually their memory
      * not yet given back (see above): wait a little for the worker. */
     if (rc != -ENOMEM || attempt == ENOMEM_RETRIES) break;
@@ -267,6 +392,8 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
     ur_destroy(r);
     return err;
   }
+  pool_setup(r);
+  r->accept_multishot = true;
   *out = r;
   return 0;
 }
@@ -333,11 +460,35 @@ static int ur_del(px__reactor *r, px__io *io, void *s) {
 
 /* Queues op's request. mu held. */
 static int queue_op(px__reactor *r, px__op *op) {
+  if (op->kind == PX__OP_RECV) {
+    op->multishot = r->pool.multishot && POOL_BUFS - r->pool.held >= POOL_LOW;
+    /* A one-shot receive goes into the op's own buffer, made now. */
+    int err = op->multishot ? 0 : px__op_buffer(op);
+    if (err < 0) return err;
+  }
   struct io_uring_sqe *sqe = get_sqe(r);
   if (sqe == NULL) return PX_EBUSY;
   switch (op->kind) {
     case PX__OP_RECV:
-      io_uring_prep_recv(sqe, op->fd, op->buf, op->cap, 0);
+      if (op->multishot) {
+        /* Into the pool, for as long as the connection lives. Not
+         * POLL_FIRST: with it, Linux (6.18 here) never reported an end of
+         * stream that came with the bytes (a Unix peer's shutdown before
+         * the first read): after the bytes the receive waited for a
+         * wake-up that never came (conformance_test:
+         * EndOfStreamThatCameWithTheBytes). Tried first, it receives until
+         * EAGAIN or the end. */
+        io_uring_prep_recv_multishot(sqe, op->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = POOL_GROUP;
+      } else {
+        io_uring_prep_recv(sqe, op->fd, op->buf, op->cap, 0);
+        /* Asked for once the bytes held were taken, when a peer usually
+         * waits for our answer before sending more: the socket is most
+         * likely empty, so wait for data before trying (a recv tried first
+         * would fail with EAGAIN and then wait anyway). */
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
+      }
       break;
     case PX__OP_SEND:
       /* MSG_NOSIGNAL: a closed peer is PX_EPIPE, not a fatal SIGPIPE. */
@@ -345,11 +496,21 @@ static int queue_op(px__reactor *r, px__op *op) {
                          MSG_NOSIGNAL);
       break;
     case PX__OP_ACCEPT:
-      io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr,
-                           &op->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      /* Multishot: no peer address (the streams do not keep it). */
+      op->multishot = r->accept_multishot;
+      if (op->multishot)
+        io_uring_prep_multishot_accept(sqe, op->fd, NULL, NULL,
+                                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+      else
+        io_uring_prep_accept(sqe, op->fd, (struct sockaddr *)&op->addr,
+                             &op->addrlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
       break;
     case PX__OP_POLL_IN:
       io_uring_prep_poll_add(sqe, op->fd, POLLIN);
+      break;
+    case PX__OP_CONNECT:
+      io_uring_prep_connect(sqe, op->fd, (struct sockaddr *)&op->addr,
+                            op->addrlen);
       break;
     default:
       return PX_EINVAL;
@@ -431,6 +592,68 @@ static void ur_cancel(px__reactor *r, px__op *op) {
   (void)submit_if_waiting(r);
 }
 
+/* A multishot request this kernel does not know ends at once with
+ * -EINVAL: clears the reactor's `multishot` flag and queues the op again,
+ * one-shot. True when it did. mu held. */
+static bool one_shot_from_now(px__reactor *r, px__op *op,
+                              const struct io_uring_cqe *cqe, bool *multishot) {
+  if ((cqe->flags & IORING_CQE_F_MORE) || cqe->res != -EINVAL ||
+      op->cancelling)
+    return false;
+  *multishot = false;
+  return queue_op(r, op) == 0;
+}
+
+/* Cancels a multishot request once `queued` arrivals wait unread in its op
+ * (`limit`): what the kernel would take next stays where it is (the
+ * socket, the backlog) until the reader catches up. mu held. */
+static void stop_when_ahead(px__reactor *r, px__op *op,
+                            const struct io_uring_cqe *cqe, size_t queued,
+                            size_t limit) {
+  /* Not after an end: an orphan's op is freed by then. */
+  if (!(cqe->flags & IORING_CQE_F_MORE) || queued < limit || op->cancelling)
+    return;
+  op->cancelling = true;
+  queue_cancel(r, op);
+}
+
+/* A CQE of a multishot receive. mu held. */
+static int received(px__reactor *r, px__op *op, struct io_uring_cqe *cqe) {
+  int res = cqe->res;
+  bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  px__chunk *c = NULL;
+  if (cqe->flags & IORING_CQE_F_BUFFER) {
+    c = &r->pool.chunks[cqe->flags >> IORING_CQE_BUFFER_SHIFT];
+    r->pool.held++;
+    if (res > 0) {
+      c->len = (uint32_t)res;
+    } else {
+      pool_recycle(r, c);
+      c = NULL;
+    }
+  }
+  /* A kernel before 6.0 knows the buffer ring but not multishot
+   * receives: one-shot from now on (queue_op asks the pool). */
+  if (one_shot_from_now(r, op, cqe, &r->pool.multishot)) return 0;
+  /* -ENOBUFS: the pool ran dry (PX__RECV_RESTART): the next read asks
+   * again, one-shot while the pool is low. */
+  stop_when_ahead(r, op, cqe, px__op_received(r, op, c, res, more),
+                  RECV_AHEAD);
+  return 1;
+}
+
+/* A CQE of a multishot accept. mu held. */
+static int accepted(px__reactor *r, px__op *op, struct io_uring_cqe *cqe) {
+  /* A kernel before 5.19: one-shot accepts from now on. (A socket that
+   * does not listen says -EINVAL too; its one-shot accept then reports
+   * it, and this reactor's accepts stay one-shot: slower, not wrong.) */
+  if (one_shot_from_now(r, op, cqe, &r->accept_multishot)) return 0;
+  bool more = (cqe->flags & IORING_CQE_F_MORE) != 0;
+  stop_when_ahead(r, op, cqe, px__op_accepted(r, op, cqe->res, more),
+                  ACCEPT_AHEAD);
+  return 1;
+}
+
 /* Handles one CQE; returns 1 when a registration was dispatched. mu held. */
 static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   uint64_t data = io_uring_cqe_get_data64(cqe);
@@ -444,9 +667,16 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   if (data & OP_BIT) {
     px__op *op = (px__op *)(uintptr_t)(data & ~OP_BIT);
     int res = cqe->res;
+    if (op->multishot)
+      return op->kind == PX__OP_ACCEPT ? accepted(r, op, cqe)
+                                       : received(r, op, cqe);
     /* Not expected (sockets are polled by io_uring itself), but a
-     * request answered "would block" must simply go again. */
-    if (res == -EAGAIN && !op->cancelling && queue_op(r, op) == 0) return 0;
+     * request answered "would block" must simply go again; not a connect,
+     * whose EAGAIN (a Unix listener's full backlog) means nothing is under
+     * way, and which the readiness path reports as PX_EAGAIN too. */
+    if (res == -EAGAIN && !op->cancelling && op->kind != PX__OP_CONNECT &&
+        queue_op(r, op) == 0)
+      return 0;
     px__op_complete(r, op, res);
     return 1;
   }
@@ -530,6 +760,10 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   unsigned to_submit = flush_sq(r);
   bool ready = io_uring_cq_ready(&r->ring) > 0;
   bool wait = timeout_ms != 0 && !ready;
+  /* Completions waiting as task work (COOP_FLAGS) need a trip into the
+   * kernel even when this poll must not block. */
+  bool run_work = !wait && !ready &&
+                  (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN);
   if (wait) r->waiting++;
   /* Only a poll that may block names the poller: a busy worker's look
    * does not make that thread the one to submit for. */
@@ -540,7 +774,7 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   pthread_mutex_unlock(&r->core.mu);
 
   int rc = 0;
-  if (to_submit > 0 || wait) {
+  if (to_submit > 0 || wait || run_work) {
     struct timespec t;
     struct __kernel_timespec ts;
     struct io_uring_getevents_arg arg = {.sigmask = 0,
@@ -553,7 +787,9 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
       ts.tv_nsec = t.tv_nsec;
       arg.ts = (uint64_t)(uintptr_t)&ts;
     }
-    unsigned flags = wait ? IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG : 0;
+    unsigned flags = wait ? IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG
+                     : run_work ? IORING_ENTER_GETEVENTS
+                                : 0;
     rc = io_uring_enter2(r->ring.ring_fd, to_submit, wait ? 1 : 0, flags,
                          wait ? (void *)&arg : NULL,
                          wait ? sizeof(arg) : _NSIG / 8);
@@ -593,5 +829,6 @@ const px__reactor_ops px__io_uring_ops = {
     .poll = ur_poll,
     .submit = ur_submit,
     .cancel = ur_cancel,
+    .recycle = pool_recycle,
     .flush = ur_flush,
 };
