@@ -427,12 +427,12 @@ static void fire_timer(px_timer_node *node, void *arg) {
   px__wake_batch_push(b, node->waker);
 }
 
-static size_t advance_timers(px_runtime *rt) {
+/* Fires the timers due at tick `now` (read by the caller: see fire_due). */
+static size_t advance_timers(px_runtime *rt, uint64_t now) {
   px__wake_batch b;
   px__wake_batch_init(&b);
   pthread_mutex_lock(&rt->timer_lock);
-  size_t n = rt->timer_ops->advance(rt->timer, tick_floor(rt, px__now_ns()),
-                                    fire_timer, &b);
+  size_t n = rt->timer_ops->advance(rt->timer, now, fire_timer, &b);
   pthread_mutex_unlock(&rt->timer_lock);
   if (n > 0) PX__COUNT(rt->head.observe, timers_fired, n);
   px__wake_batch_wake(&b);
@@ -527,45 +527,76 @@ void px__runtime_reactor(px_runtime *rt, const px__reactor_ops **ops,
   *r = rt->reactor;
 }
 
-/* The reactor's wait: until the next timer tick, or forever without one. */
-static int park_timeout_ms(px_runtime *rt) {
+/* The reactor's wait: until the next timer tick, 0 when one is due at
+ * tick `now`, forever without one (-1). It is about to begin, and is
+ * announced (px__runtime_timer_insert then knows whether a new timer comes
+ * before its end). */
+static int park_timeout_ms(px_runtime *rt, uint64_t now) {
   pthread_mutex_lock(&rt->timer_lock);
   uint64_t next = rt->timer_ops->next_tick(rt->timer);
-  rt->wait_until = next; /* see px__runtime_timer_insert */
+  rt->wait_until = next;
   pthread_mutex_unlock(&rt->timer_lock);
   if (next == PX__TICK_NONE) return -1;
-  uint64_t now = tick_floor(rt, px__now_ns());
   if (next <= now) return 0;
   uint64_t ms = next - now;
   return ms > INT_MAX ? INT_MAX : (int)ms;
 }
 
-int px__runtime_turn(px_runtime *rt) {
+/* A look at the I/O that does not wait. */
+static int reactor_look(px_runtime *rt) {
   int n = px__reactor_poll(rt->reactor, 0);
   PX__COUNT(rt->head.observe, reactor_polls, 1);
   if (n > 0) PX__COUNT(rt->head.observe, reactor_events, n);
-  return (n < 0 ? 0 : n) + (int)advance_timers(rt);
+  return n < 0 ? 0 : n;
+}
+
+/*
+ * Both fire the timers due at a clock reading taken *before* their last
+ * look at the I/O, so that a task a timer wakes runs with every readiness
+ * that came before its deadline. The order matters when the thread stalls
+ * (SIGSTOP, preemption on a loaded machine) between a look and the timers:
+ * with the clock read after the look, a timer that fell due during the
+ * stall fired while the bytes that arrived during it were unseen, and a
+ * server closed as idle a client that had sent a request (the adversarial
+ * stall case; fault_test's stall test). The readiness is dispatched before
+ * the timers' wakes, so a task another worker runs at once sees it too.
+ * tokio's driver polls I/O, then reads the clock: the window stays open.
+ */
+int px__runtime_turn(px_runtime *rt) {
+  uint64_t now = tick_floor(rt, px__now_ns());
+  int n = reactor_look(rt);
+  return n + (int)advance_timers(rt, now);
 }
 
 int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
-  /* Timers already due make the wait pointless. */
-  size_t fired = advance_timers(rt);
+  uint64_t now = tick_floor(rt, px__now_ns());
   /* Announce the park before the last look at the queues: a remote waker
    * either sees parked = 1 and unparks us, or pushed early enough for
-   * has_work to see it (both sides use sequentially consistent order). */
+   * has_work to see it (both sides use sequentially consistent order).
+   * A timer already due makes the wait a look. */
   atomic_store(&rt->parked, 1);
-  int timeout = (fired > 0 || has_work(arg)) ? 0 : park_timeout_ms(rt);
+  int timeout = has_work(arg) ? 0 : park_timeout_ms(rt, now);
   /* A thread about to sleep keeps no freed blocks (api/alloc.c). */
   if (timeout != 0) px__alloc_cache_trim();
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
   int n = px__reactor_poll(rt->reactor, timeout);
   px__observe_reactor_wait(rt->head.observe, wait_start, n, timeout != 0);
+  if (n < 0) n = 0;
   atomic_store(&rt->parked, 0);
   pthread_mutex_lock(&rt->timer_lock);
   rt->wait_until = 0;
+  uint64_t next = rt->timer_ops->next_tick(rt->timer);
   pthread_mutex_unlock(&rt->timer_lock);
-  return (n < 0 ? 0 : n) + (int)fired + (int)advance_timers(rt);
+  if (timeout != 0) {
+    /* A wait took time: read the clock again, and give a due timer a look
+     * of its own (the wait timed out; or a stop signal cut it short, as
+     * epoll_wait fails with EINTR after SIGSTOP and SIGCONT; or an event
+     * ended it before a stall). */
+    now = tick_floor(rt, px__now_ns());
+    if (next <= now) n += reactor_look(rt);
+  }
+  return n + (int)advance_timers(rt, now);
 }
 
 void px__runtime_unpark(px_runtime *rt) {

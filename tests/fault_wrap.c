@@ -6,13 +6,16 @@
  * layer has no accept4, as under --config=portable); we decide whether to pass it
  * to the real one (__real_*) or to fail it the way the kernel could:
  * EINTR, a short transfer, EMFILE, or another accept error (ENOBUFS...). The test's own client sockets use
- * read()/write(), which are not wrapped.
+ * read()/write(), which are not wrapped. px__reactor_poll is wrapped too
+ * (--wrap=px__reactor_poll): a stall after a wait, on demand.
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "reactors/reactor.h"
 #include "tests/fault_wrap.h"
@@ -42,21 +45,35 @@ static int inject_eintr(void) {
   return 1;
 }
 
-static size_t shorten(size_t len) {
-  if (!atomic_load(&g_fault.short_io) || len <= 1) return len;
+/* Short transfers are injected on Unix sockets only. On a TCP connection
+ * pollux takes a short one as "the queue is empty" or "the buffer is full"
+ * (PX__STREAM_TCP, reactors/fd_future.h), which the kernel guarantees and
+ * an injected one would not honour: the bytes it left would wait for an
+ * event that never comes. */
+static bool tcp_socket(int fd) {
+  int domain = 0;
+  socklen_t n = sizeof domain;
+  return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &n) == 0 &&
+         domain != AF_UNIX;
+}
+
+static size_t shorten(int fd, size_t len) {
+  if (!atomic_load(&g_fault.short_io) || len <= 1 || tcp_socket(fd))
+    return len;
   size_t n = 1 + next_rand() % len;
   if (n < len) atomic_fetch_add(&g_fault.short_injected, 1);
   return n;
 }
 
 ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags) {
+  atomic_fetch_add(&g_fault.recv_calls, 1);
   if (inject_eintr()) return -1;
-  return __real_recv(fd, buf, shorten(len), flags);
+  return __real_recv(fd, buf, shorten(fd, len), flags);
 }
 
 ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags) {
   if (inject_eintr()) return -1;
-  return __real_send(fd, buf, shorten(len), flags);
+  return __real_send(fd, buf, shorten(fd, len), flags);
 }
 
 /* True when this accept is to fail with EMFILE (errno set). */
@@ -104,4 +121,27 @@ int __wrap_px__op_accept(px__io *io, px_context *cx, int *fd) {
 int __wrap_accept(int fd, struct sockaddr *addr, socklen_t *alen) {
   if (inject_emfile() || inject_accept_error()) return -1;
   return __real_accept(fd, addr, alen);
+}
+
+/*
+ * The runtime's calls into the reactor (executors/runtime.c) land here: a
+ * wait that could block (timeout_ms != 0) and brought events is followed,
+ * once, by the stall the plan asks for, with `stalling` set meanwhile so
+ * that the test can act during it (send the bytes that must not lose to a
+ * timer that falls due in the stall).
+ */
+int __real_px__reactor_poll(px__reactor *r, int timeout_ms);
+
+int __wrap_px__reactor_poll(px__reactor *r, int timeout_ms) {
+  int n = __real_px__reactor_poll(r, timeout_ms);
+  if (timeout_ms == 0 || n <= 0) return n;
+  int ms = atomic_exchange(&g_fault.stall_after_wait_ms, 0);
+  if (ms <= 0) return n;
+  atomic_store(&g_fault.stalling, 1);
+  struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+  atomic_store(&g_fault.stalling, 0);
+  atomic_fetch_add(&g_fault.stalls, 1);
+  return n;
 }

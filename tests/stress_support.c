@@ -57,6 +57,43 @@ px_future *echo_server_new(echo_server *f, px_tcp_listener *l, int expected) {
   return PX_FUTURE(f);
 }
 
+/* ---- an echo connection with an idle limit ---- */
+static void idle_echo_drop(px_future *f) {
+  px_async_drop(f);
+  idle_echo *e = (idle_echo *)f;
+  px_tcp_listener_close(e->listener);
+  px_tcp_close(e->s);
+  e->listener = NULL;
+  e->s = NULL;
+}
+
+PX_ASYNC_FN_WITH_DROP(idle_echo, idle_echo_drop) {
+  PX_BEGIN();
+  PX_TRY_AWAIT(px_tcp_accept_init(&self->acc, self->listener));
+  self->s = self->acc.base.output.ptr;
+  for (;;) {
+    PX_TRY_AWAIT(px_select_biased(px_select2_init(
+        &self->sel, px_tcp_read_init(&self->rd, self->s, self->buf, sizeof self->buf),
+        px_sleep_init(&self->nap, self->idle))));
+    if (self->sel.index == 1) {
+      self->idled = 1;
+      break;
+    }
+    if (self->rd.base.output.u64 == 0) break;
+    PX_TRY_AWAIT(px_tcp_write_all_init(&self->wr, self->s, self->buf,
+                                       self->rd.base.output.u64));
+    self->served++;
+  }
+  px_tcp_close(self->s);
+  self->s = NULL;
+  PX_END();
+}
+
+px_future *idle_echo_new(idle_echo *f, px_tcp_listener *l, px_duration idle) {
+  *f = PX_ASYNC_NEW(idle_echo, .listener = l, .idle = idle);
+  return PX_FUTURE(f);
+}
+
 /* ---- one client ---- */
 typedef struct {
   px_async px;

@@ -20,6 +20,25 @@ typedef struct {
 } echo_server;
 px_future *echo_server_new(echo_server *f, px_tcp_listener *l, int expected);
 
+/* Accepts one connection and echoes what it reads, each read raced
+ * against an idle limit in a biased select (read first: bytes that are
+ * there win), as servers do; ends at end of stream (idled = 0) or when the
+ * limit passes first (idled = 1, the connection closed). served: the reads
+ * echoed. Owns the listener. */
+typedef struct {
+  px_async px;
+  px_tcp_listener *listener;
+  px_duration idle;
+  px_tcp_stream *s;
+  int served, idled;
+  px_tcp_accept acc;
+  px_tcp_io rd, wr;
+  px_sleep nap;
+  px_select sel;
+  unsigned char buf[2048];
+} idle_echo;
+px_future *idle_echo_new(idle_echo *f, px_tcp_listener *l, px_duration idle);
+
 /* Spawns n clients (yielding every 128 spawns so the server keeps up). Each
  * client connects, writes a payload derived from its id, reads it back,
  * checks every byte, stores its open stream in streams[id], counts itself

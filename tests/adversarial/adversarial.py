@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """An adversarial client for the example servers (issue 14, item 7).
 
-    adversarial.py SERVER BINARY [--idle] [--cap] [--only CASE,...]
+    adversarial.py SERVER BINARY [--idle] [--cap] [--drain]
+                   [--work-stealing] [--io-uring] [--only CASE,...]
 
 SERVER is echo, http or redis; BINARY the server program. --idle: the
 server takes -t IDLE_SECONDS (the idle and slowloris cases run); --cap: it
 takes -c MAX_CONNECTIONS (the connection cap case runs). --only runs the
-named cases (see CASES). Each case prints the figure it checks, as
-"ok: ..." or "FAIL: ..."; the exit status is 1 when any case failed.
+named cases (see CASES); --work-stealing and --io-uring: the server runs the
+work-stealing executor, the io_uring reactor (both: the stall case checks
+less). Each case prints the
+figure it checks, as "ok: ..." or "FAIL: ..."; the exit status is 1 when
+any case failed.
 
 Every case ends by checking that the server is still alive and still
 answers a fresh client: a case fails if the server crashed, whatever the
@@ -17,6 +21,7 @@ the strict ones; its stderr is checked for sanitizer reports.
 
 Standard library only: it runs wherever python3 does.
 """
+import glob
 import os
 import random
 import resource
@@ -140,11 +145,36 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            try:
-                socket.create_connection((HOST, self.port), timeout=1).close()
+            if self._listens():
                 return True
+            time.sleep(0.05)
+        return False
+
+    def _listens(self):
+        """Whether our process holds the listener of self.port. A connect
+        that succeeds does not say whose listener answered: when the port
+        was taken, ours exits ("address already in use") while the connect
+        reaches another test's server (seen in CI). The listener's socket
+        inode, from /proc/net/tcp{,6}, must be one of our descriptors
+        (tests/serve_lib.sh does the same for the shell tests)."""
+        want = ":%04X" % self.port
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    rows = f.read().splitlines()[1:]
             except OSError:
-                time.sleep(0.05)
+                continue
+            for row in rows:
+                col = row.split()
+                if col[3] == "0A" and col[1].endswith(want):  # 0A: LISTEN
+                    inodes.add("socket:[%s]" % col[9])
+        for fd in glob.glob("/proc/%d/fd/*" % self.proc.pid):
+            try:
+                if os.readlink(fd) in inodes:
+                    return True
+            except OSError:  # closed meanwhile
+                pass
         return False
 
     def alive(self):
@@ -191,11 +221,18 @@ class Server:
         """SIGTERM; returns the exit status (None: it did not exit)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return None
+        return self.wait(timeout)
+
+    def wait(self, timeout=20):
+        """Waits for the exit a SIGTERM already asked for; returns the exit
+        status (None: it did not exit, and was killed). Never a second
+        SIGTERM: a server that already ended its signal handling on the
+        way out would die of it (seen: exit status -15 in the drain case)."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
         self.err.close()
         return self.proc.returncode
 
@@ -600,6 +637,46 @@ def flood(port, seconds, threads=8, hold=300):
     return sum(counts), len(held)
 
 
+def case_stall(ctx, srv):
+    """-t 1: the server stopped (SIGSTOP) for longer than its idle deadline
+    while a client's request waits; running again, it serves the request
+    instead of closing the connection as idle. Bytes that arrived beat the
+    deadline (redis once let a fair select pick its idle timer: the connect
+    flood saw a client closed mid-conversation on a loaded machine; the
+    runtime once fired the timers due after a stall with the I/O looked at
+    before it, and lost 1 run in 8 on a loaded machine)."""
+    req, want = PROBE[ctx.kind]
+    trials, served, answers = 3, 0, []
+    for _ in range(trials):
+        with connect(srv.port, timeout=10) as s:
+            srv.round_trip(s)  # the server now waits for the next request
+            os.kill(srv.proc.pid, signal.SIGSTOP)
+            try:
+                time.sleep(0.2)
+                s.sendall(req)
+                time.sleep(1.3)
+            finally:
+                os.kill(srv.proc.pid, signal.SIGCONT)
+            got = recv_exact(s, len(want))
+            served += got == want
+            answers.append(got[:20])
+    what = ("a request sent while the server was stopped past its idle "
+            "deadline (1.5 s, -t 1) is served: %d of %d (%r)"
+            % (served, trials, answers))
+    if ctx.work_stealing and ctx.io_uring:
+        # Work stealing over io_uring: a completion is task work of the
+        # worker that submitted the request, which may not be the driver
+        # that fires the timer at the resume. A known limit
+        # (docs/BACKENDS.md): the connection is then closed as idle,
+        # cleanly (no reset, no partial answer), and finish() checks that
+        # the server goes on.
+        report(all(a in (want[:20], b"") for a in answers),
+               "%s; work stealing over io_uring: each answer whole or a "
+               "clean close (a known limit, docs/BACKENDS.md)" % what)
+        return
+    report(served == trials, what)
+
+
 def case_idle_cost(ctx, srv_unused):
     """1000 open connections, half of which have been served once: what
     each costs the server in memory (issue 14: ~80 KiB each, allocated up
@@ -825,7 +902,7 @@ def case_drain(ctx, srv_unused):
         whole += 1
         got = got[:-len(last)] + answer
     want = count if ctx.kind == "redis" else max(whole, 1)
-    rc = srv.stop(timeout=30)
+    rc = srv.wait(timeout=30)  # the SIGTERM above is the one
     if ctx.kind == "echo":
         report(0 < received and got == req[:received] and how == "eof",
                "SIGTERM with 8 MiB sent, its echo unread: %d bytes came back "
@@ -891,6 +968,7 @@ def case_cap(ctx, srv_unused):
 CASES = [
     ("malformed", case_malformed, None),
     ("idle", case_idle, "idle"),
+    ("stall", case_stall, "idle"),
     ("never_reads", case_never_reads, None),
     ("idle_cost", case_idle_cost, None),
     ("connect_flood", case_connect_flood, None),
@@ -923,6 +1001,8 @@ def main():
         only = args[args.index("--only") + 1].split(",")
     ctx = Ctx(kind, binary, idle, cap)
     ctx.drain = drain
+    ctx.work_stealing = "--work-stealing" in args
+    ctx.io_uring = "--io-uring" in args
     # Our own descriptors: the flood holds hundreds.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -959,6 +1039,8 @@ def main():
         report(rc == 0 and not marks, "the server used by the cases exits 0 on "
                "SIGTERM (%s) with no sanitizer report (%s)"
                % (rc, ", ".join(marks) or "none"))
+    for text in failures:  # again at the end, where a log's tail shows it
+        print("FAIL: " + text)
     print("%d failed" % len(failures))
     sys.exit(1 if failures else 0)
 
