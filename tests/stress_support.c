@@ -75,17 +75,11 @@ PX_ASYNC_FN_WITH_DROP(idle_echo, idle_echo_drop) {
     PX_TRY_AWAIT(px_select_biased(px_select2_init(
         &self->sel, px_tcp_read_init(&self->rd, self->s, self->buf, sizeof self->buf),
         px_sleep_init(&self->nap, self->idle))));
-    if (self->sel.index == 1) {
-      self->idled = 1;
-      break;
-    }
-    if (self->rd.base.output.u64 == 0) break;
+    /* The idle limit passed first, or end of stream. */
+    if (self->sel.index == 1 || self->rd.base.output.u64 == 0) break;
     PX_TRY_AWAIT(px_tcp_write_all_init(&self->wr, self->s, self->buf,
                                        self->rd.base.output.u64));
-    self->served++;
   }
-  px_tcp_close(self->s);
-  self->s = NULL;
   PX_END();
 }
 

@@ -22,15 +22,14 @@ px_future *echo_server_new(echo_server *f, px_tcp_listener *l, int expected);
 
 /* Accepts one connection and echoes what it reads, each read raced
  * against an idle limit in a biased select (read first: bytes that are
- * there win), as servers do; ends at end of stream (idled = 0) or when the
- * limit passes first (idled = 1, the connection closed). served: the reads
- * echoed. Owns the listener. */
+ * there win), as servers do; ends at end of stream or when the limit
+ * passes first, and the connection is closed with the task (its client
+ * then reads end of stream). Owns the listener. */
 typedef struct {
   px_async px;
   px_tcp_listener *listener;
   px_duration idle;
   px_tcp_stream *s;
-  int served, idled;
   px_tcp_accept acc;
   px_tcp_io rd, wr;
   px_sleep nap;
