@@ -165,6 +165,15 @@ bool poll_ready(px__io *io, const px_waker *waker, unsigned interest,
   return px__io_poll_ready(io, &cx, interest, ev != nullptr ? ev : &local);
 }
 
+// px__io_look with `waker` in the context: true when the syscall is worth
+// trying; false when the direction is drained (the waker is then stored).
+bool look(px__io *io, const px_waker *waker, unsigned interest,
+          px__io_event *ev = nullptr) {
+  px_context cx = {waker, nullptr};
+  px__io_event local = {0, 0};
+  return px__io_look(io, &cx, interest, ev != nullptr ? ev : &local);
+}
+
 unsigned ready_bits(px__io *io) {
   return static_cast<unsigned>(io->state.load() & PX__READY_MASK);
 }
@@ -1403,22 +1412,43 @@ TEST_F(IoTest, AStaleClearKeepsTheNewerEvent) {
 
 TEST_F(IoTest, ADirectionIsDrainedOnceAnEagainClearedIt) {
   // Before any EAGAIN the state says nothing (a fresh descriptor's data may
-  // already be there): the drive tries the syscall first. After one, it
-  // waits for a new readiness first; a hang-up or an error ends that.
-  EXPECT_FALSE(px__io_drained(io_.get(), PX__READABLE));
+  // already be there): the look says "try the syscall". After one, it
+  // waits for a new readiness first (the waker is stored); a new readiness,
+  // a hang-up or an error ends that.
+  Counter c;
+  px_waker w = borrowed(&c);
+  px__io_event ev;
+  ASSERT_TRUE(look(io_.get(), &w, PX__READABLE, &ev));
+  EXPECT_EQ(ev.ready, unsigned{PX__READABLE}) << "what an EAGAIN clears";
+  EXPECT_EQ(c.live.load(), 0) << "a look that says try stores no waker";
   px__io_dispatch(io_.get(), PX__READABLE);
-  px__io_clear_ready(io_.get(), px__io_peek(io_.get(), PX__READABLE));
-  EXPECT_TRUE(px__io_drained(io_.get(), PX__READABLE));
-  EXPECT_FALSE(px__io_drained(io_.get(), PX__WRITABLE));
+  ASSERT_TRUE(look(io_.get(), &w, PX__READABLE, &ev));
+  px__io_clear_ready(io_.get(), ev);  // the syscall said EAGAIN
   EXPECT_EQ(ready_bits(io_.get()), 0u) << "the drained mark is no readiness";
-  // A stale clear (a dispatch came after the peek) neither clears nor marks.
-  px__io_event old = px__io_peek(io_.get(), PX__WRITABLE);
+  EXPECT_FALSE(look(io_.get(), &w, PX__READABLE)) << "drained: wait";
+  EXPECT_EQ(c.live.load(), 1) << "the waker waits in the slot";
+  EXPECT_TRUE(look(io_.get(), &w, PX__WRITABLE)) << "the other direction";
+  px__io_dispatch(io_.get(), PX__READABLE);  // a new readiness
+  EXPECT_EQ(c.wakes.load(), 1);
+  ASSERT_TRUE(look(io_.get(), &w, PX__READABLE, &ev));
+  EXPECT_EQ(ev.ready, unsigned{PX__READABLE});
+  // A stale clear (a dispatch came after the look) neither clears nor marks.
+  px__io_event old;
+  ASSERT_TRUE(look(io_.get(), &w, PX__WRITABLE, &old));
   px__io_dispatch(io_.get(), PX__WRITABLE);
   px__io_clear_ready(io_.get(), old);
-  EXPECT_FALSE(px__io_drained(io_.get(), PX__WRITABLE));
-  EXPECT_EQ(ready_bits(io_.get()), unsigned{PX__WRITABLE});
+  EXPECT_EQ(ready_bits(io_.get()) & PX__WRITABLE, unsigned{PX__WRITABLE});
+  EXPECT_TRUE(look(io_.get(), &w, PX__WRITABLE));
+  // Drained again, then a hang-up: end of stream must be read.
+  ASSERT_TRUE(look(io_.get(), &w, PX__READABLE, &ev));
+  px__io_clear_ready(io_.get(), ev);
+  ASSERT_FALSE(look(io_.get(), &w, PX__READABLE));
   px__io_dispatch(io_.get(), PX__HUP);
-  EXPECT_FALSE(px__io_drained(io_.get(), PX__READABLE)) << "end of stream must be read";
+  EXPECT_TRUE(look(io_.get(), &w, PX__READABLE));
+  px__io_clear_ready(io_.get(), ev);  // stale: the hang-up moved the tick
+  EXPECT_TRUE(look(io_.get(), &w, PX__READABLE)) << "a hang-up stays";
+  EXPECT_EQ(c.wakes.load(), 2) << "the hang-up woke the waiting look";
+  EXPECT_EQ(c.live.load(), 0);
 }
 
 TEST_F(IoTest, PollingWithNoWakerForgetsTheStoredOne) {

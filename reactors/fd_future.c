@@ -127,17 +127,10 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
   if (!px__coop_proceed(cx)) return PX_PENDING;
 
   px__io_event ev;
-  bool have_event = false;
-  /* A direction once seen drained is worth a syscall only after a new
-   * readiness (tokio's order): without one, wait for it now instead of
-   * asking the kernel for an EAGAIN. */
-  if (px__io_drained(io, interest)) {
-    if (!px__io_poll_ready(io, cx, interest, &ev)) {
-      f->state |= WAITING;
-      px__coop_refund(); /* nothing was done: waiting is free */
-      return PX_PENDING;
-    }
-    have_event = true;
+  if (!px__io_look(io, cx, interest, &ev)) {
+    f->state |= WAITING;
+    px__coop_refund(); /* nothing was done: waiting is free */
+    return PX_PENDING;
   }
   for (bool first = true;; first = false) {
     /* Every attempt after the first costs budget too: a retry (EINTR,
@@ -145,7 +138,6 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
      * work done for nothing the caller sees, and under a flood of them the
      * loop would otherwise never return. */
     if (!first && !px__coop_proceed(cx)) return PX_PENDING;
-    px__io_event before = have_event ? ev : px__io_peek(io, interest);
     int r = attempt(f);
     if (r == PX__FD_RETRY) continue;
     /* A short transfer is taken as "drained" only where the kernel says so
@@ -158,18 +150,18 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
        * that is one load (the dispatch that set it took the waker), where
        * after the clear it would be a store under the lock. */
       px__fd_forget_waker(f, io, interest);
-      if (r == PX__FD_DONE_DRAINED) px__io_clear_ready(io, before);
+      if (r == PX__FD_DONE_DRAINED) px__io_clear_ready(io, ev);
       return px__fd_complete(f, r < 0 ? r : 0);
     }
     /* EAGAIN: the readiness we acted on is used up. The clear is skipped
-     * if an event arrived after our snapshot, so nothing is lost. */
-    px__io_clear_ready(io, before);
+     * if an event arrived after it was looked at (its tick moved), so
+     * nothing is lost: the look below then finds it. */
+    px__io_clear_ready(io, ev);
     if (!px__io_poll_ready(io, cx, interest, &ev)) {
       f->state |= WAITING;
       if (first) px__coop_refund(); /* nothing was done: waiting is free */
       return PX_PENDING;
     }
-    have_event = true;
   }
 }
 

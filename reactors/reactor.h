@@ -204,22 +204,22 @@ bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
                        px__io_event *ev);
 
 /* Clears ev's bits unless a newer dispatch happened since ev was taken,
- * and notes those directions as drained (px__io_drained). */
+ * and notes those directions as drained (see px__io_look). */
 void px__io_clear_ready(px__io *io, px__io_event ev);
 
-/* An event naming the directions of `interest` at the current tick, taken
- * before a syscall: px__io_clear_ready with it afterwards clears them (and
- * notes them drained) unless a dispatch came in between. */
-px__io_event px__io_peek(px__io *io, unsigned interest);
-
 /*
- * True once a direction of `interest` was seen drained (a syscall said
- * EAGAIN) and its readiness cleared: from then
- * on a syscall is only worth trying after a new readiness (tokio's order:
- * readiness first). Before that the state holds no readiness yet, which
- * says nothing (a fresh descriptor's data is often already there).
+ * An operation's first look, before its syscall. True when the syscall is
+ * worth trying, with *ev the readiness px__io_clear_ready takes back should
+ * it say EAGAIN: a direction of `interest` is ready, or was never seen
+ * drained (before that the state says nothing: a fresh descriptor's data
+ * is often already there). False when the direction was seen drained (a
+ * syscall said EAGAIN, or a TCP read came short, and its readiness was
+ * cleared) and no readiness came since: a syscall would only say EAGAIN
+ * (tokio's order: readiness first), so cx's waker is stored, as
+ * px__io_poll_ready does. One load when the answer is known at once.
  */
-bool px__io_drained(px__io *io, unsigned interest);
+bool px__io_look(px__io *io, px_context *cx, unsigned interest,
+                 px__io_event *ev);
 
 /* Wakes and drops both waiters (used at deregistration). */
 void px__io_wake_all(px__io *io);

@@ -61,7 +61,7 @@
 #define READY_OF(state) ((unsigned)((state)&PX__READY_MASK))
 #define TICK_OF(state) ((state) >> TICK_SHIFT)
 /* Above the readiness bits, below the tick: the directions once seen
- * drained (px__io_drained), sticky. */
+ * drained (see px__io_look), sticky. */
 #define DRAINED_SHIFT 4
 #define FLAGS_OF(state) ((state) & ((1u << TICK_SHIFT) - 1))
 
@@ -209,12 +209,21 @@ static void rearm(px__io *io) {
   }
 }
 
+static bool store_waker_and_look(px__io *io, px_context *cx, unsigned interest,
+                                 px__io_event *ev);
+
 bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
                        px__io_event *ev) {
   if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire), interest,
                ev))
     return true;
+  return store_waker_and_look(io, cx, interest, ev);
+}
 
+/* px__io_poll_ready when not ready at the first look. Out of line: the
+ * ready case, every read that finds bytes, then pays no frame for it. */
+__attribute__((noinline)) static bool store_waker_and_look(
+    px__io *io, px_context *cx, unsigned interest, px__io_event *ev) {
   /* Clone before locking: a clone is a call into foreign code (a task
    * waker bumps a reference count) and must not run under the spinlock. */
   const px_waker *waker = cx != NULL ? cx->waker : NULL;
@@ -270,17 +279,20 @@ void px__io_clear_ready(px__io *io, px__io_event ev) {
       &io->state, &cur, next, memory_order_acq_rel, memory_order_relaxed));
 }
 
-px__io_event px__io_peek(px__io *io, unsigned interest) {
+bool px__io_look(px__io *io, px_context *cx, unsigned interest,
+                 px__io_event *ev) {
   uint64_t s = atomic_load_explicit(&io->state, memory_order_acquire);
-  return (px__io_event){interest & DIRECTION_BITS, TICK_OF(s)};
-}
-
-bool px__io_drained(px__io *io, unsigned interest) {
-  uint64_t s = atomic_load_explicit(&io->state, memory_order_relaxed);
+  if (snapshot(s, interest, ev)) return true;
   /* A hang-up or an error stays once seen, and the syscall is what reports
    * it (end of stream, the error): never wait past it. */
-  if (READY_OF(s) & (PX__HUP | PX__ERROR)) return false;
-  return (s & ((uint64_t)(interest & DIRECTION_BITS) << DRAINED_SHIFT)) != 0;
+  bool drained =
+      (READY_OF(s) & (PX__HUP | PX__ERROR)) == 0 &&
+      (s & ((uint64_t)(interest & DIRECTION_BITS) << DRAINED_SHIFT)) != 0;
+  if (!drained) {
+    *ev = (px__io_event){interest & DIRECTION_BITS, TICK_OF(s)};
+    return true;
+  }
+  return store_waker_and_look(io, cx, interest, ev);
 }
 
 void px__io_wake_all(px__io *io) {
