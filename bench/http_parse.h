@@ -18,17 +18,22 @@ static const char bench_http_response[] =
  * Returns the number of requests completed by these bytes. */
 static inline size_t bench_http_feed(int *state, const char *data, size_t n) {
   static const char end[4] = {'\r', '\n', '\r', '\n'};
+  /* In a local, as the tokio peer's Rust has it: stored through `state`
+   * the count would be reloaded and stored per byte, since a char may
+   * alias it (the scan cost ~475 instructions per request that way). */
+  int st = *state;
   size_t requests = 0;
   for (size_t i = 0; i < n; i++) {
-    if (data[i] == end[*state]) {
-      if (++*state == 4) {
+    if (data[i] == end[st]) {
+      if (++st == 4) {
         requests++;
-        *state = 0;
+        st = 0;
       }
     } else {
-      *state = data[i] == '\r' ? 1 : 0;
+      st = data[i] == '\r' ? 1 : 0;
     }
   }
+  *state = st;
   return requests;
 }
 
