@@ -42,14 +42,7 @@ px_poll px__fd_complete(px_future *f, int err) {
 static int register_slow(px__io *io, px_context *cx, bool completion);
 
 static inline int register_io(px__io *io, px_context *cx, bool completion) {
-  /* Every poll after the first, on every read and write: registered by
-   * this runtime, two loads and no call. A runtime keeps its reactor for
-   * life, and deregistration (also when a freed runtime detaches io)
-   * clears io->runtime before io->reactor, so a match is never stale. */
-  if (cx->runtime != NULL &&
-      __atomic_load_n(&io->runtime, __ATOMIC_RELAXED) == cx->runtime &&
-      __atomic_load_n(&io->reactor, __ATOMIC_ACQUIRE) != NULL)
-    return 0;
+  if (px__fd_registered_here(io, cx)) return 0;
   return register_slow(io, cx, completion);
 }
 
@@ -74,7 +67,7 @@ static int ensure_registered(px__io *io, px_context *cx) {
   return register_io(io, cx, false);
 }
 
-int px__fd_completes(px__io *io, px_context *cx) {
+int px__fd_completes_slow(px__io *io, px_context *cx) {
   int err = register_io(io, cx, true);
   if (err < 0) return err;
   return px__io_completes(io) ? 1 : 0;

@@ -71,7 +71,28 @@ void px__fd_forget_waker(px_future *f, px__io *io, unsigned interest);
  * when the caller must use the readiness loop, or a negative PX_E* code
  * (no runtime, another runtime's descriptor).
  */
-int px__fd_completes(px__io *io, px_context *cx);
+int px__fd_completes_slow(px__io *io, px_context *cx);
+
+/*
+ * io is registered by the runtime polling us: every poll after the first,
+ * on every read and write, and two loads. A runtime keeps its reactor for
+ * life, and deregistration (also when a freed runtime detaches io) clears
+ * io->runtime before io->reactor, so a match is never stale.
+ */
+static inline bool px__fd_registered_here(const px__io *io,
+                                          const px_context *cx) {
+  return cx->runtime != NULL &&
+         __atomic_load_n(&io->runtime, __ATOMIC_RELAXED) == cx->runtime &&
+         __atomic_load_n(&io->reactor, __ATOMIC_ACQUIRE) != NULL;
+}
+
+/* Inline, since every read and write of a socket asks it first: once
+ * registered, the answer is the backend's (io->ops is set before
+ * io->reactor is published, so the acquire above covers it). */
+static inline int px__fd_completes(px__io *io, px_context *cx) {
+  if (px__fd_registered_here(io, cx)) return io->ops->submit != NULL;
+  return px__fd_completes_slow(io, cx);
+}
 
 /* Passes a px__op_* result on, refunding the cooperative budget unit the
  * caller took (px__coop_proceed) when it is PX_PENDING. */
