@@ -9,11 +9,21 @@
 #include "pollux/net.h"
 #include "pollux/stream.h"
 
-/* A stream whose ops table is missing its required functions is as bad as
- * a NULL one: calling through it would crash. */
+/* A stream whose ops table is missing the function a call needs is as bad
+ * as a NULL one: calling through it would crash. Each call checks what it
+ * calls (reads and writes come on every poll of every connection, so they
+ * pay for their own function, not the whole table). */
 static int usable(const px_stream *s) {
   return s != NULL && s->ops != NULL && s->ops->poll_read != NULL &&
          s->ops->poll_write != NULL && s->ops->close != NULL;
+}
+
+static int can_read(const px_stream *s) {
+  return s != NULL && s->ops != NULL && s->ops->poll_read != NULL;
+}
+
+static int can_write(const px_stream *s) {
+  return s != NULL && s->ops != NULL && s->ops->poll_write != NULL;
 }
 
 /* An implementation's answer outside the protocol is its bug; report it as
@@ -29,7 +39,7 @@ int px_stream_poll_read(px_stream *s, px_context *cx, void *buf, size_t len,
                         size_t *n) {
   if (n == NULL) return PX_EINVAL;
   *n = 0;
-  if (!usable(s) || cx == NULL || (buf == NULL && len > 0)) return PX_EINVAL;
+  if (!can_read(s) || cx == NULL || (buf == NULL && len > 0)) return PX_EINVAL;
   /* A zero-length read would be indistinguishable from end of stream. */
   if (len == 0) return PX_READY;
   return checked(s->ops->poll_read(s, cx, buf, len, n), len, n);
@@ -39,7 +49,7 @@ int px_stream_poll_write(px_stream *s, px_context *cx, const void *buf,
                          size_t len, size_t *n) {
   if (n == NULL) return PX_EINVAL;
   *n = 0;
-  if (!usable(s) || cx == NULL || (buf == NULL && len > 0)) return PX_EINVAL;
+  if (!can_write(s) || cx == NULL || (buf == NULL && len > 0)) return PX_EINVAL;
   if (len == 0) return PX_READY;
   int r = checked(s->ops->poll_write(s, cx, buf, len, n), len, n);
   /* tokio's WriteZero: a write that moves nothing would loop forever. */

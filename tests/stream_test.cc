@@ -126,6 +126,11 @@ TEST_F(StreamTest, BadArgumentsAreEinval) {
   MemStream b;
   b.base.ops = &broken;
   EXPECT_EQ(Run(px_stream_read_init(&f, &b.base, buf, 1)), PX_EINVAL);
+  px_stream_ops no_write = kMemOps;
+  no_write.poll_write = nullptr;
+  MemStream w;
+  w.base.ops = &no_write;
+  EXPECT_EQ(Run(px_stream_write_init(&f, &w.base, buf, 1)), PX_EINVAL);
   px_stream none{nullptr};
   EXPECT_EQ(Run(px_stream_write_init(&f, &none, buf, 1)), PX_EINVAL);
 
