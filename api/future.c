@@ -13,6 +13,7 @@
  * in api/ (streams, buffered I/O) spend it as well as those in sync/,
  * reactors/ and timers/; the executors set it. -1 outside a runtime. */
 _Thread_local int px__coop_budget = -1;
+_Thread_local px__time_snapshot px__poll_time;
 
 int px_future_poll(px_future *f, px_context *cx) {
   if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)

@@ -41,6 +41,9 @@ struct px_runtime {
    * forever), 0 when nobody waits. An insert for an earlier tick from
    * another thread must interrupt that wait. */
   uint64_t wait_until;
+  /* The instant up to which the timers have fired (px__runtime_elapsed_ns):
+   * written under timer_lock, read by any poll without it. */
+  _Atomic uint64_t elapsed_ns;
 
   /* Live tasks. A spinlock: held for a few pointer writes, never across a
    * call. A single-threaded executor shares it only with remote spawns;
@@ -152,6 +155,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->main_waker.unpark = unpark_main;
   rt->main_waker.unpark_arg = rt;
   rt->start_ns = px__now_ns();
+  atomic_init(&rt->elapsed_ns, rt->start_ns);
   pthread_mutex_init(&rt->timer_lock, NULL);
   /* Log lines name the running task; observe/ asks through this. */
   px__log_set_task_source(px_task_current_id);
@@ -433,11 +437,22 @@ static size_t advance_timers(px_runtime *rt, uint64_t now) {
   px__wake_batch_init(&b);
   pthread_mutex_lock(&rt->timer_lock);
   size_t n = rt->timer_ops->advance(rt->timer, now, fire_timer, &b);
+  /* Before the wakes: a task they wake finds its deadline passed. A timer
+   * fires at tick_ceil of its deadline, so every deadline it fired is at
+   * or before this instant. Concurrent advances (work stealing: the driver
+   * and a busy worker's turn) only move it forward. */
+  uint64_t seen = rt->start_ns + now * 1000000u;
+  if (seen > atomic_load_explicit(&rt->elapsed_ns, memory_order_relaxed))
+    atomic_store_explicit(&rt->elapsed_ns, seen, memory_order_release);
   pthread_mutex_unlock(&rt->timer_lock);
   if (n > 0) PX__COUNT(rt->head.observe, timers_fired, n);
   px__wake_batch_wake(&b);
   px__wake_batch_release(&b);
   return n;
+}
+
+uint64_t px__runtime_elapsed_ns(px_runtime *rt) {
+  return atomic_load_explicit(&rt->elapsed_ns, memory_order_acquire);
 }
 
 int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,

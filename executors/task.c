@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "api/internal/px_internal.h"
+#include "api/internal/services.h"
 #include "executors/executor.h"
 #include "executors/task.h"
 #include "executors/task_state.h"
@@ -196,8 +197,11 @@ px__run_result px__task_run(px_task *t) {
   px_context cx = {&waker, t->runtime};
   px_task *saved = current_task;
   int saved_budget = px__coop_budget;
+  px__time_snapshot saved_time = px__poll_time;
   current_task = t;
   px__coop_budget = PX__COOP_BUDGET;
+  px__poll_time.rt = t->runtime;
+  px__poll_time.elapsed_ns = px__runtime_elapsed_ns(t->runtime);
   px__poll_probe probe;
   px__observe_poll_begin(px__runtime_observe(t->runtime), &probe);
   int r = px_future_poll(f, &cx);
@@ -208,6 +212,7 @@ px__run_result px__task_run(px_task *t) {
     t->spare |= PX__TASK_SPARE_SLOW_POLL;
   current_task = saved;
   px__coop_budget = saved_budget;
+  px__poll_time = saved_time;
 
   if (r != PX_PENDING) {
     task_complete(t, r < 0 ? r : 0);

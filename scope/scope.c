@@ -484,8 +484,9 @@ int px_scope_shutdown_now(px_scope_shutdown *f) {
   if (f == NULL || f->base.vtable != &scope_shutdown_vtable) return PX_EINVAL;
   if ((f->base.state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) || f->phase != 0)
     return PX_EDONE;
-  /* The grace is a sleep: moving its deadline to now makes its next poll
-   * ready, and the shutdown's poll goes on to the cancel. */
+  /* The grace is a sleep: moving its deadline to now makes it fire at the
+   * runtime's next turn of its timers, whose wake brings the shutdown's
+   * poll to the cancel. */
   return px_sleep_reset(&f->grace, px_now());
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "api/internal/px_internal.h"
+#include "api/internal/services.h"
 #include "pollux/stream.h"
 #include "pollux/time.h"
 
@@ -60,6 +61,13 @@ static void disarm(direction *dir) {
   dir->started = 0;
 }
 
+/* Without a runtime there is nothing to wait with: the sleep below fails
+ * with PX_ENORUNTIME, unless the clock already says the deadline passed. */
+static bool passed(const px_context *cx, px_instant at) {
+  return cx->runtime != NULL ? at <= px__elapsed_for(cx->runtime)
+                             : px_now() >= at;
+}
+
 /*
  * Called with the inner stream's answer `rc` for direction `which`:
  * passes it on, except that a PX_PENDING past the deadline becomes
@@ -74,12 +82,14 @@ static int guard(px_deadline_stream *d, direction *dir, px_stream_dir which,
     return rc;
   }
   if (dir->limit == 0 && d->idle == 0) return PX_PENDING;
-  px_instant now = px_now();
-  if (dir->started == 0) dir->started = now;
+  if (dir->started == 0) dir->started = px_now();
   for (;;) {
     px_instant at = deadline_of(d, dir);
     if (at == NO_DEADLINE) return PX_PENDING;
-    if (now >= at) {
+    /* Passed by the runtime's time, not the clock (px__elapsed_for,
+     * services.h): a stall between the inner poll above and this check
+     * must not time out an operation whose bytes came during it. */
+    if (passed(cx, at)) {
       px_stream_cancel(d->inner, which);
       disarm(dir);
       return PX_ETIMEDOUT;
@@ -99,7 +109,6 @@ static int guard(px_deadline_stream *d, direction *dir, px_stream_dir which,
       disarm(dir);
       return err;
     }
-    now = px_now();
   }
 }
 

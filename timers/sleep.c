@@ -37,9 +37,10 @@ static void entry_release(px_timer_entry *e) {
  */
 static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
   *err = 0;
-  /* The clock, not the timer, decides: a sleep never completes early even
-   * if a timer backend rounds or a spurious wake polls us. */
-  if (px__now_ns() >= e->deadline) {
+  /* The runtime's time decides (px__elapsed_for, services.h): never early,
+   * even if a timer backend rounds or a spurious wake polls us, and never
+   * before the I/O that came before the deadline was dispatched. */
+  if (e->deadline <= px__elapsed_for(cx->runtime)) {
     /* Due already: completing costs budget, or a loop of past-due ticks
      * (PX_MISSED_BURST after a stall) would run on inside one poll. */
     if (!px__coop_proceed(cx)) return PX_PENDING;

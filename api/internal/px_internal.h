@@ -138,6 +138,24 @@ static inline int px__coop_poll_unbudgeted(px_future *f, px_context *cx) {
   return r;
 }
 
+/*
+ * The runtime's time (px__runtime_elapsed_ns, services.h) when the calling
+ * thread's current task poll began: px__task_run takes it before the poll,
+ * and every deadline judged during the poll (sleeps, timeouts, deadline
+ * streams) is judged by it (px__elapsed_for). A driver on another thread
+ * may fire a timer in the middle of the poll, after a read of this poll
+ * found nothing; with a fresh reading the deadline would then pass although
+ * the readiness the driver dispatched before firing it came too late for
+ * that read. With the snapshot it passes only at the next poll, which the
+ * timer's wake brings, and whose reads see that readiness. rt NULL: no
+ * snapshot (a thread outside task polls reads the runtime afresh).
+ */
+typedef struct px__time_snapshot {
+  const px_runtime *rt;
+  uint64_t elapsed_ns;
+} px__time_snapshot;
+extern _Thread_local px__time_snapshot px__poll_time;
+
 /* Polls `f` with a fresh budget (the block_on future: it is not a task, but
  * an accept loop in it must give the tasks it spawns a turn all the same). */
 static inline int px__coop_poll(px_future *f, px_context *cx) {

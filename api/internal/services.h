@@ -15,6 +15,7 @@
 #include "pollux/runtime.h"
 #include "pollux/time.h"
 #include "pollux/waker.h"
+#include "api/internal/px_internal.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +32,30 @@ extern "C" {
  * wake for exactly that task is on its way. A node that is not armed owns
  * no waker.
  */
+
+/*
+ * The instant (ns, px_now's clock) up to which rt has fired its timers: a
+ * clock reading its driver took *before* its last look at the I/O. A
+ * deadline has passed, for a future polled on rt, once it is at or before
+ * this instant, not once the clock says so (tokio's sleeps complete when
+ * the driver fires them, too). So a thread that stalls (SIGSTOP,
+ * preemption) in the middle of a poll, after its read found nothing and
+ * before it compares the clock with its deadline, does not call a client
+ * idle whose bytes came during the stall: the deadline is not passed until
+ * the driver has looked at the I/O, dispatched those bytes and fired the
+ * timers (the adversarial stall case; fault_test's mid-poll stall).
+ * Never ahead of the clock, so nothing completes early.
+ */
+uint64_t px__runtime_elapsed_ns(px_runtime *rt);
+
+#ifndef __cplusplus
+/* The time a deadline polled on rt is judged by: the snapshot the current
+ * task poll began with (px__poll_time, px_internal.h), else rt's own. */
+static inline uint64_t px__elapsed_for(px_runtime *rt) {
+  return px__poll_time.rt == rt ? px__poll_time.elapsed_ns
+                                : px__runtime_elapsed_ns(rt);
+}
+#endif
 
 /* Arms `node` to wake `waker` at `deadline` (ns), re-arming it if armed.
  * Any thread of `rt`; the node's owner only. */

@@ -177,10 +177,11 @@ px_future *px_scope_shutdown_init(px_scope_shutdown *f, px_scope *scope,
                                   px_duration grace);
 
 /**
- * Ends the grace period now (a second Ctrl-C): the shutdown's next poll
+ * Ends the grace period now (a second Ctrl-C): the grace's timer fires at
+ * the runtime's next turn of its timers, and the poll its wake brings
  * cancels the children still running and counts them, as at its deadline.
- * Call it from the task that awaits the shutdown, which must poll it again
- * (the call wakes nobody). Returns 0, PX_EINVAL for NULL, or PX_EDONE when
+ * Call it from the task that awaits the shutdown (or while nothing polls
+ * it). Returns 0, PX_EINVAL for NULL, or PX_EDONE when
  * the shutdown has completed or been dropped, or is past its grace already.
  */
 int px_scope_shutdown_now(px_scope_shutdown *f);

@@ -70,7 +70,14 @@ typedef struct px_timer_entry {
   px_timer_node node; /**< private: the timer's link and the waker */
 } px_timer_entry;
 
-/** Completes with error 0 once `duration` has passed (tokio::time::sleep). */
+/**
+ * Completes with error 0 once `duration` has passed (tokio::time::sleep).
+ * "Passed" is the runtime's time: a deadline is passed once the runtime has
+ * fired its timers at or after it, never earlier and never before the I/O
+ * that arrived before it was dispatched; as in tokio, a sleep of 0 (or a
+ * deadline just past) completes at the runtime's next turn of its timers,
+ * not necessarily at its first poll.
+ */
 typedef struct px_sleep {
   px_future base;       /**< the future header (must be first) */
   px_timer_entry entry; /**< private: the deadline and its registration */
