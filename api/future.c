@@ -16,25 +16,10 @@ _Thread_local int px__coop_budget = -1;
 _Thread_local px__time_snapshot px__poll_time;
 
 int px_future_poll(px_future *f, px_context *cx) {
-  if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)
-    return PX_EINVAL;
-  /* Polling again after READY (or after drop) would re-run a finished state
-   * machine, which is undefined in Rust and a crash in C: refuse instead. */
-  if (f->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
-  /* Set before the call: the future may hand out pointers to itself during
-   * it, and from then on must not be moved (px_spawn checks the bit). */
-  f->state |= PX_FUTURE_POLLED;
-  px_poll r = f->vtable->poll(f, cx);
-  if (r == PX_READY) f->state |= PX_FUTURE_DONE;
-  return (int)r;
+  return px__future_poll(f, cx);
 }
 
-void px_future_drop(px_future *f) {
-  if (f == NULL || f->vtable == NULL) return;
-  if (f->state & PX_FUTURE_DROPPED) return;
-  f->state |= PX_FUTURE_DROPPED;
-  if (f->vtable->drop != NULL) f->vtable->drop(f);
-}
+void px_future_drop(px_future *f) { px__future_drop(f); }
 
 /* One PX_DEFER registration; the frame keeps a list, newest first. */
 struct px_defer {
@@ -49,7 +34,7 @@ void px_async_drop(px_future *self) {
    * cleanups release (a read pending on a stream the frame owns). */
   px_future *sub = a->awaiting;
   a->awaiting = NULL;
-  px_future_drop(sub);
+  px__future_drop(sub);
   /* Newest first, as Go runs defers and Rust drops locals. Each node is
    * unlinked before its cleanup runs, so a cleanup that registers or takes
    * back another one sees a consistent list. */
@@ -104,7 +89,7 @@ int px_async_run_deferred(px_async *frame, px_defer_fn fn, void *arg) {
   return rc;
 }
 
-void px_defer_future_drop(void *future) { px_future_drop(future); }
+void px_defer_future_drop(void *future) { px__future_drop(future); }
 
 void px_defer_free(void *ptr) { free(ptr); }
 
@@ -158,7 +143,7 @@ static int child_finished(const px_future *f) {
 }
 
 static void drop_children(px_future *const *futures, size_t n) {
-  for (size_t i = 0; i < n; i++) px_future_drop(futures[i]);
+  for (size_t i = 0; i < n; i++) px__future_drop(futures[i]);
 }
 
 static px_poll join_poll(px_future *self, px_context *cx) {
@@ -166,8 +151,8 @@ static px_poll join_poll(px_future *self, px_context *cx) {
   for (size_t i = 0; i < j->n; i++) {
     px_future *child = j->futures[i];
     if (child_finished(child)) continue;
-    if (px_future_poll(child, cx) == PX_PENDING) continue;
-    px_future_drop(child);
+    if (px__future_poll(child, cx) == PX_PENDING) continue;
+    px__future_drop(child);
     if (j->order != NULL) j->order[j->completed] = i;
     j->completed++;
   }
@@ -238,7 +223,7 @@ static px_poll select_poll(px_future *self, px_context *cx) {
     size_t i = start + k < s->n ? start + k : start + k - s->n;
     px_future *child = s->futures[i];
     if (child_finished(child)) continue;
-    int r = px_future_poll(child, cx);
+    int r = px__future_poll(child, cx);
     if (r == PX_PENDING) continue;
     s->index = i;
     s->base.output = child->output;
@@ -328,7 +313,7 @@ static px_poll race_poll(px_future *self, px_context *cx) {
   for (size_t i = 0; i < r->n; i++) {
     px_future *child = r->futures[i];
     if (child_finished(child)) continue;
-    int rc = px_future_poll(child, cx);
+    int rc = px__future_poll(child, cx);
     if (rc == PX_PENDING) continue;
     int err = rc < 0 ? rc : child->error;
     if (err == 0) {
@@ -340,7 +325,7 @@ static px_poll race_poll(px_future *self, px_context *cx) {
     }
     /* A failure only drops out of the race; remember it in case every
      * other future fails too. Dropping it marks it finished. */
-    px_future_drop(child);
+    px__future_drop(child);
     r->failed++;
     r->index = i;
     r->base.error = err;

@@ -159,7 +159,7 @@ static void task_complete(px_task *t, int err_override) {
   }
   /* Dropping first releases timers, sockets and sub-futures before anyone
    * can observe COMPLETE; the output slot survives the drop. */
-  px_future_drop(f);
+  px__future_drop(f);
 
   uint64_t s = px__task_transition_to_complete(t);
   /* With JOIN_WAKER set when COMPLETE appeared, the join handle will not
@@ -204,7 +204,7 @@ px__run_result px__task_run(px_task *t) {
   px__poll_time.elapsed_ns = px__runtime_elapsed_ns(t->runtime);
   px__poll_probe probe;
   px__observe_poll_begin(px__runtime_observe(t->runtime), &probe);
-  int r = px_future_poll(f, &cx);
+  int r = px__future_poll(f, &cx);
   /* Only the thread that holds RUNNING touches `spare` after spawn. */
   if (px__unlikely(px__observe_poll_end(&probe)) &&
       px__observe_poll_report(&probe, t->id, f,

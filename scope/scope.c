@@ -168,7 +168,7 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
     }
     if (rc < 0) e->handle.base.error = rc; /* cannot happen; never silent */
     /* The result stays readable in the dropped handle; the task goes. */
-    px_future_drop(&e->handle.base);
+    px__future_drop(&e->handle.base);
     px__spin_lock(&set->lock);
     set->live--;
     if (!e->detached) set->joinable--;
@@ -299,7 +299,7 @@ void px_scope_drop(px_scope *scope) {
       px__spin_unlock(&set->lock);
       if (e == NULL) break;
       if (l < 2) px_join_handle_abort(&e->handle);
-      px_future_drop(&e->handle.base);
+      px__future_drop(&e->handle.base);
       entry_release(e);
     }
   }
@@ -452,10 +452,10 @@ static px_poll scope_shutdown_poll(px_future *self, px_context *cx) {
   }
   /* The join's error is the first child error, which is the scope's
    * business (scope->errors), not the shutdown's. */
-  int rc = px_future_poll(&f->join.base, cx);
+  int rc = px__future_poll(&f->join.base, cx);
   if (rc != PX_PENDING) return PX_READY;
   if (f->phase == 0) {
-    rc = px_future_poll(&f->grace.base, cx);
+    rc = px__future_poll(&f->grace.base, cx);
     if (rc == PX_PENDING) return PX_PENDING;
     /* Time is up: whatever still runs is cancelled, and counted. */
     px__scope_set *set = s->set;
@@ -464,7 +464,7 @@ static px_poll scope_shutdown_poll(px_future *self, px_context *cx) {
     px__spin_unlock(&set->lock);
     px_scope_cancel(s);
     f->phase = 1;
-    rc = px_future_poll(&f->join.base, cx);
+    rc = px__future_poll(&f->join.base, cx);
     if (rc != PX_PENDING) return PX_READY;
   }
   return PX_PENDING;
@@ -472,8 +472,8 @@ static px_poll scope_shutdown_poll(px_future *self, px_context *cx) {
 
 static void scope_shutdown_drop(px_future *self) {
   px_scope_shutdown *f = (px_scope_shutdown *)self;
-  px_future_drop(&f->grace.base);
-  px_future_drop(&f->join.base); /* drops the scope unless the join ended */
+  px__future_drop(&f->grace.base);
+  px__future_drop(&f->join.base); /* drops the scope unless the join ended */
 }
 
 static const px_future_vtable scope_shutdown_vtable = {

@@ -93,12 +93,12 @@ static int armed(const px_future *f) {
 
 /* Drops `f` if armed; it stays disarmed until its next init. */
 static void disarm(px_future *f) {
-  if (armed(f)) px_future_drop(f);
+  if (armed(f)) px__future_drop(f);
 }
 
 static void drop_inner(conn_task *t) {
   if (t->inner == NULL) return;
-  px_future_drop(t->inner);
+  px__future_drop(t->inner);
   px__free(t->inner, t->inner->vtable->size);
   t->inner = NULL;
 }
@@ -136,11 +136,11 @@ static void conn_end(px_future *self) {
 /* One step of `f` (a shutdown or a read), dropped once done: PX_PENDING,
  * its error (< 0), or PX_READY with what it moved in *moved. */
 static int io_step(px_future *f, px_context *cx, uint64_t *moved) {
-  int r = px_future_poll(f, cx);
+  int r = px__future_poll(f, cx);
   if (r == PX_PENDING) return PX_PENDING;
   int err = r < 0 ? r : f->error;
   *moved = f->output.u64;
-  px_future_drop(f);
+  px__future_drop(f);
   return err < 0 ? err : PX_READY;
 }
 
@@ -149,7 +149,7 @@ static int io_step(px_future *f, px_context *cx, uint64_t *moved) {
  * task, and so ends a linger too. */
 static px_poll linger_poll(conn_task *t, px_context *cx) {
   lingering *lg = t->linger;
-  if (px_future_poll(&lg->limit.base, cx) != PX_PENDING) return PX_READY;
+  if (px__future_poll(&lg->limit.base, cx) != PX_PENDING) return PX_READY;
   uint64_t n = 0;
   if (!lg->shut) {
     int r = io_step(&lg->io.base, cx, &n);
@@ -171,7 +171,7 @@ static px_poll linger_poll(conn_task *t, px_context *cx) {
 static px_poll conn_poll(px_future *self, px_context *cx) {
   conn_task *t = (conn_task *)self;
   if (t->inner != NULL) {
-    int r = px_future_poll(t->inner, cx);
+    int r = px__future_poll(t->inner, cx);
     if (r == PX_PENDING) return PX_PENDING;
     self->output = t->inner->output;
     self->error = r < 0 ? r : t->inner->error;
@@ -256,11 +256,11 @@ static int start(px_serve *s) {
 static int shutdown_asked(px_serve *s, px_context *cx) {
   if (s->opts.shutdown != NULL) {
     if (!armed(&s->shutdown.base)) px_cancelled_init(&s->shutdown, s->opts.shutdown);
-    if (px_future_poll(&s->shutdown.base, cx) != PX_PENDING) return 1;
+    if (px__future_poll(&s->shutdown.base, cx) != PX_PENDING) return 1;
   }
   if (s->opts.signals != NULL) {
     if (!armed(&s->signal.base)) px_signal_recv_init(&s->signal, s->opts.signals);
-    int r = px_future_poll(&s->signal.base, cx);
+    int r = px__future_poll(&s->signal.base, cx);
     if (r != PX_PENDING) {
       /* A signal stream that fails cannot deliver one: stop watching it
        * rather than shut down or poll it again and again. */
@@ -311,8 +311,8 @@ static void reap(px_serve *s, px_context *cx) {
   px__spin_unlock(&sh->lock);
   px_waker_drop(&old);
   px_scope_join_next next;
-  px_future_poll(px_scope_join_next_init(&next, &s->conns), cx);
-  px_future_drop(&next.base);
+  px__future_poll(px_scope_join_next_init(&next, &s->conns), cx);
+  px__future_drop(&next.base);
   /* A connection counts as ended inside its task's last poll, a moment
    * before the task completes and can be reaped (on a multi-threaded
    * executor that moment may be now): come back for it at once. */
@@ -344,13 +344,13 @@ static void hand_over(px_serve *s, px_stream *stream) {
 static int accept_loop(px_serve *s, px_context *cx) {
   for (;;) {
     if (armed(&s->pause.base)) {
-      if (px_future_poll(&s->pause.base, cx) == PX_PENDING) return WAIT;
+      if (px__future_poll(&s->pause.base, cx) == PX_PENDING) return WAIT;
       disarm(&s->pause.base);
     }
     px_semaphore *permits = s->shared->permits;
     if (permits != NULL && !s->have_permit) {
       if (!armed(&s->acquire.base)) px_semaphore_acquire_init(&s->acquire, permits, 1);
-      int r = px_future_poll(&s->acquire.base, cx);
+      int r = px__future_poll(&s->acquire.base, cx);
       if (r == PX_PENDING) return WAIT;
       int err = r < 0 ? r : s->acquire.base.error;
       disarm(&s->acquire.base);
@@ -358,7 +358,7 @@ static int accept_loop(px_serve *s, px_context *cx) {
       s->have_permit = 1;
     }
     if (!armed(&s->accept.base)) px_tcp_accept_init(&s->accept, s->listener);
-    int r = px_future_poll(&s->accept.base, cx);
+    int r = px__future_poll(&s->accept.base, cx);
     if (r == PX_PENDING) return WAIT;
     int err = r < 0 ? r : s->accept.base.error;
     px_stream *stream = s->accept.base.output.ptr;
@@ -408,7 +408,7 @@ static void begin_drain(px_serve *s) {
  * twice, or a supervisor escalates). */
 static void cut_short(px_serve *s, px_context *cx) {
   if (!armed(&s->signal.base)) return;
-  int r = px_future_poll(&s->signal.base, cx);
+  int r = px__future_poll(&s->signal.base, cx);
   if (r == PX_PENDING) return;
   if (r == PX_READY && s->signal.base.error == 0) {
     PX__LOG(PX__LOG_INFO, "serve: signal %lld during the drain: cancelling "
@@ -464,7 +464,7 @@ static px_poll serve_poll(px_future *self, px_context *cx) {
     begin_drain(s);
   }
   cut_short(s, cx);
-  int r = px_future_poll(&s->drain.base, cx);
+  int r = px__future_poll(&s->drain.base, cx);
   if (r == PX_PENDING) return PX_PENDING;
   self->output.u64 = r < 0 ? 0 : s->drain.base.output.u64;
   self->error = s->err;

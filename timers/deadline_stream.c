@@ -56,7 +56,7 @@ static px_instant deadline_of(px_deadline_stream *d, const direction *dir) {
 
 /* The operation is over (done, failed, timed out or dropped). */
 static void disarm(direction *dir) {
-  if (dir->armed) px_future_drop(&dir->sleep.base);
+  if (dir->armed) px__future_drop(&dir->sleep.base);
   dir->armed = 0;
   dir->started = 0;
 }
@@ -101,7 +101,7 @@ static int guard(px_deadline_stream *d, direction *dir, px_stream_dir which,
       /* Fired early: activity moved the deadline since it was armed. */
       px_sleep_reset(&dir->sleep, at);
     }
-    int p = px_future_poll(&dir->sleep.base, cx);
+    int p = px__future_poll(&dir->sleep.base, cx);
     if (p == PX_PENDING) return PX_PENDING;
     int err = p < 0 ? p : dir->sleep.base.error;
     if (err < 0) { /* no runtime to time with, say */

@@ -137,17 +137,17 @@ int px_sleep_reset(px_sleep *s, px_instant new_deadline) {
 
 static px_poll timeout_poll(px_future *self, px_context *cx) {
   px_timeout *t = (px_timeout *)self;
-  int r = px_future_poll(t->inner, cx);
+  int r = px__future_poll(t->inner, cx);
   if (r != PX_PENDING) {
     t->base.output = r < 0 ? px_u64(0) : t->inner->output;
     t->base.error = r < 0 ? r : t->inner->error;
-    px_future_drop(&t->sleep.base);
+    px__future_drop(&t->sleep.base);
     return PX_READY;
   }
-  r = px_future_poll(&t->sleep.base, cx);
+  r = px__future_poll(&t->sleep.base, cx);
   if (r == PX_PENDING) return PX_PENDING;
   /* The deadline passed first: cancel the inner future now. */
-  px_future_drop(t->inner);
+  px__future_drop(t->inner);
   t->base.output = px_u64(0);
   t->base.error = t->sleep.base.error < 0 ? t->sleep.base.error : PX_ETIMEDOUT;
   return PX_READY;
@@ -155,8 +155,8 @@ static px_poll timeout_poll(px_future *self, px_context *cx) {
 
 static void timeout_drop(px_future *self) {
   px_timeout *t = (px_timeout *)self;
-  px_future_drop(t->inner);
-  px_future_drop(&t->sleep.base);
+  px__future_drop(t->inner);
+  px__future_drop(&t->sleep.base);
 }
 
 static const px_future_vtable timeout_vtable = {sizeof(px_timeout), "timeout",

@@ -133,7 +133,7 @@ static inline void px__coop_leave(int mark, int completed) {
 static inline int px__coop_poll_unbudgeted(px_future *f, px_context *cx) {
   int saved = px__coop_budget;
   px__coop_budget = -1;
-  int r = px_future_poll(f, cx);
+  int r = px__future_poll(f, cx);
   px__coop_budget = saved;
   return r;
 }
@@ -161,7 +161,7 @@ extern _Thread_local px__time_snapshot px__poll_time;
 static inline int px__coop_poll(px_future *f, px_context *cx) {
   int saved = px__coop_budget;
   px__coop_budget = PX__COOP_BUDGET;
-  int r = px_future_poll(f, cx);
+  int r = px__future_poll(f, cx);
   px__coop_budget = saved;
   return r;
 }

@@ -211,12 +211,12 @@ px_poll px_async_bad_resume(px_future *self);
     PX__SET_RESUME(__LINE__);                                                 \
     PX__FALLTHROUGH;                                                          \
     case __LINE__: {                                                          \
-      int px__r = px_future_poll(self->px.awaiting, cx);                      \
+      int px__r = px__future_poll(self->px.awaiting, cx);                     \
       if (px__r == PX_PENDING) return PX_PENDING;                             \
       int px__err = px__r < 0 ? px__r : (int)self->px.awaiting->error;        \
       px_value px__out = px__r < 0 ? px_u64(0) : self->px.awaiting->output;   \
       (void)px__out;                                                          \
-      px_future_drop(self->px.awaiting);                                      \
+      px__future_drop(self->px.awaiting);                                     \
       self->px.awaiting = NULL;                                               \
       if (px__r < 0 || ((try_) && px__err < 0)) PX_FAIL(px__err);             \
       store;                                                                  \

@@ -131,6 +131,32 @@ int px_future_poll(px_future *f, px_context *cx);
  */
 void px_future_drop(px_future *f);
 
+/**
+ * px_future_poll and px_future_drop, inline, with the same checks and the
+ * same answers: what PX_AWAIT and the executors call, once per await and
+ * per task poll, where the call into the library was a tenth of the
+ * future's own cost. Internal (px__): programs call the two functions.
+ */
+static inline int px__future_poll(px_future *f, px_context *cx) {
+  const px_future_vtable *vt;
+  if (f == NULL || cx == NULL || (vt = f->vtable) == NULL || vt->poll == NULL)
+    return PX_EINVAL;
+  uint32_t st = f->state;
+  if (st & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  /* Set before the call: the future may hand out pointers to itself during
+   * it, and from then on must not be moved (px_spawn checks the bit). */
+  f->state = st | PX_FUTURE_POLLED;
+  px_poll r = vt->poll(f, cx);
+  if (r == PX_READY) f->state |= PX_FUTURE_DONE;
+  return (int)r;
+}
+
+static inline void px__future_drop(px_future *f) {
+  if (f == NULL || f->vtable == NULL || (f->state & PX_FUTURE_DROPPED)) return;
+  f->state |= PX_FUTURE_DROPPED;
+  if (f->vtable->drop != NULL) f->vtable->drop(f);
+}
+
 /** True once the future returned PX_READY. */
 static inline int px_future_is_done(const px_future *f) {
   return f != NULL && (f->state & PX_FUTURE_DONE) != 0;
