@@ -237,14 +237,22 @@ TEST_F(DeadlineMiscTest, WritesKeepAnIdleReaderAlive) {
   px_stream_close(w);
 }
 
+// The driver of the runtime (px__runtime_turn: a look at the I/O, then the
+// timers) on this thread, in the middle of a poll: what a driver on another
+// worker does under work stealing. Tests only.
+extern "C" int px__runtime_turn(px_runtime *rt);
+
 // A stream whose first read that finds nothing stalls (the thread stopped
 // or preempted in the middle of the poll) past the deadline, and the
-// bytes arrive during the stall. Nothing wakes the reader: in a real
-// server the reactor's look after the stall would; here the deadline's
-// timer does, and the read must then find the bytes.
+// bytes arrive during the stall. Without `driver`, nothing wakes the
+// reader: in a real server the reactor's look after the stall would; here
+// the deadline's timer does, and the read must then find the bytes. With
+// it, their dispatch wakes the reader (running: it is polled again) and
+// the driver's timers then move past the deadline, inside the poll.
 struct StallStream {
   MemStream m;
   px_duration stall = 0;
+  px_runtime *driver = nullptr;
 };
 
 int StallPollRead(px_stream *s, px_context *cx, void *buf, size_t len,
@@ -256,6 +264,10 @@ int StallPollRead(px_stream *s, px_context *cx, void *buf, size_t len,
     st->stall = 0;
     while (px_now() < until) usleep(1000);
     st->m.data = "late";
+    if (st->driver != nullptr) {
+      px_waker_wake(&st->m.reader);
+      px__runtime_turn(st->driver);
+    }
   }
   return r;
 }
@@ -264,16 +276,24 @@ const px_stream_ops kStallOps = {"stall",      StallPollRead,   MemPollWrite,
                                  MemPollFlush, MemPollShutdown, MemCancel,
                                  MemClose};
 
+// A 50 ms idle limit over st, whose next empty read stalls 150 ms.
+px_deadline_stream *StallingIdle(StallStream *st, px_runtime *driver) {
+  st->m.base.ops = &kStallOps;
+  st->driver = driver;
+  st->stall = px_ms(150);
+  px_deadline_stream *d = nullptr;
+  if (px_deadline_stream_new(&st->m.base, &d) < 0) return nullptr;
+  px_deadline_stream_set_idle_timeout(d, px_ms(50));
+  return d;
+}
+
 TEST_F(DeadlineMiscTest, BytesThatCameDuringAStallInAPollBeatTheDeadline) {
   // The deadline is judged by the runtime's time (the timers it fired after
   // looking at the I/O), not by the clock read after the stall: the
   // adversarial stall case lost to exactly that under work stealing.
   StallStream st;
-  st.m.base.ops = &kStallOps;
-  px_deadline_stream *d = nullptr;
-  ASSERT_EQ(px_deadline_stream_new(&st.m.base, &d), 0);
-  ASSERT_EQ(px_deadline_stream_set_idle_timeout(d, px_ms(50)), 0);
-  st.stall = px_ms(150);
+  px_deadline_stream *d = StallingIdle(&st, nullptr);
+  ASSERT_NE(d, nullptr);
   px_stream_io io;
   char buf[8];
   EXPECT_EQ(Run(px_stream_read_init(&io, px_deadline_stream_stream(d), buf,
@@ -297,38 +317,6 @@ TEST_F(DeadlineMiscTest, BytesThatCameDuringAStallInAPollBeatTheDeadline) {
   px_deadline_stream_close(d);
 }
 
-// The driver of the runtime (px__runtime_turn: a look at the I/O, then the
-// timers) on this thread, in the middle of a poll: what a driver on another
-// worker does under work stealing. Tests only.
-extern "C" int px__runtime_turn(px_runtime *rt);
-
-struct DriverStream {
-  MemStream m;
-  px_runtime *rt = nullptr;
-  px_duration stall = 0;
-};
-
-int DriverPollRead(px_stream *s, px_context *cx, void *buf, size_t len,
-                   size_t *n) {
-  DriverStream *st = reinterpret_cast<DriverStream *>(s);
-  int r = MemPollRead(s, cx, buf, len, n);
-  if (r == PX_PENDING && st->stall > 0) {
-    px_instant until = px_now() + st->stall;
-    st->stall = 0;
-    while (px_now() < until) usleep(1000);
-    // The bytes come, their dispatch wakes the reader (running: it is
-    // polled again), and then the driver's timers move past the deadline.
-    st->m.data = "late";
-    px_waker_wake(&st->m.reader);
-    px__runtime_turn(st->rt);
-  }
-  return r;
-}
-
-const px_stream_ops kDriverOps = {"driver",     DriverPollRead,  MemPollWrite,
-                                  MemPollFlush, MemPollShutdown, MemCancel,
-                                  MemClose};
-
 TEST_F(DeadlineMiscTest, ADeadlineTheDriverPassedDuringAPollWaitsForTheNext) {
   // A deadline is judged by the runtime's time when the task's poll began:
   // the read of this poll was tried before the driver dispatched the bytes,
@@ -340,13 +328,9 @@ TEST_F(DeadlineMiscTest, ADeadlineTheDriverPassedDuringAPollWaitsForTheNext) {
                     "worker may hold it (the single-threaded executors run "
                     "this test, and the snapshot is the executors' shared "
                     "px__task_run)";
-  DriverStream st;
-  st.m.base.ops = &kDriverOps;
-  st.rt = rt_;
-  px_deadline_stream *d = nullptr;
-  ASSERT_EQ(px_deadline_stream_new(&st.m.base, &d), 0);
-  ASSERT_EQ(px_deadline_stream_set_idle_timeout(d, px_ms(50)), 0);
-  st.stall = px_ms(150);
+  StallStream st;
+  px_deadline_stream *d = StallingIdle(&st, rt_);
+  ASSERT_NE(d, nullptr);
   px_stream_io io;
   char buf[8];
   // In a task: the snapshot is taken per task poll (block_on's own future
