@@ -74,6 +74,7 @@ typedef struct {
   px__atomic(int) *drops;
   px_sleep sleep;
 } sleeper;
+/* Delay 0 completes in the first poll, without a sleep. */
 px_future *sleeper_new(sleeper *f, px_duration delay, int64_t value,
                        px__atomic(int) *flag, px__atomic(int) *drops);
 
