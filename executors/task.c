@@ -250,8 +250,16 @@ void px__task_shutdown(px_task *t) {
 
 /* ---- Waking (the task waker's vtable, in wakers/, calls these) ---------- */
 
-/* What a wake does once the state word said what it is. */
-static void wake_settle(px_task *t, px__to_notified r) {
+/*
+ * What a wake does once the state word said what it is. `rt` and `id` were
+ * read before the transition: a wake by value that finds the task running
+ * (MARKED) gave its reference away in the transition, and the runner may
+ * complete and free the task at once, so the task must not be touched
+ * after it (the thread sanitizer caught such a read racing with the
+ * block's next life as a freshly spawned task).
+ */
+static void wake_settle(px_task *t, px__to_notified r, px_runtime *rt,
+                        uint64_t id) {
   switch (r) {
     case PX__TO_NOTIFIED_NOTHING:
       return;
@@ -259,21 +267,25 @@ static void wake_settle(px_task *t, px__to_notified r) {
       task_dealloc(t);
       return;
     case PX__TO_NOTIFIED_MARKED:
-      px__observe_wake(px__runtime_observe(t->runtime), t->id);
+      px__observe_wake(px__runtime_observe(rt), id);
       return;
-    case PX__TO_NOTIFIED_SUBMIT:
-      px__observe_wake(px__runtime_observe(t->runtime), t->id);
-      px__runtime_schedule(t->runtime, t);
+    case PX__TO_NOTIFIED_SUBMIT: /* the queue's reference keeps it alive */
+      px__observe_wake(px__runtime_observe(rt), id);
+      px__runtime_schedule(rt, t);
       return;
   }
 }
 
 void px__task_wake_by_val(px_task *t) {
-  wake_settle(t, px__task_transition_to_notified_by_val(t));
+  px_runtime *rt = t->runtime;
+  uint64_t id = t->id;
+  wake_settle(t, px__task_transition_to_notified_by_val(t), rt, id);
 }
 
 void px__task_wake_by_ref(px_task *t) {
-  wake_settle(t, px__task_transition_to_notified_by_ref(t));
+  px_runtime *rt = t->runtime;
+  uint64_t id = t->id;
+  wake_settle(t, px__task_transition_to_notified_by_ref(t), rt, id);
 }
 
 /* ---- Join handles ----------------------------------------------------- */
