@@ -112,8 +112,11 @@ TEST_P(DeadlineTest, ReadTimesOutAndTheStreamStaysUsable) {
 }
 
 TEST_P(DeadlineTest, TheLimitIsPerReadNotCumulative) {
-  ASSERT_EQ(px_deadline_stream_set_read_timeout(dr_, px_ms(80)), 0);
-  // Five bytes 30 ms apart: 150 ms in all, each read waits about 30 ms.
+  ASSERT_EQ(px_deadline_stream_set_read_timeout(dr_, px_ms(250)), 0);
+  // Five bytes 60 ms apart: 300 ms in all, each read waits about 60 ms. The
+  // 190 ms between a wait and the limit absorbs a stalled thread (the
+  // thread sanitizer's work-stealing runs in a loaded matrix once lost a
+  // 50 ms margin: the limit fired in the same timer turn as the tick).
   Ticker t;
   struct Reader {
     px_future base;
@@ -147,13 +150,13 @@ TEST_P(DeadlineTest, TheLimitIsPerReadNotCumulative) {
       }};
   px_future_init(&rd.base, &kReaderVt);
   rd.s = R();
-  px_future *both[] = {TickerInit(&t, W(), px_ms(30), 5), &rd.base};
+  px_future *both[] = {TickerInit(&t, W(), px_ms(60), 5), &rd.base};
   px_join j;
   px_instant t0 = px_now();
   ASSERT_EQ(Run(px_join_init(&j, both, 2, nullptr)), 0);
   EXPECT_EQ(rd.base.error, 0) << px_err_name(rd.base.error);
   EXPECT_EQ(rd.got, 5);
-  EXPECT_GE(MsSince(t0), 120u) << "longer than the limit, in five reads";
+  EXPECT_GE(MsSince(t0), 280u) << "longer than the limit, in five reads";
 }
 
 TEST_P(DeadlineTest, WriteTimesOutWhenThePeerDoesNotRead) {
@@ -215,24 +218,28 @@ TEST_F(DeadlineMiscTest, WritesKeepAnIdleReaderAlive) {
   ASSERT_EQ(MakeStreamPair(rt_, StreamKind::kTcp, &r, &w), 0);
   px_deadline_stream *d = nullptr;
   ASSERT_EQ(px_deadline_stream_new(r, &d), 0);
-  ASSERT_EQ(px_deadline_stream_set_idle_timeout(d, px_ms(50)), 0);
+  // The margin between a write and the limit (80 ms) absorbs a stalled
+  // thread in a loaded matrix.
+  ASSERT_EQ(px_deadline_stream_set_idle_timeout(d, px_ms(120)), 0);
   px_stream_io rd;
   char buf[4];
   Ticker t;
   px_future *both[] = {
       px_stream_read_init(&rd, px_deadline_stream_stream(d), buf, sizeof buf),
-      TickerInit(&t, px_deadline_stream_stream(d), px_ms(20), 8)};
+      TickerInit(&t, px_deadline_stream_stream(d), px_ms(40), 8)};
   px_join j;
+  size_t order[2] = {9, 9};
   px_instant t0 = px_now();
-  ASSERT_EQ(Run(px_join_init(&j, both, 2, nullptr)), 0);
+  ASSERT_EQ(Run(px_join_init(&j, both, 2, order)), 0);
   EXPECT_EQ(t.base.error, 0);
   EXPECT_EQ(t.sent, 8);
   EXPECT_EQ(rd.base.error, PX_ETIMEDOUT);
-  // 8 writes 20 ms apart, then 50 ms of silence: about 210 ms. Timers
-  // tick by the millisecond on a coarse clock, so only a bound with room
-  // is asserted: three idle limits, which the read could not have
-  // survived had the writes not counted as activity.
-  EXPECT_GE(MsSince(t0), 150u) << "the read lived through the writes";
+  // 8 writes 40 ms apart (320 ms, more than twice the limit), then 120 ms
+  // of silence. The read outlived the writer: it could not have, had the
+  // writes not counted as activity.
+  EXPECT_EQ(order[0], 1u) << "the writer finished first";
+  EXPECT_EQ(order[1], 0u) << "the read lived through the writes";
+  EXPECT_GE(MsSince(t0), 320u + 120u);
   px_deadline_stream_close(d);
   px_stream_close(w);
 }
