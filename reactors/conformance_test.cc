@@ -67,8 +67,9 @@ struct Backend {
 
 const Backend kBackends[] = {
     {"epoll", &px__epoll_ops,
-     PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_DEFER_FREE, 0, true,
-     true},
+     PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_DEFER_FREE |
+         PX__REACTOR_HANGUPS,
+     0, true, true},
     {"select", &px__select_ops, PX__REACTOR_FD_LIMIT | PX__REACTOR_FD_TABLE,
      FD_SETSIZE, false, false},
     {"poll", &px__poll_ops, PX__REACTOR_FD_TABLE | PX__REACTOR_DEFER_FREE, 0,
@@ -79,11 +80,12 @@ const Backend kBackends[] = {
     // On Linux: the test-only emulation of tests/kqueue_emu.
     {"kqueue", &px__kqueue_ops,
      PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE |
-         PX__REACTOR_DEFER_FREE,
+         PX__REACTOR_DEFER_FREE | PX__REACTOR_HANGUPS,
      0, true, true},
     {"io_uring", &px__io_uring_ops,
-     PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE, 0, true,
-     false},
+     PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE |
+         PX__REACTOR_HANGUPS,
+     0, true, false},
 };
 
 // ---- A waker that counts what is done with it ----------------------------
@@ -614,16 +616,22 @@ TEST_P(ReactorTest, HalfCloseMakesItReadable) {
   EXPECT_EQ(read(fds_[0], &b, 1), 0);
 }
 
+// Binds fd to a free port of 127.0.0.1 and tells which in *addr.
+void BindLoopback(int fd, sockaddr_in *addr) {
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr->sin_port = 0;
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr *>(addr), sizeof *addr), 0);
+  socklen_t len = sizeof *addr;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr *>(addr), &len), 0);
+}
+
 TEST_P(ReactorTest, ConnectToAClosedPortReportsErrorOrWritable) {
   // A port that nobody listens on: bind one, note it, close it.
   int probe = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(probe, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(probe, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(getsockname(probe, reinterpret_cast<sockaddr *>(&addr), &len), 0);
+  BindLoopback(probe, &addr);
   close(probe);
 
   int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
@@ -643,6 +651,68 @@ TEST_P(ReactorTest, ConnectToAClosedPortReportsErrorOrWritable) {
   }
   io.reset();
   close(s);
+}
+
+TEST_P(ReactorTest, BytesAndAResetInOneEventKeepTheResetForTheNextLook) {
+  // A TCP peer sends bytes and resets (SO_LINGER 0) before the backend
+  // waits, so one event announces both. A reader that then takes the bytes
+  // and comes short of its buffer may treat that as "nothing left" only if
+  // the reset stays visible (PX__REACTOR_HANGUPS): a backend that claims
+  // it must leave HUP or ERROR in the state; one that does not (libevent
+  // folds them into readable + writable) must leave the short read to the
+  // syscall that follows (fd_future.c, px__io_short_drains).
+  int lst = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(lst, 0);
+  sockaddr_in addr{};
+  BindLoopback(lst, &addr);
+  ASSERT_EQ(listen(lst, 1), 0);
+  int c = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(c, 0);
+  ASSERT_EQ(connect(c, reinterpret_cast<sockaddr *>(&addr), sizeof addr), 0);
+  int peer = accept(lst, nullptr, nullptr);
+  ASSERT_GE(peer, 0);
+  close(lst);
+  ASSERT_EQ(fcntl(c, F_SETFL, fcntl(c, F_GETFL) | O_NONBLOCK), 0);
+  IoPtr io = make_io(c);
+  ASSERT_EQ(Register(io.get()), 0);
+  Quiesce();
+  char buf[64];
+  ASSERT_LT(read(c, buf, sizeof buf), 0);  // drained: a reader would wait
+  Counter cnt;
+  px_waker w = borrowed(&cnt);
+  ASSERT_FALSE(poll_ready(io.get(), &w, PX__READABLE));
+
+  ASSERT_EQ(send(peer, "hello", 5, 0), 5);
+  linger lg{};
+  lg.l_onoff = 1;
+  lg.l_linger = 0;
+  ASSERT_EQ(setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+  close(peer);  // the reset, right behind the bytes
+
+  auto start = Clock::now();
+  while (cnt.wakes.load() == 0 && ms_since(start) < 2000)
+    ASSERT_GE(px__reactor_poll(reactor_, 50), 0);
+  ASSERT_EQ(cnt.wakes.load(), 1);
+  px__io_event ev;
+  ASSERT_TRUE(poll_ready(io.get(), nullptr, PX__READABLE, &ev));
+  if (ops_->features & PX__REACTOR_HANGUPS) {
+    EXPECT_TRUE(ev.ready & (PX__HUP | PX__ERROR)) << ev.ready;
+  }
+  // The short read the reader makes, then what the next one must find.
+  EXPECT_EQ(read(c, buf, sizeof buf), 5);
+  if (px__io_short_drains(io.get())) px__io_clear_ready(io.get(), ev);
+  // It tries at once, or a level-triggered backend reports the state again
+  // at its next wait; an edge already spent would leave it waiting.
+  if (!look(io.get(), nullptr, PX__READABLE)) {
+    EXPECT_FALSE(ops_->features & PX__REACTOR_EDGE);
+    EXPECT_NE(WaitFor(io.get(), PX__READABLE), 0u)
+        << "the next read would wait for an edge already spent";
+  }
+  errno = 0;
+  EXPECT_LT(read(c, buf, sizeof buf), 0);
+  EXPECT_EQ(errno, ECONNRESET);
+  io.reset();
+  close(c);
 }
 
 void noop_handler(int) {}

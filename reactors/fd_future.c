@@ -143,7 +143,8 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
        * that is one load (the dispatch that set it took the waker), where
        * after the clear it would be a store under the lock. */
       px__fd_forget_waker(f, io, interest);
-      if (r == PX__FD_DONE_DRAINED) px__io_clear_ready(io, ev);
+      if (r == PX__FD_DONE_DRAINED && px__io_short_drains(io))
+        px__io_clear_ready(io, ev);
       return px__fd_complete(f, r < 0 ? r : 0);
     }
     /* EAGAIN: the readiness we acted on is used up. The clear is skipped

@@ -45,6 +45,18 @@ extern "C" {
  * for the descriptor, and the poller checks events against the table
  * (px__reactor_lookup in core.h). */
 #define PX__REACTOR_FD_TABLE 0x10u
+/*
+ * An edge-triggered backend that dispatches PX__HUP / PX__ERROR for a
+ * hang-up or a pending error, which stay in the state word. Only then may a
+ * short TCP transfer count as drained (PX__FD_DONE_DRAINED): a read can come
+ * short because a reset or an end of stream stands behind the bytes, and
+ * its edge may already have been dispatched. Reported as sticky bits, the
+ * next read still tries and sees it; folded into plain readable+writable
+ * (libevent does that with EPOLLHUP and EPOLLERR), the short read clears
+ * the readiness and no edge is left to come. Level-triggered backends
+ * report the state again at their next wait and need no bit.
+ */
+#define PX__REACTOR_HANGUPS 0x20u
 
 typedef struct px__reactor px__reactor;
 struct px__op;
@@ -206,6 +218,13 @@ bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
 /* Clears ev's bits unless a newer dispatch happened since ev was taken,
  * and notes those directions as drained (see px__io_look). */
 void px__io_clear_ready(px__io *io, px__io_event ev);
+
+/* Whether io's backend lets a short TCP transfer count as drained (see
+ * PX__REACTOR_HANGUPS). */
+static inline bool px__io_short_drains(const px__io *io) {
+  unsigned f = io->ops != NULL ? io->ops->features : 0;
+  return !(f & PX__REACTOR_EDGE) || (f & PX__REACTOR_HANGUPS);
+}
 
 /*
  * An operation's first look, before its syscall. True when the syscall is

@@ -461,6 +461,40 @@ TEST_F(TcpTest, ReadFromResetPeerReportsConnReset) {
   Close(p);
 }
 
+TEST_F(TcpTest, BytesThenAResetWhileAReadWaitsEndInConnReset) {
+  // A read parks; then bytes and a reset arrive before the reactor's next
+  // wait, so one event announces both. The read takes the bytes and comes
+  // short of its buffer; the next read must still see the reset. (libevent
+  // reports that event as plain readable + writable: had the short read
+  // been taken as "nothing queued", the next one would wait for an edge
+  // already spent, and hang.)
+  Pair p = MakePair();
+  char buf[16];
+  px_tcp_io first;
+  px_join_handle join;
+  ASSERT_EQ(px_runtime_spawn(rt_, px_tcp_read_init(&first, p.client, buf,
+                                                   sizeof buf),
+                             &join),
+            0);
+  px_sleep nap;
+  EXPECT_EQ(Run(px_sleep_init(&nap, px_ms(20))), 0);  // it parks
+  EXPECT_FALSE(px_future_is_done(&join.base));
+
+  ASSERT_EQ(send(px_tcp_stream_fd(p.server), "hello", 5, 0), 5);
+  ResetServer(p);
+  EXPECT_EQ(Run(&join.base), 0);
+  EXPECT_EQ(join.base.output.u64, 5u);
+
+  px_tcp_io second;
+  px_timeout limit;
+  EXPECT_EQ(Run(px_timeout_init(&limit,
+                                px_tcp_read_init(&second, p.client, buf,
+                                                 sizeof buf),
+                                px_secs(5))),
+            PX_ECONNRESET);
+  Close(p);
+}
+
 TEST_F(TcpTest, WriteMayBePartial) {
   Pair p = MakePair();
   // Far more than loopback buffers hold while nobody reads.

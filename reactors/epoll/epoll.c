@@ -172,7 +172,8 @@ const px__reactor_ops px__epoll_ops = {
      * dispatched is freed only when the next poll begins (reactors/core.c);
      * EPOLL_CTL_DEL made sure no later batch names it. No table: the kernel
      * keeps the one registration per descriptor. */
-    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_DEFER_FREE,
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_DEFER_FREE |
+                PX__REACTOR_HANGUPS,
     .create = ep_create,
     .destroy = ep_destroy,
     .add = ep_add,

@@ -819,7 +819,8 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
 
 const px__reactor_ops px__io_uring_ops = {
     .name = "io_uring",
-    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE,
+    .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE |
+                PX__REACTOR_HANGUPS,
     .slot_size = sizeof(slot),
     .create = ur_create,
     .destroy = ur_destroy,

@@ -246,7 +246,7 @@ const px__reactor_ops px__kqueue_ops = {
     .name = "kqueue",
     /* DEFER_FREE: events name registrations by pointer (udata). */
     .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE |
-                PX__REACTOR_DEFER_FREE,
+                PX__REACTOR_DEFER_FREE | PX__REACTOR_HANGUPS,
     .create = kq_create,
     .destroy = kq_destroy,
     .add = kq_add,

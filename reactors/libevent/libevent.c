@@ -127,8 +127,11 @@ static void on_event(evutil_socket_t fd, short what, void *arg) {
   reg *g = arg;
   unsigned ready = 0;
   /* libevent folds EPOLLERR and EPOLLHUP into EV_READ | EV_WRITE, so a
-   * full hang-up reads as both directions ready (which px__io_dispatch
-   * would make of HUP anyway); the next syscall tells which. */
+   * reset reads as both directions ready, with nothing to tell it from
+   * plain readiness: the next syscall tells which. That is why this backend
+   * does not claim PX__REACTOR_HANGUPS (a short read must not be taken as
+   * the end of what a reset's edge announced). A half-close (EV_CLOSED,
+   * where the method has it) is reported as such. */
   if (what & EV_READ) ready |= PX__READABLE;
   if (what & EV_WRITE) ready |= PX__WRITABLE;
   if (what & EV_CLOSED) ready |= PX__READABLE | PX__HUP;
