@@ -404,6 +404,17 @@ async fn serve_http_min(mut s: tokio::net::TcpStream) {
     }
 }
 
+/// What every other contender's accepted socket has: pollux sets
+/// TCP_NODELAY on each accepted connection by default (reactors/tcp.c), the
+/// libuv peer calls uv_tcp_nodelay and raw epoll sets it too. tokio leaves
+/// Nagle on, which lets the kernel hold a small write back until the last
+/// one is acknowledged and merge it with the next: fewer segments per
+/// request than the others send, so not the same work. (Before 2026-12-04
+/// this peer ran with Nagle on.)
+fn same_socket_options(s: &tokio::net::TcpStream) {
+    let _ = s.set_nodelay(true);
+}
+
 /// Accepts on `port` forever, a task per connection running `serve`.
 async fn serve_each<F, Fut>(port: u16, name: &str, serve: F)
 where
@@ -417,6 +428,7 @@ where
             Ok(c) => c,
             Err(_) => continue,
         };
+        same_socket_options(&s);
         tokio::spawn(serve(s));
     }
 }
@@ -438,6 +450,7 @@ async fn https_server(port: u16, cert: &str, key: &str) {
             Ok(c) => c,
             Err(_) => continue,
         };
+        same_socket_options(&s);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let ssl = match Ssl::new(acceptor.context()) {
@@ -467,6 +480,7 @@ async fn echo_server(port: u16) {
             Ok(c) => c,
             Err(_) => continue,
         };
+        same_socket_options(&s);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 16384];
             loop {
