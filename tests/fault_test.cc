@@ -240,9 +240,14 @@ TEST_F(Fault, ATcpReadThatCameShortIsNotFollowedByAnEagainRead) {
   EXPECT_EQ(good.load(), 1);
   // One recv per message and one for the end, plus the first read's
   // look before any bytes came and a few for readiness reported without
-  // bytes (a level-triggered backend, a spurious event).
+  // bytes (a level-triggered backend, a spurious event). libevent reports
+  // a reset as plain readiness (no PX__REACTOR_HANGUPS, reactor.h), so
+  // there a short read is confirmed by the recv that says EAGAIN: two per
+  // message.
+  const int per_message = built_with("reactor=libevent") ? 2 : 1;
   EXPECT_GE(g_fault.recv_calls.load(), kMessages + 1);
-  EXPECT_LE(g_fault.recv_calls.load(), kMessages + 1 + kMessages / 4)
+  EXPECT_LE(g_fault.recv_calls.load(),
+            per_message * kMessages + 1 + kMessages / 4)
       << "a read after each short one";
 }
 
