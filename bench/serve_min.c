@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/common.h"
 #include "bench/http_parse.h"
 #include "pollux.h"
 
@@ -93,8 +94,13 @@ int main(int argc, char **argv) {
     px_signal_close(o.signals);
     return 1;
   }
+  /* As the scheduler benchmarks: 2 workers for the multi-threaded executor
+   * unless PX_BENCH_WORKERS says otherwise (tools/bench_scaling varies it),
+   * so that the worker count is chosen, not whatever the machine has. */
+  px_runtime *rt = bench_runtime_new(argv[0]);
   px_serve srv;
-  err = px_run(px_serve_init(&srv, l, &o));
+  err = px_runtime_block_on(rt, px_serve_init(&srv, l, &o));
+  px_runtime_free(rt);
   px_signal_close(o.signals);
   return err < 0 ? 1 : 0;
 }

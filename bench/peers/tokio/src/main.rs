@@ -513,18 +513,28 @@ fn main() {
     let (rt, config) = match args[2].as_str() {
         "ct" => (
             tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-            "tokio current_thread",
+            "tokio current_thread".to_string(),
         ),
-        "mt" => (
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap(),
-            "tokio multi_thread workers=2",
-        ),
+        "mt" => {
+            // 2 workers, as pollux's benchmarks (bench/common.c), unless
+            // PX_BENCH_WORKERS says otherwise: the same variable sets both.
+            let workers = std::env::var("PX_BENCH_WORKERS")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|&n| n >= 1)
+                .unwrap_or(2);
+            (
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+                format!("tokio multi_thread workers={}", workers),
+            )
+        }
         _ => usage(),
     };
+    let config = config.as_str();
     let arg = |default: usize| -> usize {
         match args.get(3) {
             None => default,
