@@ -265,7 +265,8 @@ px_future *px_tcp_write_all_init(px_tcp_io *f, px_tcp_stream *s,
  */
 int px_tcp_shutdown(px_tcp_stream *s);
 
-/** The socket's file descriptor (px_stream_fd), or -1. */
+/** The socket's file descriptor (px_stream_fd: for options, not for
+ * moving bytes), or -1. */
 int px_tcp_stream_fd(const px_tcp_stream *s);
 
 /** This end's and the peer's address (sockets only; PX_ENOTSUP for pipes). */

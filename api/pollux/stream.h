@@ -231,6 +231,13 @@ void px_stream_close(px_stream *s);
 /**
  * The descriptor under a plain descriptor stream (TCP, Unix, pipe,
  * px_fd_wrap), or -1 for NULL and for other kinds of stream.
+ *
+ * For options and queries (setsockopt, getpeername, fstat), not for moving
+ * bytes: with the io_uring reactor the stream may already hold bytes the
+ * kernel handed to it (a multishot receive into its buffer ring), which a
+ * recv on the descriptor would skip, and a write of the stream's may still
+ * be in flight, which a write on the descriptor could overtake. Read and
+ * write through the stream.
  */
 int px_stream_fd(const px_stream *s);
 
