@@ -145,17 +145,23 @@ void *px__calloc(size_t size) {
   return p;
 }
 
-void *px__calloc_aligned(size_t size, size_t align) {
+void *px__alloc_aligned(size_t size, size_t align) {
   /* The allocator's address is max_align_t-aligned and the aligned one is
    * above it by 1..align bytes, so the word below the aligned address is
    * always inside the block: that is where the allocator's address goes. */
   if (align < alignof(max_align_t) || (align & (align - 1)) != 0 ||
       size > SIZE_MAX - align)
     return NULL;
-  char *raw = px__calloc(size + align);
+  char *raw = px__alloc(size + align);
   if (raw == NULL) return NULL;
   char *p = (char *)(((uintptr_t)raw + align) & ~(uintptr_t)(align - 1));
   memcpy(p - sizeof raw, &raw, sizeof raw);
+  return p;
+}
+
+void *px__calloc_aligned(size_t size, size_t align) {
+  void *p = px__alloc_aligned(size, align);
+  if (p != NULL) memset(p, 0, size);
   return p;
 }
 

@@ -42,6 +42,15 @@ typedef struct px__executor_ops {
   int (*block_on)(px__executor *ex, px_future *main);
   /* Shutdown: hands every queued task to px__task_drop_notified. */
   void (*drain)(px__executor *ex);
+  /*
+   * Whether tasks get cache lines of their own (PX__TASK_ALIGN): for
+   * executors that run tasks on several threads. Packed by the allocator,
+   * a task's last line held its neighbour's state word, so two workers
+   * running neighbours wrote one line (work stealing's yield_many: no
+   * faster on 2 workers than on 1). Single-threaded executors keep tasks
+   * packed: the 64 bytes it can cost a task are memory for nothing there.
+   */
+  bool align_tasks;
 } px__executor_ops;
 
 /*
@@ -91,6 +100,10 @@ void px__runtime_unpark(px_runtime *rt);
 
 /* Hands a just-NOTIFIED task to the runtime's executor (any thread). */
 void px__runtime_schedule(px_runtime *rt, px_task *t);
+
+/* Whether rt's executor wants its tasks on lines of their own
+ * (px__executor_ops.align_tasks). */
+bool px__runtime_aligns_tasks(const px_runtime *rt);
 
 /*
  * The runtime's list of live tasks, which shutdown walks to drop every task

@@ -198,6 +198,10 @@ static void owned_lock(px_runtime *rt) { px__spin_lock(&rt->owned_lock); }
 
 static void owned_unlock(px_runtime *rt) { px__spin_unlock(&rt->owned_lock); }
 
+bool px__runtime_aligns_tasks(const px_runtime *rt) {
+  return rt->exec_ops->align_tasks;
+}
+
 int px__runtime_adopt(px_runtime *rt, px_task *t) {
   owned_lock(rt);
   if (rt->closed) {

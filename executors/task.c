@@ -55,11 +55,30 @@ size_t px__task_alloc_size(size_t future_size) {
   return PX__TASK_FUTURE_OFFSET + future_size;
 }
 
+/* A task of `size` bytes on cache lines of its own fills them whole, so
+ * that its last line holds nothing of whatever the allocator puts next. */
+static size_t lines_of(size_t size) {
+  return (size + PX__TASK_ALIGN - 1) & ~(size_t)(PX__TASK_ALIGN - 1);
+}
+
+static px_task *task_alloc(size_t size, bool aligned) {
+  return aligned ? px__alloc_aligned(lines_of(size), PX__TASK_ALIGN)
+                 : px__alloc(size);
+}
+
+static void task_free(px_task *t, size_t size, bool aligned) {
+  if (aligned)
+    px__free_aligned(t, lines_of(size), PX__TASK_ALIGN);
+  else
+    px__free(t, size);
+}
+
 static void task_dealloc(px_task *t) {
   /* The future was dropped at completion; only the join waker can remain. */
   px_waker_drop(&t->join_waker);
   px_future *f = px__task_future(t);
-  px__free(t, px__task_alloc_size(f->vtable->size));
+  task_free(t, px__task_alloc_size(f->vtable->size),
+            (t->spare & PX__TASK_SPARE_ALIGNED) != 0);
 }
 
 void px__task_ref_inc(px_task *t) { px__task_state_ref_inc(t); }
@@ -96,7 +115,8 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
     return PX_EINVAL; /* a polled future may point into itself: no copy */
 
   size_t size = px__task_alloc_size(future->vtable->size);
-  px_task *t = px__alloc(size);
+  bool aligned = px__runtime_aligns_tasks(rt);
+  px_task *t = task_alloc(size, aligned);
   if (t == NULL) return PX_ENOMEM;
   /* The future moves into the task: legal because it was never polled. */
   memcpy(px__task_future(t), future, future->vtable->size);
@@ -108,11 +128,11 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
   t->join_waker.data = NULL;
   t->id = take_task_id();
   t->priority = (uint64_t)priority;
-  t->spare = 0;
+  t->spare = aligned ? PX__TASK_SPARE_ALIGNED : 0;
 
   int rc = px__runtime_adopt(rt, t);
   if (rc < 0) {
-    px__free(t, size);
+    task_free(t, size, aligned);
     return rc;
   }
   if (join != NULL) join->task = t;

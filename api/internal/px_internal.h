@@ -60,6 +60,8 @@ void px__free(void *ptr, size_t size);
  * px__free_aligned and the same size and alignment.
  */
 void *px__calloc_aligned(size_t size, size_t align);
+/* The same, not zeroed. */
+void *px__alloc_aligned(size_t size, size_t align);
 void px__free_aligned(void *ptr, size_t size, size_t align);
 
 /*

@@ -825,4 +825,5 @@ const px__executor_ops px__ws_ops = {
     .schedule = ws_schedule,
     .block_on = ws_block_on,
     .drain = ws_drain,
+    .align_tasks = true,
 };

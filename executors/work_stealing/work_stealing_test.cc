@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -163,6 +164,42 @@ TEST_F(Ws, AChainOfSpawnsStaysOnOneWorker) {
   uint64_t parks = 0;
   for (uint32_t i = 0; i < m.workers_reported; i++) parks += m.worker[i].parks;
   EXPECT_LT(parks, uint64_t{kLinks / 1000}) << "idle workers kept being woken";
+}
+
+TEST_F(Ws, EveryTaskHasCacheLinesOfItsOwn) {
+  // Two workers running neighbouring tasks must not write one cache line:
+  // packed by the allocator, a task's last line held the next task's state
+  // word, and yield_many ran no faster on two workers than on one. So a
+  // task starts on a line and fills whole lines: its future (right after
+  // the 64-byte header) starts on a line too, and no two tasks alive at
+  // once share one.
+  REQUIRE_WORKERS();
+  New(2);
+  constexpr int kTasks = 64;
+  std::vector<px__atomic(uintptr_t)> where(kTasks);
+  std::vector<px_join_handle> joins(kTasks);
+  for (int i = 0; i < kTasks; i++) {
+    where[i].store(0);
+    ws_where w;
+    ASSERT_EQ(px_runtime_spawn(rt_, ws_where_new(&w, &where[i]), &joins[i]), 0);
+  }
+  ASSERT_TRUE(WaitUntil([&] {
+    for (auto &w : where)
+      if (w.load() == 0) return false;
+    return true;
+  }));
+  constexpr uintptr_t kLine = 64;
+  std::vector<std::pair<uintptr_t, uintptr_t>> lines;  // [first, last]
+  for (auto &w : where) {
+    uintptr_t future = w.load();
+    EXPECT_EQ(future % kLine, 0u) << "a task's future off a line";
+    uintptr_t task = future - kLine;  // the header's 64 bytes
+    lines.emplace_back(task / kLine, (future + sizeof(ws_where) - 1) / kLine);
+  }
+  std::sort(lines.begin(), lines.end());
+  for (size_t i = 1; i < lines.size(); i++)
+    EXPECT_LT(lines[i - 1].second, lines[i].first) << "two tasks share a line";
+  for (auto &j : joins) px_future_drop(&j.base);
 }
 
 TEST_F(Ws, ManyRuntimesComeAndGo) {

@@ -97,6 +97,17 @@ px_future *ws_chain_new(ws_chain *f, int depth, px__atomic(long) *done) {
   return PX_FUTURE(f);
 }
 
+/* ---- where ---- */
+PX_ASYNC_FN(ws_where) {
+  PX_BEGIN();
+  atomic_store(self->where, (uintptr_t)self);
+  PX_END();
+}
+px_future *ws_where_new(ws_where *f, px__atomic(uintptr_t) *where) {
+  *f = PX_ASYNC_NEW(ws_where, .where = where);
+  return PX_FUTURE(f);
+}
+
 /* ---- sleep_many ---- */
 typedef struct {
   px_async px;

@@ -46,6 +46,16 @@ typedef struct {
 px_future *ws_yielder_new(ws_yielder *f, int yields, px__atomic(int) *stop,
                           px__atomic(int) *drops);
 
+/* Stores its own address, which is inside its task (the header, then the
+ * future), in *where, and ends. Its size is not a multiple of a cache
+ * line, so a packed task would end inside a line its neighbour begins. */
+typedef struct {
+  px_async px;
+  px__atomic(uintptr_t) *where;
+  char pad[40];
+} ws_where;
+px_future *ws_where_new(ws_where *f, px__atomic(uintptr_t) *where);
+
 /* A chain of spawns: each link spawns the next one (detached) and ends;
  * the last, at depth 0, adds one to *done. */
 typedef struct {
