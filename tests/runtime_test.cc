@@ -198,11 +198,18 @@ TEST_F(Rt, AbortCancelsAndDropsOnce) {
 }
 
 TEST_F(Rt, AbortAfterCompletionKeepsTheOutput) {
+  px__atomic(int) ran{0};
   sleeper s;
-  sleeper_new(&s, 0, 77, nullptr, nullptr);
+  sleeper_new(&s, 0, 77, &ran, nullptr);
   px_join_handle jh;
   ASSERT_EQ(px_runtime_spawn(rt, &s.px.base, &jh), 0);
+  // Completed first: a worker may take a while to run the task (TSan under
+  // load took over 2 ms once), so wait until its body ran, then nap once
+  // more for the completion that follows the body's last step.
   px_sleep nap;
+  for (int i = 0; i < 5000 && ran.load() == 0; i++)
+    ASSERT_EQ(px_runtime_block_on(rt, px_sleep_init(&nap, px_ms(1))), 0);
+  ASSERT_EQ(ran.load(), 1);
   ASSERT_EQ(px_runtime_block_on(rt, px_sleep_init(&nap, px_ms(2))), 0);
   EXPECT_EQ(px_join_handle_abort(&jh), 0);
   EXPECT_EQ(px_runtime_block_on(rt, &jh.base), 0);
