@@ -43,7 +43,7 @@ typedef struct px__executor_ops {
   /* Shutdown: hands every queued task to px__task_drop_notified. */
   void (*drain)(px__executor *ex);
   /*
-   * Whether tasks get cache lines of their own (PX__TASK_ALIGN): for
+   * Whether tasks get cache lines of their own (PX__CACHE_LINE): for
    * executors that run tasks on several threads. Packed by the allocator,
    * a task's last line held its neighbour's state word, so two workers
    * running neighbours wrote one line (work stealing's yield_many: no
@@ -66,16 +66,24 @@ struct px__observe;
 /*
  * What executors and task.c read from the runtime on every spawn, poll and
  * wake: the observer they push counters and trace events into
- * (observe/observe.h). struct px_runtime (runtime.c) begins with it, which
- * runtime.c asserts, so reading it is one load instead of a call.
+ * (observe/observe.h), and whether tasks get lines of their own. struct
+ * px_runtime (runtime.c) begins with it, which runtime.c asserts, so
+ * reading it is one load instead of a call.
  */
 typedef struct px__runtime_head {
   struct px__observe *observe;
+  bool align_tasks; /* the executor's px__executor_ops.align_tasks */
 } px__runtime_head;
 
 /* The runtime's observer (never NULL while the runtime exists). */
 static inline struct px__observe *px__runtime_observe(px_runtime *rt) {
   return ((px__runtime_head *)(void *)rt)->observe;
+}
+
+/* Whether rt's executor wants its tasks on lines of their own
+ * (px__executor_ops.align_tasks): read on every spawn. */
+static inline bool px__runtime_aligns_tasks(const px_runtime *rt) {
+  return ((const px__runtime_head *)(const void *)rt)->align_tasks;
 }
 
 /*
@@ -100,10 +108,6 @@ void px__runtime_unpark(px_runtime *rt);
 
 /* Hands a just-NOTIFIED task to the runtime's executor (any thread). */
 void px__runtime_schedule(px_runtime *rt, px_task *t);
-
-/* Whether rt's executor wants its tasks on lines of their own
- * (px__executor_ops.align_tasks). */
-bool px__runtime_aligns_tasks(const px_runtime *rt);
 
 /*
  * The runtime's list of live tasks, which shutdown walks to drop every task

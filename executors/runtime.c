@@ -176,6 +176,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   if (rc < 0) goto fail;
 
   rt->exec_ops = px__executor_default;
+  rt->head.align_tasks = rt->exec_ops->align_tasks;
   rc = rt->exec_ops->create(rt, cfg, &rt->exec);
   if (rc < 0) goto fail;
 
@@ -197,10 +198,6 @@ fail:
 static void owned_lock(px_runtime *rt) { px__spin_lock(&rt->owned_lock); }
 
 static void owned_unlock(px_runtime *rt) { px__spin_unlock(&rt->owned_lock); }
-
-bool px__runtime_aligns_tasks(const px_runtime *rt) {
-  return rt->exec_ops->align_tasks;
-}
 
 int px__runtime_adopt(px_runtime *rt, px_task *t) {
   owned_lock(rt);

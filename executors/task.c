@@ -58,17 +58,17 @@ size_t px__task_alloc_size(size_t future_size) {
 /* A task of `size` bytes on cache lines of its own fills them whole, so
  * that its last line holds nothing of whatever the allocator puts next. */
 static size_t lines_of(size_t size) {
-  return (size + PX__TASK_ALIGN - 1) & ~(size_t)(PX__TASK_ALIGN - 1);
+  return (size + PX__CACHE_LINE - 1) & ~(size_t)(PX__CACHE_LINE - 1);
 }
 
 static px_task *task_alloc(size_t size, bool aligned) {
-  return aligned ? px__alloc_aligned(lines_of(size), PX__TASK_ALIGN)
+  return aligned ? px__alloc_aligned(lines_of(size), PX__CACHE_LINE)
                  : px__alloc(size);
 }
 
 static void task_free(px_task *t, size_t size, bool aligned) {
   if (aligned)
-    px__free_aligned(t, lines_of(size), PX__TASK_ALIGN);
+    px__free_aligned(t, lines_of(size), PX__CACHE_LINE);
   else
     px__free(t, size);
 }

@@ -48,13 +48,9 @@ struct px_task {
  * remembers it for observe/, which warns once per task). */
 #define PX__TASK_SPARE_SLOW_POLL 0x1u
 /* px_task.spare: the task was allocated on cache lines of its own
- * (PX__TASK_ALIGN), so it is freed as such. Set at spawn, before anyone
+ * (PX__CACHE_LINE), so it is freed as such. Set at spawn, before anyone
  * else sees the task. */
 #define PX__TASK_SPARE_ALIGNED 0x2u
-
-/* The cache line a task of a multi-threaded executor starts on and fills
- * whole lines of (px__executor_ops.align_tasks). */
-#define PX__TASK_ALIGN 64u
 
 /* Where the future starts: the header rounded up to the strictest alignment. */
 #define PX__TASK_FUTURE_OFFSET                                       \

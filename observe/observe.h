@@ -104,7 +104,7 @@ struct px__observe;
  * never write the same line.
  */
 typedef struct px__counters {
-  alignas(64) uint64_t spawned;
+  alignas(PX__CACHE_LINE) uint64_t spawned;
   uint64_t completed;
   uint64_t polls;
   uint64_t block_on_polls;
@@ -140,7 +140,7 @@ typedef struct px__observe {
   /* A gauge (atomic), stored on every injection push and pop: on a line of
    * its own, or that traffic would keep invalidating the line of `flags`,
    * which every worker reads on every poll (bench/scaling.md). */
-  alignas(64) uint64_t injection_depth;
+  alignas(PX__CACHE_LINE) uint64_t injection_depth;
   px__counters outside;
   px__counters *workers;
 } px__observe;

@@ -65,6 +65,17 @@ void *px__alloc_aligned(size_t size, size_t align);
 void px__free_aligned(void *ptr, size_t size, size_t align);
 
 /*
+ * Cache lines, for data that threads write apart. PX__CACHE_LINE is one
+ * line: what a block written by one thread fills whole so that nothing
+ * another thread writes shares it. PX__CACHE_PAIR is what two hot groups
+ * written by different cores keep between them: x86 fetches lines in
+ * adjacent pairs, so groups one line apart still contend (tokio's
+ * CachePadded uses 128 too).
+ */
+#define PX__CACHE_LINE 64u
+#define PX__CACHE_PAIR 128u
+
+/*
  * Turns the calling thread's cache of freed blocks on (it runs a runtime)
  * or off (it left: every cached block goes back to the allocator). See
  * api/alloc.c.

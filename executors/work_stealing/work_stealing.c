@@ -74,14 +74,12 @@ enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
  * line travel between the cores on each access (false sharing): with two
  * busy workers, keeping the groups apart raised yield_many from 11.0M to
  * 15.2M tasks per CPU-second. So each group below starts a line of its
- * own; 128 bytes, since x86 fetches lines in adjacent pairs (tokio's
- * CachePadded does the same).
+ * own, PX__CACHE_PAIR apart (x86 fetches lines in adjacent pairs).
  */
-#define CACHE_LINE 128
 
 typedef struct local_queue {
   /* steal << 32 | real: CASed by the owner's pop and by stealers. */
-  alignas(CACHE_LINE) _Atomic uint64_t head;
+  alignas(PX__CACHE_PAIR) _Atomic uint64_t head;
   _Atomic uint32_t tail; /* written by the owner only */
   /* Slots are atomics only so that the hand-over between owner and stealer
    * is visible to the compiler and to TSan; relaxed loads and stores cost
@@ -104,7 +102,7 @@ typedef struct worker {
   uint32_t rand;
   local_queue queue; /* stealable; starts a line of its own */
   /* Swapped by whoever unparks this worker. */
-  alignas(CACHE_LINE) atomic_int park_state;
+  alignas(PX__CACHE_PAIR) atomic_int park_state;
 } worker;
 
 struct px__executor {
@@ -119,13 +117,13 @@ struct px__executor {
 
   /* Read on every wake, written only when a worker parks, unparks or
    * starts and stops searching. */
-  alignas(CACHE_LINE) _Atomic uint32_t idle; /* SEARCHING_MASK / UNPARKED_ONE */
+  alignas(PX__CACHE_PAIR) _Atomic uint32_t idle; /* SEARCHING_MASK / UNPARKED_ONE */
 
   /* Taken every event_interval ticks by a busy worker. */
-  alignas(CACHE_LINE) atomic_int driver; /* try-lock: who may wait in the reactor */
+  alignas(PX__CACHE_PAIR) atomic_int driver; /* try-lock: who may wait in the reactor */
 
   /* Guards the injection queue and the list of parked workers. */
-  alignas(CACHE_LINE) pthread_mutex_t lock;
+  alignas(PX__CACHE_PAIR) pthread_mutex_t lock;
   px__task_list inject;
   _Atomic size_t inject_len; /* read without the lock for a quick look */
   uint32_t *sleepers;        /* indices of parked workers, a stack */
@@ -739,18 +737,18 @@ static void ws_destroy(px__executor *ex) {
   stop_workers(ex);
   pthread_mutex_destroy(&ex->lock);
   px__free(ex->sleepers, ex->n * sizeof *ex->sleepers);
-  px__free_aligned(ex->workers, ex->n * sizeof *ex->workers, CACHE_LINE);
-  px__free_aligned(ex, sizeof *ex, CACHE_LINE);
+  px__free_aligned(ex->workers, ex->n * sizeof *ex->workers, PX__CACHE_PAIR);
+  px__free_aligned(ex, sizeof *ex, PX__CACHE_PAIR);
 }
 
 static int ws_create(px_runtime *rt, const px_config *cfg,
                      px__executor **out) {
-  px__executor *ex = px__calloc_aligned(sizeof *ex, CACHE_LINE);
+  px__executor *ex = px__calloc_aligned(sizeof *ex, PX__CACHE_PAIR);
   if (ex == NULL) return PX_ENOMEM;
   ex->rt = rt;
   ex->n = cfg->workers;
   ex->event_interval = cfg->event_interval;
-  ex->workers = px__calloc_aligned(ex->n * sizeof *ex->workers, CACHE_LINE);
+  ex->workers = px__calloc_aligned(ex->n * sizeof *ex->workers, PX__CACHE_PAIR);
   ex->sleepers = px__calloc(ex->n * sizeof *ex->sleepers);
   pthread_mutex_init(&ex->lock, NULL);
   if (ex->workers == NULL || ex->sleepers == NULL) {
