@@ -40,6 +40,22 @@ check "PX expired" "$(cli GET short)" ""
 check "EXISTS expired" "$(cli EXISTS short)" "0"
 check "unknown command" "$(cli FLY away)" "ERR unknown command 'FLY'"
 check "SET bad expire" "$(cli SET k x EX zero)" "ERR invalid expire time in 'set' command"
+# Values shorter than 24 bytes live in the key's entry, longer ones in an
+# allocation of their own: each way and back, and SET over another type.
+v23=$(printf 'a%.0s' $(seq 1 23)); v24=$(printf 'b%.0s' $(seq 1 24))
+check "a 23-byte value" "$(cli SET v "$v23"; cli GET v)" "OK
+$v23"
+check "then a 24-byte one" "$(cli SET v "$v24"; cli GET v)" "OK
+$v24"
+check "then a short one again" "$(cli SET v 41; cli INCR v; cli GET v)" "OK
+42
+42"
+long_key=$(printf 'k%.0s' $(seq 1 300))
+check "a 300-byte key" "$(cli SET "$long_key" x; cli GET "$long_key")" "OK
+x"
+check "SET over a list" "$(cli RPUSH lst a b; cli SET lst s; cli GET lst)" "2
+OK
+s"
 
 # Malformed input closes that connection only.
 exec 3<>"/dev/tcp/127.0.0.1/$port"
