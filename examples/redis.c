@@ -150,14 +150,13 @@ static int blob_set(blob *b, const char *p, size_t n) {
 
 /* A string entry's value: in place when short, else in a blob of its own. */
 static int value_set(entry *e, const char *p, size_t n) {
-  if (n >= SMALL) {
-    if (e->val.p == e->small) e->val.p = NULL;
-    return blob_set(&e->val, p, n);
-  }
+  char *c = e->small;
+  if (n >= SMALL && (c = malloc(n + 1)) == NULL)
+    return -1; /* out of memory: the old value stays */
   if (e->val.p != e->small) free(e->val.p);
-  memcpy(e->small, p, n);
-  e->small[n] = '\0';
-  e->val.p = e->small;
+  memcpy(c, p, n);
+  c[n] = '\0';
+  e->val.p = c;
   e->val.n = n;
   return 0;
 }
@@ -232,6 +231,7 @@ static entry *db_insert(const char *k, size_t kl, uint64_t h, int type) {
   entry *e = calloc(1, sizeof *e + kl);
   if (e == NULL) return NULL;
   memcpy(e->key, k, kl);
+  e->val.p = e->small; /* an empty string until set */
   e->hash = h;
   e->klen = kl;
   e->type = type;
