@@ -797,6 +797,12 @@ static int ws_block_on(px__executor *ex, px_future *main) {
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;
     }
+    /* About to sleep: no freed blocks kept back, as a parking worker
+     * (api/alloc.c). A main future that reaps tasks frees them on this
+     * thread (px_serve's connections), and parked here they stayed cached
+     * while the server sat idle. Skipped when a wake is already in. */
+    if (atomic_load_explicit(&tw->notified, memory_order_relaxed) == 0)
+      px__alloc_cache_trim();
     px__thread_waker_park(tw);
   }
 }
