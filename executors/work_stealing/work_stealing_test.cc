@@ -202,6 +202,30 @@ TEST_F(Ws, EveryTaskHasCacheLinesOfItsOwn) {
   for (auto &j : joins) px_future_drop(&j.base);
 }
 
+long LiveBytes() { return g_live_bytes.load(); }
+
+TEST_F(Ws, BlockOnsThreadKeepsNoFreedTasksWhileItSleeps) {
+  // A main future that reaps tasks (px_serve's connections) frees them on
+  // block_on's thread. A thread about to sleep hands its cached blocks
+  // back (api/alloc.c), workers and block_on's thread alike: otherwise an
+  // idle server held the memory of its last burst of connections.
+  REQUIRE_WORKERS();
+  New(2);
+  constexpr int kTasks = 64;
+  std::atomic<long> count{0};
+  std::vector<std::atomic<unsigned char>> seen(kTasks);
+  for (auto &s : seen) s.store(0);
+  ws_reap reap;
+  ASSERT_EQ(px_runtime_block_on(rt_, ws_reap_new(&reap, kTasks, LiveBytes,
+                                                 &count, seen.data())),
+            0);
+  EXPECT_EQ(count.load(), kTasks);
+  // 64 tasks are 12 KiB or more; nothing else the runtime allocates stays.
+  EXPECT_LT(reap.after - reap.before, 1024)
+      << "live bytes before the spawns " << reap.before << ", after the sleep "
+      << reap.after;
+}
+
 TEST_F(Ws, ManyRuntimesComeAndGo) {
   for (int i = 0; i < 20; i++) {
     New(1 + i % 4);

@@ -17,6 +17,33 @@ px_future *ws_counter_new(ws_counter *f, atomic_long *count,
   return PX_FUTURE(f);
 }
 
+/* ---- reap ---- */
+PX_ASYNC_FN(ws_reap) {
+  PX_BEGIN();
+  self->before = self->live();
+  for (self->i = 0; self->i < self->n; self->i++) {
+    ws_counter c;
+    PX_TRY(px_spawn(ws_counter_new(&c, self->count, self->seen, self->i),
+                    &self->joins[self->i]));
+  }
+  while (atomic_load(self->count) < self->n)
+    PX_TRY_AWAIT(px_sleep_init(&self->sleep, px_ms(1)));
+  /* The workers drop their references right after the last poll. */
+  PX_TRY_AWAIT(px_sleep_init(&self->sleep, px_ms(20)));
+  for (self->i = 0; self->i < self->n; self->i++)
+    px_future_drop(&self->joins[self->i].base);
+  /* block_on's thread sleeps here: what it freed must not stay cached. */
+  PX_TRY_AWAIT(px_sleep_init(&self->sleep, px_ms(50)));
+  self->after = self->live();
+  PX_END();
+}
+px_future *ws_reap_new(ws_reap *f, int n, long (*live)(void),
+                       atomic_long *count, _Atomic unsigned char *seen) {
+  *f = PX_ASYNC_NEW(ws_reap, .n = n > 64 ? 64 : n, .live = live,
+                    .count = count, .seen = seen);
+  return PX_FUTURE(f);
+}
+
 /* ---- wait_count ---- */
 PX_ASYNC_FN(ws_wait_count) {
   PX_BEGIN();

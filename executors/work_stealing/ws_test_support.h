@@ -56,6 +56,24 @@ typedef struct {
 } ws_where;
 px_future *ws_where_new(ws_where *f, px__atomic(uintptr_t) *where);
 
+/* As a main future: spawns n (<= 64) counters with join handles, waits
+ * until they ran and the workers let go of them, drops the handles (the
+ * tasks are freed on this thread, block_on's), then sleeps. *before and
+ * *after are live() before the spawns and after the sleep. */
+typedef struct {
+  px_async px;
+  int n, i;
+  long (*live)(void);
+  long before, after;
+  px__atomic(long) *count;
+  px__atomic(unsigned char) *seen;
+  px_join_handle joins[64];
+  px_sleep sleep;
+} ws_reap;
+px_future *ws_reap_new(ws_reap *f, int n, long (*live)(void),
+                       px__atomic(long) *count,
+                       px__atomic(unsigned char) *seen);
+
 /* A chain of spawns: each link spawns the next one (detached) and ends;
  * the last, at depth 0, adds one to *done. */
 typedef struct {
