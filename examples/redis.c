@@ -137,11 +137,18 @@ static uint64_t hash(const char *s, size_t n) {
   return h;
 }
 
-static int blob_set(blob *b, const char *p, size_t n) {
+/* A NUL-terminated copy of n bytes at p, or NULL when out of memory. */
+static char *copy_bytes(const char *p, size_t n) {
   char *c = malloc(n + 1);
-  if (c == NULL) return -1;
+  if (c == NULL) return NULL;
   memcpy(c, p, n);
   c[n] = '\0';
+  return c;
+}
+
+static int blob_set(blob *b, const char *p, size_t n) {
+  char *c = copy_bytes(p, n);
+  if (c == NULL) return -1;
   free(b->p);
   b->p = c;
   b->n = n;
@@ -151,11 +158,14 @@ static int blob_set(blob *b, const char *p, size_t n) {
 /* A string entry's value: in place when short, else in a blob of its own. */
 static int value_set(entry *e, const char *p, size_t n) {
   char *c = e->small;
-  if (n >= SMALL && (c = malloc(n + 1)) == NULL)
-    return -1; /* out of memory: the old value stays */
+  if (n >= SMALL) {
+    if ((c = copy_bytes(p, n)) == NULL)
+      return -1; /* out of memory: the old value stays */
+  } else {
+    memcpy(c, p, n);
+    c[n] = '\0';
+  }
   if (e->val.p != e->small) free(e->val.p);
-  memcpy(c, p, n);
-  c[n] = '\0';
   e->val.p = c;
   e->val.n = n;
   return 0;
