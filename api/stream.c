@@ -35,14 +35,33 @@ static int checked(int r, size_t len, const size_t *n) {
   return PX_READY;
 }
 
+/* A read or write whose arguments passed the checks. The futures below
+ * check theirs once, at init, and come straight here on every poll (a
+ * connection polls its read twice and its write once per request). */
+__attribute__((always_inline)) static inline int read_checked(
+    px_stream *s, px_context *cx, void *buf, size_t len, size_t *n) {
+  *n = 0;
+  /* A zero-length read would be indistinguishable from end of stream. */
+  if (len == 0) return PX_READY;
+  return checked(s->ops->poll_read(s, cx, buf, len, n), len, n);
+}
+
+__attribute__((always_inline)) static inline int write_checked(
+    px_stream *s, px_context *cx, const void *buf, size_t len, size_t *n) {
+  *n = 0;
+  if (len == 0) return PX_READY;
+  int r = checked(s->ops->poll_write(s, cx, buf, len, n), len, n);
+  /* tokio's WriteZero: a write that moves nothing would loop forever. */
+  if (r == PX_READY && *n == 0) return PX_EIO;
+  return r;
+}
+
 int px_stream_poll_read(px_stream *s, px_context *cx, void *buf, size_t len,
                         size_t *n) {
   if (n == NULL) return PX_EINVAL;
   *n = 0;
   if (!can_read(s) || cx == NULL || (buf == NULL && len > 0)) return PX_EINVAL;
-  /* A zero-length read would be indistinguishable from end of stream. */
-  if (len == 0) return PX_READY;
-  return checked(s->ops->poll_read(s, cx, buf, len, n), len, n);
+  return read_checked(s, cx, buf, len, n);
 }
 
 int px_stream_poll_write(px_stream *s, px_context *cx, const void *buf,
@@ -50,11 +69,7 @@ int px_stream_poll_write(px_stream *s, px_context *cx, const void *buf,
   if (n == NULL) return PX_EINVAL;
   *n = 0;
   if (!can_write(s) || cx == NULL || (buf == NULL && len > 0)) return PX_EINVAL;
-  if (len == 0) return PX_READY;
-  int r = checked(s->ops->poll_write(s, cx, buf, len, n), len, n);
-  /* tokio's WriteZero: a write that moves nothing would loop forever. */
-  if (r == PX_READY && *n == 0) return PX_EIO;
-  return r;
+  return write_checked(s, cx, buf, len, n);
 }
 
 int px_stream_poll_flush(px_stream *s, px_context *cx) {
@@ -82,7 +97,10 @@ void px_stream_close(px_stream *s) {
 
 /* ---- Futures -------------------------------------------------------- */
 
-enum { OP_READ, OP_WRITE, OP_WRITE_ALL, OP_FLUSH, OP_SHUTDOWN };
+/* OP_INVALID: init found the arguments bad (a NULL stream, one without the
+ * function the operation needs, a NULL buffer with len > 0); the first poll
+ * says PX_EINVAL, as px_stream_poll_read and _write would. */
+enum { OP_READ, OP_WRITE, OP_WRITE_ALL, OP_FLUSH, OP_SHUTDOWN, OP_INVALID };
 
 static px_poll finish(px_stream_io *f, int r) {
   f->waiting = (r == PX_PENDING);
@@ -98,18 +116,16 @@ static int step(px_stream_io *f, px_context *cx) {
   int r;
   switch (f->op) {
     case OP_READ:
-      r = px_stream_poll_read(s, cx, f->buf, f->len, &n);
+      r = read_checked(s, cx, f->buf, f->len, &n);
       if (r == PX_READY) f->base.output.u64 = n;
       return r;
     case OP_WRITE:
-      r = px_stream_poll_write(s, cx, f->buf, f->len, &n);
+      r = write_checked(s, cx, f->buf, f->len, &n);
       if (r == PX_READY) f->base.output.u64 = n;
       return r;
     case OP_WRITE_ALL:
-      if (f->len == 0) return px_stream_poll_write(s, cx, f->buf, 0, &n);
       while (f->done < f->len) {
-        r = px_stream_poll_write(s, cx, f->buf + f->done, f->len - f->done,
-                                 &n);
+        r = write_checked(s, cx, f->buf + f->done, f->len - f->done, &n);
         if (r != PX_READY) return r;
         f->done += n;
         /* Kept up to date even if a later chunk fails, so a write_all that
@@ -119,8 +135,10 @@ static int step(px_stream_io *f, px_context *cx) {
       return PX_READY;
     case OP_FLUSH:
       return px_stream_poll_flush(s, cx);
-    default:
+    case OP_SHUTDOWN:
       return px_stream_poll_shutdown(s, cx);
+    default:
+      return PX_EINVAL;
   }
 }
 
@@ -129,6 +147,7 @@ static px_poll io_poll(px_future *self, px_context *cx) {
   /* One budget unit per operation, also when a buffered or TLS stream
    * serves it from memory without reaching the socket's leaf. */
   int mark;
+  if (cx == NULL) return finish(f, PX_EINVAL); /* vt->poll called directly */
   if (!px__coop_enter(cx, &mark)) return PX_PENDING;
   int r = step(f, cx);
   px__coop_leave(mark, r != PX_PENDING);
@@ -166,6 +185,12 @@ static px_future *io_init(px_stream_io *f, const px_future_vtable *vt, int op,
   f->done = 0;
   f->op = op;
   f->waiting = 0;
+  /* Reads and writes are checked here, once (see read_checked); flush and
+   * shutdown, rare, go through their checked calls on each poll. */
+  if ((op == OP_READ && !can_read(s)) ||
+      ((op == OP_WRITE || op == OP_WRITE_ALL) && !can_write(s)) ||
+      (buf == NULL && len > 0))
+    f->op = OP_INVALID;
   return &f->base;
 }
 

@@ -28,11 +28,6 @@ int px__fd_after_failure(void) {
   return px_err_from_errno(errno);
 }
 
-px_poll px__fd_complete(px_future *f, int err) {
-  f->error = err;
-  return PX_READY;
-}
-
 /*
  * Registers io with the reactor of the runtime polling us (once; later
  * calls find it registered). Fails when there is no runtime, or when io is
@@ -80,40 +75,13 @@ int px__fd_op_result(px_context *cx, int rc) {
   return rc;
 }
 
-/*
- * A bit of px_future.state's user bits: the last poll returned PENDING, so
- * our waker may still sit in the px__io slot of our direction.
- */
-#define WAITING 0x1u
-
-/*
- * Takes a future's waker back out of the px__io slot once it stops waiting
- * (it completed, or it is dropped), so that a finished or cancelled
- * operation (a read under a timeout, the loser of a select, a read that
- * succeeded on a poll some other wake caused) neither keeps its task alive
- * nor leaves a waker pointing into a block_on frame that is gone.
- *
- * Asking for readiness with no waker does exactly that: when not ready it
- * swaps the slot's waker for the empty one; when ready, the dispatch that
- * set the bits already took the waker. One reader and one writer at a time
- * per descriptor is assumed, as everywhere in net.h, so the slot holds our
- * waker and nobody else's.
- */
-void px__fd_forget_waker(px_future *f, px__io *io, unsigned interest) {
-  if (!(f->state & WAITING)) return;
-  f->state &= ~WAITING;
-  px_context no_waker = {.waker = NULL, .runtime = NULL};
-  px__io_event ev;
-  (void)px__io_poll_ready(io, &no_waker, interest, &ev);
-}
-
 px_poll px__fd_finish(px_future *f, px__io *io, unsigned interest, int err) {
   px__fd_forget_waker(f, io, interest);
   return px__fd_complete(f, err);
 }
 
-px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
-                     unsigned interest, px__fd_attempt_fn attempt) {
+px_poll px__fd_drive_slow(px_future *f, px_context *cx, px__io *io,
+                          unsigned interest, px__fd_attempt_fn attempt) {
   int err = ensure_registered(io, cx);
   if (err < 0) return px__fd_finish(f, io, interest, err);
   /* A socket that always has data must not monopolise its thread. */
@@ -121,38 +89,33 @@ px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
 
   px__io_event ev;
   if (!px__io_look(io, cx, interest, &ev)) {
-    f->state |= WAITING;
+    f->state |= PX__FD_WAITING;
     px__coop_refund(); /* nothing was done: waiting is free */
     return PX_PENDING;
   }
+  return px__fd_attempted(f, cx, io, interest, attempt, ev, attempt(f));
+}
+
+px_poll px__fd_attempted(px_future *f, px_context *cx, px__io *io,
+                         unsigned interest, px__fd_attempt_fn attempt,
+                         px__io_event ev, int r) {
   for (bool first = true;; first = false) {
     /* Every attempt after the first costs budget too: a retry (EINTR,
      * ECONNABORTED), a connection shed at EMFILE or a fresh readiness is
      * work done for nothing the caller sees, and under a flood of them the
      * loop would otherwise never return. */
-    if (!first && !px__coop_proceed(cx)) return PX_PENDING;
-    int r = attempt(f);
-    if (r == PX__FD_RETRY) continue;
-    /* A short transfer is taken as "drained" only where the kernel says so
-     * (PX__FD_DONE_DRAINED): elsewhere a read can be short with more queued
-     * (a tty, a Unix socket with several writers), and with an edge-
-     * triggered backend no new event would come. There the readiness
-     * stays, and the next operation's EAGAIN clears it. */
-    if (r != PX__FD_WOULD_BLOCK) {
-      /* Our waker back first: while the readiness acted on is still set
-       * that is one load (the dispatch that set it took the waker), where
-       * after the clear it would be a store under the lock. */
-      px__fd_forget_waker(f, io, interest);
-      if (r == PX__FD_DONE_DRAINED && px__io_short_drains(io))
-        px__io_clear_ready(io, ev);
-      return px__fd_complete(f, r < 0 ? r : 0);
+    if (!first) {
+      if (!px__coop_proceed(cx)) return PX_PENDING;
+      r = attempt(f);
     }
+    if (r == PX__FD_RETRY) continue;
+    if (r != PX__FD_WOULD_BLOCK) return px__fd_done(f, io, interest, ev, r);
     /* EAGAIN: the readiness we acted on is used up. The clear is skipped
      * if an event arrived after it was looked at (its tick moved), so
      * nothing is lost: the look below then finds it. */
     px__io_clear_ready(io, ev);
     if (!px__io_poll_ready(io, cx, interest, &ev)) {
-      f->state |= WAITING;
+      f->state |= PX__FD_WAITING;
       if (first) px__coop_refund(); /* nothing was done: waiting is free */
       return PX_PENDING;
     }

@@ -13,9 +13,10 @@
  *   }
  *
  * That loop lives once, in px__fd_drive(); each operation only supplies its
- * syscall as an `attempt` function. The syscall is tried before looking at
- * readiness at all, so an operation that can complete at once (data already
- * buffered, a connection already queued) does so on its first poll.
+ * syscall as an `attempt` function. The syscall is tried unless the
+ * direction was seen drained with no readiness since (px__io_look), so an
+ * operation that can complete at once (data already buffered, a connection
+ * already queued) does so on its first poll.
  *
  * Only the px__io API of reactors/reactor.h is used, so the same code runs
  * over every reactor backend, edge- or level-triggered.
@@ -50,20 +51,52 @@ typedef int (*px__fd_attempt_fn)(px_future *f);
 int px__fd_after_failure(void);
 
 /* Stores `err` in the future and returns PX_READY. */
-px_poll px__fd_complete(px_future *f, int err);
+static inline px_poll px__fd_complete(px_future *f, int err) {
+  f->error = err;
+  return PX_READY;
+}
 
-/* The loop of the file comment: the one place that waits for readiness. */
-px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
-                     unsigned interest, px__fd_attempt_fn attempt);
+/* The loop of the file comment, whole: the one place that waits for
+ * readiness. px__fd_drive below is its inline front. */
+px_poll px__fd_drive_slow(px_future *f, px_context *cx, px__io *io,
+                          unsigned interest, px__fd_attempt_fn attempt);
+
+/* The loop from its first attempt on: `r` is what that attempt said and
+ * `ev` the readiness it acted on. */
+px_poll px__fd_attempted(px_future *f, px_context *cx, px__io *io,
+                         unsigned interest, px__fd_attempt_fn attempt,
+                         px__io_event ev, int r);
 
 /* Completes like px__fd_complete after taking our waker back from io. */
 px_poll px__fd_finish(px_future *f, px__io *io, unsigned interest, int err);
 
 /*
- * For a future's drop: takes its waker back out of io's slot if its last
- * poll left one there, so a cancelled operation keeps no task alive.
+ * A bit of px_future.state's user bits: the last poll returned PENDING, so
+ * our waker may still sit in the px__io slot of our direction.
  */
-void px__fd_forget_waker(px_future *f, px__io *io, unsigned interest);
+#define PX__FD_WAITING 0x1u
+
+/*
+ * Takes a future's waker back out of the px__io slot once it stops waiting
+ * (it completed, or it is dropped), so that a finished or cancelled
+ * operation (a read under a timeout, the loser of a select, a read that
+ * succeeded on a poll some other wake caused) neither keeps its task alive
+ * nor leaves a waker pointing into a block_on frame that is gone.
+ *
+ * Asking for readiness with no waker does exactly that: when not ready it
+ * swaps the slot's waker for the empty one; when ready, the dispatch that
+ * set the bits already took the waker (one load, inline). One reader and
+ * one writer at a time per descriptor is assumed, as everywhere in net.h,
+ * so the slot holds our waker and nobody else's.
+ */
+static inline void px__fd_forget_waker(px_future *f, px__io *io,
+                                       unsigned interest) {
+  if (!(f->state & PX__FD_WAITING)) return;
+  f->state &= ~PX__FD_WAITING;
+  px_context no_waker = {.waker = NULL, .runtime = NULL};
+  px__io_event ev;
+  (void)px__io_poll_ready(io, &no_waker, interest, &ev);
+}
 
 /*
  * Registers io with the polling runtime's reactor for completion-style
@@ -92,6 +125,46 @@ static inline bool px__fd_registered_here(const px__io *io,
 static inline int px__fd_completes(px__io *io, px_context *cx) {
   if (px__fd_registered_here(io, cx)) return io->ops->submit != NULL;
   return px__fd_completes_slow(io, cx);
+}
+
+/* An attempt that completed (done, or an error r < 0): our waker back from
+ * io, the readiness it used up cleared, the future READY. */
+static inline px_poll px__fd_done(px_future *f, px__io *io, unsigned interest,
+                                  px__io_event ev, int r) {
+  /* Our waker back first: while the readiness acted on is still set that is
+   * one load (the dispatch that set it took the waker), where after the
+   * clear it would be a store under the lock. */
+  px__fd_forget_waker(f, io, interest);
+  /* A short transfer is taken as "drained" only where the kernel says so
+   * (PX__FD_DONE_DRAINED): elsewhere a read can be short with more queued
+   * (a tty, a Unix socket with several writers), and with an edge-triggered
+   * backend no new event would come. There the readiness stays, and the
+   * next operation's EAGAIN clears it. */
+  if (r == PX__FD_DONE_DRAINED && px__io_short_drains(io))
+    px__io_clear_ready(io, ev);
+  return px__fd_complete(f, r < 0 ? r : 0);
+}
+
+/*
+ * The readiness loop's front, inline (with the caller's constant `attempt`
+ * inlined into it) because every read and write of every connection comes
+ * through here: io registered by this runtime, budget left, the direction
+ * ready at one look, and an attempt that completes are handled here; the
+ * rest (the first poll, which registers; a wait; EAGAIN; a retry; an empty
+ * budget) goes to the loop out of line, which decides as before.
+ */
+static inline px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
+                                   unsigned interest,
+                                   px__fd_attempt_fn attempt) {
+  px__io_event ev;
+  if (!px__fd_registered_here(io, cx) || px__coop_budget == 0 ||
+      !px__io_ready_at_once(io, interest, &ev))
+    return px__fd_drive_slow(f, cx, io, interest, attempt);
+  if (px__coop_budget > 0) px__coop_budget--; /* px__coop_proceed's unit */
+  int r = attempt(f);
+  if (r == PX__FD_RETRY || r == PX__FD_WOULD_BLOCK)
+    return px__fd_attempted(f, cx, io, interest, attempt, ev, r);
+  return px__fd_done(f, io, interest, ev, r);
 }
 
 /* Passes a px__op_* result on, refunding the cooperative budget unit the

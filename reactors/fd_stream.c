@@ -77,10 +77,12 @@ static int write_attempt(px_future *self) {
   return short_transfer(s, op);
 }
 
-/* Drives one direction's op; its result lands in *n. */
-static int drive(px__fd_stream *s, px__fd_op *op, px_context *cx,
-                 unsigned interest, px__fd_attempt_fn attempt, void *buf,
-                 size_t len, size_t *n) {
+/* Drives one direction's op; its result lands in *n. Inlined into each
+ * direction's poll, so px__fd_drive's fast path calls that direction's
+ * attempt directly (inlined too) rather than through a pointer. */
+__attribute__((always_inline)) static inline int drive(
+    px__fd_stream *s, px__fd_op *op, px_context *cx, unsigned interest,
+    px__fd_attempt_fn attempt, void *buf, size_t len, size_t *n) {
   op->buf = buf;
   op->len = len;
   op->n = 0;

@@ -208,13 +208,6 @@ void px__io_init(px__io *io, int fd);
 /* Backends call this with what the OS reported; wakes matching waiters. */
 void px__io_dispatch(px__io *io, unsigned ready);
 
-/*
- * Returns true with *ev filled when any bit of `interest` is ready;
- * otherwise stores cx's waker for that direction and returns false.
- */
-bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
-                       px__io_event *ev);
-
 /* Clears ev's bits unless a newer dispatch happened since ev was taken,
  * and notes those directions as drained (see px__io_look). */
 void px__io_clear_ready(px__io *io, px__io_event ev);
@@ -227,6 +220,53 @@ static inline bool px__io_short_drains(const px__io *io) {
 }
 
 /*
+ * px__io.state's layout: the readiness bits (PX__READY_MASK), above them
+ * the directions once seen drained (see px__io_look), sticky, and above
+ * those a tick that every dispatch moves. Here, with the looks below,
+ * because those are inline: one comes before every read and write.
+ */
+#define PX__IO_DRAINED_SHIFT 4
+#define PX__IO_TICK_SHIFT 8
+
+/* The state word, as dispatch published it (acquire). */
+static inline uint64_t px__io_state(const px__io *io) {
+#ifdef __cplusplus
+  return io->state.load(std::memory_order_acquire);
+#else
+  return atomic_load_explicit(&io->state, memory_order_acquire);
+#endif
+}
+
+/* Fills *ev and returns true when a bit of `interest` is set in `state`. */
+static inline bool px__io_snapshot(uint64_t state, unsigned interest,
+                                   px__io_event *ev) {
+  unsigned ready = (unsigned)state & PX__READY_MASK;
+  if ((ready & interest) == 0) return false;
+  /* HUP and ERROR travel with the snapshot so callers can tell why. */
+  ev->ready = ready & (interest | PX__HUP | PX__ERROR);
+  ev->tick = state >> PX__IO_TICK_SHIFT;
+  return true;
+}
+
+/*
+ * The looks below when not ready at once: stores cx's waker for `interest`
+ * (none when cx or its waker is NULL, which takes ours back out of the
+ * slot) and looks again (readiness.c). Returns as px__io_poll_ready does.
+ */
+bool px__io_wait(px__io *io, px_context *cx, unsigned interest,
+                 px__io_event *ev);
+
+/*
+ * Returns true with *ev filled when any bit of `interest` is ready;
+ * otherwise stores cx's waker for that direction and returns false.
+ */
+static inline bool px__io_poll_ready(px__io *io, px_context *cx,
+                                     unsigned interest, px__io_event *ev) {
+  if (px__io_snapshot(px__io_state(io), interest, ev)) return true;
+  return px__io_wait(io, cx, interest, ev);
+}
+
+/*
  * An operation's first look, before its syscall. True when the syscall is
  * worth trying, with *ev the readiness px__io_clear_ready takes back should
  * it say EAGAIN: a direction of `interest` is ready, or was never seen
@@ -235,10 +275,29 @@ static inline bool px__io_short_drains(const px__io *io) {
  * syscall said EAGAIN, or a TCP read came short, and its readiness was
  * cleared) and no readiness came since: a syscall would only say EAGAIN
  * (tokio's order: readiness first), so cx's waker is stored, as
- * px__io_poll_ready does. One load when the answer is known at once.
+ * px__io_poll_ready does. px__io_ready_at_once is the one-load part, which
+ * stores no waker.
  */
-bool px__io_look(px__io *io, px_context *cx, unsigned interest,
-                 px__io_event *ev);
+static inline bool px__io_ready_at_once(px__io *io, unsigned interest,
+                                        px__io_event *ev) {
+  uint64_t s = px__io_state(io);
+  if (px__io_snapshot(s, interest, ev)) return true;
+  /* A hang-up or an error stays once seen, and the syscall is what reports
+   * it (end of stream, the error): never wait past it. */
+  if ((s & (PX__HUP | PX__ERROR)) == 0 &&
+      (s & ((uint64_t)(interest & (PX__READABLE | PX__WRITABLE))
+            << PX__IO_DRAINED_SHIFT)) != 0)
+    return false;
+  ev->ready = interest & (PX__READABLE | PX__WRITABLE);
+  ev->tick = s >> PX__IO_TICK_SHIFT;
+  return true;
+}
+
+static inline bool px__io_look(px__io *io, px_context *cx, unsigned interest,
+                               px__io_event *ev) {
+  if (px__io_ready_at_once(io, interest, ev)) return true;
+  return px__io_wait(io, cx, interest, ev);
+}
 
 /* Wakes and drops both waiters (used at deregistration). */
 void px__io_wake_all(px__io *io);

@@ -57,12 +57,11 @@
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 
-#define TICK_SHIFT 8
+/* The state word's layout (reactor.h). */
+#define TICK_SHIFT PX__IO_TICK_SHIFT
 #define READY_OF(state) ((unsigned)((state)&PX__READY_MASK))
 #define TICK_OF(state) ((state) >> TICK_SHIFT)
-/* Above the readiness bits, below the tick: the directions once seen
- * drained (see px__io_look), sticky. */
-#define DRAINED_SHIFT 4
+#define DRAINED_SHIFT PX__IO_DRAINED_SHIFT
 #define FLAGS_OF(state) ((state) & ((1u << TICK_SHIFT) - 1))
 
 /* The bits that come and go with the OS's answers; HUP and ERROR stay. */
@@ -142,14 +141,6 @@ void px__io_dispatch(px__io *io, unsigned ready) {
   px_waker_wake(&writer);
 }
 
-/* Fills *ev and returns true when a bit of `interest` is set in `state`. */
-static bool snapshot(uint64_t state, unsigned interest, px__io_event *ev) {
-  if ((READY_OF(state) & interest) == 0) return false;
-  /* HUP and ERROR travel with the snapshot so callers can tell why. */
-  ev->ready = READY_OF(state) & (interest | PX__HUP | PX__ERROR);
-  ev->tick = TICK_OF(state);
-  return true;
-}
 
 /*
  * Puts *w in *slot unless the slot already wakes the same target; either
@@ -209,21 +200,10 @@ static void rearm(px__io *io) {
   }
 }
 
-static bool store_waker_and_look(px__io *io, px_context *cx, unsigned interest,
-                                 px__io_event *ev);
-
-bool px__io_poll_ready(px__io *io, px_context *cx, unsigned interest,
-                       px__io_event *ev) {
-  if (snapshot(atomic_load_explicit(&io->state, memory_order_acquire), interest,
-               ev))
-    return true;
-  return store_waker_and_look(io, cx, interest, ev);
-}
-
-/* px__io_poll_ready when not ready at the first look. Out of line: the
- * ready case, every read that finds bytes, then pays no frame for it. */
-__attribute__((noinline)) static bool store_waker_and_look(
-    px__io *io, px_context *cx, unsigned interest, px__io_event *ev) {
+/* px__io_poll_ready and px__io_look when not ready at the first look: out
+ * of line, so the ready case, every read that finds bytes, pays no frame. */
+bool px__io_wait(px__io *io, px_context *cx, unsigned interest,
+                 px__io_event *ev) {
   /* Clone before locking: a clone is a call into foreign code (a task
    * waker bumps a reference count) and must not run under the spinlock. */
   const px_waker *waker = cx != NULL ? cx->waker : NULL;
@@ -242,8 +222,7 @@ __attribute__((noinline)) static bool store_waker_and_look(
    * before taking the lock, and we stored the waker under the same lock, one
    * of the two sees the other: either dispatch takes our waker, or this
    * second look sees its bits. */
-  if (!snapshot(atomic_load_explicit(&io->state, memory_order_acquire),
-                interest, ev)) {
+  if (!px__io_snapshot(px__io_state(io), interest, ev)) {
     /* Not ready: make sure the backend watches what we now wait for (a
      * no-op for edge-triggered backends, which watch everything). */
     rearm(io);
@@ -277,22 +256,6 @@ void px__io_clear_ready(px__io *io, px__io_event ev) {
     next = (cur & ~clear) | (clear << DRAINED_SHIFT);
   } while (!atomic_compare_exchange_weak_explicit(
       &io->state, &cur, next, memory_order_acq_rel, memory_order_relaxed));
-}
-
-bool px__io_look(px__io *io, px_context *cx, unsigned interest,
-                 px__io_event *ev) {
-  uint64_t s = atomic_load_explicit(&io->state, memory_order_acquire);
-  if (snapshot(s, interest, ev)) return true;
-  /* A hang-up or an error stays once seen, and the syscall is what reports
-   * it (end of stream, the error): never wait past it. */
-  bool drained =
-      (READY_OF(s) & (PX__HUP | PX__ERROR)) == 0 &&
-      (s & ((uint64_t)(interest & DIRECTION_BITS) << DRAINED_SHIFT)) != 0;
-  if (!drained) {
-    *ev = (px__io_event){interest & DIRECTION_BITS, TICK_OF(s)};
-    return true;
-  }
-  return store_waker_and_look(io, cx, interest, ev);
 }
 
 void px__io_wake_all(px__io *io) {

@@ -120,6 +120,7 @@ TEST_F(StreamTest, BadArgumentsAreEinval) {
   m.base.ops = &kMemOps;
   EXPECT_EQ(Run(px_stream_read_init(&f, &m.base, nullptr, 1)), PX_EINVAL);
   EXPECT_EQ(Run(px_stream_write_init(&f, &m.base, nullptr, 1)), PX_EINVAL);
+  EXPECT_EQ(Run(px_stream_write_all_init(&f, &m.base, nullptr, 1)), PX_EINVAL);
   // An ops table without its required functions is refused, not called.
   px_stream_ops broken = kMemOps;
   broken.poll_read = nullptr;
@@ -131,6 +132,7 @@ TEST_F(StreamTest, BadArgumentsAreEinval) {
   MemStream w;
   w.base.ops = &no_write;
   EXPECT_EQ(Run(px_stream_write_init(&f, &w.base, buf, 1)), PX_EINVAL);
+  EXPECT_EQ(Run(px_stream_write_all_init(&f, &w.base, buf, 1)), PX_EINVAL);
   px_stream none{nullptr};
   EXPECT_EQ(Run(px_stream_write_init(&f, &none, buf, 1)), PX_EINVAL);
 
