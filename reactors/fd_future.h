@@ -148,19 +148,21 @@ static inline px_poll px__fd_done(px_future *f, px__io *io, unsigned interest,
 /*
  * The readiness loop's front, inline (with the caller's constant `attempt`
  * inlined into it) because every read and write of every connection comes
- * through here: io registered by this runtime, budget left, the direction
- * ready at one look, and an attempt that completes are handled here; the
- * rest (the first poll, which registers; a wait; EAGAIN; a retry; an empty
- * budget) goes to the loop out of line, which decides as before.
+ * through here: io registered by this runtime, the direction ready at one
+ * look, and an attempt that completes are handled here; the rest (the
+ * first poll, which registers; a wait; EAGAIN; a retry) goes to the loop
+ * out of line, which decides as before.
  */
 static inline px_poll px__fd_drive(px_future *f, px_context *cx, px__io *io,
                                    unsigned interest,
                                    px__fd_attempt_fn attempt) {
   px__io_event ev;
-  if (!px__fd_registered_here(io, cx) || px__coop_budget == 0 ||
+  if (!px__fd_registered_here(io, cx) ||
       !px__io_ready_at_once(io, interest, &ev))
     return px__fd_drive_slow(f, cx, io, interest, attempt);
-  if (px__coop_budget > 0) px__coop_budget--; /* px__coop_proceed's unit */
+  /* The look above stored nothing, so an empty budget ends the poll here
+   * as it would in the loop. */
+  if (!px__coop_proceed(cx)) return PX_PENDING;
   int r = attempt(f);
   if (r == PX__FD_RETRY || r == PX__FD_WOULD_BLOCK)
     return px__fd_attempted(f, cx, io, interest, attempt, ev, r);

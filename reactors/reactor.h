@@ -227,6 +227,8 @@ static inline bool px__io_short_drains(const px__io *io) {
  */
 #define PX__IO_DRAINED_SHIFT 4
 #define PX__IO_TICK_SHIFT 8
+/* The bits that come and go with the OS's answers; HUP and ERROR stay. */
+#define PX__IO_DIRECTIONS (PX__READABLE | PX__WRITABLE)
 
 /* The state word, as dispatch published it (acquire). */
 static inline uint64_t px__io_state(const px__io *io) {
@@ -284,11 +286,10 @@ static inline bool px__io_ready_at_once(px__io *io, unsigned interest,
   if (px__io_snapshot(s, interest, ev)) return true;
   /* A hang-up or an error stays once seen, and the syscall is what reports
    * it (end of stream, the error): never wait past it. */
-  if ((s & (PX__HUP | PX__ERROR)) == 0 &&
-      (s & ((uint64_t)(interest & (PX__READABLE | PX__WRITABLE))
-            << PX__IO_DRAINED_SHIFT)) != 0)
-    return false;
-  ev->ready = interest & (PX__READABLE | PX__WRITABLE);
+  uint64_t drained = (uint64_t)(interest & PX__IO_DIRECTIONS)
+                     << PX__IO_DRAINED_SHIFT;
+  if ((s & (PX__HUP | PX__ERROR)) == 0 && (s & drained) != 0) return false;
+  ev->ready = interest & PX__IO_DIRECTIONS;
   ev->tick = s >> PX__IO_TICK_SHIFT;
   return true;
 }

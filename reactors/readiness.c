@@ -64,8 +64,7 @@
 #define DRAINED_SHIFT PX__IO_DRAINED_SHIFT
 #define FLAGS_OF(state) ((state) & ((1u << TICK_SHIFT) - 1))
 
-/* The bits that come and go with the OS's answers; HUP and ERROR stay. */
-#define DIRECTION_BITS (PX__READABLE | PX__WRITABLE)
+#define DIRECTION_BITS PX__IO_DIRECTIONS
 
 /* The project's spinlock: the holder only moves a few words, and when it
  * is preempted a waiter yields instead of burning its time slice (see
@@ -140,7 +139,6 @@ void px__io_dispatch(px__io *io, unsigned ready) {
   px_waker_wake(&reader);
   px_waker_wake(&writer);
 }
-
 
 /*
  * Puts *w in *slot unless the slot already wakes the same target; either
