@@ -114,7 +114,7 @@ static inline int px__single_thread_block_on(
   for (;;) {
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
-      px__observe_poll_begin(obs, &probe);
+      px__observe_block_on_begin(obs, &probe);
       int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) {

@@ -44,6 +44,13 @@ int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
   if (slow_poll_ms > 0) {
     obs->slow_poll_ns = (uint64_t)slow_poll_ms * 1000000u;
     obs->flags |= PX__OBS_SLOW;
+    int rc = px__watchdog_watch(obs);
+    if (rc < 0) {
+      px__free_aligned(obs->workers, obs->nworkers * sizeof *obs->workers,
+                       LINE);
+      px__free_aligned(obs, sizeof *obs, LINE);
+      return rc;
+    }
   }
   const char *path = getenv("PX_TRACE");
   if (path != NULL && path[0] != '\0' && px__trace_open(obs, path) == 0)
@@ -54,6 +61,7 @@ int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
 
 void px__observe_free(px__observe *obs) {
   if (obs == NULL) return;
+  if (obs->flags & PX__OBS_SLOW) px__watchdog_unwatch(obs);
   px__trace_close(obs);
   px__free_aligned(obs->workers, obs->nworkers * sizeof *obs->workers, LINE);
   px__free_aligned(obs, sizeof *obs, LINE);
@@ -71,10 +79,7 @@ void px__observe_worker_enter(px__observe *obs, int id) {
   }
   px__obs_tls.obs = obs;
   px__obs_tls.block = b;
-  if (!b->shared) {
-    b->busy_since = px__now_ns();
-    b->mark = 0;
-  }
+  if (!b->shared) b->busy_since = px__now_ns();
   px__observe_set_worker(id);
 }
 
@@ -102,7 +107,6 @@ void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
     if (b->busy_since != 0 && start > b->busy_since)
       px__obs_add(b, &b->busy_ns, start - b->busy_since);
     b->busy_since = end;
-    b->mark = 0; /* the next poll times itself */
   }
   if (px__unlikely(b->obs->flags & PX__OBS_TRACE)) {
     px__trace_emit(b, PX__TRACE_PARK, NULL, 0, start, 0);
@@ -114,7 +118,6 @@ void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
 void px__observe_reactor_wait(px__observe *obs, uint64_t start, int events,
                               bool could_block) {
   px__counters *b = px__obs_block(obs);
-  if (!b->shared) b->mark = 0; /* time passed outside any poll */
   px__obs_add(b, &b->reactor_polls, 1);
   if (events > 0) px__obs_add(b, &b->reactor_events, (uint64_t)events);
   if (!could_block) return; /* a look, not a park */
@@ -159,7 +162,14 @@ bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
     px__trace_emit(p->b, PX__TRACE_POLL, name, task_id, p->t0, end - p->t0);
   }
   if (!p->slow || warned) return false;
-  uint64_t took = p->coarse0; /* the duration, see poll_end */
+  uint64_t took = p->coarse0; /* the outside block's: see poll_end */
+  if (!p->b->shared) {
+    /* The watchdog stored slow_since before the mark poll_end saw (with a
+     * relaxed load; this one acquires it). The poll began before the
+     * watchdog first saw it: a lower bound. */
+    (void)__atomic_load_n(&p->b->slow_epoch, __ATOMIC_ACQUIRE);
+    took = px__now_ns() - __atomic_load_n(&p->b->slow_since, __ATOMIC_RELAXED);
+  }
   PX__LOG(PX__LOG_WARN,
           "slow poll: task %llu (%s) ran %llu ms in one poll "
           "(slow_poll_ms = %llu); a future must not block",
@@ -171,8 +181,6 @@ bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
 
 void px__observe_block_on_end(const px_future *main, px__poll_probe *p) {
   px__obs_add(p->b, &p->b->block_on_polls, 1);
-  /* The main future's poll is not a task poll: the next one times itself. */
-  if (!p->b->shared) p->b->mark = 0;
   if (px__unlikely(p->flags & PX__OBS_TRACE)) {
     uint64_t end = px__now_ns();
     px__trace_emit(p->b, PX__TRACE_BLOCK_ON,
@@ -191,7 +199,7 @@ static uint64_t rd(const uint64_t *c) {
 static void sum_block(px_metrics *m, const px__counters *b) {
   m->tasks_spawned += rd(&b->spawned);
   m->tasks_completed += rd(&b->completed);
-  m->polls += rd(&b->polls);
+  m->polls += rd(&b->polls) + rd(&b->epoch) / 2;
   m->block_on_polls += rd(&b->block_on_polls);
   m->wakes_local += rd(&b->wakes_local);
   m->wakes_remote += rd(&b->wakes_remote);
@@ -215,7 +223,7 @@ void px__observe_metrics(const px__observe *obs, px_metrics *out) {
     sum_block(out, b);
     if (i < out->workers_reported) {
       px_worker_metrics *w = &out->worker[i];
-      w->polls = rd(&b->polls);
+      w->polls = rd(&b->epoch) / 2;
       w->steals = rd(&b->steals);
       w->parks = rd(&b->parks);
       w->lifo_hits = rd(&b->lifo_hits);

@@ -114,10 +114,17 @@ typedef struct px__counters {
   uint64_t local_depth; /* a gauge: stored, not added */
   uint64_t reactor_polls, reactor_events;
   uint64_t timers_armed, timers_fired, timers_cancelled;
-  /* Owner only: the coarse time the last task poll ended, which is when the
-   * next one starts if nothing else ran between (0: unknown). See
-   * px__observe_poll_begin. */
-  uint64_t mark;
+  /* A worker's task polls, twice: the owner adds one as a poll begins and
+   * one as it ends, so the count is odd while a poll runs and polls is
+   * epoch / 2 (the outside block counts in `polls` instead). The slow-poll
+   * watchdog (watchdog.c) reads it to see a poll that runs long. */
+  uint64_t epoch;
+  /* Written by the watchdog: the epoch of a poll it saw run slow_poll_ms or
+   * longer (0: none), stored after slow_since, the px__now_ns it first saw
+   * that poll running. The owner compares as the poll ends. */
+  uint64_t slow_epoch, slow_since;
+  /* The watchdog's own: the epoch at its last look, and since when. */
+  uint64_t wd_epoch, wd_since;
   /* Owner only: when the worker last stopped parking (busy time). */
   uint64_t busy_since;
   struct px__observe *obs;
@@ -133,6 +140,7 @@ typedef struct px__counters {
 typedef struct px__observe {
   unsigned flags;
   uint64_t slow_poll_ns;
+  struct px__observe *wd_next; /* the watchdog's list (watchdog.c) */
   uint64_t start_ns;               /* trace time 0 */
   struct px__trace *trace;         /* NULL when PX_TRACE is unset */
   uint32_t nworkers;               /* blocks in `workers` */
@@ -282,64 +290,88 @@ static inline void px__observe_wake(px__observe *obs, uint64_t id) {
 
 /* ---- Per-poll hooks (executors/task.c, the executors) ------------------- */
 
+/*
+ * The slow-poll watchdog (watchdog.c): one thread per process that looks at
+ * the epochs of the workers of every runtime with slow_poll_ms > 0, so that
+ * no poll reads a clock. px__observe_new and _free add and remove a runtime.
+ */
+int px__watchdog_watch(px__observe *obs);
+void px__watchdog_unwatch(px__observe *obs);
+/* Nonzero while the watchdog sleeps until a poll wakes it: it saw no worker
+ * poll for two looks. Written only as it falls asleep or wakes; every poll
+ * of a watched runtime reads it. */
+extern int px__watchdog_asleep;
+void px__watchdog_wake(void);
+
 /* What poll_begin measured, for poll_end. */
 typedef struct px__poll_probe {
   px__counters *b;
   unsigned flags;
-  /* px__clock_coarse_ns at the start (slow polls: a clock read of a few
-   * nanoseconds, whose 1 to 4 ms resolution is plenty for a threshold of
-   * 100 ms); poll_end turns it into the poll's duration. */
+  /* The outside block only (a thread that is not a worker, which the
+   * watchdog does not watch): px__clock_coarse_ns at the start, then the
+   * poll's duration. */
   uint64_t coarse0;
-  uint64_t t0;      /* px__now_ns at the start (tracing) */
-  bool slow;        /* poll_end: the poll took slow_poll_ms or more */
+  uint64_t t0; /* px__now_ns at the start (tracing) */
+  bool slow;   /* poll_end: the poll took slow_poll_ms or more */
 } px__poll_probe;
 
 /*
- * Timing every poll for the slow-poll warning costs one clock read per poll,
- * not two: a worker polls tasks back to back, so the end of one poll is the
- * start of the next. `mark` carries that time from poll to poll; whatever
- * else takes time on a worker (parking, block_on's own future) clears it
- * with px__observe_mark_reset, and the next poll reads the clock itself.
- * Clock reads are what this costs: a few nanoseconds on bare metal, tens
- * under nested virtualisation.
+ * Before a task poll. A worker marks the poll begun in its epoch (odd) and
+ * reads no clock: the watchdog times polls from outside. The outside block,
+ * shared by threads that are not workers, times its polls with two coarse
+ * clock reads instead.
  */
 static inline void px__observe_poll_begin(px__observe *obs,
                                           px__poll_probe *p) {
   px__counters *b = px__obs_block(obs);
   p->b = b;
   p->flags = b->obs->flags;
-  if (p->flags & PX__OBS_SLOW) {
-    uint64_t mark = b->shared ? 0 : b->mark;
-    p->coarse0 = mark != 0 ? mark : px__clock_coarse_ns();
+  if (px__likely(!b->shared)) {
+    /* Owner only: a plain increment, atomic for the watchdog's reads. */
+    uint64_t e = __atomic_load_n(&b->epoch, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->epoch, e + 1, __ATOMIC_RELAXED);
+    if (px__unlikely(
+            __atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) &&
+        (p->flags & PX__OBS_SLOW))
+      px__watchdog_wake();
+  } else if (p->flags & PX__OBS_SLOW) {
+    p->coarse0 = px__clock_coarse_ns();
   }
   if (px__unlikely(p->flags & PX__OBS_TRACE)) p->t0 = px__now_ns();
 }
 
-/* The calling worker did something other than poll tasks (parked, polled
- * block_on's future): the next poll must read its own start time. */
-static inline void px__observe_mark_reset(px__observe *obs) {
-  px__counters *b = px__obs_block(obs);
-  if (!b->shared) b->mark = 0;
-}
-
 /*
- * After a task poll: counts it and, when timing or tracing, measures it.
- * Returns true when the rare part must follow (a slow poll, or tracing):
- * the caller then calls px__observe_poll_report with the task's id and
- * future, which it looks up only then.
+ * After a task poll: counts it and tells whether it was slow. Returns true
+ * when the rare part must follow (a slow poll, or tracing): the caller then
+ * calls px__observe_poll_report with the task's id and future, which it
+ * looks up only then.
  */
 static inline bool px__observe_poll_end(px__poll_probe *p) {
   px__counters *b = p->b;
-  px__obs_add(b, &b->polls, 1);
-  if (px__likely(!p->flags)) return false;
   p->slow = false;
-  if (p->flags & PX__OBS_SLOW) {
-    uint64_t now = px__clock_coarse_ns();
-    if (!b->shared) b->mark = now;
-    p->slow = now - p->coarse0 >= b->obs->slow_poll_ns;
-    p->coarse0 = now - p->coarse0; /* the poll's duration, for the report */
+  if (px__likely(!b->shared)) {
+    uint64_t e = __atomic_load_n(&b->epoch, __ATOMIC_RELAXED);
+    __atomic_store_n(&b->epoch, e + 1, __ATOMIC_RELAXED);
+    /* The watchdog marks a poll's (odd) epoch; 0 and even epochs never
+     * match an odd one. */
+    p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
+  } else {
+    __atomic_fetch_add(&b->polls, 1, __ATOMIC_RELAXED);
+    if (p->flags & PX__OBS_SLOW) {
+      p->coarse0 = px__clock_coarse_ns() - p->coarse0; /* the duration */
+      p->slow = p->coarse0 >= b->obs->slow_poll_ns;
+    }
   }
   return px__unlikely(p->slow) || px__unlikely(p->flags & PX__OBS_TRACE);
+}
+
+/* Before a poll of block_on's own future (the executors), which is not a
+ * task poll: only tracing times it. */
+static inline void px__observe_block_on_begin(px__observe *obs,
+                                              px__poll_probe *p) {
+  p->b = px__obs_block(obs);
+  p->flags = p->b->obs->flags;
+  if (px__unlikely(p->flags & PX__OBS_TRACE)) p->t0 = px__now_ns();
 }
 
 /*
@@ -352,7 +384,7 @@ static inline bool px__observe_poll_end(px__poll_probe *p) {
 bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
                              const px_future *f, bool warned);
 
-/* After a poll of block_on's own future, begun with poll_begin (executors). */
+/* After a poll of block_on's own future, begun with block_on_begin. */
 void px__observe_block_on_end(const px_future *main, px__poll_probe *p);
 
 #endif /* POLLUX_OBSERVE_OBSERVE_H */

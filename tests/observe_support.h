@@ -33,6 +33,11 @@ int obs_run_blocking(px_runtime *rt, px_metrics *mid);
 void obs_log_parse(const char *value);
 /* Forgets that a bad PX_SLOW_POLL_MS was warned about. */
 void obs_env_reset(void);
+/* Whether the slow-poll watchdog sleeps until a poll wakes it
+ * (observe/watchdog.c). */
+int obs_watchdog_asleep(void);
+/* Blocks on a px_sleep of `ms` milliseconds: the runtime polls no task. */
+int obs_run_idle(px_runtime *rt, int ms);
 
 #ifdef __cplusplus
 }

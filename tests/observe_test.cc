@@ -10,7 +10,9 @@
 #include <sstream>
 #include <string>
 
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "tests/observe_support.h"
 
@@ -305,6 +307,11 @@ TEST(ObserveTest, SlowPollWarnsOncePerSlowTask) {
   std::string id = err.substr(id_at, err.find(' ', id_at) - id_at);
   EXPECT_NE(err.find(" t=" + id + ": slow poll"), std::string::npos) << err;
   EXPECT_TRUE(IsLogLine(err.substr(0, err.find('\n')))) << err;
+  // The time it reports is a lower bound (the watchdog saw the poll start
+  // late, never early), and the watchdog marks no poll before the threshold.
+  size_t ran_at = err.find(" ran ");
+  ASSERT_NE(ran_at, std::string::npos) << err;
+  EXPECT_GE(std::stoul(err.substr(ran_at + 5)), 100u) << err;
 }
 
 // PX_SLOW_POLL_MS sets the default threshold: a runtime made without a
@@ -360,6 +367,94 @@ TEST(ObserveTest, SlowPollOffWithZero) {
   std::string err = testing::internal::GetCapturedStderr();
   px_runtime_free(rt);
   EXPECT_EQ(CountOf(err, "slow poll"), 0) << err;
+}
+
+// An idle runtime costs the watchdog no wake-ups: it sleeps once no worker
+// has polled for two looks, and the next poll wakes it in time to warn.
+TEST(ObserveTest, SlowPollAfterAnIdleSpellStillWarns) {
+  px_runtime *rt = NewRuntime(40);
+  ASSERT_EQ(obs_run_yielders(rt, 2, 1), 0);
+  ASSERT_EQ(obs_run_idle(rt, 300), 0);  // 60 looks' time at 5 ms
+  EXPECT_EQ(obs_watchdog_asleep(), 1);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(rt, 120, 2), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  EXPECT_EQ(CountOf(err, "slow poll"), 1) << err;
+  EXPECT_EQ(CountOf(err, "slow_poll_ms = 40"), 1) << err;
+}
+
+// One watchdog serves every runtime, each at its own threshold: a short
+// threshold is watched often enough while a long one is also watched, and
+// the long one does not warn at the short one's.
+TEST(ObserveTest, SlowPollThresholdIsPerRuntime) {
+  px_runtime *lax = NewRuntime(3600000);
+  px_runtime *strict = NewRuntime(30);
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(lax, 90, 2), 0);
+  ASSERT_EQ(obs_run_slow(strict, 90, 2), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(strict);
+  px_runtime_free(lax);
+  EXPECT_EQ(CountOf(err, "slow poll"), 1) << err;
+  EXPECT_EQ(CountOf(err, "slow_poll_ms = 30"), 1) << err;
+}
+
+// The watchdog is a thread of the process that made the first runtime: a
+// child made by fork has none until its own first runtime starts one, and
+// finds its lock free. The child checks its own stderr and sends back one
+// byte (its exit status is valgrind's under tools/memcheck, which counts the
+// parent's memory the child inherits). ThreadSanitizer does not support
+// threads started after a fork of a threaded process, which this test does.
+#if defined(__SANITIZE_THREAD__)
+#define PX_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define PX_TEST_TSAN 1
+#endif
+#endif
+TEST(ObserveTest, SlowPollWarnsInAForkedChild) {
+#ifdef PX_TEST_TSAN
+  GTEST_SKIP() << "ThreadSanitizer cannot start threads after fork";
+#else
+  px_runtime *parent = NewRuntime(30);  // the watchdog runs
+  ASSERT_EQ(obs_run_slow(parent, 1, 1), 0);
+  int result[2];
+  ASSERT_EQ(pipe(result), 0);
+  fflush(stderr);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    char verdict = 'x';
+    int fds[2];
+    px_config cfg;
+    px_config_init(&cfg);
+    cfg.slow_poll_ms = 30;
+    px_runtime *rt = nullptr;
+    if (pipe(fds) == 0 && dup2(fds[1], 2) >= 0 &&
+        px_runtime_new(&rt, &cfg) == 0 && obs_run_slow(rt, 90, 2) == 0) {
+      px_runtime_free(rt);
+      close(fds[1]);
+      close(2);
+      char buf[4096];
+      ssize_t n = read(fds[0], buf, sizeof buf - 1);
+      int warnings = n < 0 ? -1 : CountOf(std::string(buf, (size_t)n),
+                                          "slow poll");
+      verdict = (char)('0' + warnings);
+    }
+    if (write(result[1], &verdict, 1) != 1) _exit(2);
+    _exit(0);
+  }
+  close(result[1]);
+  char verdict = 0;
+  EXPECT_EQ(read(result[0], &verdict, 1), 1);
+  close(result[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  px_runtime_free(parent);
+  EXPECT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(verdict, '1') << "warnings in the child, x: it failed first";
+#endif
 }
 
 }  // namespace

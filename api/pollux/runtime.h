@@ -46,7 +46,9 @@ typedef struct px_config {
   uint32_t blocking_shutdown_ms;
   /** A task whose single poll runs this long gets one warning on stderr
    * (docs/OBSERVABILITY.md): 0 (off)..3600000 ms. Default 100, or the
-   * environment variable PX_SLOW_POLL_MS when it is set. */
+   * environment variable PX_SLOW_POLL_MS when it is set. Polls are timed by
+   * one watchdog thread per process ("px-watchdog"), started by the first
+   * runtime that asks for the warning. */
   uint32_t slow_poll_ms;
 } px_config;
 

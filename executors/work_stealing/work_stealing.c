@@ -792,7 +792,7 @@ static int ws_block_on(px__executor *ex, px_future *main) {
   for (;;) {
     if (px__thread_waker_take(tw)) {
       px__poll_probe probe;
-      px__observe_poll_begin(obs_of(ex), &probe);
+      px__observe_block_on_begin(obs_of(ex), &probe);
       int r = px__coop_poll(main, &cx); /* with a budget, as a task */
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;

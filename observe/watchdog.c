@@ -1,0 +1,218 @@
+/*
+ * The slow-poll watchdog: one thread per process that notices a task poll
+ * running px_config.slow_poll_ms or longer, so that no poll reads a clock.
+ *
+ * A worker counts its task polls in its block's epoch, odd while a poll runs
+ * (observe.h, px__observe_poll_begin). Every eighth of the smallest
+ * threshold the watchdog looks at the epoch of each worker of each watched
+ * runtime. An epoch that is odd and has not changed since a look at least a
+ * threshold ago belongs to a poll that has run at least that long: the
+ * watchdog marks it (slow_epoch), and the worker, as that poll ends, sees
+ * the mark and gives the warning with the task's id and name. A look can
+ * prove a poll long but never wrongly: a warned poll ran the threshold or
+ * more. Once it has seen a poll running, the watchdog looks again exactly a
+ * threshold later, so a poll is warned once it runs a threshold and an
+ * eighth (and however late the OS runs the watchdog).
+ *
+ * Before, each poll read the coarse clock as it ended: 43 of 268
+ * instructions per yield on bench/yield_many and about a tenth of its
+ * yields per CPU-second (docs/OBSERVABILITY.md). Now a poll stores its
+ * epoch twice and compares one word.
+ *
+ * An idle runtime must not cost wake-ups: after two looks in which no
+ * watched worker polled, the watchdog sleeps until a poll wakes it
+ * (px__watchdog_asleep, one load per poll) or a second passes. The poll path
+ * has no fence, so a poll that begins just as the watchdog falls asleep may
+ * miss the wake; the second bounds that.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdalign.h>
+#include <string.h>
+
+#include "observe/observe.h"
+
+/* On a line of its own: every poll reads it, nothing writes it while the
+ * watchdog works. */
+alignas(PX__CACHE_LINE) int px__watchdog_asleep;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond; /* px__cond_init_monotonic, in init_once */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static px__observe *g_watched; /* the runtimes with slow_poll_ms > 0 */
+static bool g_started;         /* the thread runs (cleared in a fork child) */
+static bool g_quit;            /* the process exits: the thread returns */
+static pthread_t g_thread;
+
+#define SLEEP_MS 1000u /* the longest sleep while a runtime is watched */
+
+/* The interval between looks: an eighth of the smallest threshold. */
+static uint64_t tick_ns(void) {
+  uint64_t least = UINT64_MAX;
+  for (px__observe *o = g_watched; o != NULL; o = o->wd_next)
+    if (o->slow_poll_ns < least) least = o->slow_poll_ns;
+  return least / 8u;
+}
+
+/* One look at every watched worker (g_lock held). Returns whether any of
+ * them polled since the last look or is polling now, and lowers *next to
+ * the time until a running poll, not yet marked, reaches its threshold. */
+static bool look(uint64_t *next) {
+  uint64_t now = px__now_ns();
+  bool busy = false;
+  for (px__observe *o = g_watched; o != NULL; o = o->wd_next) {
+    for (uint32_t i = 0; i < o->nworkers; i++) {
+      px__counters *b = &o->workers[i];
+      uint64_t e = __atomic_load_n(&b->epoch, __ATOMIC_RELAXED);
+      if (e != b->wd_epoch) {
+        /* Polled since the last look; a poll running now began before
+         * `now`, so timing it from here can only make it shorter. */
+        b->wd_epoch = e;
+        b->wd_since = now;
+        busy = true;
+      } else if (!(e & 1u)) {
+        continue; /* between polls since the last look: idle */
+      }
+      if (!(e & 1u) || __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e)
+        continue;
+      busy = true;
+      uint64_t ran = now - b->wd_since;
+      if (ran >= o->slow_poll_ns) {
+        __atomic_store_n(&b->slow_since, b->wd_since, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->slow_epoch, e, __ATOMIC_RELEASE);
+      } else if (o->slow_poll_ns - ran < *next) {
+        *next = o->slow_poll_ns - ran;
+      }
+    }
+  }
+  return busy;
+}
+
+static void *watchdog_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&g_lock);
+  int idle_looks = 0;
+  while (!g_quit) {
+    if (g_watched == NULL) {
+      idle_looks = 0;
+      pthread_cond_wait(&g_cond, &g_lock);
+      continue;
+    }
+    uint64_t next = tick_ns();
+    idle_looks = look(&next) ? 0 : idle_looks + 1;
+    if (idle_looks >= 2) {
+      /* Announce the sleep, then look once more: a poll that began before
+       * the announcement became visible is seen here (up to the race the
+       * file's comment names). */
+      __atomic_store_n(&px__watchdog_asleep, 1, __ATOMIC_SEQ_CST);
+      if (look(&next)) {
+        __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
+        idle_looks = 0;
+      } else {
+        next = (uint64_t)SLEEP_MS * 1000000u;
+      }
+    }
+    /* Whole milliseconds, rounded up so as never to look early. */
+    uint64_t ms = (next + 999999u) / 1000000u;
+    if (ms > SLEEP_MS) ms = SLEEP_MS;
+    struct timespec until = px__cond_deadline(ms < 1u ? 1u : (uint32_t)ms);
+    pthread_cond_timedwait(&g_cond, &g_lock, &until);
+    __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
+  }
+  pthread_mutex_unlock(&g_lock);
+  return NULL;
+}
+
+/* At exit the thread is stopped and joined, as process/reaper.c does: a
+ * thread still running then holds memory leak checkers report. */
+static void __attribute__((destructor)) stop_at_exit(void) {
+  pthread_mutex_lock(&g_lock);
+  bool running = g_started;
+  g_quit = true;
+  if (running) pthread_cond_signal(&g_cond);
+  pthread_mutex_unlock(&g_lock);
+  if (running) pthread_join(g_thread, NULL);
+}
+
+/* fork: the child has no watchdog thread, yet a copy of its lock and of a
+ * condition variable it was waiting on. Taking the lock across the fork
+ * gives the child a lock no thread is inside; the condition variable is
+ * made anew (the copy counts a waiter that does not exist, and a signal
+ * would wait for it); the child's next watched runtime starts a thread. */
+static void before_fork(void) { pthread_mutex_lock(&g_lock); }
+static void after_fork_parent(void) { pthread_mutex_unlock(&g_lock); }
+static void after_fork_child(void) {
+  g_started = false;
+  __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
+  px__cond_init_monotonic(&g_cond);
+  pthread_mutex_unlock(&g_lock);
+}
+
+static int g_init_rc;
+static void init_once(void) {
+  g_init_rc = px__cond_init_monotonic(&g_cond);
+  if (g_init_rc == 0)
+    g_init_rc =
+        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+/* Starts the thread (g_lock held): no signals (a program's handlers run on
+ * its own threads), a small stack. */
+static int start(void) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  int rc = pthread_create(&g_thread, &attr, watchdog_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) return rc;
+#if defined(__linux__)
+  pthread_setname_np(g_thread, "px-watchdog");
+#endif
+  g_started = true;
+  return 0;
+}
+
+int px__watchdog_watch(px__observe *obs) {
+  pthread_once(&g_once, init_once);
+  if (g_init_rc != 0) return px_err_from_errno(g_init_rc);
+  pthread_mutex_lock(&g_lock);
+  int rc = g_started ? 0 : start();
+  if (rc == 0) {
+    obs->wd_next = g_watched;
+    g_watched = obs;
+    /* A sleeping watchdog learns of the runtime and its threshold now. */
+    __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
+    pthread_cond_signal(&g_cond);
+  }
+  pthread_mutex_unlock(&g_lock);
+  if (rc != 0) {
+    PX__LOG(PX__LOG_ERROR, "cannot start the slow-poll watchdog thread: %s",
+            strerror(rc));
+    return px_err_from_errno(rc);
+  }
+  return 0;
+}
+
+void px__watchdog_unwatch(px__observe *obs) {
+  pthread_mutex_lock(&g_lock);
+  for (px__observe **at = &g_watched; *at != NULL; at = &(*at)->wd_next) {
+    if (*at == obs) {
+      *at = obs->wd_next;
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_lock);
+}
+
+void px__watchdog_wake(void) {
+  pthread_mutex_lock(&g_lock);
+  if (__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) {
+    __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
+    pthread_cond_signal(&g_cond);
+  }
+  pthread_mutex_unlock(&g_lock);
+}
