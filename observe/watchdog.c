@@ -19,8 +19,8 @@
  * yields per CPU-second (docs/OBSERVABILITY.md). Now a poll stores its
  * epoch twice and compares one word.
  *
- * An idle runtime must not cost wake-ups: after two looks in which no
- * watched worker polled, the watchdog sleeps until a poll wakes it
+ * An idle runtime must not keep it looking eight times a threshold: after
+ * two looks in which no watched worker polled, the watchdog sleeps until a poll wakes it
  * (px__watchdog_asleep, one load per poll) or a second passes. The poll path
  * has no fence, so a poll that begins just as the watchdog falls asleep may
  * miss the wake; the second bounds that.

@@ -369,8 +369,9 @@ TEST(ObserveTest, SlowPollOffWithZero) {
   EXPECT_EQ(CountOf(err, "slow poll"), 0) << err;
 }
 
-// An idle runtime costs the watchdog no wake-ups: it sleeps once no worker
-// has polled for two looks, and the next poll wakes it in time to warn.
+// An idle runtime does not keep the watchdog looking: it sleeps once no
+// worker has polled for two looks, and the next poll wakes it in time to
+// warn.
 TEST(ObserveTest, SlowPollAfterAnIdleSpellStillWarns) {
   px_runtime *rt = NewRuntime(40);
   ASSERT_EQ(obs_run_yielders(rt, 2, 1), 0);
