@@ -1,6 +1,7 @@
 /*
- * The slow-poll watchdog: one thread per process that notices a task poll
- * running px_config.slow_poll_ms or longer, so that no poll reads a clock.
+ * The slow-poll watchdog: one thread per process, while a runtime with
+ * px_config.slow_poll_ms > 0 exists, that notices a task poll running that
+ * long or longer, so that no poll reads a clock.
  *
  * A worker counts its task polls in its block's epoch, odd while a poll runs
  * (observe.h, px__observe_poll_begin). Every eighth of the smallest
@@ -20,10 +21,10 @@
  * epoch twice and compares one word.
  *
  * An idle runtime must not keep it looking eight times a threshold: after
- * two looks in which no watched worker polled, the watchdog sleeps until a poll wakes it
- * (px__watchdog_asleep, one load per poll) or a second passes. The poll path
- * has no fence, so a poll that begins just as the watchdog falls asleep may
- * miss the wake; the second bounds that.
+ * two looks in which no watched worker polled, the watchdog sleeps until a
+ * poll wakes it (px__watchdog_asleep, one load per poll) or a second
+ * passes. The poll path has no fence, so a poll that begins just as the
+ * watchdog falls asleep may miss the wake; the second bounds that.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -36,12 +37,22 @@
  * watchdog works. */
 alignas(PX__CACHE_LINE) int px__watchdog_asleep;
 
+/*
+ * The thread runs while a watched runtime exists: the first watch starts
+ * it, the last unwatch stops and joins it, so a process with no runtime has
+ * no thread of pollux's (a fork then is a fork of a single-threaded
+ * process, as before the watchdog). g_life orders those starts and stops
+ * (runtime creation and free, never a poll); g_lock guards the list and
+ * the thread's sleep.
+ */
+static pthread_mutex_t g_life = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond; /* px__cond_init_monotonic, in init_once */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static px__observe *g_watched; /* the runtimes with slow_poll_ms > 0 */
-static bool g_started;         /* the thread runs (cleared in a fork child) */
-static bool g_quit;            /* the process exits: the thread returns */
+static bool g_started;         /* the thread runs (g_life) */
+static bool g_quit;            /* the thread is to return (g_lock) */
+static bool g_exiting;         /* the process exits: start no thread */
 static pthread_t g_thread;
 
 #define SLEEP_MS 1000u /* the longest sleep while a runtime is watched */
@@ -123,29 +134,48 @@ static void *watchdog_main(void *arg) {
   return NULL;
 }
 
-/* At exit the thread is stopped and joined, as process/reaper.c does: a
- * thread still running then holds memory leak checkers report. */
-static void __attribute__((destructor)) stop_at_exit(void) {
+/* Stops and joins the thread (g_life held, the thread started). */
+static void stop(void) {
   pthread_mutex_lock(&g_lock);
-  bool running = g_started;
   g_quit = true;
-  if (running) pthread_cond_signal(&g_cond);
+  pthread_cond_signal(&g_cond);
   pthread_mutex_unlock(&g_lock);
-  if (running) pthread_join(g_thread, NULL);
+  pthread_join(g_thread, NULL);
+  g_quit = false;
+  g_started = false;
 }
 
-/* fork: the child has no watchdog thread, yet a copy of its lock and of a
- * condition variable it was waiting on. Taking the lock across the fork
- * gives the child a lock no thread is inside; the condition variable is
- * made anew (the copy counts a waiter that does not exist, and a signal
- * would wait for it); the child's next watched runtime starts a thread. */
-static void before_fork(void) { pthread_mutex_lock(&g_lock); }
-static void after_fork_parent(void) { pthread_mutex_unlock(&g_lock); }
+/* At exit a thread still running (a runtime never freed) is stopped and
+ * joined, as process/reaper.c does: leak checkers report a running
+ * thread's memory. */
+static void __attribute__((destructor)) stop_at_exit(void) {
+  pthread_mutex_lock(&g_life);
+  g_exiting = true;
+  if (g_started) stop();
+  pthread_mutex_unlock(&g_life);
+}
+
+/* fork: the child has no watchdog thread, yet a copy of the locks and of a
+ * condition variable the thread was waiting on. Taking both locks across
+ * the fork gives the child locks no thread is inside; the condition
+ * variable is made anew (the copy counts a waiter that does not exist, and
+ * a signal would wait for it); the child's next watched runtime starts a
+ * thread. */
+static void before_fork(void) {
+  pthread_mutex_lock(&g_life);
+  pthread_mutex_lock(&g_lock);
+}
+static void after_fork_parent(void) {
+  pthread_mutex_unlock(&g_lock);
+  pthread_mutex_unlock(&g_life);
+}
 static void after_fork_child(void) {
   g_started = false;
+  g_quit = false;
   __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
   px__cond_init_monotonic(&g_cond);
   pthread_mutex_unlock(&g_lock);
+  pthread_mutex_unlock(&g_life);
 }
 
 static int g_init_rc;
@@ -156,7 +186,7 @@ static void init_once(void) {
         pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
-/* Starts the thread (g_lock held): no signals (a program's handlers run on
+/* Starts the thread (g_life held): no signals (a program's handlers run on
  * its own threads), a small stack. */
 static int start(void) {
   pthread_attr_t attr;
@@ -179,16 +209,18 @@ static int start(void) {
 int px__watchdog_watch(px__observe *obs) {
   pthread_once(&g_once, init_once);
   if (g_init_rc != 0) return px_err_from_errno(g_init_rc);
-  pthread_mutex_lock(&g_lock);
-  int rc = g_started ? 0 : start();
+  pthread_mutex_lock(&g_life);
+  int rc = g_started || g_exiting ? 0 : start();
   if (rc == 0) {
+    pthread_mutex_lock(&g_lock);
     obs->wd_next = g_watched;
     g_watched = obs;
     /* A sleeping watchdog learns of the runtime and its threshold now. */
     __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
     pthread_cond_signal(&g_cond);
+    pthread_mutex_unlock(&g_lock);
   }
-  pthread_mutex_unlock(&g_lock);
+  pthread_mutex_unlock(&g_life);
   if (rc != 0) {
     PX__LOG(PX__LOG_ERROR, "cannot start the slow-poll watchdog thread: %s",
             strerror(rc));
@@ -198,6 +230,7 @@ int px__watchdog_watch(px__observe *obs) {
 }
 
 void px__watchdog_unwatch(px__observe *obs) {
+  pthread_mutex_lock(&g_life);
   pthread_mutex_lock(&g_lock);
   for (px__observe **at = &g_watched; *at != NULL; at = &(*at)->wd_next) {
     if (*at == obs) {
@@ -205,7 +238,10 @@ void px__watchdog_unwatch(px__observe *obs) {
       break;
     }
   }
+  bool last = g_watched == NULL;
   pthread_mutex_unlock(&g_lock);
+  if (last && g_started) stop();
+  pthread_mutex_unlock(&g_life);
 }
 
 void px__watchdog_wake(void) {

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <string>
 
+#include <dirent.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -401,9 +402,48 @@ TEST(ObserveTest, SlowPollThresholdIsPerRuntime) {
   EXPECT_EQ(CountOf(err, "slow_poll_ms = 30"), 1) << err;
 }
 
-// The watchdog is a thread of the process that made the first runtime: a
-// child made by fork has none until its own first runtime starts one, and
-// finds its lock free. The child checks its own stderr and sends back one
+#if defined(__linux__)
+// The threads of this process named px-watchdog (/proc/self/task/*/comm).
+int WatchdogThreads() {
+  int n = 0;
+  DIR *d = opendir("/proc/self/task");
+  if (d == nullptr) return -1;
+  while (struct dirent *e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "px-watchdog") n++;
+  }
+  closedir(d);
+  return n;
+}
+
+// The watchdog runs while a runtime that asks for the warning exists, one
+// for all of them, and is gone once the last is freed: a process with no
+// runtime has no thread of pollux's (a fork then forks one thread).
+TEST(ObserveTest, WatchdogThreadLivesWhileATimedRuntimeDoes) {
+  ASSERT_EQ(WatchdogThreads(), 0);
+  px_runtime *off = NewRuntime(0);
+  EXPECT_EQ(WatchdogThreads(), 0);
+  px_runtime *a = NewRuntime(100);
+  px_runtime *b = NewRuntime(30);
+  EXPECT_EQ(WatchdogThreads(), 1);
+  px_runtime_free(a);
+  EXPECT_EQ(WatchdogThreads(), 1);
+  px_runtime_free(b);
+  EXPECT_EQ(WatchdogThreads(), 0);
+  px_runtime *again = NewRuntime(100);  // a new one starts for the next
+  EXPECT_EQ(WatchdogThreads(), 1);
+  ASSERT_EQ(obs_run_yielders(again, 2, 2), 0);
+  px_runtime_free(again);
+  px_runtime_free(off);
+  EXPECT_EQ(WatchdogThreads(), 0);
+}
+#endif
+
+// Forked while a runtime (and so the watchdog) runs, a child has no
+// watchdog until its own first runtime starts one, and finds the locks
+// free. The child checks its own stderr and sends back one
 // byte (its exit status is valgrind's under tools/memcheck, which counts the
 // parent's memory the child inherits). ThreadSanitizer does not support
 // threads started after a fork of a threaded process, which this test does.

@@ -47,8 +47,8 @@ typedef struct px_config {
   /** A task whose single poll runs this long gets one warning on stderr
    * (docs/OBSERVABILITY.md): 0 (off)..3600000 ms. Default 100, or the
    * environment variable PX_SLOW_POLL_MS when it is set. Polls are timed by
-   * one watchdog thread per process ("px-watchdog"), started by the first
-   * runtime that asks for the warning. */
+   * one watchdog thread per process ("px-watchdog"), which runs while a
+   * runtime that asks for the warning exists. */
   uint32_t slow_poll_ms;
 } px_config;
 
