@@ -46,9 +46,8 @@ int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
     obs->flags |= PX__OBS_SLOW;
     int rc = px__watchdog_watch(obs);
     if (rc < 0) {
-      px__free_aligned(obs->workers, obs->nworkers * sizeof *obs->workers,
-                       LINE);
-      px__free_aligned(obs, sizeof *obs, LINE);
+      obs->flags = 0; /* not watched: nothing to unwatch */
+      px__observe_free(obs);
       return rc;
     }
   }

@@ -303,6 +303,14 @@ void px__watchdog_unwatch(px__observe *obs);
 extern int px__watchdog_asleep;
 void px__watchdog_wake(void);
 
+/* Steps a worker's epoch (owner only: a plain increment, atomic for the
+ * watchdog's reads) and returns its value before the step. */
+static inline uint64_t px__obs_epoch_step(px__counters *b) {
+  uint64_t e = __atomic_load_n(&b->epoch, __ATOMIC_RELAXED);
+  __atomic_store_n(&b->epoch, e + 1, __ATOMIC_RELAXED);
+  return e;
+}
+
 /* What poll_begin measured, for poll_end. */
 typedef struct px__poll_probe {
   px__counters *b;
@@ -327,9 +335,7 @@ static inline void px__observe_poll_begin(px__observe *obs,
   p->b = b;
   p->flags = b->obs->flags;
   if (px__likely(!b->shared)) {
-    /* Owner only: a plain increment, atomic for the watchdog's reads. */
-    uint64_t e = __atomic_load_n(&b->epoch, __ATOMIC_RELAXED);
-    __atomic_store_n(&b->epoch, e + 1, __ATOMIC_RELAXED);
+    px__obs_epoch_step(b);
     if (px__unlikely(
             __atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) &&
         (p->flags & PX__OBS_SLOW))
@@ -350,8 +356,7 @@ static inline bool px__observe_poll_end(px__poll_probe *p) {
   px__counters *b = p->b;
   p->slow = false;
   if (px__likely(!b->shared)) {
-    uint64_t e = __atomic_load_n(&b->epoch, __ATOMIC_RELAXED);
-    __atomic_store_n(&b->epoch, e + 1, __ATOMIC_RELAXED);
+    uint64_t e = px__obs_epoch_step(b);
     /* The watchdog marks a poll's (odd) epoch; 0 and even epochs never
      * match an odd one. */
     p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;

@@ -81,9 +81,8 @@ static bool look(uint64_t *next) {
         b->wd_epoch = e;
         b->wd_since = now;
         busy = true;
-      } else if (!(e & 1u)) {
-        continue; /* between polls since the last look: idle */
       }
+      /* Between polls, or a poll already marked: nothing to time. */
       if (!(e & 1u) || __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e)
         continue;
       busy = true;
