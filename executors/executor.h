@@ -9,7 +9,9 @@
 #ifndef POLLUX_EXECUTORS_EXECUTOR_H
 #define POLLUX_EXECUTORS_EXECUTOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "executors/task.h"
 #include "pollux/runtime.h"
@@ -66,18 +68,28 @@ struct px__observe;
 /*
  * What executors and task.c read from the runtime on every spawn, poll and
  * wake: the observer they push counters and trace events into
- * (observe/observe.h), and whether tasks get lines of their own. struct
- * px_runtime (runtime.c) begins with it, which runtime.c asserts, so
- * reading it is one load instead of a call.
+ * (observe/observe.h), whether tasks get lines of their own, and the time
+ * each task poll is judged by. struct px_runtime (runtime.c) begins with
+ * it, which runtime.c asserts, so reading it is one load instead of a call.
  */
 typedef struct px__runtime_head {
   struct px__observe *observe;
   bool align_tasks; /* the executor's px__executor_ops.align_tasks */
+  /* The instant up to which the timers have fired (px__runtime_elapsed_ns,
+   * api/internal/services.h): written under the runtime's timer lock, read
+   * as every task poll begins. */
+  _Atomic uint64_t elapsed_ns;
 } px__runtime_head;
 
 /* The runtime's observer (never NULL while the runtime exists). */
 static inline struct px__observe *px__runtime_observe(px_runtime *rt) {
   return ((px__runtime_head *)(void *)rt)->observe;
+}
+
+/* px__runtime_elapsed_ns without the call: once per task poll (task.c). */
+static inline uint64_t px__runtime_elapsed(px_runtime *rt) {
+  return atomic_load_explicit(&((px__runtime_head *)(void *)rt)->elapsed_ns,
+                              memory_order_acquire);
 }
 
 /* Whether rt's executor wants its tasks on lines of their own

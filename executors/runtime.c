@@ -41,10 +41,6 @@ struct px_runtime {
    * forever), 0 when nobody waits. An insert for an earlier tick from
    * another thread must interrupt that wait. */
   uint64_t wait_until;
-  /* The instant up to which the timers have fired (px__runtime_elapsed_ns):
-   * written under timer_lock, read by any poll without it. */
-  _Atomic uint64_t elapsed_ns;
-
   /* Live tasks. A spinlock: held for a few pointer writes, never across a
    * call. A single-threaded executor shares it only with remote spawns;
    * under work stealing every worker takes it twice per task (adopt,
@@ -155,7 +151,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->main_waker.unpark = unpark_main;
   rt->main_waker.unpark_arg = rt;
   rt->start_ns = px__now_ns();
-  atomic_init(&rt->elapsed_ns, rt->start_ns);
+  atomic_init(&rt->head.elapsed_ns, rt->start_ns);
   pthread_mutex_init(&rt->timer_lock, NULL);
   /* Log lines name the running task; observe/ asks through this. */
   px__log_set_task_source(px_task_current_id);
@@ -443,8 +439,8 @@ static size_t advance_timers(px_runtime *rt, uint64_t now) {
    * or before this instant. Concurrent advances (work stealing: the driver
    * and a busy worker's turn) only move it forward. */
   uint64_t seen = rt->start_ns + now * 1000000u;
-  if (seen > atomic_load_explicit(&rt->elapsed_ns, memory_order_relaxed))
-    atomic_store_explicit(&rt->elapsed_ns, seen, memory_order_release);
+  if (seen > atomic_load_explicit(&rt->head.elapsed_ns, memory_order_relaxed))
+    atomic_store_explicit(&rt->head.elapsed_ns, seen, memory_order_release);
   pthread_mutex_unlock(&rt->timer_lock);
   if (n > 0) PX__COUNT(rt->head.observe, timers_fired, n);
   px__wake_batch_wake(&b);
@@ -453,7 +449,7 @@ static size_t advance_timers(px_runtime *rt, uint64_t now) {
 }
 
 uint64_t px__runtime_elapsed_ns(px_runtime *rt) {
-  return atomic_load_explicit(&rt->elapsed_ns, memory_order_acquire);
+  return px__runtime_elapsed(rt);
 }
 
 int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,

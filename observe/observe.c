@@ -18,6 +18,15 @@ static void block_init(px__counters *b, px__observe *obs, int worker,
   b->obs = obs;
   b->worker = worker;
   b->shared = shared;
+  b->flags = shared ? PX__OBS_SHARED : 0;
+}
+
+/* Sets obs->flags and every block's copy (before any worker runs, or after
+ * they all stopped). */
+static void set_flags(px__observe *obs, unsigned flags) {
+  obs->flags = flags;
+  obs->outside.flags = flags | PX__OBS_SHARED;
+  for (uint32_t i = 0; i < obs->nworkers; i++) obs->workers[i].flags = flags;
 }
 
 /* Counter blocks sit on their own cache lines (px__counters). */
@@ -43,17 +52,17 @@ int px__observe_new(uint32_t workers, uint32_t slow_poll_ms,
     block_init(&obs->workers[i], obs, (int)i, false);
   if (slow_poll_ms > 0) {
     obs->slow_poll_ns = (uint64_t)slow_poll_ms * 1000000u;
-    obs->flags |= PX__OBS_SLOW;
+    set_flags(obs, PX__OBS_SLOW);
     int rc = px__watchdog_watch(obs);
     if (rc < 0) {
-      obs->flags = 0; /* not watched: nothing to unwatch */
+      set_flags(obs, 0); /* not watched: nothing to unwatch */
       px__observe_free(obs);
       return rc;
     }
   }
   const char *path = getenv("PX_TRACE");
   if (path != NULL && path[0] != '\0' && px__trace_open(obs, path) == 0)
-    obs->flags |= PX__OBS_TRACE;
+    set_flags(obs, obs->flags | PX__OBS_TRACE);
   *out = obs;
   return 0;
 }
@@ -107,7 +116,7 @@ void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
       px__obs_add(b, &b->busy_ns, start - b->busy_since);
     b->busy_since = end;
   }
-  if (px__unlikely(b->obs->flags & PX__OBS_TRACE)) {
+  if (px__unlikely(b->flags & PX__OBS_TRACE)) {
     px__trace_emit(b, PX__TRACE_PARK, NULL, 0, start, 0);
     if (reactor)
       px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
@@ -151,6 +160,47 @@ uint32_t px__observe_env_slow_poll_ms(uint32_t fallback) {
 void px__observe_env_reset(void) { atomic_store(&env_warned, false); }
 
 /* ---- Per poll ------------------------------------------------------------ */
+
+/* The hooks' rare paths (observe.h): the outside block, shared by threads
+ * that are not workers, times its polls with two coarse clock reads (the
+ * watchdog watches workers only); tracing reads the clock too. */
+void px__observe_wake_rare(px__counters *b, uint64_t id) {
+  if (!b->shared)
+    px__obs_add(b, &b->wakes_local, 1);
+  else
+    px__obs_add(b, &b->wakes_remote, 1);
+  if (b->flags & PX__OBS_TRACE)
+    px__trace_emit(b, PX__TRACE_WAKE, NULL, id, px__now_ns(), 0);
+}
+
+void px__observe_poll_begin_rare(px__poll_probe *p) {
+  px__counters *b = p->b;
+  if (!b->shared) {
+    px__obs_epoch_step(b);
+    if (__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED) &&
+        (p->flags & PX__OBS_SLOW))
+      px__watchdog_wake();
+  } else if (p->flags & PX__OBS_SLOW) {
+    p->coarse0 = px__clock_coarse_ns();
+  }
+  if (p->flags & PX__OBS_TRACE) p->t0 = px__now_ns();
+}
+
+bool px__observe_poll_end_rare(px__poll_probe *p) {
+  px__counters *b = p->b;
+  p->slow = false;
+  if (!b->shared) {
+    uint64_t e = px__obs_epoch_step(b);
+    p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
+  } else {
+    __atomic_fetch_add(&b->polls, 1, __ATOMIC_RELAXED);
+    if (p->flags & PX__OBS_SLOW) {
+      p->coarse0 = px__clock_coarse_ns() - p->coarse0; /* the duration */
+      p->slow = p->coarse0 >= b->obs->slow_poll_ns;
+    }
+  }
+  return p->slow || (p->flags & PX__OBS_TRACE);
+}
 
 bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
                              const px_future *f, bool warned) {

@@ -131,11 +131,19 @@ typedef struct px__counters {
   struct px__trace_ring *ring; /* trace events not yet written (owner only) */
   int worker;                  /* its id, -1 for the outside block */
   bool shared;
+  /* obs->flags, plus PX__OBS_SHARED in the outside block: what the per-poll
+   * and per-wake hooks test, in one load of the line they write anyway. */
+  unsigned flags;
 } px__counters;
 
-/* Flags in px__observe.flags: what the per-poll hooks must do. */
-#define PX__OBS_SLOW 1u  /* time polls for the slow-poll warning */
-#define PX__OBS_TRACE 2u /* record trace events */
+/* Flags in px__observe.flags and px__counters.flags: what the per-poll
+ * hooks must do. */
+#define PX__OBS_SLOW 1u   /* time polls for the slow-poll warning */
+#define PX__OBS_TRACE 2u  /* record trace events */
+#define PX__OBS_SHARED 4u /* px__counters.flags only: the outside block */
+/* The hooks' common case is a worker's block without tracing; anything
+ * else takes their rare path. */
+#define PX__OBS_RARE (PX__OBS_TRACE | PX__OBS_SHARED)
 
 typedef struct px__observe {
   unsigned flags;
@@ -214,10 +222,15 @@ static inline px__counters *px__obs_block(px__observe *obs) {
   return &obs->outside;
 }
 
+/* Adds n to a counter of a block the calling thread owns (a worker's). */
+static inline void px__obs_add_owned(uint64_t *c, uint64_t n) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
+                   __ATOMIC_RELAXED);
+}
+
 static inline void px__obs_add(px__counters *b, uint64_t *c, uint64_t n) {
   if (px__likely(!b->shared))
-    __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n,
-                     __ATOMIC_RELAXED);
+    px__obs_add_owned(c, n);
   else
     __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
 }
@@ -263,7 +276,7 @@ int px__trace_open(px__observe *obs, const char *path);
 static inline void px__trace_instant(px__observe *obs, px__trace_kind kind,
                                      uint64_t id) {
   px__counters *b = px__obs_block(obs);
-  if (px__unlikely(b->obs->flags & PX__OBS_TRACE))
+  if (px__unlikely(b->flags & PX__OBS_TRACE))
     px__trace_emit(b, kind, NULL, id, px__now_ns(), 0);
 }
 
@@ -278,14 +291,13 @@ static inline void px__observe_injection_depth(px__observe *obs,
  * thread is one of the runtime's workers, remote otherwise, and a trace
  * instant when tracing.
  */
+void px__observe_wake_rare(px__counters *b, uint64_t id);
 static inline void px__observe_wake(px__observe *obs, uint64_t id) {
   px__counters *b = px__obs_block(obs);
-  if (px__likely(!b->shared))
-    px__obs_add(b, &b->wakes_local, 1);
+  if (px__likely(!(b->flags & PX__OBS_RARE)))
+    px__obs_add_owned(&b->wakes_local, 1);
   else
-    px__obs_add(b, &b->wakes_remote, 1);
-  if (px__unlikely(b->obs->flags & PX__OBS_TRACE))
-    px__trace_emit(b, PX__TRACE_WAKE, NULL, id, px__now_ns(), 0);
+    px__observe_wake_rare(b, id);
 }
 
 /* ---- Per-poll hooks (executors/task.c, the executors) ------------------- */
@@ -329,21 +341,21 @@ typedef struct px__poll_probe {
  * shared by threads that are not workers, times its polls with two coarse
  * clock reads instead.
  */
+void px__observe_poll_begin_rare(px__poll_probe *p);
 static inline void px__observe_poll_begin(px__observe *obs,
                                           px__poll_probe *p) {
   px__counters *b = px__obs_block(obs);
+  unsigned flags = b->flags;
   p->b = b;
-  p->flags = b->obs->flags;
-  if (px__likely(!b->shared)) {
-    px__obs_epoch_step(b);
-    if (px__unlikely(
-            __atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) &&
-        (p->flags & PX__OBS_SLOW))
-      px__watchdog_wake();
-  } else if (p->flags & PX__OBS_SLOW) {
-    p->coarse0 = px__clock_coarse_ns();
+  p->flags = flags;
+  if (px__unlikely(flags & PX__OBS_RARE)) {
+    px__observe_poll_begin_rare(p);
+    return;
   }
-  if (px__unlikely(p->flags & PX__OBS_TRACE)) p->t0 = px__now_ns();
+  px__obs_epoch_step(b);
+  if (px__unlikely(__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) &&
+      (flags & PX__OBS_SLOW))
+    px__watchdog_wake();
 }
 
 /*
@@ -352,22 +364,16 @@ static inline void px__observe_poll_begin(px__observe *obs,
  * calls px__observe_poll_report with the task's id and future, which it
  * looks up only then.
  */
+bool px__observe_poll_end_rare(px__poll_probe *p);
 static inline bool px__observe_poll_end(px__poll_probe *p) {
+  if (px__unlikely(p->flags & PX__OBS_RARE))
+    return px__observe_poll_end_rare(p);
   px__counters *b = p->b;
-  p->slow = false;
-  if (px__likely(!b->shared)) {
-    uint64_t e = px__obs_epoch_step(b);
-    /* The watchdog marks a poll's (odd) epoch; 0 and even epochs never
-     * match an odd one. */
-    p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
-  } else {
-    __atomic_fetch_add(&b->polls, 1, __ATOMIC_RELAXED);
-    if (p->flags & PX__OBS_SLOW) {
-      p->coarse0 = px__clock_coarse_ns() - p->coarse0; /* the duration */
-      p->slow = p->coarse0 >= b->obs->slow_poll_ns;
-    }
-  }
-  return px__unlikely(p->slow) || px__unlikely(p->flags & PX__OBS_TRACE);
+  uint64_t e = px__obs_epoch_step(b);
+  /* The watchdog marks a poll's (odd) epoch; 0 and even epochs never match
+   * an odd one. */
+  p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
+  return px__unlikely(p->slow);
 }
 
 /* Before a poll of block_on's own future (the executors), which is not a
@@ -375,7 +381,7 @@ static inline bool px__observe_poll_end(px__poll_probe *p) {
 static inline void px__observe_block_on_begin(px__observe *obs,
                                               px__poll_probe *p) {
   p->b = px__obs_block(obs);
-  p->flags = p->b->obs->flags;
+  p->flags = p->b->flags;
   if (px__unlikely(p->flags & PX__OBS_TRACE)) p->t0 = px__now_ns();
 }
 

@@ -137,18 +137,26 @@ void px_future_drop(px_future *f);
  * per task poll, where the call into the library was a tenth of the
  * future's own cost. Internal (px__): programs call the two functions.
  */
+static inline px_poll px__future_poll_unchecked(px_future *f, px_context *cx);
 static inline int px__future_poll(px_future *f, px_context *cx) {
-  const px_future_vtable *vt;
-  if (f == NULL || cx == NULL || (vt = f->vtable) == NULL || vt->poll == NULL)
+  if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)
     return PX_EINVAL;
-  uint32_t st = f->state;
-  if (st & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  if (f->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  return (int)px__future_poll_unchecked(f, cx);
+}
+
+/**
+ * The poll itself, for a caller that knows what px__future_poll checks to
+ * hold: an executor polling a task's future (px_spawn checked the vtable;
+ * the task's state never lets a finished future be polled). Internal.
+ */
+static inline px_poll px__future_poll_unchecked(px_future *f, px_context *cx) {
   /* Set before the call: the future may hand out pointers to itself during
    * it, and from then on must not be moved (px_spawn checks the bit). */
-  f->state = st | PX_FUTURE_POLLED;
-  px_poll r = vt->poll(f, cx);
+  f->state |= PX_FUTURE_POLLED;
+  px_poll r = f->vtable->poll(f, cx);
   if (r == PX_READY) f->state |= PX_FUTURE_DONE;
-  return (int)r;
+  return r;
 }
 
 static inline void px__future_drop(px_future *f) {
