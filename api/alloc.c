@@ -52,7 +52,9 @@ void px_set_allocator(const px_allocator *allocator) {
  * and an allocator that counts blocks sees none left behind. A thread that
  * is about to sleep (nothing to run) hands them back too: an idle worker
  * holds no memory, and a task freed on a worker shows up as freed to the
- * allocator once the worker has nothing left to do.
+ * allocator once the worker has nothing left to do. (A work-stealing
+ * worker waits TRIM_AFTER_MS into its sleep first: short parks between
+ * bursts of work keep their blocks.)
  *
  * Under AddressSanitizer the cache is compiled out: a block parked here
  * would hide a use after free from it.
@@ -120,6 +122,14 @@ void px__alloc_cache_use(bool on) {
 void px__alloc_cache_trim(void) {
 #if PX__ALLOC_CACHE
   if (cache.bytes != 0) cache_flush();
+#endif
+}
+
+bool px__alloc_cache_holds(void) {
+#if PX__ALLOC_CACHE
+  return cache.bytes != 0;
+#else
+  return false;
 #endif
 }
 

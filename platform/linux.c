@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* PRIVATE: the word is never shared with another process, which lets the
@@ -20,6 +21,12 @@ void px__futex_wait(px__futex_word *word, int expected) {
    * never lost. EINTR and EAGAIN are spurious returns, which the contract
    * allows. */
   syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+void px__futex_wait_ms(px__futex_word *word, int expected, uint32_t ms) {
+  /* FUTEX_WAIT's timeout is relative (on the monotonic clock). */
+  struct timespec rel = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, &rel, NULL, 0);
 }
 
 void px__futex_wake(px__futex_word *word, int n) {

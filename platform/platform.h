@@ -146,6 +146,11 @@ static inline uint64_t px__clock_coarse_ns(void) {
  */
 void px__futex_wait(px__futex_word *word, int expected);
 
+/* px__futex_wait for at most `ms` milliseconds. A return says nothing
+ * about why (a wake, the time, a spurious return): callers look at the
+ * word, as after any wait. */
+void px__futex_wait_ms(px__futex_word *word, int expected, uint32_t ms);
+
 /* Wakes up to `n` threads blocked in px__futex_wait on word (INT_MAX: all).
  * Call it after changing the word. */
 void px__futex_wake(px__futex_word *word, int n);

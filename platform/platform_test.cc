@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <climits>
 #include <thread>
@@ -82,6 +83,39 @@ TEST(PlatformTest, FutexWakeAllEndsEveryWait) {
   px__futex_wake(&word, INT_MAX);
   for (auto &t : waiters) t.join();
   EXPECT_EQ(done.load(), 4);
+}
+
+static uint64_t NowMs() {
+  return (uint64_t)std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+TEST(PlatformTest, FutexWaitMsReturnsOnceTheTimePassed) {
+  px__futex_word word{0};
+  uint64_t t0 = NowMs();
+  // Spurious returns are allowed, so loop until the time is seen to pass;
+  // a wait that ignored its timeout would hang the test instead.
+  while (NowMs() - t0 < 30) px__futex_wait_ms(&word, 0, 30);
+  EXPECT_EQ(word.load(), 0);
+  // And it compares first, like the untimed wait.
+  px__futex_word other{1};
+  t0 = NowMs();
+  px__futex_wait_ms(&other, 0, 10000);
+  EXPECT_LT(NowMs() - t0, 5000u) << "waited although the word differed";
+}
+
+TEST(PlatformTest, FutexWakeEndsATimedWait) {
+  px__futex_word word{0};
+  uint64_t t0 = NowMs();
+  std::thread waiter([&] {
+    while (word.load() == 0) px__futex_wait_ms(&word, 0, 60000);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  word.store(1);
+  px__futex_wake(&word, 1);
+  waiter.join();
+  EXPECT_LT(NowMs() - t0, 30000u) << "the wake was not seen";
 }
 
 // Two words that may share a bucket of the fallback's table: a wake of one

@@ -37,7 +37,7 @@ static pthread_once_t buckets_once = PTHREAD_ONCE_INIT;
 static void buckets_init(void) {
   for (unsigned i = 0; i < BUCKETS; i++) {
     pthread_mutex_init(&buckets[i].mu, NULL);
-    pthread_cond_init(&buckets[i].cond, NULL);
+    px__cond_init_monotonic(&buckets[i].cond); /* px__futex_wait_ms */
   }
 }
 
@@ -50,12 +50,28 @@ static bucket *bucket_of(const px__futex_word *word) {
   return &buckets[a % BUCKETS];
 }
 
-void px__futex_wait(px__futex_word *word, int expected) {
+/* Sleeps on word's bucket while *word == expected, until a wake or, with
+ * a deadline, until then. */
+static void bucket_wait(px__futex_word *word, int expected,
+                        const struct timespec *deadline) {
   bucket *b = bucket_of(word);
   pthread_mutex_lock(&b->mu);
-  if (atomic_load_explicit(word, memory_order_seq_cst) == expected)
-    pthread_cond_wait(&b->cond, &b->mu);
+  if (atomic_load_explicit(word, memory_order_seq_cst) == expected) {
+    if (deadline != NULL)
+      pthread_cond_timedwait(&b->cond, &b->mu, deadline);
+    else
+      pthread_cond_wait(&b->cond, &b->mu);
+  }
   pthread_mutex_unlock(&b->mu);
+}
+
+void px__futex_wait(px__futex_word *word, int expected) {
+  bucket_wait(word, expected, NULL);
+}
+
+void px__futex_wait_ms(px__futex_word *word, int expected, uint32_t ms) {
+  struct timespec deadline = px__cond_deadline(ms);
+  bucket_wait(word, expected, &deadline);
 }
 
 void px__futex_wake(px__futex_word *word, int n) {

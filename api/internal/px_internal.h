@@ -86,6 +86,10 @@ void px__alloc_cache_use(bool on);
  * thread about to sleep calls it). */
 void px__alloc_cache_trim(void);
 
+/* Whether the calling thread's cache holds blocks (px__alloc_cache_trim
+ * would hand some back). */
+bool px__alloc_cache_holds(void);
+
 /*
  * Cooperative budget (tokio's coop, runtime/coop.rs). A task may complete
  * this many operations on resources that are ready (a channel that is

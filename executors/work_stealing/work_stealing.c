@@ -58,6 +58,7 @@
 #define MAX_LIFO_POLLS 3      /* LIFO polls in a row before the queue's turn */
 #define GLOBAL_INTERVAL 61u   /* local polls between two looks at injection */
 #define PARK_SPINS 32         /* looks for a late notification before parking */
+#define TRIM_AFTER_MS 10      /* a parked worker keeps freed blocks that long */
 
 /* A worker's parker: where it sleeps, so unpark knows how to wake it. */
 enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
@@ -361,16 +362,29 @@ static void park_futex(worker *w) {
     atomic_store(&w->park_state, PARK_EMPTY);
     return;
   }
-  /* A worker about to sleep keeps no freed blocks (api/alloc.c);
-   * px__runtime_park does the same for the driver. */
-  px__alloc_cache_trim();
+  /* A sleeping worker keeps no freed blocks (api/alloc.c; px__runtime_park
+   * does the same for the driver), but hands them back only once it has
+   * slept TRIM_AFTER_MS: parks between bursts are short, and a worker that
+   * gave its blocks to malloc at each one freed in bursts that held
+   * malloc's arena lock against the thread spawning the next tasks
+   * (bench/spawn_many under work stealing: most of its futex calls, and
+   * brk trimming and growing the heap each round). */
+  bool keep = px__alloc_cache_holds();
   /* Parks, idle and busy time (observe/); px__runtime_park counts the
    * driver's wait in the reactor the same way. */
   uint64_t idle_start = px__now_ns();
   for (;;) {
     /* The kernel re-checks the word, so an unpark between the CAS and the
      * wait makes the wait return at once. */
-    px__futex_wait(&w->park_state, PARK_FUTEX);
+    if (keep) {
+      px__futex_wait_ms(&w->park_state, PARK_FUTEX, TRIM_AFTER_MS);
+      if (atomic_load(&w->park_state) == PARK_FUTEX) {
+        px__alloc_cache_trim(); /* slept that long: no longer a short park */
+        keep = false;
+      }
+    } else {
+      px__futex_wait(&w->park_state, PARK_FUTEX);
+    }
     expected = PARK_NOTIFIED;
     if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
       break;
