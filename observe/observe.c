@@ -17,7 +17,6 @@ static void block_init(px__counters *b, px__observe *obs, int worker,
   memset(b, 0, sizeof *b);
   b->obs = obs;
   b->worker = worker;
-  b->shared = shared;
   b->flags = shared ? PX__OBS_SHARED : 0;
 }
 
@@ -87,7 +86,7 @@ void px__observe_worker_enter(px__observe *obs, int id) {
   }
   px__obs_tls.obs = obs;
   px__obs_tls.block = b;
-  if (!b->shared) b->busy_since = px__now_ns();
+  if (!px__obs_shared(b)) b->busy_since = px__now_ns();
   px__observe_set_worker(id);
 }
 
@@ -95,7 +94,7 @@ void px__observe_worker_leave(void) {
   /* A worker's trace events go to the file before it stops being one, so
    * the ring is never written by two threads. */
   px__counters *b = px__obs_tls.block;
-  if (b != NULL && !b->shared) {
+  if (b != NULL && !px__obs_shared(b)) {
     if (b->busy_since != 0)
       px__obs_add(b, &b->busy_ns, px__now_ns() - b->busy_since);
     b->busy_since = 0;
@@ -111,7 +110,7 @@ void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
   px__counters *b = px__obs_block(obs);
   px__obs_add(b, &b->parks, 1);
   px__obs_add(b, &b->idle_ns, end - start);
-  if (!b->shared) {
+  if (!px__obs_shared(b)) {
     if (b->busy_since != 0 && start > b->busy_since)
       px__obs_add(b, &b->busy_ns, start - b->busy_since);
     b->busy_since = end;
@@ -165,7 +164,7 @@ void px__observe_env_reset(void) { atomic_store(&env_warned, false); }
  * that are not workers, times its polls with two coarse clock reads (the
  * watchdog watches workers only); tracing reads the clock too. */
 void px__observe_wake_rare(px__counters *b, uint64_t id) {
-  if (!b->shared)
+  if (!px__obs_shared(b))
     px__obs_add(b, &b->wakes_local, 1);
   else
     px__obs_add(b, &b->wakes_remote, 1);
@@ -175,11 +174,8 @@ void px__observe_wake_rare(px__counters *b, uint64_t id) {
 
 void px__observe_poll_begin_rare(px__poll_probe *p) {
   px__counters *b = p->b;
-  if (!b->shared) {
-    px__obs_epoch_step(b);
-    if (__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED) &&
-        (p->flags & PX__OBS_SLOW))
-      px__watchdog_wake();
+  if (!px__obs_shared(b)) {
+    px__obs_worker_begin(b, p->flags);
   } else if (p->flags & PX__OBS_SLOW) {
     p->coarse0 = px__clock_coarse_ns();
   }
@@ -189,9 +185,8 @@ void px__observe_poll_begin_rare(px__poll_probe *p) {
 bool px__observe_poll_end_rare(px__poll_probe *p) {
   px__counters *b = p->b;
   p->slow = false;
-  if (!b->shared) {
-    uint64_t e = px__obs_epoch_step(b);
-    p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
+  if (!px__obs_shared(b)) {
+    p->slow = px__obs_worker_end(b);
   } else {
     __atomic_fetch_add(&b->polls, 1, __ATOMIC_RELAXED);
     if (p->flags & PX__OBS_SLOW) {
@@ -212,7 +207,7 @@ bool px__observe_poll_report(px__poll_probe *p, uint64_t task_id,
   }
   if (!p->slow || warned) return false;
   uint64_t took = p->coarse0; /* the outside block's: see poll_end */
-  if (!p->b->shared) {
+  if (!px__obs_shared(p->b)) {
     /* The watchdog stored slow_since before the mark poll_end saw (with a
      * relaxed load; this one acquires it). The poll began before the
      * watchdog first saw it: a lower bound. */

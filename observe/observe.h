@@ -130,7 +130,6 @@ typedef struct px__counters {
   struct px__observe *obs;
   struct px__trace_ring *ring; /* trace events not yet written (owner only) */
   int worker;                  /* its id, -1 for the outside block */
-  bool shared;
   /* obs->flags, plus PX__OBS_SHARED in the outside block: what the per-poll
    * and per-wake hooks test, in one load of the line they write anyway. */
   unsigned flags;
@@ -144,6 +143,11 @@ typedef struct px__counters {
 /* The hooks' common case is a worker's block without tracing; anything
  * else takes their rare path. */
 #define PX__OBS_RARE (PX__OBS_TRACE | PX__OBS_SHARED)
+
+/* Whether b is the outside block, which any thread updates (atomically). */
+static inline bool px__obs_shared(const px__counters *b) {
+  return (b->flags & PX__OBS_SHARED) != 0;
+}
 
 typedef struct px__observe {
   unsigned flags;
@@ -229,7 +233,7 @@ static inline void px__obs_add_owned(uint64_t *c, uint64_t n) {
 }
 
 static inline void px__obs_add(px__counters *b, uint64_t *c, uint64_t n) {
-  if (px__likely(!b->shared))
+  if (px__likely(!px__obs_shared(b)))
     px__obs_add_owned(c, n);
   else
     __atomic_fetch_add(c, n, __ATOMIC_RELAXED);
@@ -246,7 +250,7 @@ static inline void px__obs_add(px__counters *b, uint64_t *c, uint64_t n) {
 #define PX__GAUGE(obs, field, v)                                         \
   do {                                                                   \
     px__counters *px__b_ = px__obs_block(obs);                           \
-    if (!px__b_->shared)                                                 \
+    if (!px__obs_shared(px__b_))                                         \
       __atomic_store_n(&px__b_->field, (uint64_t)(v), __ATOMIC_RELAXED); \
   } while (0)
 
@@ -341,6 +345,21 @@ typedef struct px__poll_probe {
  * shared by threads that are not workers, times its polls with two coarse
  * clock reads instead.
  */
+/* A worker's part of a poll's begin and end, traced or not: the epoch
+ * step, waking a sleeping watchdog, and the watchdog's mark at the end. */
+static inline void px__obs_worker_begin(px__counters *b, unsigned flags) {
+  px__obs_epoch_step(b);
+  if (px__unlikely(__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) &&
+      (flags & PX__OBS_SLOW))
+    px__watchdog_wake();
+}
+static inline bool px__obs_worker_end(px__counters *b) {
+  uint64_t e = px__obs_epoch_step(b);
+  /* The watchdog marks a poll's (odd) epoch; 0 and even epochs never match
+   * an odd one. */
+  return __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
+}
+
 void px__observe_poll_begin_rare(px__poll_probe *p);
 static inline void px__observe_poll_begin(px__observe *obs,
                                           px__poll_probe *p) {
@@ -348,14 +367,10 @@ static inline void px__observe_poll_begin(px__observe *obs,
   unsigned flags = b->flags;
   p->b = b;
   p->flags = flags;
-  if (px__unlikely(flags & PX__OBS_RARE)) {
+  if (px__unlikely(flags & PX__OBS_RARE))
     px__observe_poll_begin_rare(p);
-    return;
-  }
-  px__obs_epoch_step(b);
-  if (px__unlikely(__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) &&
-      (flags & PX__OBS_SLOW))
-    px__watchdog_wake();
+  else
+    px__obs_worker_begin(b, flags);
 }
 
 /*
@@ -368,11 +383,7 @@ bool px__observe_poll_end_rare(px__poll_probe *p);
 static inline bool px__observe_poll_end(px__poll_probe *p) {
   if (px__unlikely(p->flags & PX__OBS_RARE))
     return px__observe_poll_end_rare(p);
-  px__counters *b = p->b;
-  uint64_t e = px__obs_epoch_step(b);
-  /* The watchdog marks a poll's (odd) epoch; 0 and even epochs never match
-   * an odd one. */
-  p->slow = __atomic_load_n(&b->slow_epoch, __ATOMIC_RELAXED) == e;
+  p->slow = px__obs_worker_end(p->b);
   return px__unlikely(p->slow);
 }
 

@@ -119,13 +119,13 @@ void px__trace_emit(px__counters *b, px__trace_kind kind, const char *name,
   px__observe *obs = b->obs;
   if (obs->trace == NULL) return;
   trace_event e = {start_ns, dur_ns, id, name, kind};
-  if (!b->shared && b->ring == NULL) {
+  if (!px__obs_shared(b) && b->ring == NULL) {
     b->ring = px__alloc(sizeof *b->ring);
     if (b->ring != NULL) b->ring->len = 0;
   }
-  if (b->shared || b->ring == NULL) {
+  if (px__obs_shared(b) || b->ring == NULL) {
     pthread_mutex_lock(&obs->trace->mu);
-    write_event(obs, b->shared ? OUTSIDE_TID : b->worker, &e);
+    write_event(obs, px__obs_shared(b) ? OUTSIDE_TID : b->worker, &e);
     pthread_mutex_unlock(&obs->trace->mu);
     return;
   }

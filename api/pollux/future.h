@@ -132,20 +132,6 @@ int px_future_poll(px_future *f, px_context *cx);
 void px_future_drop(px_future *f);
 
 /**
- * px_future_poll and px_future_drop, inline, with the same checks and the
- * same answers: what PX_AWAIT and the executors call, once per await and
- * per task poll, where the call into the library was a tenth of the
- * future's own cost. Internal (px__): programs call the two functions.
- */
-static inline px_poll px__future_poll_unchecked(px_future *f, px_context *cx);
-static inline int px__future_poll(px_future *f, px_context *cx) {
-  if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)
-    return PX_EINVAL;
-  if (f->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
-  return (int)px__future_poll_unchecked(f, cx);
-}
-
-/**
  * The poll itself, for a caller that knows what px__future_poll checks to
  * hold: an executor polling a task's future (px_spawn checked the vtable;
  * the task's state never lets a finished future be polled). Internal.
@@ -157,6 +143,19 @@ static inline px_poll px__future_poll_unchecked(px_future *f, px_context *cx) {
   px_poll r = f->vtable->poll(f, cx);
   if (r == PX_READY) f->state |= PX_FUTURE_DONE;
   return r;
+}
+
+/**
+ * px_future_poll and px_future_drop, inline, with the same checks and the
+ * same answers: what PX_AWAIT and the executors call, once per await and
+ * per task poll, where the call into the library was a tenth of the
+ * future's own cost. Internal (px__): programs call the two functions.
+ */
+static inline int px__future_poll(px_future *f, px_context *cx) {
+  if (f == NULL || cx == NULL || f->vtable == NULL || f->vtable->poll == NULL)
+    return PX_EINVAL;
+  if (f->state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) return PX_EDONE;
+  return (int)px__future_poll_unchecked(f, cx);
 }
 
 static inline void px__future_drop(px_future *f) {
