@@ -5,6 +5,7 @@
  */
 #include <sched.h>
 #include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,24 @@ void px_set_allocator(const px_allocator *allocator) {
  * is about to sleep (nothing to run) hands them back too: an idle worker
  * holds no memory, and a task freed on a worker shows up as freed to the
  * allocator once the worker has nothing left to do. (A work-stealing
- * worker waits TRIM_AFTER_MS into its sleep first: short parks between
- * bursts of work keep their blocks.)
+ * worker, and any thread parked in its reactor, waits PX__TRIM_AFTER_MS
+ * into its sleep first: short parks between bursts of work keep their
+ * blocks.)
+ *
+ * Blocks freed beyond a cache's room go to the depot, one process-wide
+ * lock-free stack of same-size batches that the next thread whose cache
+ * misses takes from (mimalloc's delayed free, in spirit). Why: under work
+ * stealing, tasks spawned from block_on's thread are allocated there and
+ * freed on the workers, so blocks flow one way; without a way back, every
+ * spawn was a malloc and every completion a free() from another thread,
+ * and glibc answered with its arena lock (futex calls) and with trimming
+ * and regrowing the heap each round (brk, page faults, and threads
+ * sleeping on the address-space lock): bench/spawn_many ran three times
+ * slower than tokio with its threads sharing one CPU. Pushing a batch is
+ * one CAS; taking is one exchange of the whole stack (no ABA: nothing is
+ * popped one by one), the batches not wanted going back with one CAS. The
+ * depot holds at most DEPOT_MAX_BYTES and is emptied into the allocator
+ * when a thread leaves a runtime or has slept PX__TRIM_AFTER_MS.
  *
  * Under AddressSanitizer the cache is compiled out: a block parked here
  * would hide a use after free from it.
@@ -87,32 +104,136 @@ typedef struct alloc_cache {
   size_t bytes;
   size_t size[CACHE_SLOTS]; /* 0: the slot is free */
   cache_block *head[CACHE_SLOTS];
+  /* The slot's last block and its byte count, so that a whole slot goes
+   * to the depot without a walk over its blocks. */
+  cache_block *tail[CACHE_SLOTS];
+  size_t slot_bytes[CACHE_SLOTS];
 } alloc_cache;
+
+/* A batch in the depot: a slot's list, its first block holding this. */
+typedef struct depot_batch {
+  cache_block first;        /* first.next: the batch's second block */
+  struct depot_batch *next; /* the depot's next batch */
+  cache_block *last;
+  size_t size, bytes;
+} depot_batch;
+
+enum { DEPOT_MAX_BYTES = 4u << 20 };
+
+static _Atomic(depot_batch *) depot;
+static _Atomic size_t depot_bytes; /* reserved before a push */
 
 /* initial-exec: one load from the thread pointer (see observe/observe.h). */
 static _Thread_local alloc_cache cache __attribute__((tls_model("initial-exec")));
 #endif
 
 #if PX__ALLOC_CACHE
+static void free_chain(cache_block *b, size_t size) {
+  while (b != NULL) {
+    cache_block *next = b->next;
+    current.free(current.ctx, b, size);
+    b = next;
+  }
+}
+
 /* Hands every cached block back to the allocator. */
 static void cache_flush(void) {
   for (int i = 0; i < CACHE_SLOTS; i++) {
-    cache_block *b = cache.head[i];
-    while (b != NULL) {
-      cache_block *next = b->next;
-      current.free(current.ctx, b, cache.size[i]);
-      b = next;
-    }
+    free_chain(cache.head[i], cache.size[i]);
     cache.head[i] = NULL;
     cache.size[i] = 0;
+    cache.slot_bytes[i] = 0;
   }
   cache.bytes = 0;
 }
+
+/* Pushes the chain of batches first..last (linked through next) with one
+ * CAS. Pushers never read a batch they do not own, so there is no ABA. */
+static void depot_push(depot_batch *first, depot_batch *last) {
+  depot_batch *head = atomic_load_explicit(&depot, memory_order_relaxed);
+  do {
+    last->next = head;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &depot, &head, first, memory_order_release, memory_order_relaxed));
+}
+
+/* Moves slot i's blocks to the depot; false if they do not fit in it or a
+ * block is too small to hold the batch's header. */
+static bool cache_give_slot(int i) {
+  size_t bytes = cache.slot_bytes[i];
+  if (cache.head[i] == NULL || cache.size[i] < sizeof(depot_batch))
+    return false;
+  if (atomic_fetch_add_explicit(&depot_bytes, bytes, memory_order_relaxed) +
+          bytes > DEPOT_MAX_BYTES) {
+    atomic_fetch_sub_explicit(&depot_bytes, bytes, memory_order_relaxed);
+    return false;
+  }
+  depot_batch *batch = (depot_batch *)cache.head[i];
+  batch->last = cache.tail[i];
+  batch->size = cache.size[i];
+  batch->bytes = bytes;
+  depot_push(batch, batch);
+  cache.head[i] = NULL;
+  cache.slot_bytes[i] = 0;
+  cache.bytes -= bytes;
+  return true;
+}
+
+/* Takes the depot's first batch of `size`-byte blocks into an empty slot
+ * (the empty slot of that size first); the other batches go back. */
+static bool cache_take_from_depot(size_t size) {
+  int slot = -1;
+  for (int i = 0; i < CACHE_SLOTS; i++) {
+    if (cache.head[i] != NULL) continue;
+    if (slot < 0 || cache.size[i] == size) slot = i;
+    if (cache.size[i] == size) break;
+  }
+  if (slot < 0) return false;
+  depot_batch *all =
+      atomic_exchange_explicit(&depot, NULL, memory_order_acquire);
+  depot_batch *found = NULL, *rest = NULL, *rest_last = NULL;
+  while (all != NULL) {
+    depot_batch *next = all->next;
+    if (found == NULL && all->size == size) {
+      found = all;
+    } else {
+      all->next = rest;
+      if (rest == NULL) rest_last = all;
+      rest = all;
+    }
+    all = next;
+  }
+  if (rest != NULL) depot_push(rest, rest_last);
+  if (found == NULL) return false;
+  atomic_fetch_sub_explicit(&depot_bytes, found->bytes, memory_order_relaxed);
+  cache.size[slot] = size;
+  cache.head[slot] = &found->first;
+  cache.tail[slot] = found->last;
+  cache.slot_bytes[slot] = found->bytes;
+  cache.bytes += found->bytes;
+  return true;
+}
 #endif
+
+void px__alloc_depot_drain(void) {
+#if PX__ALLOC_CACHE
+  if (atomic_load_explicit(&depot, memory_order_relaxed) == NULL) return;
+  depot_batch *b = atomic_exchange_explicit(&depot, NULL, memory_order_acquire);
+  while (b != NULL) {
+    depot_batch *next = b->next;
+    atomic_fetch_sub_explicit(&depot_bytes, b->bytes, memory_order_relaxed);
+    free_chain(&b->first, b->size);
+    b = next;
+  }
+#endif
+}
 
 void px__alloc_cache_use(bool on) {
 #if PX__ALLOC_CACHE
-  if (!on) cache_flush();
+  if (!on) {
+    cache_flush();
+    px__alloc_depot_drain();
+  }
   cache.on = on;
 #else
   (void)on;
@@ -122,6 +243,14 @@ void px__alloc_cache_use(bool on) {
 void px__alloc_cache_trim(void) {
 #if PX__ALLOC_CACHE
   if (cache.bytes != 0) cache_flush();
+#endif
+}
+
+bool px__alloc_depot_holds(void) {
+#if PX__ALLOC_CACHE
+  return atomic_load_explicit(&depot, memory_order_relaxed) != NULL;
+#else
+  return false;
 #endif
 }
 
@@ -136,13 +265,20 @@ bool px__alloc_cache_holds(void) {
 void *px__alloc(size_t size) {
 #if PX__ALLOC_CACHE
   if (cache.on) {
-    for (int i = 0; i < CACHE_SLOTS; i++) {
-      if (cache.size[i] == size && cache.head[i] != NULL) {
-        cache_block *b = cache.head[i];
-        cache.head[i] = b->next;
-        cache.bytes -= size;
-        return b;
+    for (int pass = 0; pass < 2; pass++) {
+      for (int i = 0; i < CACHE_SLOTS; i++) {
+        if (cache.size[i] == size && cache.head[i] != NULL) {
+          cache_block *b = cache.head[i];
+          cache.head[i] = b->next;
+          cache.slot_bytes[i] -= size;
+          cache.bytes -= size;
+          return b;
+        }
       }
+      /* A miss: a batch of this size from the depot, if it has one. */
+      if (atomic_load_explicit(&depot, memory_order_relaxed) == NULL ||
+          !cache_take_from_depot(size))
+        break;
     }
   }
 #endif
@@ -185,9 +321,7 @@ void px__free_aligned(void *ptr, size_t size, size_t align) {
 #if PX__ALLOC_CACHE
 /* Keeps the block if a slot holds (or can take) its size and there is room. */
 static bool cache_put(void *ptr, size_t size) {
-  if (size < CACHE_MIN_BLOCK || size > CACHE_MAX_BLOCK ||
-      cache.bytes + size > CACHE_MAX_BYTES)
-    return false;
+  if (size < CACHE_MIN_BLOCK || size > CACHE_MAX_BLOCK) return false;
   int slot = -1;
   for (int i = 0; i < CACHE_SLOTS; i++) {
     if (cache.size[i] == size) {
@@ -198,10 +332,19 @@ static bool cache_put(void *ptr, size_t size) {
     if (slot < 0 && cache.head[i] == NULL) slot = i;
   }
   if (slot < 0) return false;
+  /* Full: this size's blocks go to the depot, for a thread that allocates
+   * more than it frees (block_on's, spawning for the workers). */
+  if (cache.bytes + size > CACHE_MAX_BYTES &&
+      (cache.size[slot] != size || !cache_give_slot(slot)))
+    return false;
   cache_block *b = ptr;
-  cache.size[slot] = size;
+  if (cache.head[slot] == NULL) {
+    cache.size[slot] = size;
+    cache.tail[slot] = b;
+  }
   b->next = cache.head[slot];
   cache.head[slot] = b;
+  cache.slot_bytes[slot] += size;
   cache.bytes += size;
   return true;
 }

@@ -588,11 +588,30 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
    * A timer already due makes the wait a look. */
   atomic_store(&rt->parked, 1);
   int timeout = has_work(arg) ? 0 : park_timeout_ms(rt, now);
-  /* A thread about to sleep keeps no freed blocks (api/alloc.c). */
-  if (timeout != 0) px__alloc_cache_trim();
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
-  int n = px__reactor_poll(rt->reactor, timeout);
+  int n;
+  if ((timeout < 0 || timeout > PX__TRIM_AFTER_MS) &&
+      (px__alloc_cache_holds() || px__alloc_depot_holds())) {
+    /* A thread that sleeps keeps no freed blocks (api/alloc.c), but only
+     * once it has slept PX__TRIM_AFTER_MS: a driver handing its blocks to
+     * malloc at every park between bursts of work freed them against the
+     * thread allocating the next burst (the work-stealing worker's park
+     * waits the same way). Shorter parks keep them. After the trim the
+     * park ends as if woken: a wake-up that ended the first wait counts no
+     * event, so waiting again here could sleep through it; the caller
+     * parks again, with nothing kept and the timeout computed afresh.
+     * (That no event came does not say the wait timed out: the reactor's
+     * own wake-up counts none. The clock says it.) */
+    n = px__reactor_poll(rt->reactor, PX__TRIM_AFTER_MS);
+    if (n == 0 &&
+        px__now_ns() - wait_start >= PX__TRIM_AFTER_MS * UINT64_C(1000000)) {
+      px__alloc_cache_trim();
+      px__alloc_depot_drain();
+    }
+  } else {
+    n = px__reactor_poll(rt->reactor, timeout);
+  }
   px__observe_reactor_wait(rt->head.observe, wait_start, n, timeout != 0);
   if (n < 0) n = 0;
   atomic_store(&rt->parked, 0);

@@ -17,6 +17,8 @@
  *   - PX_HAVE_EVENTFD, PX_HAVE_SIGNALFD: Linux descriptors whose users
  *     (reactors/core.c, reactors/signal.c) fall back to a self-pipe;
  *   - PX__CLOCK_COARSE: a cheap clock of millisecond resolution;
+ *   - px__mutex_init_adaptive: a mutex that spins before it sleeps, where
+ *     the system has one (glibc);
  *   - px__cond_init_monotonic, px__cond_deadline: condition-variable waits
  *     measured on the monotonic clock where the system allows it.
  *
@@ -188,6 +190,15 @@ ssize_t px__sendto(int fd, const void *buf, size_t len,
 /* write(2) on any descriptor (a pipe has no MSG_NOSIGNAL): SIGPIPE is
  * blocked in this thread for the call and one it raised is discarded. */
 ssize_t px__write(int fd, const void *buf, size_t len);
+
+/* ---- Mutexes ---------------------------------------------------------- */
+
+/* pthread_mutex_init of a mutex that spins a little before it sleeps
+ * (glibc's adaptive mutex, as Rust's std Mutex spins before its futex
+ * wait), for locks held for a few instructions by threads that run at
+ * once: sleeping on such a lock costs two context switches. A plain mutex
+ * where the system has no adaptive kind. */
+int px__mutex_init_adaptive(pthread_mutex_t *mu);
 
 /* ---- Condition variables on the monotonic clock ------------------------ */
 

@@ -121,6 +121,27 @@ TEST(PlatformTest, FutexWakeEndsATimedWait) {
 // Two words that may share a bucket of the fallback's table: a wake of one
 // must not be lost by the other's waiter, and the other stays asleep until
 // its own word changes.
+// The adaptive mutex (glibc's, a plain one elsewhere) still excludes:
+// two threads' increments under it all count.
+TEST(PlatformTest, AdaptiveMutexExcludes) {
+  pthread_mutex_t mu;
+  ASSERT_EQ(px__mutex_init_adaptive(&mu), 0);
+  long count = 0;
+  constexpr int kEach = 200000;
+  auto add = [&] {
+    for (int i = 0; i < kEach; i++) {
+      pthread_mutex_lock(&mu);
+      count++;
+      pthread_mutex_unlock(&mu);
+    }
+  };
+  std::thread other(add);
+  add();
+  other.join();
+  EXPECT_EQ(count, 2L * kEach);
+  EXPECT_EQ(pthread_mutex_destroy(&mu), 0);
+}
+
 TEST(PlatformTest, FutexWordsAreIndependent) {
   px__futex_word words[2] = {{0}, {0}};
   std::atomic<int> woke{0};

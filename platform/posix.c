@@ -255,6 +255,20 @@ ssize_t px__write(int fd, const void *buf, size_t len) {
 #define COND_CLOCK CLOCK_REALTIME
 #endif
 
+int px__mutex_init_adaptive(pthread_mutex_t *mu) {
+#if defined(PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP) && !PX_PORTABLE
+  pthread_mutexattr_t a;
+  int rc = pthread_mutexattr_init(&a);
+  if (rc != 0) return rc;
+  rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+  if (rc == 0) rc = pthread_mutex_init(mu, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc;
+#else
+  return pthread_mutex_init(mu, NULL);
+#endif
+}
+
 int px__cond_init_monotonic(pthread_cond_t *cond) {
 #if PX_HAVE_CONDATTR_SETCLOCK
   pthread_condattr_t ca;

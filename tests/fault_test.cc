@@ -10,6 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -396,6 +398,83 @@ TEST(AlignedAlloc, AlignedZeroedAndGivenBackWhole) {
   px__free_aligned(nullptr, 64, 64);  // like free(NULL)
   EXPECT_EQ(g_alloc.live_blocks.load(), 0);
   EXPECT_EQ(g_alloc.live_bytes.load(), 0);
+  counting_allocator_remove();
+}
+
+}  // namespace
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kBlockCache = false;  // api/alloc.c compiles it out
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kBlockCache = false;
+#else
+constexpr bool kBlockCache = true;
+#endif
+#else
+constexpr bool kBlockCache = true;
+#endif
+
+// The depot (api/alloc.c): blocks one thread frees beyond its cache's room
+// serve another thread's allocations of that size, instead of flowing one
+// way through the allocator (tasks spawned on block_on's thread and freed
+// on the workers); a thread leaving its runtime hands every block back.
+TEST(BlockCache, BlocksFreedBeyondOneThreadsCacheServeAnother) {
+  if (!kBlockCache) GTEST_SKIP() << "no block cache under AddressSanitizer";
+  counting_allocator_install();
+  constexpr size_t kSize = 192;
+  constexpr int kBlocks = 3 * (1 << 20) / kSize;  // three caches' worth
+  px__alloc_cache_use(true);
+  std::vector<void *> blocks;
+  for (int i = 0; i < kBlocks; i++) blocks.push_back(px__alloc(kSize));
+  EXPECT_EQ(g_alloc.total_allocs.load(), kBlocks);
+  std::atomic<int> step{0};
+  std::thread freer([&] {
+    px__alloc_cache_use(true);
+    for (void *b : blocks) px__free(b, kSize);
+    step = 1;
+    while (step.load() != 2) std::this_thread::yield();
+    px__alloc_cache_use(false);  // leaves: its cache and the depot go back
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  EXPECT_EQ(g_alloc.live_blocks.load(), kBlocks) << "freed to the allocator";
+  // This thread's cache is empty: its allocations come from the depot.
+  std::vector<void *> again;
+  long before = g_alloc.total_allocs.load();
+  for (int i = 0; i < kBlocks / 2; i++) again.push_back(px__alloc(kSize));
+  long fresh = g_alloc.total_allocs.load() - before;
+  EXPECT_LT(fresh, kBlocks / 4) << "the depot served few of them";
+  std::sort(blocks.begin(), blocks.end());
+  int reused = 0;
+  for (void *p : again)
+    reused += std::binary_search(blocks.begin(), blocks.end(), p) ? 1 : 0;
+  EXPECT_EQ(reused + fresh, kBlocks / 2);
+  for (void *p : again) px__free(p, kSize);
+  step = 2;
+  freer.join();
+  px__alloc_cache_use(false);
+  EXPECT_EQ(g_alloc.live_blocks.load(), 0);
+  EXPECT_EQ(g_alloc.live_bytes.load(), 0);
+  counting_allocator_remove();
+}
+
+// A block too small for a batch's header never goes to the depot: beyond
+// the cache's room it goes back to the allocator, as before there was one.
+TEST(BlockCache, SmallBlocksBeyondTheCacheGoBackToTheAllocator) {
+  if (!kBlockCache) GTEST_SKIP() << "no block cache under AddressSanitizer";
+  counting_allocator_install();
+  constexpr size_t kSize = 32;
+  constexpr int kBlocks = 2 * (1 << 20) / kSize;
+  std::vector<void *> blocks;
+  for (int i = 0; i < kBlocks; i++) blocks.push_back(px__alloc(kSize));
+  px__alloc_cache_use(true);
+  for (void *b : blocks) px__free(b, kSize);
+  EXPECT_FALSE(px__alloc_depot_holds());
+  EXPECT_LE(g_alloc.live_bytes.load(), 1 << 20) << "more than a cache kept";
+  px__alloc_cache_use(false);
+  EXPECT_EQ(g_alloc.live_blocks.load(), 0);
   counting_allocator_remove();
 }
 

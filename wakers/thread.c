@@ -66,3 +66,11 @@ void px__thread_waker_park(px__thread_waker *tw) {
     px__futex_wait(&tw->notified, 0);
   atomic_store_explicit(&tw->sleeping, 0, memory_order_relaxed);
 }
+
+bool px__thread_waker_park_ms(px__thread_waker *tw, uint32_t ms) {
+  atomic_store_explicit(&tw->sleeping, 1, memory_order_seq_cst);
+  if (atomic_load_explicit(&tw->notified, memory_order_seq_cst) == 0)
+    px__futex_wait_ms(&tw->notified, 0, ms);
+  atomic_store_explicit(&tw->sleeping, 0, memory_order_relaxed);
+  return atomic_load_explicit(&tw->notified, memory_order_acquire) != 0;
+}

@@ -42,6 +42,10 @@ void px__thread_waker_wake(px__thread_waker *tw);
  */
 void px__thread_waker_park(px__thread_waker *tw);
 
+/* The same, for at most about `ms` milliseconds (a spurious return may come
+ * sooner); returns whether the waker fired. */
+bool px__thread_waker_park_ms(px__thread_waker *tw, uint32_t ms);
+
 /* Returns whether the waker fired since the last call, and resets it. */
 bool px__thread_waker_take(px__thread_waker *tw);
 

@@ -90,6 +90,17 @@ void px__alloc_cache_trim(void);
  * would hand some back). */
 bool px__alloc_cache_holds(void);
 
+/* Hands the blocks in the process-wide depot (blocks freed beyond some
+ * thread's cache, kept for the next thread that misses) back to the
+ * allocator, and says whether the depot holds any. api/alloc.c. */
+void px__alloc_depot_drain(void);
+bool px__alloc_depot_holds(void);
+
+/* How long a parked thread sleeps before it hands its cached blocks (and
+ * the depot's) back: parks between bursts of work are shorter, and keep
+ * them. */
+#define PX__TRIM_AFTER_MS 10
+
 /*
  * Cooperative budget (tokio's coop, runtime/coop.rs). A task may complete
  * this many operations on resources that are ready (a channel that is

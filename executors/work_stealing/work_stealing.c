@@ -58,7 +58,6 @@
 #define MAX_LIFO_POLLS 3      /* LIFO polls in a row before the queue's turn */
 #define GLOBAL_INTERVAL 61u   /* local polls between two looks at injection */
 #define PARK_SPINS 32         /* looks for a late notification before parking */
-#define TRIM_AFTER_MS 10      /* a parked worker keeps freed blocks that long */
 
 /* A worker's parker: where it sleeps, so unpark knows how to wake it. */
 enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
@@ -364,12 +363,12 @@ static void park_futex(worker *w) {
   }
   /* A sleeping worker keeps no freed blocks (api/alloc.c; px__runtime_park
    * does the same for the driver), but hands them back only once it has
-   * slept TRIM_AFTER_MS: parks between bursts are short, and a worker that
+   * slept PX__TRIM_AFTER_MS: parks between bursts are short, and a worker that
    * gave its blocks to malloc at each one freed in bursts that held
    * malloc's arena lock against the thread spawning the next tasks
    * (bench/spawn_many under work stealing: most of its futex calls, and
    * brk trimming and growing the heap each round). */
-  bool keep = px__alloc_cache_holds();
+  bool keep = px__alloc_cache_holds() || px__alloc_depot_holds();
   /* Parks, idle and busy time (observe/); px__runtime_park counts the
    * driver's wait in the reactor the same way. */
   uint64_t idle_start = px__now_ns();
@@ -377,9 +376,11 @@ static void park_futex(worker *w) {
     /* The kernel re-checks the word, so an unpark between the CAS and the
      * wait makes the wait return at once. */
     if (keep) {
-      px__futex_wait_ms(&w->park_state, PARK_FUTEX, TRIM_AFTER_MS);
+      px__futex_wait_ms(&w->park_state, PARK_FUTEX, PX__TRIM_AFTER_MS);
       if (atomic_load(&w->park_state) == PARK_FUTEX) {
-        px__alloc_cache_trim(); /* slept that long: no longer a short park */
+        /* Slept that long: no longer a short park. */
+        px__alloc_cache_trim();
+        px__alloc_depot_drain();
         keep = false;
       }
     } else {
@@ -764,7 +765,10 @@ static int ws_create(px_runtime *rt, const px_config *cfg,
   ex->event_interval = cfg->event_interval;
   ex->workers = px__calloc_aligned(ex->n * sizeof *ex->workers, PX__CACHE_PAIR);
   ex->sleepers = px__calloc(ex->n * sizeof *ex->sleepers);
-  pthread_mutex_init(&ex->lock, NULL);
+  /* Spawns from outside the workers push here one at a time while the
+   * workers take batches: a thread that slept on it for each collision
+   * paid two context switches (bench/spawn_many under work stealing). */
+  px__mutex_init_adaptive(&ex->lock);
   if (ex->workers == NULL || ex->sleepers == NULL) {
     ex->stopped = true;
     ws_destroy(ex);
@@ -811,11 +815,13 @@ static int ws_block_on(px__executor *ex, px_future *main) {
       px__observe_block_on_end(main, &probe);
       if (r != PX_PENDING) return r < 0 ? r : 0;
     }
-    /* About to sleep: no freed blocks kept back, as a parking worker
+    /* A long sleep keeps no freed blocks, as a parking worker's
      * (api/alloc.c). A main future that reaps tasks frees them on this
      * thread (px_serve's connections), and parked here they stayed cached
-     * while the server sat idle. Skipped when a wake is already in. */
-    if (atomic_load_explicit(&tw->notified, memory_order_relaxed) == 0)
+     * while the server sat idle. Short sleeps keep them: spawning from
+     * here, this thread reuses what the workers freed (the depot). */
+    if (px__alloc_cache_holds() &&
+        !px__thread_waker_park_ms(tw, PX__TRIM_AFTER_MS))
       px__alloc_cache_trim();
     px__thread_waker_park(tw);
   }
