@@ -617,21 +617,35 @@ static px_task *next_task(worker *w) {
   size_t n = len / ex->n + 1;
   if (n > cap) n = cap;
   if (n < 1) n = 1;
-  px__task_list batch = {NULL, NULL, 0};
+  /* The queue is detached whole under the lock and cut outside it, the
+   * rest going back to its front (the order kept): the cut follows n links
+   * that the spawning thread just wrote on another CPU, a cache miss each,
+   * and a spawner waiting behind that walk slept on the lock at every
+   * batch (bench/spawn_many under work stealing). inject_len keeps
+   * counting the detached tasks until they are back, so no worker parks
+   * meanwhile believing the queue empty. */
   pthread_mutex_lock(&ex->lock);
-  t = px__task_list_pop(&ex->inject);
+  px__task_list all = ex->inject;
+  ex->inject.head = ex->inject.tail = NULL;
+  ex->inject.len = 0;
+  pthread_mutex_unlock(&ex->lock);
+  t = px__task_list_pop(&all);
   size_t taken = t != NULL ? 1 : 0;
   px_task *u;
-  while (taken < n && (u = px__task_list_pop(&ex->inject)) != NULL) {
-    px__task_list_push(&batch, u);
+  /* Only thieves remove from our queue, so the room counted above is
+   * still there and these pushes never overflow back into the lock. */
+  while (taken < n && (u = px__task_list_pop(&all)) != NULL) {
+    push_back(w, u);
     taken++;
+  }
+  if (all.head != NULL) {
+    pthread_mutex_lock(&ex->lock);
+    px__task_list_splice(&all, &ex->inject);
+    ex->inject = all;
+    pthread_mutex_unlock(&ex->lock);
   }
   atomic_fetch_sub(&ex->inject_len, taken);
   observe_inject_depth(ex);
-  pthread_mutex_unlock(&ex->lock);
-  /* Only thieves remove from our queue, so the room counted above is
-   * still there and these pushes never overflow back into the lock. */
-  while ((u = px__task_list_pop(&batch)) != NULL) push_back(w, u);
   return t;
 }
 
