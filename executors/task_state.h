@@ -121,19 +121,23 @@ typedef enum px__to_idle {
   PX__TO_IDLE_CANCELLED  /* aborted while it ran: still RUNNING; cancel it */
 } px__to_idle;
 
-/* The poll returned PENDING: RUNNING -> idle (or back to a queue). */
-static inline px__to_idle px__task_transition_to_idle(px_task *t) {
+/* The poll returned PENDING: RUNNING -> idle (or back to a queue).
+ * `notified`: the task woke itself by reference during the poll, which
+ * px__task_wake_by_ref records on the runner's thread instead of in the
+ * word (the NOTIFIED bit it would have set is set here, in the same CAS). */
+static inline px__to_idle px__task_transition_to_idle(px_task *t,
+                                                     bool notified) {
   uint64_t s = px__task_state_load(t);
   uint64_t ns;
   do {
     assert((s & PX__TASK_RUNNING) && !(s & PX__TASK_COMPLETE));
     if (s & PX__TASK_CANCELLED) return PX__TO_IDLE_CANCELLED;
-    ns = s & ~PX__TASK_RUNNING;
-    if (!(s & PX__TASK_NOTIFIED)) ns -= PX__TASK_REF_ONE;
+    ns = (s & ~PX__TASK_RUNNING) | (notified ? PX__TASK_NOTIFIED : 0);
+    if (!(ns & PX__TASK_NOTIFIED)) ns -= PX__TASK_REF_ONE;
   } while (!px__task_state_cas(t, &s, ns));
   /* The runtime's list still holds a reference: this was not the last. */
   assert(PX__TASK_REF_COUNT(ns) > 0);
-  return (s & PX__TASK_NOTIFIED) ? PX__TO_IDLE_NOTIFIED : PX__TO_IDLE_OK;
+  return (ns & PX__TASK_NOTIFIED) ? PX__TO_IDLE_NOTIFIED : PX__TO_IDLE_OK;
 }
 
 /*

@@ -324,6 +324,55 @@ TEST(Shutdown, SpawnDuringShutdownIsRefused) {
   px_runtime_free(nullptr);  // ignored
 }
 
+// A task that wakes itself during its poll (what a yield does) is polled
+// once more per poll that woke it, however often it woke itself, by
+// reference or through a clone; a wake in the poll that completes it is
+// moot. executors/task.c records a wake by reference on the runner's thread
+// and sets the state word's NOTIFIED bit when the poll ends.
+struct SelfWaker {
+  px_future base;
+  px__atomic(int) *polls;
+  bool by_clone;
+};
+
+px_poll SelfWakerPoll(px_future *self, px_context *cx) {
+  SelfWaker *f = reinterpret_cast<SelfWaker *>(self);
+  int n = ++*f->polls;
+  if (f->by_clone) {
+    px_waker w = px_waker_clone(cx->waker);
+    px_waker_wake(&w);
+  } else {
+    px_waker_wake_by_ref(cx->waker);
+    px_waker_wake_by_ref(cx->waker);
+  }
+  if (n < 3) return PX_PENDING;
+  self->output.i64 = n;
+  return PX_READY;
+}
+
+const px_future_vtable kSelfWakerVt = {sizeof(SelfWaker), "self_waker",
+                                       SelfWakerPoll, nullptr};
+
+TEST_F(Rt, ATaskThatWakesItselfIsPolledOnceMorePerPoll) {
+  for (bool by_clone : {false, true}) {
+    px__atomic(int) polls{0};
+    SelfWaker f;
+    px_future_init(&f.base, &kSelfWakerVt);
+    f.polls = &polls;
+    f.by_clone = by_clone;
+    px_join_handle jh;
+    ASSERT_EQ(px_runtime_spawn(rt, &f.base, &jh), 0);
+    EXPECT_EQ(px_runtime_block_on(rt, &jh.base), 0);
+    EXPECT_EQ(jh.base.output.i64, 3) << "by_clone " << by_clone;
+    // Nothing is left queued: more turns poll it no more.
+    for (int i = 0; i < 3; i++) {
+      px_yield y;
+      ASSERT_EQ(px_runtime_block_on(rt, px_yield_init(&y)), 0);
+    }
+    EXPECT_EQ(polls.load(), 3) << "by_clone " << by_clone;
+  }
+}
+
 TEST_F(Rt, RemoteSpawnFromAnotherThread) {
   px__atomic(int) done{0}, stored{0};
   px_waker slot = PX_WAKER_EMPTY;
