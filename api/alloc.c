@@ -48,10 +48,11 @@ void px_set_allocator(const px_allocator *allocator) {
  * size), a quarter of a whole spawn-poll-complete cycle; popping a block
  * that this thread freed earlier costs about ten. Blocks are kept by exact
  * size in a few slots (a program spawns few distinct future sizes), up to
- * CACHE_MAX_BYTES per thread, and handed back to the allocator when the
- * thread leaves the runtime, so px_runtime_free still returns everything
- * and an allocator that counts blocks sees none left behind. A thread that
- * is about to sleep (nothing to run) hands them back too: an idle worker
+ * PX__ALLOC_CACHE_MAX_BYTES per thread, and handed back to the allocator
+ * when the thread leaves the runtime, so px_runtime_free still returns
+ * everything and an allocator that counts blocks sees none left behind.
+ * A thread that is about to sleep (nothing to run) hands them back too
+ * (px__alloc_release): an idle worker
  * holds no memory, and a task freed on a worker shows up as freed to the
  * allocator once the worker has nothing left to do. (A work-stealing
  * worker, and any thread parked in its reactor, waits PX__TRIM_AFTER_MS
@@ -70,29 +71,18 @@ void px_set_allocator(const px_allocator *allocator) {
  * slower than tokio with its threads sharing one CPU. Pushing a batch is
  * one CAS; taking is one exchange of the whole stack (no ABA: nothing is
  * popped one by one), the batches not wanted going back with one CAS. The
- * depot holds at most DEPOT_MAX_BYTES and is emptied into the allocator
- * when a thread leaves a runtime or has slept PX__TRIM_AFTER_MS.
+ * depot holds at most PX__ALLOC_DEPOT_MAX_BYTES and is emptied into the
+ * allocator when a thread leaves a runtime or has slept PX__TRIM_AFTER_MS
+ * (px__alloc_release).
  *
- * Under AddressSanitizer the cache is compiled out: a block parked here
- * would hide a use after free from it.
+ * Under AddressSanitizer the cache is compiled out (PX__ALLOC_CACHE, in
+ * px_internal.h): a block parked here would hide a use after free from it.
  */
-#if defined(__SANITIZE_ADDRESS__)
-#define PX__ALLOC_CACHE 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define PX__ALLOC_CACHE 0
-#endif
-#endif
-#ifndef PX__ALLOC_CACHE
-#define PX__ALLOC_CACHE 1
-#endif
-
 #if PX__ALLOC_CACHE
 enum {
-  CACHE_SLOTS = 4,             /* distinct block sizes kept at once */
-  CACHE_MIN_BLOCK = 16,        /* room for the free-list link, and then some */
-  CACHE_MAX_BLOCK = 1024,      /* larger blocks are rare and go to malloc */
-  CACHE_MAX_BYTES = 1u << 20   /* what one thread may hold back */
+  CACHE_SLOTS = 4,       /* distinct block sizes kept at once */
+  CACHE_MIN_BLOCK = 16,  /* room for the free-list link, and then some */
+  CACHE_MAX_BLOCK = 1024 /* larger blocks are rare and go to malloc */
 };
 
 typedef struct cache_block {
@@ -117,8 +107,6 @@ typedef struct depot_batch {
   cache_block *last;
   size_t size, bytes;
 } depot_batch;
-
-enum { DEPOT_MAX_BYTES = 4u << 20 };
 
 static _Atomic(depot_batch *) depot;
 static _Atomic size_t depot_bytes; /* reserved before a push */
@@ -164,7 +152,7 @@ static bool cache_give_slot(int i) {
   if (cache.head[i] == NULL || cache.size[i] < sizeof(depot_batch))
     return false;
   if (atomic_fetch_add_explicit(&depot_bytes, bytes, memory_order_relaxed) +
-          bytes > DEPOT_MAX_BYTES) {
+          bytes > PX__ALLOC_DEPOT_MAX_BYTES) {
     atomic_fetch_sub_explicit(&depot_bytes, bytes, memory_order_relaxed);
     return false;
   }
@@ -179,16 +167,26 @@ static bool cache_give_slot(int i) {
   return true;
 }
 
+/* Pops a block from slot i, which holds some. */
+static void *cache_pop(int i) {
+  cache_block *b = cache.head[i];
+  cache.head[i] = b->next;
+  cache.slot_bytes[i] -= cache.size[i];
+  cache.bytes -= cache.size[i];
+  return b;
+}
+
 /* Takes the depot's first batch of `size`-byte blocks into an empty slot
- * (the empty slot of that size first); the other batches go back. */
-static bool cache_take_from_depot(size_t size) {
+ * (the empty slot of that size first), the other batches going back, and
+ * returns one of its blocks; NULL if the depot has none of that size. */
+static void *cache_take_from_depot(size_t size) {
   int slot = -1;
   for (int i = 0; i < CACHE_SLOTS; i++) {
     if (cache.head[i] != NULL) continue;
     if (slot < 0 || cache.size[i] == size) slot = i;
     if (cache.size[i] == size) break;
   }
-  if (slot < 0) return false;
+  if (slot < 0) return NULL;
   depot_batch *all =
       atomic_exchange_explicit(&depot, NULL, memory_order_acquire);
   depot_batch *found = NULL, *rest = NULL, *rest_last = NULL;
@@ -204,19 +202,19 @@ static bool cache_take_from_depot(size_t size) {
     all = next;
   }
   if (rest != NULL) depot_push(rest, rest_last);
-  if (found == NULL) return false;
+  if (found == NULL) return NULL;
   atomic_fetch_sub_explicit(&depot_bytes, found->bytes, memory_order_relaxed);
   cache.size[slot] = size;
   cache.head[slot] = &found->first;
   cache.tail[slot] = found->last;
   cache.slot_bytes[slot] = found->bytes;
   cache.bytes += found->bytes;
-  return true;
+  return cache_pop(slot);
 }
 #endif
 
-void px__alloc_depot_drain(void) {
 #if PX__ALLOC_CACHE
+static void depot_drain(void) {
   if (atomic_load_explicit(&depot, memory_order_relaxed) == NULL) return;
   depot_batch *b = atomic_exchange_explicit(&depot, NULL, memory_order_acquire);
   while (b != NULL) {
@@ -225,24 +223,30 @@ void px__alloc_depot_drain(void) {
     free_chain(&b->first, b->size);
     b = next;
   }
-#endif
 }
+#endif
 
 void px__alloc_cache_use(bool on) {
 #if PX__ALLOC_CACHE
-  if (!on) {
-    cache_flush();
-    px__alloc_depot_drain();
-  }
+  if (!on) px__alloc_release();
   cache.on = on;
 #else
   (void)on;
 #endif
 }
 
-void px__alloc_cache_trim(void) {
+void px__alloc_release(void) {
 #if PX__ALLOC_CACHE
   if (cache.bytes != 0) cache_flush();
+  depot_drain();
+#endif
+}
+
+bool px__alloc_holds(void) {
+#if PX__ALLOC_CACHE
+  return cache.bytes != 0 || px__alloc_depot_holds();
+#else
+  return false;
 #endif
 }
 
@@ -254,31 +258,15 @@ bool px__alloc_depot_holds(void) {
 #endif
 }
 
-bool px__alloc_cache_holds(void) {
-#if PX__ALLOC_CACHE
-  return cache.bytes != 0;
-#else
-  return false;
-#endif
-}
-
 void *px__alloc(size_t size) {
 #if PX__ALLOC_CACHE
   if (cache.on) {
-    for (int pass = 0; pass < 2; pass++) {
-      for (int i = 0; i < CACHE_SLOTS; i++) {
-        if (cache.size[i] == size && cache.head[i] != NULL) {
-          cache_block *b = cache.head[i];
-          cache.head[i] = b->next;
-          cache.slot_bytes[i] -= size;
-          cache.bytes -= size;
-          return b;
-        }
-      }
-      /* A miss: a batch of this size from the depot, if it has one. */
-      if (atomic_load_explicit(&depot, memory_order_relaxed) == NULL ||
-          !cache_take_from_depot(size))
-        break;
+    for (int i = 0; i < CACHE_SLOTS; i++)
+      if (cache.size[i] == size && cache.head[i] != NULL) return cache_pop(i);
+    /* A miss: a batch of this size from the depot, if it has one. */
+    if (atomic_load_explicit(&depot, memory_order_relaxed) != NULL) {
+      void *b = cache_take_from_depot(size);
+      if (b != NULL) return b;
     }
   }
 #endif
@@ -334,7 +322,7 @@ static bool cache_put(void *ptr, size_t size) {
   if (slot < 0) return false;
   /* Full: this size's blocks go to the depot, for a thread that allocates
    * more than it frees (block_on's, spawning for the workers). */
-  if (cache.bytes + size > CACHE_MAX_BYTES &&
+  if (cache.bytes + size > PX__ALLOC_CACHE_MAX_BYTES &&
       (cache.size[slot] != size || !cache_give_slot(slot)))
     return false;
   cache_block *b = ptr;

@@ -591,8 +591,7 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
   int n;
-  if ((timeout < 0 || timeout > PX__TRIM_AFTER_MS) &&
-      (px__alloc_cache_holds() || px__alloc_depot_holds())) {
+  if ((timeout < 0 || timeout > PX__TRIM_AFTER_MS) && px__alloc_holds()) {
     /* A thread that sleeps keeps no freed blocks (api/alloc.c), but only
      * once it has slept PX__TRIM_AFTER_MS: a driver handing its blocks to
      * malloc at every park between bursts of work freed them against the
@@ -605,10 +604,8 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
      * own wake-up counts none. The clock says it.) */
     n = px__reactor_poll(rt->reactor, PX__TRIM_AFTER_MS);
     if (n == 0 &&
-        px__now_ns() - wait_start >= PX__TRIM_AFTER_MS * UINT64_C(1000000)) {
-      px__alloc_cache_trim();
-      px__alloc_depot_drain();
-    }
+        px__now_ns() - wait_start >= PX__TRIM_AFTER_MS * UINT64_C(1000000))
+      px__alloc_release();
   } else {
     n = px__reactor_poll(rt->reactor, timeout);
   }

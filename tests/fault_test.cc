@@ -405,17 +405,8 @@ TEST(AlignedAlloc, AlignedZeroedAndGivenBackWhole) {
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kBlockCache = false;  // api/alloc.c compiles it out
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kBlockCache = false;
-#else
-constexpr bool kBlockCache = true;
-#endif
-#else
-constexpr bool kBlockCache = true;
-#endif
+// api/alloc.c compiles the cache out under AddressSanitizer.
+constexpr bool kBlockCache = PX__ALLOC_CACHE;
 
 // The depot (api/alloc.c): blocks one thread frees beyond its cache's room
 // serve another thread's allocations of that size, instead of flowing one
@@ -425,7 +416,7 @@ TEST(BlockCache, BlocksFreedBeyondOneThreadsCacheServeAnother) {
   if (!kBlockCache) GTEST_SKIP() << "no block cache under AddressSanitizer";
   counting_allocator_install();
   constexpr size_t kSize = 192;
-  constexpr int kBlocks = 3 * (1 << 20) / kSize;  // three caches' worth
+  constexpr int kBlocks = 3 * PX__ALLOC_CACHE_MAX_BYTES / kSize;  // 3 caches
   px__alloc_cache_use(true);
   std::vector<void *> blocks;
   for (int i = 0; i < kBlocks; i++) blocks.push_back(px__alloc(kSize));
@@ -466,13 +457,14 @@ TEST(BlockCache, SmallBlocksBeyondTheCacheGoBackToTheAllocator) {
   if (!kBlockCache) GTEST_SKIP() << "no block cache under AddressSanitizer";
   counting_allocator_install();
   constexpr size_t kSize = 32;
-  constexpr int kBlocks = 2 * (1 << 20) / kSize;
+  constexpr int kBlocks = 2 * PX__ALLOC_CACHE_MAX_BYTES / kSize;
   std::vector<void *> blocks;
   for (int i = 0; i < kBlocks; i++) blocks.push_back(px__alloc(kSize));
   px__alloc_cache_use(true);
   for (void *b : blocks) px__free(b, kSize);
   EXPECT_FALSE(px__alloc_depot_holds());
-  EXPECT_LE(g_alloc.live_bytes.load(), 1 << 20) << "more than a cache kept";
+  EXPECT_LE(g_alloc.live_bytes.load(), PX__ALLOC_CACHE_MAX_BYTES)
+      << "more than a cache kept";
   px__alloc_cache_use(false);
   EXPECT_EQ(g_alloc.live_blocks.load(), 0);
   counting_allocator_remove();

@@ -76,29 +76,43 @@ void px__free_aligned(void *ptr, size_t size, size_t align);
 #define PX__CACHE_PAIR 128u
 
 /*
+ * Freed blocks kept for reuse (api/alloc.c): a cache per thread that runs a
+ * runtime, at most PX__ALLOC_CACHE_MAX_BYTES each, and one process-wide
+ * depot of blocks freed beyond a cache's room, at most
+ * PX__ALLOC_DEPOT_MAX_BYTES. So an allocator counting live bytes (a test)
+ * sees up to that much beyond what is in use. Compiled out under
+ * AddressSanitizer (PX__ALLOC_CACHE 0): a kept block would hide a use after
+ * free from it.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define PX__ALLOC_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define PX__ALLOC_CACHE 0
+#endif
+#endif
+#ifndef PX__ALLOC_CACHE
+#define PX__ALLOC_CACHE 1
+#endif
+#define PX__ALLOC_CACHE_MAX_BYTES (1u << 20)
+#define PX__ALLOC_DEPOT_MAX_BYTES (4u << 20)
+
+/*
  * Turns the calling thread's cache of freed blocks on (it runs a runtime)
- * or off (it left: every cached block goes back to the allocator). See
- * api/alloc.c.
+ * or off (it left: its cached blocks and the depot's go back to the
+ * allocator).
  */
 void px__alloc_cache_use(bool on);
 
-/* Hands the calling thread's cached blocks back, the cache staying on (a
- * thread about to sleep calls it). */
-void px__alloc_cache_trim(void);
-
-/* Whether the calling thread's cache holds blocks (px__alloc_cache_trim
- * would hand some back). */
-bool px__alloc_cache_holds(void);
-
-/* Hands the blocks in the process-wide depot (blocks freed beyond some
- * thread's cache, kept for the next thread that misses) back to the
- * allocator, and says whether the depot holds any. api/alloc.c. */
-void px__alloc_depot_drain(void);
+/* What a thread about to sleep hands back: its cached blocks and the
+ * depot's (the cache stays on). px__alloc_holds says whether there are
+ * any; px__alloc_depot_holds, whether the depot has some. */
+void px__alloc_release(void);
+bool px__alloc_holds(void);
 bool px__alloc_depot_holds(void);
 
-/* How long a parked thread sleeps before it hands its cached blocks (and
- * the depot's) back: parks between bursts of work are shorter, and keep
- * them. */
+/* How long a parked thread sleeps before it calls px__alloc_release: parks
+ * between bursts of work are shorter, and keep the blocks. */
 #define PX__TRIM_AFTER_MS 10
 
 /*

@@ -368,7 +368,7 @@ static void park_futex(worker *w) {
    * malloc's arena lock against the thread spawning the next tasks
    * (bench/spawn_many under work stealing: most of its futex calls, and
    * brk trimming and growing the heap each round). */
-  bool keep = px__alloc_cache_holds() || px__alloc_depot_holds();
+  bool keep = px__alloc_holds();
   /* Parks, idle and busy time (observe/); px__runtime_park counts the
    * driver's wait in the reactor the same way. */
   uint64_t idle_start = px__now_ns();
@@ -379,8 +379,7 @@ static void park_futex(worker *w) {
       px__futex_wait_ms(&w->park_state, PARK_FUTEX, PX__TRIM_AFTER_MS);
       if (atomic_load(&w->park_state) == PARK_FUTEX) {
         /* Slept that long: no longer a short park. */
-        px__alloc_cache_trim();
-        px__alloc_depot_drain();
+        px__alloc_release();
         keep = false;
       }
     } else {
@@ -834,9 +833,8 @@ static int ws_block_on(px__executor *ex, px_future *main) {
      * thread (px_serve's connections), and parked here they stayed cached
      * while the server sat idle. Short sleeps keep them: spawning from
      * here, this thread reuses what the workers freed (the depot). */
-    if (px__alloc_cache_holds() &&
-        !px__thread_waker_park_ms(tw, PX__TRIM_AFTER_MS))
-      px__alloc_cache_trim();
+    if (px__alloc_holds() && !px__thread_waker_park_ms(tw, PX__TRIM_AFTER_MS))
+      px__alloc_release();
     px__thread_waker_park(tw);
   }
 }
