@@ -4,6 +4,7 @@
 // child future dropped exactly once, nothing leaks).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -546,7 +547,7 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
     px_scope_join_next next;
     int64_t peak = 0, at_10k = 0;
     int spawned = 0, reported = 0, yielded = 0;
-    size_t left = 0;
+    size_t left = 0, most = 0;
     EXPECT_EQ(RunFn([&](px_context *cx) {
                 if (spawned == 0) px_scope_init(&scope);
                 while (spawned < 100000) {
@@ -582,6 +583,7 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
                       reported++;
                     }
                   }
+                  most = std::max(most, px_scope_len(&scope));
                   int64_t live = g_alloc.live_bytes.load();
                   if (spawned == 10000) at_10k = live;
                   if (live > peak) peak = live;
@@ -597,16 +599,28 @@ TEST_F(CombinatorsTest, ScopeMemoryStaysFlatOverAHundredThousandChildren) {
     if (!detached) {
       EXPECT_GE(reported + static_cast<int>(left), 100000);
     }
-    // Bounded by 32 live children plus those finished since the last spawn
-    // (a few hundred bytes each) and the allocator's per-thread caches of
-    // freed blocks (1 MiB a thread): flat from the 10,000th child on, far
-    // from 100,000 children's worth (tens of MiB without reaping).
-    EXPECT_LT(peak, at_10k + (512 << 10)) << "detached=" << detached;
-    EXPECT_LT(peak, 2 << 20) << "detached=" << detached;
+    // The scope holds the 32 children still running and those finished
+    // since the last spawn, never the children it has reaped.
+    EXPECT_LE(most, 64u) << "detached=" << detached;
+    // So its memory is a few hundred bytes per child it holds: flat from
+    // the 10,000th child on, far from 100,000 children's worth (tens of
+    // MiB without reaping). Beyond that the allocator's counter sees the
+    // freed blocks pollux keeps for reuse (api/alloc.c): a cache per
+    // thread, filling on each worker as it frees the children it ran, and
+    // the depot they spill into -- up to 2 MiB seen in CI under
+    // ThreadSanitizer with two workers.
+    px_config cfg;
+    px_config_init(&cfg);
+    const int64_t kept =
+        PX__ALLOC_CACHE ? int64_t{cfg.workers + 1} * PX__ALLOC_CACHE_MAX_BYTES +
+                              PX__ALLOC_DEPOT_MAX_BYTES
+                        : 0;
+    EXPECT_LT(peak, at_10k + (512 << 10) + kept) << "detached=" << detached;
+    EXPECT_LT(peak, (2 << 20) + kept) << "detached=" << detached;
     printf("scope of 100,000 children (detached=%d): peak %lld bytes live, "
-           "%lld at the 10,000th\n",
+           "%lld at the 10,000th, at most %zu children held\n",
            detached, static_cast<long long>(peak),
-           static_cast<long long>(at_10k));
+           static_cast<long long>(at_10k), most);
   }
 }
 
