@@ -557,6 +557,42 @@ TEST_P(ReactorTest, WakeupBeforePollMakesTheNextPollReturn) {
   EXPECT_LE(calls, kFewCalls);
 }
 
+// Every wake-up ends one wait, however many came before: epoll's eventfd
+// is edge-triggered and never read (each write must be an edge of its
+// own), the other backends drain theirs.
+TEST_P(ReactorTest, EachOfManyWakeupsInARowEndsAWait) {
+  for (int i = 0; i < 20000; i++) {
+    ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+    auto start = Clock::now();
+    ASSERT_EQ(px__reactor_poll(reactor_, 5000), 0) << "wake-up " << i;
+    ASSERT_LT(ms_since(start), 1000) << "wake-up " << i << " was lost";
+  }
+}
+
+// A wake-up counter that nobody reads fills up at last: an eventfd then
+// refuses the write (EAGAIN) and raises no event, so the wake-up must
+// empty it and write again rather than count on one pending.
+TEST_P(ReactorTest, AWakeupOnAFullEventfdStillEndsTheWait) {
+  const px__wakeup_fd &w = px__reactor_core_of(reactor_)->wakeup_fd;
+  if (w.wr < 0 || w.wr != w.rd) GTEST_SKIP() << "no eventfd";
+  ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+  EXPECT_EQ(px__reactor_poll(reactor_, 0), 0);
+  // Emptied, then filled with the largest count an eventfd holds.
+  uint64_t big = UINT64_MAX - 1;
+  uint64_t now = 0;
+  if (read(w.rd, &now, sizeof now) != sizeof now) now = 0;
+  ASSERT_EQ(write(w.wr, &big, sizeof big), static_cast<ssize_t>(sizeof big));
+  uint64_t one = 1;
+  errno = 0;
+  EXPECT_EQ(write(w.wr, &one, sizeof one), -1);
+  EXPECT_EQ(errno, EAGAIN) << "the counter is full";
+  EXPECT_GE(px__reactor_poll(reactor_, 0), 0);  // takes what is pending
+  ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+  auto start = Clock::now();
+  EXPECT_EQ(px__reactor_poll(reactor_, 5000), 0);
+  EXPECT_LT(ms_since(start), 1000) << "the wake-up on a full counter was lost";
+}
+
 TEST_P(ReactorTest, FlushDoesNotTakeAWakeupMeantForTheNextPoll) {
   // block_on's thread hands io_uring its queued requests while a
   // work-stealing worker may be about to wait in the reactor, woken just

@@ -61,8 +61,14 @@ int px__wakeup_fd_signal(const px__wakeup_fd *w) {
   do {
     n = write(w->wr, &one, sizeof(one));
   } while (n < 0 && errno == EINTR);
-  /* EAGAIN: the pipe is full or the counter far from zero, so a wake-up is
-   * already pending, which is all a caller needs. */
+  /* EAGAIN: the pipe is full, so a wake-up is already pending, which is
+   * all a caller needs. An eventfd's counter full (2^64 - 1 writes that
+   * nobody read: an edge-triggered waiter never reads) raises no new
+   * event, so it is emptied and written again. */
+  if (n < 0 && errno == EAGAIN && w->rd == w->wr) {
+    px__wakeup_fd_drain(w);
+    n = write(w->wr, &one, sizeof(one));
+  }
   if (n < 0 && errno != EAGAIN) return px_err_from_errno(errno);
   return 0;
 }

@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/epoll.h>
@@ -31,10 +32,11 @@
 #define DEFAULT_EVENT_CAPACITY 1024u
 
 struct px__reactor {
-  /* wakeup_fd is an eventfd, written by wakeup and drained by poll;
-   * epoll_ctl needs no lock of ours. */
+  /* wakeup_fd is an eventfd, written by wakeup (a self-pipe without one,
+   * drained by poll); epoll_ctl needs no lock of ours. */
   px__reactor_core core;
   int epfd;
+  bool wake_edge; /* the eventfd is edge-triggered: poll never reads it */
   uint32_t capacity;
   struct epoll_event *events; /* capacity entries, reused by every poll */
 };
@@ -73,10 +75,18 @@ static int ep_create(const px_config *cfg, px__reactor **out) {
   r->epfd = epoll_create1(EPOLL_CLOEXEC);
   if (r->epfd < 0) goto fail;
 
-  /* Level-triggered on purpose: poll drains the counter, and as long as it
-   * is non-zero every epoll_wait returns at once, so a wake-up that races
-   * with the drain cannot be missed. */
-  struct epoll_event ev = {.events = EPOLLIN, .data = {.ptr = &wake_sentinel}};
+  /* An eventfd is edge-triggered, as mio's waker: each write is an edge
+   * (the kernel queues the event again even while the counter is not
+   * zero), so a wake-up needs no read to re-arm it: one system call less
+   * per wake-up than reading the counter back. The counter only grows;
+   * px__wakeup_fd_signal resets it if it ever fills (2^64 - 1 wake-ups).
+   * A self-pipe (no eventfd) fills after a few thousand writes, so it is
+   * level-triggered and drained: while it holds data every epoll_wait
+   * returns at once, and a wake-up racing with the drain is not lost. */
+  r->wake_edge = r->core.wakeup_fd.rd == r->core.wakeup_fd.wr;
+  struct epoll_event ev = {
+      .events = EPOLLIN | (r->wake_edge ? (uint32_t)EPOLLET : 0),
+      .data = {.ptr = &wake_sentinel}};
   if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, r->core.wakeup_fd.rd, &ev) < 0) goto fail;
 
   *out = r;
@@ -156,7 +166,7 @@ static int ep_poll(px__reactor *r, int timeout_ms) {
   for (int i = 0; i < n; i++) {
     struct epoll_event *ev = &r->events[i];
     if (ev->data.ptr == &wake_sentinel) {
-      px__wakeup_fd_drain(&r->core.wakeup_fd);
+      if (!r->wake_edge) px__wakeup_fd_drain(&r->core.wakeup_fd);
       continue;
     }
     px__io_dispatch((px__io *)ev->data.ptr, ready_bits(ev->events));
