@@ -34,11 +34,24 @@ typedef struct bucket {
 static bucket buckets[BUCKETS];
 static pthread_once_t buckets_once = PTHREAD_ONCE_INIT;
 
-static void buckets_init(void) {
+static void buckets_make(void) {
   for (unsigned i = 0; i < BUCKETS; i++) {
     pthread_mutex_init(&buckets[i].mu, NULL);
     px__cond_init_monotonic(&buckets[i].cond); /* px__futex_wait_ms */
   }
+}
+
+/* fork: a thread of the parent's that waited in a bucket leaves the child
+ * a copy of the condition variable that counts a waiter that does not
+ * exist (a broadcast on it would wait for that waiter for ever: the
+ * child's first runtime woke its slow-poll watchdog so and hung), and one
+ * inside a bucket's mutex leaves it locked. The child, whose one thread
+ * is in none of them, makes the buckets anew. (No prepare handler taking
+ * the mutexes: a thread holding another atfork handler's lock while
+ * waking a word would deadlock the fork.) */
+static void buckets_init(void) {
+  buckets_make();
+  pthread_atfork(NULL, NULL, buckets_make);
 }
 
 static bucket *bucket_of(const px__futex_word *word) {
