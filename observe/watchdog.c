@@ -47,7 +47,12 @@ alignas(PX__CACHE_LINE) int px__watchdog_asleep;
  */
 static pthread_mutex_t g_life = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cond; /* px__cond_init_monotonic, in init_once */
+/* The thread sleeps on this word, outside g_lock: 1 once someone (a watch,
+ * a poll, stop) wants it awake. A futex wait and nothing else, one system
+ * call per look: a condition variable's timed wait also woke g_lock's
+ * futex on the way out, two calls per look, 160 a second while a server
+ * was busy (strace counted them against its requests). */
+static px__futex_word g_bell;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static px__observe *g_watched; /* the runtimes with slow_poll_ms > 0 */
 static bool g_started;         /* the thread runs (g_life) */
@@ -98,6 +103,25 @@ static bool look(uint64_t *next) {
   return busy;
 }
 
+/* Wakes the thread (its sleep in sleep_unlocked, or the next one). */
+static void ring(void) {
+  atomic_store(&g_bell, 1);
+  px__futex_wake(&g_bell, 1);
+}
+
+/* Sleeps for at most `ms` (0: until rung) with g_lock released. The bell
+ * is cleared under the lock, so a ring after the caller's last look, made
+ * with or without the lock, ends this sleep. */
+static void sleep_unlocked(uint32_t ms) {
+  atomic_store(&g_bell, 0);
+  pthread_mutex_unlock(&g_lock);
+  if (ms == 0)
+    px__futex_wait(&g_bell, 0);
+  else
+    px__futex_wait_ms(&g_bell, 0, ms);
+  pthread_mutex_lock(&g_lock);
+}
+
 static void *watchdog_main(void *arg) {
   (void)arg;
   pthread_mutex_lock(&g_lock);
@@ -105,7 +129,7 @@ static void *watchdog_main(void *arg) {
   while (!g_quit) {
     if (g_watched == NULL) {
       idle_looks = 0;
-      pthread_cond_wait(&g_cond, &g_lock);
+      sleep_unlocked(0);
       continue;
     }
     uint64_t next = tick_ns();
@@ -125,8 +149,7 @@ static void *watchdog_main(void *arg) {
     /* Whole milliseconds, rounded up so as never to look early. */
     uint64_t ms = (next + 999999u) / 1000000u;
     if (ms > SLEEP_MS) ms = SLEEP_MS;
-    struct timespec until = px__cond_deadline(ms < 1u ? 1u : (uint32_t)ms);
-    pthread_cond_timedwait(&g_cond, &g_lock, &until);
+    sleep_unlocked(ms < 1u ? 1u : (uint32_t)ms);
     __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&g_lock);
@@ -137,7 +160,7 @@ static void *watchdog_main(void *arg) {
 static void stop(void) {
   pthread_mutex_lock(&g_lock);
   g_quit = true;
-  pthread_cond_signal(&g_cond);
+  ring();
   pthread_mutex_unlock(&g_lock);
   pthread_join(g_thread, NULL);
   g_quit = false;
@@ -154,12 +177,10 @@ static void __attribute__((destructor)) stop_at_exit(void) {
   pthread_mutex_unlock(&g_life);
 }
 
-/* fork: the child has no watchdog thread, yet a copy of the locks and of a
- * condition variable the thread was waiting on. Taking both locks across
- * the fork gives the child locks no thread is inside; the condition
- * variable is made anew (the copy counts a waiter that does not exist, and
- * a signal would wait for it); the child's next watched runtime starts a
- * thread. */
+/* fork: the child has no watchdog thread, yet a copy of the locks and of
+ * the bell. Taking both locks across the fork gives the child locks no
+ * thread is inside; the bell starts silent; the child's next watched
+ * runtime starts a thread. */
 static void before_fork(void) {
   pthread_mutex_lock(&g_life);
   pthread_mutex_lock(&g_lock);
@@ -172,17 +193,14 @@ static void after_fork_child(void) {
   g_started = false;
   g_quit = false;
   __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
-  px__cond_init_monotonic(&g_cond);
+  atomic_store(&g_bell, 0);
   pthread_mutex_unlock(&g_lock);
   pthread_mutex_unlock(&g_life);
 }
 
 static int g_init_rc;
 static void init_once(void) {
-  g_init_rc = px__cond_init_monotonic(&g_cond);
-  if (g_init_rc == 0)
-    g_init_rc =
-        pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+  g_init_rc = pthread_atfork(before_fork, after_fork_parent, after_fork_child);
 }
 
 /* Starts the thread (g_life held): no signals (a program's handlers run on
@@ -216,7 +234,7 @@ int px__watchdog_watch(px__observe *obs) {
     g_watched = obs;
     /* A sleeping watchdog learns of the runtime and its threshold now. */
     __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
-    pthread_cond_signal(&g_cond);
+    ring();
     pthread_mutex_unlock(&g_lock);
   }
   pthread_mutex_unlock(&g_life);
@@ -247,7 +265,7 @@ void px__watchdog_wake(void) {
   pthread_mutex_lock(&g_lock);
   if (__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED)) {
     __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
-    pthread_cond_signal(&g_cond);
+    ring();
   }
   pthread_mutex_unlock(&g_lock);
 }
