@@ -52,9 +52,9 @@ void px_set_allocator(const px_allocator *allocator) {
  * when the thread leaves the runtime, so px_runtime_free still returns
  * everything and an allocator that counts blocks sees none left behind.
  * A thread that is about to sleep (nothing to run) hands them back too
- * (px__alloc_release): an idle worker
- * holds no memory, and a task freed on a worker shows up as freed to the
- * allocator once the worker has nothing left to do. (A work-stealing
+ * (px__alloc_release): an idle worker holds no memory, and a task freed on
+ * a worker shows up as freed to the allocator once the worker has nothing
+ * left to do. (A work-stealing
  * worker, and any thread parked in its reactor, waits PX__TRIM_AFTER_MS
  * into its sleep first: short parks between bursts of work keep their
  * blocks.)
