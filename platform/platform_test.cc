@@ -23,6 +23,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/sanitizers.h"
+
 namespace {
 
 bool nonblocking(int fd) { return (fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }
@@ -173,15 +175,8 @@ TEST(PlatformTest, FutexWordsAreIndependent) {
 // watchdog.) The child sends one byte back (under valgrind its exit status
 // is valgrind's). ThreadSanitizer does not support threads started after a
 // fork of a threaded process, which this test does.
-#if defined(__SANITIZE_THREAD__)
-#define PX_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PX_TEST_TSAN 1
-#endif
-#endif
 TEST(PlatformTest, FutexWorksInAChildForkedWhileAThreadWaits) {
-#ifdef PX_TEST_TSAN
+#if PX_TEST_TSAN
   GTEST_SKIP() << "ThreadSanitizer cannot start threads after fork";
 #else
   px__futex_word word{0};

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "tests/observe_support.h"
+#include "tests/sanitizers.h"
 
 namespace {
 
@@ -447,15 +448,8 @@ TEST(ObserveTest, WatchdogThreadLivesWhileATimedRuntimeDoes) {
 // byte (its exit status is valgrind's under tools/memcheck, which counts the
 // parent's memory the child inherits). ThreadSanitizer does not support
 // threads started after a fork of a threaded process, which this test does.
-#if defined(__SANITIZE_THREAD__)
-#define PX_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PX_TEST_TSAN 1
-#endif
-#endif
 TEST(ObserveTest, SlowPollWarnsInAForkedChild) {
-#ifdef PX_TEST_TSAN
+#if PX_TEST_TSAN
   GTEST_SKIP() << "ThreadSanitizer cannot start threads after fork";
 #else
   px_runtime *parent = NewRuntime(30);  // the watchdog runs

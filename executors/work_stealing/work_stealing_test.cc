@@ -26,20 +26,11 @@
 #include <vector>
 
 #include "executors/work_stealing/ws_test_support.h"
+#include "tests/sanitizers.h"
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitized = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-constexpr bool kSanitized = true;
-#else
-constexpr bool kSanitized = false;
-#endif
-#else
-constexpr bool kSanitized = false;
-#endif
+constexpr bool kSanitized = PX_TEST_TSAN || PX_TEST_ASAN;
 
 // The same file builds two tests: work_stealing_test (pollux_ws, the
 // executor hard-wired) and work_stealing_flag_test (//:pollux, whatever
