@@ -62,7 +62,7 @@ refuse "| http | no tokio original"  # a server without a shape has no row
 expect "- **Note:** libuv peers unavailable (a note is shown)"
 expect "![pollux / tokio ratios](report.svg)"
 # The Targets table judges what a run measured, never a constant of the
-# build (the 64-byte task header is a _Static_assert, not a target).
+# build (the 48-byte task header is a _Static_assert, not a target).
 targets=$(sed -n '/^## Targets/,/^## /p' "$out")
 for constant in "task header" "px_timer_node"; do
   if grep -qF -- "$constant" <<<"$targets"; then

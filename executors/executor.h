@@ -50,7 +50,7 @@ typedef struct px__executor_ops {
    * a task's last line held its neighbour's state word, so two workers
    * running neighbours wrote one line (work stealing's yield_many: no
    * faster on 2 workers than on 1). Single-threaded executors keep tasks
-   * packed: the 64 bytes it can cost a task are memory for nothing there.
+   * packed: the line it can cost a task is memory for nothing there.
    */
   bool align_tasks;
 } px__executor_ops;

@@ -20,8 +20,10 @@
 #include "executors/task_state.h"
 #include "observe/observe.h"
 
-/* The header is one cache line; growing it costs every task (see bench/). */
-_Static_assert(sizeof(struct px_task) == 64, "task header must stay 64 bytes");
+/* Every task pays for the header; growing it costs every task (see bench/
+ * million_timers' bytes per sleeping task). */
+_Static_assert(sizeof(struct px_task) == 48, "task header must stay 48 bytes");
+_Static_assert(PX_PRIORITY_LEVELS <= 128, "priority has 7 bits");
 
 
 static _Atomic uint64_t next_task_id = 1;
@@ -60,8 +62,24 @@ int px_task_current_priority(void) {
                               : PX_PRIORITY_DEFAULT;
 }
 
-size_t px__task_alloc_size(size_t future_size) {
-  return PX__TASK_FUTURE_OFFSET + future_size;
+/* Where the join handle's waker slot starts: after the future, aligned. */
+static size_t join_slot_offset(size_t future_size) {
+  return PX__TASK_FUTURE_OFFSET +
+         (future_size + alignof(px_waker) - 1) / alignof(px_waker) *
+             alignof(px_waker);
+}
+
+size_t px__task_alloc_size(size_t future_size, bool joinable) {
+  return joinable ? join_slot_offset(future_size) + sizeof(px_waker)
+                  : PX__TASK_FUTURE_OFFSET + future_size;
+}
+
+/* The join handle's waker slot of a joinable task. The future's size is
+ * read from its vtable, which nothing writes after spawn. */
+static px_waker *join_waker(px_task *t) {
+  assert(t->joinable);
+  return (px_waker *)((char *)t +
+                      join_slot_offset(px__task_future(t)->vtable->size));
 }
 
 /* A task of `size` bytes on cache lines of its own fills them whole, so
@@ -84,9 +102,9 @@ static void task_free(px_task *t, size_t size, bool aligned) {
 
 static void task_dealloc(px_task *t) {
   /* The future was dropped at completion; only the join waker can remain. */
-  px_waker_drop(&t->join_waker);
+  if (t->joinable) px_waker_drop(join_waker(t));
   px_future *f = px__task_future(t);
-  task_free(t, px__task_alloc_size(f->vtable->size),
+  task_free(t, px__task_alloc_size(f->vtable->size, t->joinable),
             (t->spare & PX__TASK_SPARE_ALIGNED) != 0);
 }
 
@@ -123,7 +141,7 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
        (PX_FUTURE_POLLED | PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0)
     return PX_EINVAL; /* a polled future may point into itself: no copy */
 
-  size_t size = px__task_alloc_size(future->vtable->size);
+  size_t size = px__task_alloc_size(future->vtable->size, join != NULL);
   bool aligned = px__runtime_aligns_tasks(rt);
   px_task *t = task_alloc(size, aligned);
   if (t == NULL) return PX_ENOMEM;
@@ -133,10 +151,10 @@ int px_runtime_spawn_with(px_runtime *rt, const px_future *future,
   t->queue_next = NULL;
   t->owned.next = t->owned.prev = NULL;
   t->runtime = rt;
-  t->join_waker.vtable = NULL;
-  t->join_waker.data = NULL;
   t->id = take_task_id();
   t->priority = (uint64_t)priority;
+  t->joinable = join != NULL;
+  if (join != NULL) *join_waker(t) = (px_waker)PX_WAKER_EMPTY;
   t->spare = aligned ? PX__TASK_SPARE_ALIGNED : 0;
 
   int rc = px__runtime_adopt(rt, t);
@@ -196,7 +214,7 @@ static void task_complete(px_task *t, int err_override) {
    * (wake by reference): the slot is dropped with the task's memory, by
    * whoever releases the last reference, when nobody else can touch it. */
   if ((s & PX__TASK_JOIN_INTEREST) && (s & PX__TASK_JOIN_WAKER))
-    px_waker_wake_by_ref(&t->join_waker);
+    px_waker_wake_by_ref(join_waker(t));
   /* The list's reference and the running one go in one atomic step. */
   bool linked = px__runtime_unlink(t->runtime, t);
   ref_sub(t, linked ? 2 : 1);
@@ -371,17 +389,18 @@ static px_poll join_handle_poll(px_future *self, px_context *cx) {
   if (s & PX__TASK_COMPLETE) return join_handle_finish(j);
   px__coop_refund(); /* waiting, not progress; completion is re-checked below */
 
+  px_waker *slot = join_waker(t);
   if (s & PX__TASK_JOIN_WAKER) {
     /* A waker is stored. If it wakes the same task, we are done. */
-    if (px_waker_will_wake(&t->join_waker, cx->waker)) return PX_PENDING;
+    if (px_waker_will_wake(slot, cx->waker)) return PX_PENDING;
     /* Take the slot back to replace it; fails only if the task completed. */
     if (!px__task_unset_join_waker(t)) return join_handle_finish(j);
-    px_waker_drop(&t->join_waker);
+    px_waker_drop(slot);
   }
   /* JOIN_WAKER is clear: the slot is ours until we set the bit. */
-  t->join_waker = px_waker_clone(cx->waker);
+  *slot = px_waker_clone(cx->waker);
   if (!px__task_set_join_waker(t)) {
-    px_waker_drop(&t->join_waker);
+    px_waker_drop(slot);
     return join_handle_finish(j);
   }
   return PX_PENDING;
@@ -397,7 +416,7 @@ static void join_handle_drop(px_future *self) {
   uint64_t s = px__task_unset_join_interest(t);
   /* Clearing JOIN_WAKER before completion handed the slot back to us. */
   if (!(s & PX__TASK_COMPLETE) && (s & PX__TASK_JOIN_WAKER))
-    px_waker_drop(&t->join_waker);
+    px_waker_drop(join_waker(t));
   px__task_ref_dec(t);
 }
 

@@ -1,6 +1,7 @@
 /*
  * The task header and the task's life as executors see it (internal). A
- * task is one allocation: this 64-byte header, then the future. Everything
+ * task is one allocation: this 48-byte header, then the future, then, for a
+ * task spawned with a join handle, the handle's waker slot. Everything
  * about a task's life (state word, references, join handles, cancellation)
  * lives in task.c and is the same for every executor; the state word's bits
  * and transitions are in executors/task_state.h, which only task.c includes.
@@ -10,6 +11,7 @@
 
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,16 +27,22 @@ extern "C" {
 /*
  * The task header. The future follows it in the same allocation, aligned for
  * any type. The executor owns `queue_next` while the task is NOTIFIED.
+ *
+ * The join handle's waker slot (guarded by JOIN_WAKER) is not here but
+ * after the future, and only in a task spawned with a handle (`joinable`),
+ * as tokio keeps it in the task's trailer: a detached task, the sleeping
+ * tasks of a timer-heavy server say, is 16 bytes smaller (a million of
+ * them: 16 MB, bench/million_timers).
  */
 struct px_task {
   _Atomic uint64_t state;  /* executors/task_state.h */
   px_task *queue_next;     /* run queue link (executor's) */
   px__list owned;          /* runtime's list of live tasks */
   px_runtime *runtime;
-  px_waker join_waker;     /* guarded by JOIN_WAKER */
-  /* Immutable after spawn. Packed so the header stays at 64 bytes. */
+  /* Immutable after spawn. Packed so the header stays at 48 bytes. */
   uint64_t id : 48;       /* unique per process, from 1 */
-  uint64_t priority : 8;  /* 0..PX_PRIORITY_LEVELS-1, higher runs first */
+  uint64_t priority : 7;  /* 0..PX_PRIORITY_LEVELS-1, higher runs first */
+  uint64_t joinable : 1;  /* spawned with a join handle: it has the slot */
   /* Not a bit-field: bit-fields share one memory location, so the runner
    * setting a bit here would rewrite `id` while another thread reads it
    * (px_join_handle_id right after a spawn: a data race TSan reported
@@ -65,8 +73,9 @@ static inline px_future *px__task_future(px_task *t) {
 /* The task being polled on this thread, or NULL. */
 px_task *px__task_current(void);
 
-/* Bytes one task of a future of `future_size` bytes occupies. */
-size_t px__task_alloc_size(size_t future_size);
+/* Bytes one task of a future of `future_size` bytes occupies, with the
+ * join handle's waker slot when `joinable`. */
+size_t px__task_alloc_size(size_t future_size, bool joinable);
 
 /* What px__task_run did with the task. */
 typedef enum px__run_result {

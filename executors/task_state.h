@@ -26,7 +26,7 @@
 #define PX__TASK_NOTIFIED (1ull << 2)
 /* A join handle exists and wants the output. */
 #define PX__TASK_JOIN_INTEREST (1ull << 3)
-/* The join handle stored a waker in px_task.join_waker. The bit hands
+/* The join handle stored a waker in its slot (task.c join_waker). The bit hands
  * ownership of that slot back and forth: while it is clear only the join
  * handle may write the slot; while it is set only the task (completing)
  * may read it. */

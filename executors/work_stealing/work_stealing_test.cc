@@ -161,9 +161,8 @@ TEST_F(Ws, EveryTaskHasCacheLinesOfItsOwn) {
   // Two workers running neighbouring tasks must not write one cache line:
   // packed by the allocator, a task's last line held the next task's state
   // word, and yield_many ran no faster on two workers than on one. So a
-  // task starts on a line and fills whole lines: its future (right after
-  // the 64-byte header) starts on a line too, and no two tasks alive at
-  // once share one.
+  // task starts on a line and fills whole lines (its future comes right
+  // after the header), and no two tasks alive at once share one.
   REQUIRE_WORKERS();
   New(2);
   constexpr int kTasks = 64;
@@ -183,9 +182,11 @@ TEST_F(Ws, EveryTaskHasCacheLinesOfItsOwn) {
   std::vector<std::pair<uintptr_t, uintptr_t>> lines;  // [first, last]
   for (auto &w : where) {
     uintptr_t future = w.load();
-    EXPECT_EQ(future % kLine, 0u) << "a task's future off a line";
-    uintptr_t task = future - kLine;  // the header's 64 bytes
-    lines.emplace_back(task / kLine, (future + sizeof(ws_where) - 1) / kLine);
+    uintptr_t task = future - ws_task_future_offset();
+    EXPECT_EQ(task % kLine, 0u) << "a task off a line";
+    // The last byte: the join handle's waker slot, after the future.
+    uintptr_t last = task + ws_task_size_joinable(sizeof(ws_where)) - 1;
+    lines.emplace_back(task / kLine, last / kLine);
   }
   std::sort(lines.begin(), lines.end());
   for (size_t i = 1; i < lines.size(); i++)

@@ -4,6 +4,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "executors/task.h"
+
+size_t ws_task_future_offset(void) { return PX__TASK_FUTURE_OFFSET; }
+
+size_t ws_task_size_joinable(size_t future_size) {
+  return px__task_alloc_size(future_size, true);
+}
+
 /* ---- counter ---- */
 PX_ASYNC_FN(ws_counter) {
   PX_BEGIN();

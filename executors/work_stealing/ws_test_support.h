@@ -6,6 +6,7 @@
 #ifndef POLLUX_EXECUTORS_WORK_STEALING_WS_TEST_SUPPORT_H
 #define POLLUX_EXECUTORS_WORK_STEALING_WS_TEST_SUPPORT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "api/internal/px_internal.h"
@@ -14,6 +15,11 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Where a task's future starts in the task, and the bytes of a task spawned
+ * with a join handle (executors/task.h), for the cache-line test. */
+size_t ws_task_future_offset(void);
+size_t ws_task_size_joinable(size_t future_size);
 
 /* Marks seen[index] (which must be 0: exactly once), then counts itself. */
 typedef struct {
