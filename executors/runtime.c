@@ -408,44 +408,47 @@ static uint64_t tick_ceil(px_runtime *rt, uint64_t ns) {
 }
 
 /*
- * The wakers of the timers one advance fired are taken over under the
- * timer lock and woken after it is released (api/internal/wake_batch.h).
- * The advance cannot let go of the lock midway, so a full batch grows
- * instead.
+ * The wakers of the timers an advance fires are taken over under the timer
+ * lock and woken after it is released (api/internal/wake_batch.h). The
+ * timer fires no more than the batch has room for.
  */
 static void fire_timer(px_timer_node *node, void *arg) {
-  px__wake_batch *b = arg;
-  if (px__wake_batch_full(b) && !px__wake_batch_grow(b)) {
-    /* No memory for a longer batch: waking under the lock is slower but
-     * correct (no waker pollux ships touches timers when woken). A copy is
-     * woken: the node's bits stay, unowned, as below. */
-    px_waker w = node->waker;
-    px_waker_wake(&w);
-    return;
-  }
   /* The bits stay in the node, no longer owned (see services.h): its
    * owner may be reading them, without the lock, right now. */
-  px__wake_batch_push(b, node->waker);
+  px__wake_batch_push(arg, node->waker);
 }
 
-/* Fires the timers due at tick `now` (read by the caller: see fire_due). */
+/*
+ * Fires the timers due at tick `now` (read by the caller: see fire_due), a
+ * batch at a time: each batch is woken with the lock released, and the
+ * next taken where the timer left off (timers/timer.h, advance's `max`).
+ * So firing needs no memory however many timers are due, and no other
+ * thread waits on the lock for a whole burst.
+ */
 static size_t advance_timers(px_runtime *rt, uint64_t now) {
   px__wake_batch b;
   px__wake_batch_init(&b);
-  pthread_mutex_lock(&rt->timer_lock);
-  size_t n = rt->timer_ops->advance(rt->timer, now, fire_timer, &b);
-  /* Before the wakes: a task they wake finds its deadline passed. A timer
-   * fires at tick_ceil of its deadline, so every deadline it fired is at
-   * or before this instant. Concurrent advances (work stealing: the driver
-   * and a busy worker's turn) only move it forward. */
-  uint64_t seen = rt->start_ns + now * 1000000u;
-  if (seen > atomic_load_explicit(&rt->head.elapsed_ns, memory_order_relaxed))
-    atomic_store_explicit(&rt->head.elapsed_ns, seen, memory_order_release);
-  pthread_mutex_unlock(&rt->timer_lock);
-  if (n > 0) PX__COUNT(rt->head.observe, timers_fired, n);
-  px__wake_batch_wake(&b);
-  px__wake_batch_release(&b);
-  return n;
+  size_t total = 0, n;
+  do {
+    pthread_mutex_lock(&rt->timer_lock);
+    n = rt->timer_ops->advance(rt->timer, now, px__wake_batch_room(&b),
+                               fire_timer, &b);
+    /* Before the wakes: a task they wake finds its deadline passed. A
+     * timer fires at tick_ceil of its deadline, so every deadline it fired
+     * is at or before this instant (and one not fired yet that a task
+     * finds passed completes it: it cancels its node). Concurrent advances
+     * (work stealing: the driver and a busy worker's turn) only move it
+     * forward. */
+    uint64_t seen = rt->start_ns + now * 1000000u;
+    if (seen >
+        atomic_load_explicit(&rt->head.elapsed_ns, memory_order_relaxed))
+      atomic_store_explicit(&rt->head.elapsed_ns, seen, memory_order_release);
+    pthread_mutex_unlock(&rt->timer_lock);
+    px__wake_batch_wake(&b);
+    total += n;
+  } while (n == PX__WAKE_BATCH);
+  if (total > 0) PX__COUNT(rt->head.observe, timers_fired, total);
+  return total;
 }
 
 uint64_t px__runtime_elapsed_ns(px_runtime *rt) {

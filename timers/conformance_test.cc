@@ -55,11 +55,13 @@ class Timer {
   void Cancel(px_timer_node *n) { ops_->cancel(mem_, n); }
   uint64_t NextTick() { return ops_->next_tick(mem_); }
 
-  std::vector<px_timer_node *> Advance(uint64_t now) {
+  // One call to advance, firing at most `max`.
+  std::vector<px_timer_node *> Advance(uint64_t now, size_t max = SIZE_MAX) {
     fired_.clear();
     now_ = std::max(now_, now);
-    size_t n = ops_->advance(mem_, now, &Timer::OnFire, this);
+    size_t n = ops_->advance(mem_, now, max, &Timer::OnFire, this);
     EXPECT_EQ(n, fired_.size());
+    EXPECT_LE(n, max);
     return fired_;
   }
 
@@ -462,23 +464,87 @@ TEST_P(TimerTest, EqualDeadlinesFireInInsertionOrder) {
               (uint64_t{1} << 40) - 3, (uint64_t{1} << 40) + 5});
 }
 
-TEST_P(TimerTest, OneAdvanceFiresInDeadlineOrder) {
-  std::mt19937_64 rng(7);
-  std::vector<px_timer_node> nodes(3000);
+// Arms every node of `nodes` (the timer starts at 1000) at random ticks: few
+// distinct deadlines, so many are equal, spread over four levels. Returns
+// the order they must fire in; *last is the latest tick.
+Nodes ArmRandomly(Timer &w, std::vector<px_timer_node> &nodes, uint64_t seed,
+                  uint64_t *last) {
+  std::mt19937_64 rng(seed);
   std::vector<std::pair<uint64_t, size_t>> expected;
-  Timer w(ops(), 1000);
-  uint64_t max_tick = 0;
+  *last = 0;
   for (size_t i = 0; i < nodes.size(); i++) {
-    // Few distinct deadlines, so many are equal; spread over four levels.
     uint64_t tick = 1000 + (rng() % 512) * (1 + rng() % 40000);
     w.Insert(&nodes[i], tick);
     expected.emplace_back(tick, i);
-    max_tick = std::max(max_tick, tick);
+    *last = std::max(*last, tick);
   }
   std::sort(expected.begin(), expected.end());
   Nodes want;
   for (auto &e : expected) want.push_back(&nodes[e.second]);
+  return want;
+}
+
+TEST_P(TimerTest, OneAdvanceFiresInDeadlineOrder) {
+  std::vector<px_timer_node> nodes(3000);
+  Timer w(ops(), 1000);
+  uint64_t max_tick;
+  Nodes want = ArmRandomly(w, nodes, 7, &max_tick);
   EXPECT_EQ(w.Advance(max_tick), want);
+}
+
+// The runtime fires a burst a batch at a time (advance's `max`): the
+// batches together fire what one call would, in the same order, and
+// between two batches the timer says it has work due.
+TEST_P(TimerTest, AdvanceInBatchesFiresWhatOneCallWould) {
+  for (size_t max : {size_t{1}, size_t{7}, size_t{32}}) {
+    std::vector<px_timer_node> nodes(2000);
+    Timer w(ops(), 1000);
+    uint64_t max_tick;
+    Nodes want = ArmRandomly(w, nodes, 11, &max_tick), got;
+    for (;;) {
+      Nodes batch = w.Advance(max_tick, max);
+      got.insert(got.end(), batch.begin(), batch.end());
+      if (batch.size() < max) break;
+      if (got.size() < want.size()) {
+        EXPECT_LE(w.NextTick(), max_tick) << "due nodes left, none said";
+      }
+    }
+    EXPECT_EQ(got, want) << "max " << max;
+    EXPECT_EQ(w.NextTick(), PX__TICK_NONE);
+  }
+}
+
+// Between two batches the nodes left can be cancelled, and a node inserted
+// for the tick being fired (or earlier) fires in a later call; one for a
+// later tick within `now` fires in deadline order.
+TEST_P(TimerTest, InsertAndCancelBetweenBatches) {
+  Timer w(ops(), 0);
+  px_timer_node a{}, b{}, c{}, d{}, e{}, f{}, g{};
+  w.Insert(&a, 10);
+  w.Insert(&b, 10);
+  w.Insert(&c, 10);
+  w.Insert(&g, 10);
+  w.Insert(&d, 15);
+  EXPECT_EQ(w.Advance(20, 1), Nodes{&a});
+  EXPECT_LE(w.NextTick(), 20u);
+  w.Cancel(&g);
+  EXPECT_FALSE(g.flags & PX__TIMER_ARMED);
+  w.Insert(&e, 5);   // before the tick being fired
+  w.Insert(&f, 18);  // after it, within now
+  Nodes got;
+  for (int calls = 0; calls < 4 && w.NextTick() <= 20; calls++) {
+    Nodes batch = w.Advance(20);
+    got.insert(got.end(), batch.begin(), batch.end());
+  }
+  EXPECT_EQ(w.NextTick(), PX__TICK_NONE);
+  ASSERT_EQ(got.size(), 5u);
+  auto at = [&](px_timer_node *n) {
+    return std::find(got.begin(), got.end(), n) - got.begin();
+  };
+  EXPECT_LT(at(&b), at(&c));
+  EXPECT_LT(at(&c), at(&d));
+  EXPECT_LT(at(&d), at(&f));
+  EXPECT_LT(at(&e), 5) << "e never fired";
 }
 
 TEST_P(TimerTest, PeriodicReinsertFromCallback) {

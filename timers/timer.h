@@ -55,17 +55,26 @@ typedef struct px__timer_ops {
   /*
    * Moves the current tick to `now` (never backwards) and calls `fire` for
    * every node whose tick is <= now, in deadline order, equal deadlines in
-   * insertion order. Each node is disarmed before its callback runs, so the
-   * callback may re-insert it. Returns the number fired.
+   * insertion order, but for at most `max` nodes (max >= 1). Each node is
+   * disarmed before its callback runs, so the callback may re-insert it.
+   * Returns the number fired.
    *
    * Inside a callback the current tick is the one being fired: a node
    * inserted for that tick or earlier fires on the next advance (so a timer
    * that re-arms for "now" cannot loop forever), a later one within `now`
    * fires in this same advance. Calling advance from a callback is not
    * supported.
+   *
+   * A call that fired `max` may have left due nodes: the current tick
+   * stays the one being fired, and the next call fires those left first,
+   * in order, then goes on. So the caller can fire a burst a batch at a
+   * time, waking each batch with no lock held and no memory to grow (the
+   * runtime: executors/runtime.c advance_timers). Between two such calls
+   * nodes may be inserted and cancelled as inside a callback; one inserted
+   * for the tick being fired or earlier fires in a later call.
    */
-  size_t (*advance)(void *timer, uint64_t now, px__timer_fire_fn fire,
-                    void *arg);
+  size_t (*advance)(void *timer, uint64_t now, size_t max,
+                    px__timer_fire_fn fire, void *arg);
   /*
    * Releases the instance's own resources. Nodes still armed are not
    * touched: the runtime drops every sleep (cancelling its node) first.

@@ -8,10 +8,10 @@
  * where they were: once the lock is released their owner may re-arm or
  * free the slot on another thread.
  *
- * PX__WAKE_BATCH wakers fit inline. When the batch is full its user either
- * drops its lock, wakes and retakes it (sync/'s wake lists, at points where
- * their state is consistent), or grows the batch (the runtime firing
- * timers, which cannot release the lock in the middle of an advance).
+ * It holds PX__WAKE_BATCH wakers, inline: it never allocates. When it is
+ * full its user drops its lock, wakes and retakes it, at a point where its
+ * state is consistent (sync/'s wake lists; the runtime firing timers asks
+ * the timer for no more than the room left, executors/runtime.c).
  */
 #ifndef POLLUX_API_INTERNAL_WAKE_BATCH_H
 #define POLLUX_API_INTERNAL_WAKE_BATCH_H
@@ -28,19 +28,19 @@ extern "C" {
 #define PX__WAKE_BATCH 32
 
 typedef struct px__wake_batch {
-  px_waker *w; /* `inline_w` until px__wake_batch_grow */
-  size_t n, cap;
-  px_waker inline_w[PX__WAKE_BATCH];
+  size_t n;
+  px_waker w[PX__WAKE_BATCH];
 } px__wake_batch;
 
-static inline void px__wake_batch_init(px__wake_batch *b) {
-  b->w = b->inline_w;
-  b->n = 0;
-  b->cap = PX__WAKE_BATCH;
-}
+static inline void px__wake_batch_init(px__wake_batch *b) { b->n = 0; }
 
 static inline bool px__wake_batch_full(const px__wake_batch *b) {
-  return b->n == b->cap;
+  return b->n == PX__WAKE_BATCH;
+}
+
+/* Wakers the batch can still take. */
+static inline size_t px__wake_batch_room(const px__wake_batch *b) {
+  return PX__WAKE_BATCH - b->n;
 }
 
 /* Adds a waker the batch now owns (an empty one adds nothing). The batch
@@ -54,18 +54,12 @@ static inline void px__wake_batch_take(px__wake_batch *b, px_waker *slot) {
   px__wake_batch_push(b, px_waker_take(slot));
 }
 
-/* Doubles the room. False when memory ran out (the batch is unchanged). */
-bool px__wake_batch_grow(px__wake_batch *b);
-
-/* Wakes every waker collected, in order, and empties the batch (the room
- * stays). Called with no lock held. */
+/* Wakes every waker collected, in order, and empties the batch. Called
+ * with no lock held. */
 static inline void px__wake_batch_wake(px__wake_batch *b) {
   for (size_t i = 0; i < b->n; i++) px_waker_wake(&b->w[i]);
   b->n = 0;
 }
-
-/* Gives back the room px__wake_batch_grow took (after the last wake). */
-void px__wake_batch_release(px__wake_batch *b);
 
 #ifdef __cplusplus
 }

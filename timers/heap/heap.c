@@ -60,6 +60,10 @@ typedef struct px__heap {
   px__list deferred;     /* px_timer_node.link, in insertion order */
   size_t deferred_len;   /* nodes on the deferred list */
   int advancing;         /* inside advance: callbacks may be running */
+  /* The last advance stopped at its `max` with nodes still due: until one
+   * completes, inserts for the tick being fired are deferred, as inside a
+   * callback. */
+  int partial;
   px__heap_entry inline_entries[PX__HEAP_INLINE];
 } px__heap;
 
@@ -194,7 +198,7 @@ static int heap_insert(void *timer, px_timer_node *node, uint64_t tick) {
   if (rc < 0) return rc;
   node->tick = tick;
   node->flags |= PX__TIMER_ARMED;
-  if (h->advancing && tick <= h->elapsed)
+  if ((h->advancing || h->partial) && tick <= h->elapsed)
     deferred_append(h, node);
   else
     push(h, node, h->next_seq++);
@@ -213,26 +217,31 @@ static void heap_cancel(void *timer, px_timer_node *node) {
   if (!h->advancing) release_if_empty(h);
 }
 
-/* The root is the earliest deadline; a heap never needs an early wake-up. */
+/* The root is the earliest deadline; a heap never needs an early wake-up.
+ * Deferred nodes (between the calls of a partial advance) are due now. */
 static uint64_t heap_next_tick(void *timer) {
   px__heap *h = timer;
+  if (h->deferred_len > 0) return h->elapsed;
   return h->len > 0 ? h->entries[0].tick : PX__TICK_NONE;
 }
 
 /*
- * Pops and fires the root while it is due. `elapsed` follows the deadline
- * being fired (never going back), so a callback that re-arms for a tick
- * after it but within `now` fires later in this same call, in order, and one
- * that re-arms for that tick or earlier is deferred to the next call.
+ * Pops and fires the root while it is due, `max` at most. `elapsed` follows
+ * the deadline being fired (never going back), so a callback that re-arms
+ * for a tick after it but within `now` fires later in this same call, in
+ * order, and one that re-arms for that tick or earlier is deferred to the
+ * next call. A call that reaches `max` with nodes still due leaves elapsed
+ * at the last tick it fired, those nodes at the top of the heap and the
+ * deferred ones deferred, until a call completes.
  */
-static size_t heap_advance(void *timer, uint64_t now, px__timer_fire_fn fire,
-                           void *arg) {
+static size_t heap_advance(void *timer, uint64_t now, size_t max,
+                           px__timer_fire_fn fire, void *arg) {
   px__heap *h = timer;
   size_t fired = 0;
 
   if (now < h->elapsed) now = h->elapsed; /* time never goes backwards */
   h->advancing = 1;
-  while (h->len > 0 && h->entries[0].tick <= now) {
+  while (fired < max && h->len > 0 && h->entries[0].tick <= now) {
     px_timer_node *n = h->entries[0].node;
     if (n->tick > h->elapsed) h->elapsed = n->tick;
     remove_at(h, 0);
@@ -241,6 +250,8 @@ static size_t heap_advance(void *timer, uint64_t now, px__timer_fire_fn fire,
     fired++;
   }
   h->advancing = 0;
+  h->partial = h->len > 0 && h->entries[0].tick <= now;
+  if (h->partial) return fired; /* fired == max: the next call goes on */
   h->elapsed = now;
   deferred_flush(h);
   release_if_empty(h);

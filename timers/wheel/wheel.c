@@ -180,11 +180,13 @@ static void collect(px__wheel *w, unsigned where, uint64_t due) {
  * may re-insert its node or insert or cancel any other, including one still
  * waiting on this list (cancel unlinks it from here).
  */
-static size_t drain(px__wheel *w, px__timer_fire_fn fire, void *arg) {
+static size_t drain(px__wheel *w, size_t max, px__timer_fire_fn fire,
+                    void *arg) {
   size_t fired = 0;
   px__list *l;
 
-  while ((l = px__list_pop(&w->lists[PX__WHEEL_FIRING])) != NULL) {
+  while (fired < max &&
+         (l = px__list_pop(&w->lists[PX__WHEEL_FIRING])) != NULL) {
     px_timer_node *n = node_of(l);
     n->flags &= ~PX__TIMER_ARMED;
     fire(n, arg);
@@ -218,38 +220,46 @@ static void wheel_cancel(void *timer, px_timer_node *node) {
   node->flags &= ~PX__TIMER_ARMED;
 }
 
-/* Pending nodes are due now: the earliest one's tick is the answer. */
+/* Nodes left firing (an advance stopped at its `max`) and pending nodes
+ * are due now: the current tick, or the earliest pending one's, answers. */
 static uint64_t wheel_next_tick(void *timer) {
   px__wheel *w = timer;
   uint64_t start;
+  if (!px__list_empty(&w->lists[PX__WHEEL_FIRING])) return w->elapsed;
   px__list *first = px__list_first(&w->lists[PX__WHEEL_PENDING]);
   if (first != NULL) return node_of(first)->tick;
   return next_slot(w, &start) >= 0 ? start : PX__TICK_NONE;
 }
 
 /*
- * Fires the pending list, then processes each slot that starts by `now`, in
- * order of start. Callbacks run with elapsed at the tick being fired, so a
- * node they insert for a later tick up to `now` fires later in this same
- * call, in order; one they insert for that tick or before goes to the
- * pending list and fires on the next call, which keeps a callback that
- * re-arms "now" from looping forever. advance must not be called from a
- * callback.
+ * Fires what an earlier call left on the firing list (it stopped at its
+ * `max`), then the pending list, then processes each slot that starts by
+ * `now`, in order of start. Callbacks run with elapsed at the tick being
+ * fired, so a node they insert for a later tick up to `now` fires later in
+ * this same call, in order; one they insert for that tick or before goes
+ * to the pending list and fires on the next call, which keeps a callback
+ * that re-arms "now" from looping forever. A call that reaches `max`
+ * returns with elapsed at the tick being fired and the rest of its slot
+ * on the firing list, as a callback would see them. advance must not be
+ * called from a callback.
  */
-static size_t wheel_advance(void *timer, uint64_t now, px__timer_fire_fn fire,
-                            void *arg) {
+static size_t wheel_advance(void *timer, uint64_t now, size_t max,
+                            px__timer_fire_fn fire, void *arg) {
   px__wheel *w = timer;
   uint64_t start;
   int where;
-  size_t fired;
 
   if (now < w->elapsed) now = w->elapsed; /* time never goes backwards */
+  size_t fired = drain(w, max, fire, arg);
+  if (fired == max) return fired;
   collect(w, PX__WHEEL_PENDING, w->elapsed);
-  fired = drain(w, fire, arg);
+  fired += drain(w, max - fired, fire, arg);
+  if (fired == max) return fired;
   while ((where = next_slot(w, &start)) >= 0 && start <= now) {
     w->elapsed = start;
     collect(w, (unsigned)where, start);
-    fired += drain(w, fire, arg);
+    fired += drain(w, max - fired, fire, arg);
+    if (fired == max) return fired;
   }
   w->elapsed = now;
   return fired;
