@@ -31,7 +31,6 @@ struct px_runtime {
   px__reactor *reactor;
   const px__timer_ops *timer_ops;
   void *timer;
-  uint64_t start_ns; /* timer tick 0 */
   /* Multi-threaded executors touch timers from several threads (a sleep
    * polled on any worker inserts and cancels, the driver advances), so every
    * timer operation holds this lock; uncontended under fifo. Wakes of fired
@@ -58,6 +57,11 @@ struct px_runtime {
   _Atomic(px__blocking_pool *) blocking;
   _Atomic(const px__blocking_plug *) blocking_plug;
 };
+
+/* "Now" in timer ticks (timers/timer.h: whole milliseconds of the clock).
+ * It rounds down where a deadline's tick rounds up (px__timer_tick), so a
+ * timer fires late but never early. */
+static uint64_t tick_floor(uint64_t ns) { return ns / 1000000u; }
 
 /* px__runtime_observe reads the head through a cast of the runtime. */
 _Static_assert(offsetof(struct px_runtime, head) == 0,
@@ -150,8 +154,10 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   px__list_init(&rt->owned);
   rt->main_waker.unpark = unpark_main;
   rt->main_waker.unpark_arg = rt;
-  rt->start_ns = px__now_ns();
-  atomic_init(&rt->head.elapsed_ns, rt->start_ns);
+  /* Timers have fired up to the start's tick (timers/timer.h counts
+   * ticks from the clock's zero): nothing due later has passed. */
+  uint64_t start = tick_floor(px__now_ns());
+  atomic_init(&rt->head.elapsed_ns, start * 1000000u);
   pthread_mutex_init(&rt->timer_lock, NULL);
   /* Log lines name the running task; observe/ asks through this. */
   px__log_set_task_source(px_task_current_id);
@@ -165,7 +171,7 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
     rc = PX_ENOMEM;
     goto fail;
   }
-  rt->timer_ops->init(rt->timer, 0);
+  rt->timer_ops->init(rt->timer, start);
 
   rt->reactor_ops = px__reactor_default;
   rc = px__reactor_create(rt->reactor_ops, cfg, &rt->reactor);
@@ -397,15 +403,6 @@ int px_run(px_future *main) {
 
 /* ---- Timers ----------------------------------------------------------- */
 
-/* Ticks are whole milliseconds since the runtime started. Deadlines round
- * up and "now" rounds down, so a timer can fire late but never early. */
-static uint64_t tick_floor(px_runtime *rt, uint64_t ns) {
-  return ns <= rt->start_ns ? 0 : (ns - rt->start_ns) / 1000000u;
-}
-
-static uint64_t tick_ceil(px_runtime *rt, uint64_t ns) {
-  return ns <= rt->start_ns ? 0 : (ns - rt->start_ns + 999999u) / 1000000u;
-}
 
 /*
  * The wakers of the timers an advance fires are taken over under the timer
@@ -434,12 +431,12 @@ static size_t advance_timers(px_runtime *rt, uint64_t now) {
     n = rt->timer_ops->advance(rt->timer, now, px__wake_batch_room(&b),
                                fire_timer, &b);
     /* Before the wakes: a task they wake finds its deadline passed. A
-     * timer fires at tick_ceil of its deadline, so every deadline it fired
-     * is at or before this instant (and one not fired yet that a task
-     * finds passed completes it: it cancels its node). Concurrent advances
-     * (work stealing: the driver and a busy worker's turn) only move it
-     * forward. */
-    uint64_t seen = rt->start_ns + now * 1000000u;
+     * timer fires at px__timer_tick of its deadline, so every deadline it
+     * fired is at or before this instant (and one not fired yet that a
+     * task finds passed completes it: it cancels its node). Concurrent
+     * advances (work stealing: the driver and a busy worker's turn) only
+     * move it forward. */
+    uint64_t seen = now * 1000000u;
     if (seen >
         atomic_load_explicit(&rt->head.elapsed_ns, memory_order_relaxed))
       atomic_store_explicit(&rt->head.elapsed_ns, seen, memory_order_release);
@@ -456,12 +453,11 @@ uint64_t px__runtime_elapsed_ns(px_runtime *rt) {
 }
 
 int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
-                             uint64_t deadline_ns, const px_waker *waker) {
+                             const px_waker *waker) {
   if (rt == NULL || node == NULL) return PX_EINVAL;
-  uint64_t tick = tick_ceil(rt, deadline_ns);
   px_waker old = PX_WAKER_EMPTY;
   pthread_mutex_lock(&rt->timer_lock);
-  bool armed = (node->flags & PX__TIMER_ARMED) != 0;
+  bool armed = px__timer_armed(node);
   if (armed) rt->timer_ops->cancel(rt->timer, node);
   /* Cloning a waker only bumps a count; the waker being replaced is
    * dropped after unlocking (dropping may free a task). An unarmed node's
@@ -473,7 +469,7 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   }
   /* A heap timer may fail to grow: the node stays unarmed, so release the
    * waker clone it would have woken and let the caller report the error. */
-  int rc = rt->timer_ops->insert(rt->timer, node, tick);
+  int rc = rt->timer_ops->insert(rt->timer, node);
   px_waker unarmed = PX_WAKER_EMPTY;
   if (rc < 0) {
     unarmed = node->waker;
@@ -482,7 +478,7 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
   }
   /* A driver parked on another thread sleeps until wait_until: a deadline
    * before that must interrupt its wait, or the sleep would fire late. */
-  bool earlier = rc == 0 && tick < rt->wait_until;
+  bool earlier = rc == 0 && node->tick < rt->wait_until;
   pthread_mutex_unlock(&rt->timer_lock);
   px_waker_drop(&old);
   px_waker_drop(&unarmed);
@@ -492,15 +488,17 @@ int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
 }
 
 void px__runtime_timer_rearm(px_runtime *rt, px_timer_node *node,
-                             uint64_t deadline_ns) {
+                             uint64_t tick) {
   if (rt == NULL || node == NULL) return;
-  uint64_t tick = tick_ceil(rt, deadline_ns);
   px_waker wake = PX_WAKER_EMPTY;
   bool earlier = false;
   pthread_mutex_lock(&rt->timer_lock);
-  if (node->flags & PX__TIMER_ARMED) {
+  /* Under the lock: another thread's advance may be reading the tick of an
+   * armed node (a fired one's is read by no one but its owner). */
+  node->tick = tick;
+  if (px__timer_armed(node)) {
     rt->timer_ops->cancel(rt->timer, node);
-    if (rt->timer_ops->insert(rt->timer, node, tick) < 0) {
+    if (rt->timer_ops->insert(rt->timer, node) < 0) {
       wake = node->waker; /* unarmed now: the waker is ours to wake */
       node->waker.vtable = NULL;
       node->waker.data = NULL;
@@ -521,7 +519,7 @@ void px__runtime_timer_rearm(px_runtime *rt, px_timer_node *node,
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node) {
   if (rt == NULL || node == NULL) return;
   pthread_mutex_lock(&rt->timer_lock);
-  bool armed = (node->flags & PX__TIMER_ARMED) != 0;
+  bool armed = px__timer_armed(node);
   px_waker old = PX_WAKER_EMPTY;
   if (armed) {
     rt->timer_ops->cancel(rt->timer, node);
@@ -578,13 +576,13 @@ static int reactor_look(px_runtime *rt) {
  * tokio's driver polls I/O, then reads the clock: the window stays open.
  */
 int px__runtime_turn(px_runtime *rt) {
-  uint64_t now = tick_floor(rt, px__now_ns());
+  uint64_t now = tick_floor(px__now_ns());
   int n = reactor_look(rt);
   return n + (int)advance_timers(rt, now);
 }
 
 int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
-  uint64_t now = tick_floor(rt, px__now_ns());
+  uint64_t now = tick_floor(px__now_ns());
   /* Announce the park before the last look at the queues: a remote waker
    * either sees parked = 1 and unparks us, or pushed early enough for
    * has_work to see it (both sides use sequentially consistent order).
@@ -624,7 +622,7 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
      * of its own (the wait timed out; or a stop signal cut it short, as
      * epoll_wait fails with EINTR after SIGSTOP and SIGCONT; or an event
      * ended it before a stall). */
-    now = tick_floor(rt, px__now_ns());
+    now = tick_floor(px__now_ns());
     if (next <= now) n += reactor_look(rt);
   }
   return n + (int)advance_timers(rt, now);

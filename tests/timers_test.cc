@@ -372,10 +372,16 @@ TEST_F(TimersTest, AbandonedTicksReleaseTheirTimer) {
   // A period no stall between two polls reaches (50 ms did, once, under
   // TSan on a loaded machine: the second tick was already due).
   ASSERT_EQ(px_interval_init(&iv, px_ms(500), PX_MISSED_BURST), 0);
+  px_interval_tick(&iv);
   int step = 0;
   EXPECT_EQ(RunFn([&](px_context *cx) {
+              // The first tick is due at init: it completes at the
+              // runtime's next turn of its timers (pollux/time.h).
+              if (step == 0 &&
+                  px_future_poll(&iv.tick, cx) == PX_PENDING)
+                return PX_PENDING;
               if (step == 0) {
-                EXPECT_EQ(px_future_poll(px_interval_tick(&iv), cx), PX_READY);
+                EXPECT_EQ(iv.tick.error, 0);
                 EXPECT_EQ(px_future_poll(px_interval_tick(&iv), cx),
                           PX_PENDING);
                 // Abandon the pending tick for a new one, then drop that.

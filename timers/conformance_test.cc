@@ -49,8 +49,10 @@ class Timer {
   void Insert(px_timer_node *n, uint64_t tick) {
     EXPECT_EQ(TryInsert(n, tick), 0);
   }
+  // The node's owner sets its tick while it is not armed (timer.h).
   int TryInsert(px_timer_node *n, uint64_t tick) {
-    return ops_->insert(mem_, n, tick);
+    n->tick = tick;
+    return ops_->insert(mem_, n);
   }
   void Cancel(px_timer_node *n) { ops_->cancel(mem_, n); }
   uint64_t NextTick() { return ops_->next_tick(mem_); }
@@ -71,7 +73,7 @@ class Timer {
  private:
   static void OnFire(px_timer_node *n, void *arg) {
     auto *self = static_cast<Timer *>(arg);
-    EXPECT_FALSE(n->flags & PX__TIMER_ARMED) << "fired while still armed";
+    EXPECT_FALSE(px__timer_armed(n)) << "fired while still armed";
     EXPECT_LE(n->tick, self->now_) << "fired early";
     self->fired_.push_back(n);
     if (self->on_fire) self->on_fire(n);
@@ -86,27 +88,49 @@ class Timer {
 using Nodes = std::vector<px_timer_node *>;
 
 // The node is embedded in every sleep: its size is part of the contract
-// (docs/BACKENDS.md states it: 48 bytes on 64-bit targets).
+// (docs/BACKENDS.md states it: 40 bytes on 64-bit targets: the link, the
+// tick and the waker, with no flag or index word).
 TEST(TimerConformance, NodeFitsInACacheLine) {
   static_assert(sizeof(px_timer_node) <= 64, "px_timer_node grew past 64");
   EXPECT_LE(sizeof(px_timer_node), 64u);
   if (sizeof(void *) == 8) {
-    EXPECT_EQ(sizeof(px_timer_node), 48u);
+    EXPECT_EQ(sizeof(px_timer_node), 40u);
   }
 }
 
+// "Armed" is the link's first word (px__timer_armed), and the heap's mark
+// overlays it: the two members must share their first word.
+TEST(TimerConformance, HeapMarkOverlaysTheLink) {
+  static_assert(offsetof(px_timer_node, at.heap.mark) ==
+                    offsetof(px_timer_node, at.link.next),
+                "the heap's mark must be read as the link's next");
+  px_timer_node n{};
+  EXPECT_FALSE(px__timer_armed(&n));
+}
+
 // Sleeps and interval ticks embed one px_timer_entry (the node with the
-// one waker, its deadline and the runtime holding it): bytes a sleeping task
-// pays for, so a change shows up here before it shows up in million_timers'
-// peak RSS.
+// one waker and the deadline as its tick, and the runtime holding it):
+// bytes a sleeping task pays for, so a change shows up here before it shows
+// up in million_timers' peak RSS.
 TEST(TimerConformance, EntryLayout) {
   static_assert(offsetof(px_sleep, entry) == sizeof(px_future),
                 "a sleep is its future header and its entry, nothing else");
   if (sizeof(void *) == 8) {
-    EXPECT_EQ(sizeof(px_timer_entry), 64u);
-    EXPECT_EQ(sizeof(px_sleep), 88u);
-    EXPECT_EQ(sizeof(px_interval), 104u);
+    EXPECT_EQ(sizeof(px_timer_entry), 48u);
+    EXPECT_EQ(sizeof(px_sleep), 72u);
+    EXPECT_EQ(sizeof(px_interval), 96u);
   }
+}
+
+// A deadline's tick is its millisecond rounded up: never early, and a
+// deadline on a millisecond is that millisecond (the end of time too).
+TEST(TimerConformance, DeadlineTickRoundsUp) {
+  EXPECT_EQ(px__timer_tick(0), 0u);
+  EXPECT_EQ(px__timer_tick(1), 1u);
+  EXPECT_EQ(px__timer_tick(999999), 1u);
+  EXPECT_EQ(px__timer_tick(1000000), 1u);
+  EXPECT_EQ(px__timer_tick(1000001), 2u);
+  EXPECT_EQ(px__timer_tick(UINT64_MAX), UINT64_MAX / 1000000u + 1);
 }
 
 class TimerTest : public ::testing::TestWithParam<const px__timer_ops *> {
@@ -147,11 +171,11 @@ TEST_P(TimerTest, InsertReportsOutOfMemoryAndStaysConsistent) {
     int rc = w.TryInsert(&nodes[i], 200 + i % 7);
     px_set_allocator(nullptr);
     if (rc == 0) {
-      EXPECT_TRUE(nodes[i].flags & PX__TIMER_ARMED);
+      EXPECT_TRUE(px__timer_armed(&nodes[i]));
       want.push_back(&nodes[i]);
     } else {
       EXPECT_EQ(rc, PX_ENOMEM);
-      EXPECT_FALSE(nodes[i].flags & PX__TIMER_ARMED);
+      EXPECT_FALSE(px__timer_armed(&nodes[i]));
       failures++;
     }
   }
@@ -177,7 +201,7 @@ TEST_P(TimerTest, ZeroDelayFiresOnNextAdvance) {
   Timer w(ops(), 500);
   px_timer_node a{};
   w.Insert(&a, 500);
-  EXPECT_TRUE(a.flags & PX__TIMER_ARMED);
+  EXPECT_TRUE(px__timer_armed(&a));
   EXPECT_LE(w.NextTick(), 500u);
   EXPECT_EQ(w.Advance(500), Nodes{&a});  // same tick: no time needs to pass
   EXPECT_TRUE(w.Advance(500).empty());
@@ -341,7 +365,7 @@ TEST_P(TimerTest, MaximumDelayAndBeyondTheWheel) {
     EXPECT_EQ(w.Advance(n->tick), Nodes{n});
   }
   EXPECT_LE(w.NextTick(), UINT64_MAX - 1);
-  EXPECT_TRUE(never.flags & PX__TIMER_ARMED);
+  EXPECT_TRUE(px__timer_armed(&never));
   w.Cancel(&never);
   EXPECT_EQ(w.NextTick(), PX__TICK_NONE);
 }
@@ -367,9 +391,9 @@ TEST_P(TimerTest, CancelBeforeFiring) {
   w.Insert(&e, 70000);
   w.Cancel(&b);
   w.Cancel(&e);
-  EXPECT_FALSE(b.flags & PX__TIMER_ARMED);
-  EXPECT_FALSE(e.flags & PX__TIMER_ARMED);
-  EXPECT_TRUE(a.flags & PX__TIMER_ARMED);
+  EXPECT_FALSE(px__timer_armed(&b));
+  EXPECT_FALSE(px__timer_armed(&e));
+  EXPECT_TRUE(px__timer_armed(&a));
   EXPECT_EQ(w.Advance(100000), (Nodes{&a, &c, &d}));
   EXPECT_EQ(w.NextTick(), PX__TICK_NONE);
 }
@@ -410,8 +434,8 @@ TEST_P(TimerTest, CancelAfterFiringIsANoOp) {
   w.Insert(&a, 10);
   w.Insert(&b, 20);
   EXPECT_EQ(w.Advance(10), Nodes{&a});
-  EXPECT_FALSE(a.flags & PX__TIMER_ARMED);
-  EXPECT_TRUE(b.flags & PX__TIMER_ARMED);
+  EXPECT_FALSE(px__timer_armed(&a));
+  EXPECT_TRUE(px__timer_armed(&b));
   w.Cancel(&a);  // disarmed already: nothing to do, b is untouched
   EXPECT_LE(w.NextTick(), 20u);
   EXPECT_EQ(w.Advance(20), Nodes{&b});
@@ -484,6 +508,28 @@ Nodes ArmRandomly(Timer &w, std::vector<px_timer_node> &nodes, uint64_t seed,
   return want;
 }
 
+// Cancel finds a node's slot from its tick (the wheel stores no index):
+// after advances have moved every node through cascades, cancelling all of
+// them leaves no slot marked occupied, so the timer says it is empty, and a
+// node cancelled reads as not armed.
+TEST_P(TimerTest, CancelAfterCascadesLeavesNothing) {
+  for (uint64_t stop : {uint64_t{1000}, uint64_t{5000}, uint64_t{70000},
+                        uint64_t{300000}, uint64_t{5000000}}) {
+    std::vector<px_timer_node> nodes(3000);
+    Timer w(ops(), 1000);
+    uint64_t max_tick;
+    Nodes want = ArmRandomly(w, nodes, stop, &max_tick);
+    Nodes fired = w.Advance(stop);
+    EXPECT_EQ(fired, Nodes(want.begin(), want.begin() + fired.size()));
+    for (auto &n : nodes) {
+      w.Cancel(&n);
+      EXPECT_FALSE(px__timer_armed(&n));
+    }
+    EXPECT_EQ(w.NextTick(), PX__TICK_NONE) << "stop " << stop;
+    EXPECT_TRUE(w.Advance(max_tick).empty());
+  }
+}
+
 TEST_P(TimerTest, OneAdvanceFiresInDeadlineOrder) {
   std::vector<px_timer_node> nodes(3000);
   Timer w(ops(), 1000);
@@ -528,7 +574,7 @@ TEST_P(TimerTest, InsertAndCancelBetweenBatches) {
   EXPECT_EQ(w.Advance(20, 1), Nodes{&a});
   EXPECT_LE(w.NextTick(), 20u);
   w.Cancel(&g);
-  EXPECT_FALSE(g.flags & PX__TIMER_ARMED);
+  EXPECT_FALSE(px__timer_armed(&g));
   w.Insert(&e, 5);   // before the tick being fired
   w.Insert(&f, 18);  // after it, within now
   Nodes got;
@@ -559,7 +605,7 @@ TEST_P(TimerTest, PeriodicReinsertFromCallback) {
   EXPECT_EQ(w.Advance(1000).size(), 100u);  // every re-arm is due by 1000
   ASSERT_EQ(ticks.size(), 100u);
   for (size_t i = 0; i < ticks.size(); i++) EXPECT_EQ(ticks[i], 10 * (i + 1));
-  EXPECT_FALSE(a.flags & PX__TIMER_ARMED);
+  EXPECT_FALSE(px__timer_armed(&a));
 }
 
 TEST_P(TimerTest, ReinsertForTheSameTickWaitsForTheNextAdvance) {

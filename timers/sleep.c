@@ -15,10 +15,12 @@ px_instant px_now(void) { return px__now_ns(); }
 
 /* ---- the timer entry: what sleeps and interval ticks embed ------------- */
 
+/* The entry keeps its deadline as the node's tick only (pollux/time.h):
+ * rounded up to the millisecond, which is when it can fire anyway. */
 static void entry_init(px_timer_entry *e, px_instant deadline) {
-  e->deadline = deadline;
   e->rt = NULL;
   memset(&e->node, 0, sizeof e->node);
+  e->node.tick = px__timer_tick(deadline);
 }
 
 /* Leaves the timer (if registered), which lets go of the waker; the entry
@@ -40,7 +42,7 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
   /* The runtime's time decides (px__elapsed_for, services.h): never early,
    * even if a timer backend rounds or a spurious wake polls us, and never
    * before the I/O that came before the deadline was dispatched. */
-  if (e->deadline <= px__elapsed_for(cx->runtime)) {
+  if (e->node.tick <= px__elapsed_for(cx->runtime) / 1000000u) {
     /* Due already: completing costs budget, or a loop of past-due ticks
      * (PX_MISSED_BURST after a stall) would run on inside one poll. */
     if (!px__coop_proceed(cx)) return PX_PENDING;
@@ -60,8 +62,7 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
   /* Polled from another runtime (a future handed over after a shutdown):
    * the old one must let go of the node before the new one takes it. */
   if (e->rt != NULL && e->rt != cx->runtime) entry_release(e);
-  int rc = px__runtime_timer_insert(cx->runtime, &e->node, e->deadline,
-                                    cx->waker);
+  int rc = px__runtime_timer_insert(cx->runtime, &e->node, cx->waker);
   if (rc < 0) {
     entry_release(e);
     *err = rc;
@@ -80,8 +81,11 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
  * tries again and reports the error.
  */
 static void entry_reset(px_timer_entry *e, px_instant deadline) {
-  e->deadline = deadline;
-  if (e->rt != NULL) px__runtime_timer_rearm(e->rt, &e->node, deadline);
+  uint64_t tick = px__timer_tick(deadline);
+  if (e->rt != NULL)
+    px__runtime_timer_rearm(e->rt, &e->node, tick); /* under its lock */
+  else
+    e->node.tick = tick; /* no timer holds the node: only we see it */
 }
 
 /* ---- sleep ------------------------------------------------------------ */
@@ -207,8 +211,10 @@ static px_poll tick_poll(px_future *self, px_context *cx) {
     self->error = err; /* the schedule stays: the next tick retries it */
     return PX_READY;
   }
-  px_instant due = iv->entry.deadline;
-  iv->entry.deadline = interval_next(iv, due, px__now_ns());
+  /* Completed, so released: the next deadline needs no lock. */
+  px_instant due = iv->next;
+  iv->next = interval_next(iv, due, px__now_ns());
+  entry_reset(&iv->entry, iv->next);
   self->output = px_u64(due);
   self->error = 0;
   return PX_READY;
@@ -227,6 +233,7 @@ int px_interval_init_at(px_interval *iv, px_instant start, px_duration period,
   if (iv == NULL) return PX_EINVAL;
   px_future_init(&iv->tick, &tick_vtable);
   entry_init(&iv->entry, start);
+  iv->next = start;
   int valid = period > 0 && (policy == PX_MISSED_BURST ||
                              policy == PX_MISSED_DELAY ||
                              policy == PX_MISSED_SKIP);

@@ -2,13 +2,15 @@
  * The timer interface every timer backend implements (internal).
  *
  * A timer instance orders px_timer_node entries by deadline, measured in
- * ticks of one millisecond since the runtime started. It does no locking and
- * knows nothing of clocks or wakers: the runtime converts times to ticks,
- * and `advance` hands expired nodes to a callback that wakes them.
+ * ticks of one millisecond of the monotonic clock (px__timer_tick). It does
+ * no locking and knows nothing of clocks or wakers: the runtime converts
+ * times to ticks, and `advance` hands expired nodes to a callback that
+ * wakes them.
  */
 #ifndef POLLUX_TIMERS_TIMER_H
 #define POLLUX_TIMERS_TIMER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,8 +20,21 @@
 extern "C" {
 #endif
 
-/* px_timer_node.flags */
-#define PX__TIMER_ARMED 1u /* the node is in a timer instance */
+/*
+ * The tick a deadline (ns) falls due at: its millisecond, rounded up, so
+ * a timer fires late but never early. Ticks count from the clock's zero,
+ * not from a runtime's start, so a sleep keeps its deadline as a tick
+ * before it knows its runtime (px_timer_node.tick is the only copy).
+ */
+static inline uint64_t px__timer_tick(uint64_t deadline_ns) {
+  return deadline_ns / 1000000u + (deadline_ns % 1000000u != 0);
+}
+
+/* Whether a timer instance holds the node: both backends keep at.link.next
+ * (or the heap's mark over it) non-NULL exactly while it is armed. */
+static inline bool px__timer_armed(const px_timer_node *node) {
+  return node->at.link.next != NULL;
+}
 
 /* No deadline: next_tick's answer for an empty timer. */
 #define PX__TICK_NONE UINT64_MAX
@@ -33,13 +48,15 @@ typedef struct px__timer_ops {
   /* Starts an empty instance whose current tick is `now`. */
   void (*init)(void *timer, uint64_t now);
   /*
-   * Arms `node` (not armed) to fire at `tick`. A tick at or before the
+   * Arms `node` (not armed) to fire at its `tick`, which the caller set
+   * and leaves alone while the node is armed. A tick at or before the
    * current one fires on the next advance. Returns 0, or PX_ENOMEM when a
    * backend that grows storage (the heap) cannot: the node is then left
    * unarmed. The node must not be armed already: the runtime always
-   * cancels first (the heap reports PX_EINVAL, the wheel asserts). O(1) for the wheel, O(log n) for the heap.
+   * cancels first (the heap reports PX_EINVAL, the wheel asserts). O(1)
+   * for the wheel, O(log n) for the heap.
    */
-  int (*insert)(void *timer, px_timer_node *node, uint64_t tick);
+  int (*insert)(void *timer, px_timer_node *node);
   /*
    * Disarms an armed node (a node that is not armed is left alone). O(1)
    * for the wheel, O(log n) for the heap. Never allocates.

@@ -57,16 +57,17 @@ static inline uint64_t px__elapsed_for(px_runtime *rt) {
 }
 #endif
 
-/* Arms `node` to wake `waker` at `deadline` (ns), re-arming it if armed.
- * Any thread of `rt`; the node's owner only. */
+/* Arms `node` to wake `waker` at its tick (px_timer_node.tick), re-arming
+ * it if armed. Any thread of `rt`; the node's owner only. */
 int px__runtime_timer_insert(px_runtime *rt, px_timer_node *node,
-                             uint64_t deadline_ns, const px_waker *waker);
-/* Moves an armed node to `deadline` (ns) for the waker it holds. A node that
- * is not armed (it fired: its wake is on the way) only forgets its stale
- * waker, so the woken owner's next poll registers it again; if the timer
- * cannot take the node, its waker is woken for that poll to retry. */
+                             const px_waker *waker);
+/* Moves a registered node to `tick` (ms, as px_timer_node.tick), for the
+ * waker it holds if it is armed. A node that is not armed (it fired: its
+ * wake is on the way) only forgets its stale waker, so the woken owner's
+ * next poll registers it again; if the timer cannot take the node, its
+ * waker is woken for that poll to retry. */
 void px__runtime_timer_rearm(px_runtime *rt, px_timer_node *node,
-                             uint64_t deadline_ns);
+                             uint64_t tick);
 /* Disarms `node` (if armed) and releases its waker. */
 void px__runtime_timer_cancel(px_runtime *rt, px_timer_node *node);
 

@@ -40,17 +40,32 @@ px_instant px_now(void);
 
 /**
  * A timer registration, embedded in whatever waits on a deadline. Its fields
- * belong to the timer backend (a wheel slot list, or a heap index with the
- * links holding the heap's short deferred list); the size is part of the
- * contract: at most 64 bytes, 48 on 64-bit targets
+ * belong to the timer backend and the runtime; the size is part of the
+ * contract: at most 64 bytes, 40 on 64-bit targets
  * (timers/conformance_test.cc checks it).
  */
 typedef struct px_timer_node {
-  px__list link;              /**< private: in a wheel slot or deferred list */
-  uint64_t tick;              /**< private: deadline in timer ticks (ms) */
-  px_waker waker;             /**< private: woken when the deadline passes */
-  uint32_t where;             /**< private: backend slot or heap index */
-  uint32_t flags;             /**< private: armed */
+  /**
+   * private: where the timer holds the node, all zero while it is not
+   * armed (so "armed" is `at.link.next != NULL`: no flag word). On a list
+   * (a wheel slot, the wheel's due lists, the heap's deferred list) it is
+   * the link; in the heap's array, `heap.mark` (overlaying link.next: the
+   * two share their first member) marks it and `heap.index` is its slot.
+   */
+  union {
+    px__list link;
+    struct {
+      px__list *mark;
+      uintptr_t index;
+    } heap;
+  } at;
+  /**
+   * private: the deadline, in whole milliseconds of the monotonic clock,
+   * rounded up (never early). Written by the node's owner only, under the
+   * timer's lock while armed; the one deadline a sleep keeps.
+   */
+  uint64_t tick;
+  px_waker waker; /**< private: woken when the deadline passes */
 } px_timer_node;
 
 /**
@@ -59,15 +74,15 @@ typedef struct px_timer_node {
  * timer on the first poll that must wait, stays registered while pending,
  * and is re-armed in place when the deadline moves or another task polls it;
  * completing or dropping its future releases it. No allocation: the node is
- * the timer's link, and it holds the one waker (the owner reads it to ask
- * "armed for this task?"). All fields are private; on 64-bit targets it is
- * 64 bytes (timers/conformance_test.cc checks the layout).
+ * the timer's link, and it holds the deadline and the one waker (the owner
+ * reads it to ask "armed for this task?"). All fields are private; on
+ * 64-bit targets it is 48 bytes (timers/conformance_test.cc checks the
+ * layout).
  */
 typedef struct px_timer_entry {
-  px_instant deadline; /**< private: when the entry fires (ns, monotonic) */
   /** private: the runtime whose timer holds `node`; NULL when unregistered */
   px_runtime *rt;
-  px_timer_node node; /**< private: the timer's link and the waker */
+  px_timer_node node; /**< private: the link, the deadline and the waker */
 } px_timer_entry;
 
 /**
@@ -131,8 +146,9 @@ typedef enum px_missed_tick {
  *     ...
  *   }
  *
- * The first tick completes immediately (at the instant of init), the next
- * ones at init + period, + 2 * period, ..., never early. The tick's output
+ * The first tick is due at the instant of init, so it completes at once
+ * (at the runtime's next turn of its timers, as a sleep of 0 does), the
+ * next ones at init + period, + 2 * period, ..., never early. The tick's output
  * (u64) is the instant it was scheduled for, not when it completed. The
  * interval holds no resources between ticks, so it needs no drop; dropping a
  * pending tick future (as PX_AWAIT does after completion, or a select that
@@ -143,7 +159,10 @@ typedef struct px_interval {
   px_future tick;        /**< private: the future px_interval_tick returns */
   px_duration period;    /**< private */
   px_missed_tick policy; /**< private */
-  px_timer_entry entry;  /**< private: its deadline is the next tick's */
+  /** private: the next tick's instant, to the nanosecond (its output; the
+   * entry keeps it rounded up to the millisecond) */
+  px_instant next;
+  px_timer_entry entry;  /**< private: armed for `next` */
 } px_interval;
 
 /**

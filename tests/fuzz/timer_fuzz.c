@@ -45,7 +45,10 @@ static void run_init(run *r, const px__timer_ops *ops) {
 
 static void run_free(run *r) {
   for (int i = 0; i < NODES; i++)
-    if (r->nodes[i].flags & PX__TIMER_ARMED) r->ops->cancel(r->timer, &r->nodes[i]);
+    if (px__timer_armed(&r->nodes[i])) r->ops->cancel(r->timer, &r->nodes[i]);
+  /* Cancelling finds each node's place from its tick alone (the wheel keeps
+   * no index): nothing may be left marked. */
+  if (r->ops->next_tick(r->timer) != PX__TICK_NONE) abort();
   r->ops->destroy(r->timer);
   free(r->timer);
 }
@@ -66,8 +69,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint64_t delta = (data[i] & 0x80) ? (arg << (data[i] & 0x3f) % 40) : arg;
     if (op == 0 && !model[n].armed) {
       uint64_t tick = now + delta;
-      if (w.ops->insert(w.timer, &w.nodes[n], tick) < 0) abort();
-      if (h.ops->insert(h.timer, &h.nodes[n], tick) < 0) abort();
+      w.nodes[n].tick = h.nodes[n].tick = tick;
+      if (w.ops->insert(w.timer, &w.nodes[n]) < 0) abort();
+      if (h.ops->insert(h.timer, &h.nodes[n]) < 0) abort();
       model[n] = (model_entry){1, tick, seq++};
     } else if (op == 1 && model[n].armed) {
       w.ops->cancel(w.timer, &w.nodes[n]);

@@ -8,8 +8,9 @@
  * fire in insertion order (a plain heap is not stable). Like libev's ANHE,
  * each entry caches its key next to the node pointer, so sifting compares
  * keys that sit in the array instead of chasing a pointer per comparison.
- * node->where is the node's index in the array, which makes cancel
- * O(log n): the node's entry is found directly and replaced by the last.
+ * A node in the array records its index there (node->at.heap.index, beside
+ * a mark that says "in the array"), which makes cancel O(log n): the node's
+ * entry is found directly and replaced by the last.
  *
  * Why 4-ary: the tree is half as deep as a binary heap's, and the four
  * children of a node sit side by side in memory (96 bytes), so a sift-down
@@ -27,7 +28,7 @@
  * Deadlines at or before the tick being fired, armed from a callback during
  * advance, must wait for the next advance (timer.h). In a heap they would
  * sort to the top and fire at once, so they wait on a side list (linked
- * through the node's next/prev, which the heap itself does not use) that
+ * through node->at.link, which a node in the array does not use) that
  * advance moves into the heap when it returns. Their heap slots are reserved
  * when they are inserted, so that move cannot run out of memory.
  */
@@ -40,15 +41,21 @@
 #define PX__HEAP_ARITY 4
 /* Entries held inside the instance before the array moves to the heap. */
 #define PX__HEAP_INLINE 16
-/* node->where for a node on the deferred list rather than in the array. */
-#define PX__HEAP_DEFERRED UINT32_MAX
-/* node->where is 32 bits: the array may not hold more entries than this. */
+/* The array never holds more entries than a 32-bit index counts. */
 #define PX__HEAP_MAX_ENTRIES (UINT32_MAX - 1u)
+
+/*
+ * node->at.heap.mark of a node in the array: a list head that is never a
+ * list, so no deferred node's link (which points at a node's link or at
+ * the deferred list's head) ever equals it, and it is not NULL, so the
+ * node reads as armed (px__timer_armed).
+ */
+static px__list in_array;
 
 typedef struct px__heap_entry {
   uint64_t tick;       /* the node's deadline, cached */
   uint64_t seq;        /* insertion order, for equal deadlines */
-  px_timer_node *node; /* node->where is this entry's index */
+  px_timer_node *node; /* node->at.heap.index is this entry's index */
 } px__heap_entry;
 
 typedef struct px__heap {
@@ -74,7 +81,8 @@ static int entry_less(const px__heap_entry *a, const px__heap_entry *b) {
 /* Stores `e` at index `i` and tells its node where it now lives. */
 static void put(px__heap *h, size_t i, px__heap_entry e) {
   h->entries[i] = e;
-  e.node->where = (uint32_t)i;
+  e.node->at.heap.mark = &in_array;
+  e.node->at.heap.index = i;
 }
 
 /* Moves `e` up from the hole at `i` until its parent is not later. */
@@ -141,8 +149,11 @@ static void push(px__heap *h, px_timer_node *node, uint64_t seq) {
   sift_up(h, h->len - 1, e);
 }
 
-/* Removes the entry at index `i`: the last entry fills the hole. */
+/* Removes the entry at index `i`, disarming its node: the last entry fills
+ * the hole. */
 static void remove_at(px__heap *h, size_t i) {
+  h->entries[i].node->at.heap.mark = NULL;
+  h->entries[i].node->at.heap.index = 0;
   px__heap_entry last = h->entries[--h->len];
   if (i == h->len) return;
   /* The last entry may belong above or below the hole: try both ways. */
@@ -160,13 +171,13 @@ static void remove_at(px__heap *h, size_t i) {
  * deferred one at or before it, so the two never share a deadline.
  */
 static void deferred_append(px__heap *h, px_timer_node *n) {
-  px__list_insert_tail(&h->deferred, &n->link);
+  px__list_insert_tail(&h->deferred, &n->at.link);
   h->deferred_len++;
-  n->where = PX__HEAP_DEFERRED;
 }
 
+/* Unlinking zeroes the link: the node is disarmed until pushed. */
 static void deferred_unlink(px__heap *h, px_timer_node *n) {
-  px__list_remove(&n->link);
+  px__list_remove(&n->at.link);
   h->deferred_len--;
 }
 
@@ -174,7 +185,7 @@ static void deferred_unlink(px__heap *h, px_timer_node *n) {
 static void deferred_flush(px__heap *h) {
   px__list *l;
   while ((l = px__list_first(&h->deferred)) != NULL) {
-    px_timer_node *n = px__container_of(l, px_timer_node, link);
+    px_timer_node *n = px__container_of(l, px_timer_node, at.link);
     deferred_unlink(h, n);
     push(h, n, h->next_seq++);
   }
@@ -189,16 +200,14 @@ static void heap_init(void *timer, uint64_t now) {
   px__list_init(&h->deferred);
 }
 
-static int heap_insert(void *timer, px_timer_node *node, uint64_t tick) {
+static int heap_insert(void *timer, px_timer_node *node) {
   px__heap *h = timer;
-  if (node == NULL || (node->flags & PX__TIMER_ARMED)) return PX_EINVAL;
+  if (node == NULL || px__timer_armed(node)) return PX_EINVAL;
   /* Reserve a slot for every deferred node too, so flushing them at the end
    * of advance (which cannot report errors) never needs memory. */
   int rc = reserve(h, h->len + h->deferred_len + 1);
   if (rc < 0) return rc;
-  node->tick = tick;
-  node->flags |= PX__TIMER_ARMED;
-  if ((h->advancing || h->partial) && tick <= h->elapsed)
+  if ((h->advancing || h->partial) && node->tick <= h->elapsed)
     deferred_append(h, node);
   else
     push(h, node, h->next_seq++);
@@ -207,12 +216,11 @@ static int heap_insert(void *timer, px_timer_node *node, uint64_t tick) {
 
 static void heap_cancel(void *timer, px_timer_node *node) {
   px__heap *h = timer;
-  if (node == NULL || !(node->flags & PX__TIMER_ARMED)) return;
-  if (node->where == PX__HEAP_DEFERRED)
-    deferred_unlink(h, node);
+  if (node == NULL || !px__timer_armed(node)) return;
+  if (node->at.heap.mark == &in_array)
+    remove_at(h, node->at.heap.index);
   else
-    remove_at(h, node->where);
-  node->flags &= ~PX__TIMER_ARMED;
+    deferred_unlink(h, node);
   /* Not while advancing: the loop there still reads the array. */
   if (!h->advancing) release_if_empty(h);
 }
@@ -245,7 +253,6 @@ static size_t heap_advance(void *timer, uint64_t now, size_t max,
     px_timer_node *n = h->entries[0].node;
     if (n->tick > h->elapsed) h->elapsed = n->tick;
     remove_at(h, 0);
-    n->flags &= ~PX__TIMER_ARMED;
     fire(n, arg);
     fired++;
   }

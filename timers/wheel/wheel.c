@@ -51,9 +51,12 @@
   (((uint64_t)1 << (PX__WHEEL_LEVELS * PX__WHEEL_BITS)) - 1)
 
 /*
- * Every list a node can be on has an index, stored in node->where: first the
- * 6 x 64 slots (level * 64 + slot), then the pending list, then the firing
- * list that advance drains.
+ * Every list a node can be on has an index: first the 6 x 64 slots (level *
+ * 64 + slot), then the pending list, then the firing list that advance
+ * drains. The node does not store it (8 bytes in every sleep): by the
+ * invariant below, a node due after `elapsed` is in the slot list_for names,
+ * and one due by then is on the pending or firing list, which have no
+ * occupied bit to keep.
  */
 #define PX__WHEEL_OVERFLOW ((PX__WHEEL_LEVELS - 1) * PX__WHEEL_SLOTS)
 #define PX__WHEEL_PENDING (PX__WHEEL_LEVELS * PX__WHEEL_SLOTS)
@@ -67,7 +70,7 @@ typedef struct px__wheel {
 } px__wheel;
 
 static px_timer_node *node_of(px__list *l) {
-  return px__container_of(l, px_timer_node, link);
+  return px__container_of(l, px_timer_node, at.link);
 }
 
 /*
@@ -80,6 +83,19 @@ static unsigned level_for(uint64_t elapsed, uint64_t tick) {
   uint64_t diff = (elapsed ^ tick) | (PX__WHEEL_SLOTS - 1);
   unsigned top = 63u - (unsigned)__builtin_clzll(diff);
   return top / PX__WHEEL_BITS;
+}
+
+/*
+ * The slot for a tick after `elapsed` (see the top): the level of the
+ * highest bit in which they differ, and the tick's six bits there; beyond
+ * this epoch, the overflow slot.
+ */
+static unsigned list_for(const px__wheel *w, uint64_t tick) {
+  unsigned level = level_for(w->elapsed, tick);
+  if (level >= PX__WHEEL_LEVELS) return PX__WHEEL_OVERFLOW;
+  unsigned slot =
+      (unsigned)(tick >> (level * PX__WHEEL_BITS)) & (PX__WHEEL_SLOTS - 1);
+  return level * PX__WHEEL_SLOTS + slot;
 }
 
 /* Clears a slot's occupied bit once its list is empty. */
@@ -102,22 +118,13 @@ static void place(px__wheel *w, px_timer_node *n) {
     px__list *l = &w->lists[PX__WHEEL_PENDING];
     px__list *after = l->prev;
     while (after != l && node_of(after)->tick > n->tick) after = after->prev;
-    px__list_insert_after(after, &n->link);
-    n->where = PX__WHEEL_PENDING;
+    px__list_insert_after(after, &n->at.link);
     return;
   }
-  unsigned level = level_for(w->elapsed, n->tick);
-  unsigned slot;
-  if (level < PX__WHEEL_LEVELS) {
-    slot =
-        (unsigned)(n->tick >> (level * PX__WHEEL_BITS)) & (PX__WHEEL_SLOTS - 1);
-  } else {
-    level = PX__WHEEL_LEVELS - 1; /* beyond this epoch: the overflow slot */
-    slot = 0;
-  }
-  n->where = level * PX__WHEEL_SLOTS + slot;
-  px__list_insert_tail(&w->lists[n->where], &n->link);
-  w->occupied[level] |= (uint64_t)1 << slot;
+  unsigned where = list_for(w, n->tick);
+  px__list_insert_tail(&w->lists[where], &n->at.link);
+  w->occupied[where / PX__WHEEL_SLOTS] |= (uint64_t)1
+                                          << (where % PX__WHEEL_SLOTS);
 }
 
 /*
@@ -166,8 +173,7 @@ static void collect(px__wheel *w, unsigned where, uint64_t due) {
   while ((l = px__list_pop(&taken)) != NULL) {
     px_timer_node *n = node_of(l);
     if (n->tick <= due) {
-      px__list_insert_tail(&w->lists[PX__WHEEL_FIRING], &n->link);
-      n->where = PX__WHEEL_FIRING;
+      px__list_insert_tail(&w->lists[PX__WHEEL_FIRING], &n->at.link);
     } else {
       place(w, n);
     }
@@ -175,7 +181,7 @@ static void collect(px__wheel *w, unsigned where, uint64_t due) {
 }
 
 /*
- * Fires the firing list. Each node is unlinked and disarmed before its
+ * Fires the firing list. Each node is unlinked (which disarms it) before its
  * callback runs, and the loop re-reads the head every time, so a callback
  * may re-insert its node or insert or cancel any other, including one still
  * waiting on this list (cancel unlinks it from here).
@@ -187,9 +193,7 @@ static size_t drain(px__wheel *w, size_t max, px__timer_fire_fn fire,
 
   while (fired < max &&
          (l = px__list_pop(&w->lists[PX__WHEEL_FIRING])) != NULL) {
-    px_timer_node *n = node_of(l);
-    n->flags &= ~PX__TIMER_ARMED;
-    fire(n, arg);
+    fire(node_of(l), arg);
     fired++;
   }
   return fired;
@@ -203,21 +207,24 @@ static void wheel_init(void *timer, uint64_t now) {
 }
 
 /* The wheel needs no memory of its own to arm a node: it never fails. */
-static int wheel_insert(void *timer, px_timer_node *node, uint64_t tick) {
-  assert(!(node->flags & PX__TIMER_ARMED));
-  node->tick = tick;
-  node->flags |= PX__TIMER_ARMED;
+static int wheel_insert(void *timer, px_timer_node *node) {
+  assert(!px__timer_armed(node));
   place(timer, node);
   return 0;
 }
 
-/* Disarms `node`; a node that is not armed (it fired already) is left be. */
+/*
+ * Disarms `node`; a node that is not armed (it fired already) is left be.
+ * Unlinking needs no index; only a slot's occupied bit does, and the slot
+ * is the one list_for names (see the top). Were it ever another, the bit
+ * would merely stay set over an empty list, costing a wasted wake-up,
+ * since slot_vacated clears a bit only when its list is empty.
+ */
 static void wheel_cancel(void *timer, px_timer_node *node) {
   px__wheel *w = timer;
-  if (!(node->flags & PX__TIMER_ARMED)) return;
-  px__list_remove(&node->link);
-  slot_vacated(w, node->where);
-  node->flags &= ~PX__TIMER_ARMED;
+  if (!px__timer_armed(node)) return;
+  px__list_remove(&node->at.link);
+  if (node->tick > w->elapsed) slot_vacated(w, list_for(w, node->tick));
 }
 
 /* Nodes left firing (an advance stopped at its `max`) and pending nodes
