@@ -428,8 +428,9 @@ static size_t advance_timers(px_runtime *rt, uint64_t now) {
   size_t total = 0, n;
   do {
     pthread_mutex_lock(&rt->timer_lock);
-    n = rt->timer_ops->advance(rt->timer, now, px__wake_batch_room(&b),
-                               fire_timer, &b);
+    /* The batch is empty here: each pass wakes it all. */
+    n = rt->timer_ops->advance(rt->timer, now, PX__WAKE_BATCH, fire_timer,
+                               &b);
     /* Before the wakes: a task they wake finds its deadline passed. A
      * timer fires at px__timer_tick of its deadline, so every deadline it
      * fired is at or before this instant (and one not fired yet that a

@@ -11,7 +11,7 @@
  * It holds PX__WAKE_BATCH wakers, inline: it never allocates. When it is
  * full its user drops its lock, wakes and retakes it, at a point where its
  * state is consistent (sync/'s wake lists; the runtime firing timers asks
- * the timer for no more than the room left, executors/runtime.c).
+ * the timer for no more than a batch, executors/runtime.c).
  */
 #ifndef POLLUX_API_INTERNAL_WAKE_BATCH_H
 #define POLLUX_API_INTERNAL_WAKE_BATCH_H
@@ -36,11 +36,6 @@ static inline void px__wake_batch_init(px__wake_batch *b) { b->n = 0; }
 
 static inline bool px__wake_batch_full(const px__wake_batch *b) {
   return b->n == PX__WAKE_BATCH;
-}
-
-/* Wakers the batch can still take. */
-static inline size_t px__wake_batch_room(const px__wake_batch *b) {
-  return PX__WAKE_BATCH - b->n;
 }
 
 /* Adds a waker the batch now owns (an empty one adds nothing). The batch
