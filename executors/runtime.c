@@ -58,11 +58,6 @@ struct px_runtime {
   _Atomic(const px__blocking_plug *) blocking_plug;
 };
 
-/* "Now" in timer ticks (timers/timer.h: whole milliseconds of the clock).
- * It rounds down where a deadline's tick rounds up (px__timer_tick), so a
- * timer fires late but never early. */
-static uint64_t tick_floor(uint64_t ns) { return ns / 1000000u; }
-
 /* px__runtime_observe reads the head through a cast of the runtime. */
 _Static_assert(offsetof(struct px_runtime, head) == 0,
                "the head must start struct px_runtime");
@@ -156,8 +151,8 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   rt->main_waker.unpark_arg = rt;
   /* Timers have fired up to the start's tick (timers/timer.h counts
    * ticks from the clock's zero): nothing due later has passed. */
-  uint64_t start = tick_floor(px__now_ns());
-  atomic_init(&rt->head.elapsed_ns, start * 1000000u);
+  uint64_t start = px__timer_tick_floor(px__now_ns());
+  atomic_init(&rt->head.elapsed_ns, start * PX__TIMER_TICK_NS);
   pthread_mutex_init(&rt->timer_lock, NULL);
   /* Log lines name the running task; observe/ asks through this. */
   px__log_set_task_source(px_task_current_id);
@@ -437,7 +432,7 @@ static size_t advance_timers(px_runtime *rt, uint64_t now) {
      * task finds passed completes it: it cancels its node). Concurrent
      * advances (work stealing: the driver and a busy worker's turn) only
      * move it forward. */
-    uint64_t seen = now * 1000000u;
+    uint64_t seen = now * PX__TIMER_TICK_NS;
     if (seen >
         atomic_load_explicit(&rt->head.elapsed_ns, memory_order_relaxed))
       atomic_store_explicit(&rt->head.elapsed_ns, seen, memory_order_release);
@@ -577,13 +572,13 @@ static int reactor_look(px_runtime *rt) {
  * tokio's driver polls I/O, then reads the clock: the window stays open.
  */
 int px__runtime_turn(px_runtime *rt) {
-  uint64_t now = tick_floor(px__now_ns());
+  uint64_t now = px__timer_tick_floor(px__now_ns());
   int n = reactor_look(rt);
   return n + (int)advance_timers(rt, now);
 }
 
 int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
-  uint64_t now = tick_floor(px__now_ns());
+  uint64_t now = px__timer_tick_floor(px__now_ns());
   /* Announce the park before the last look at the queues: a remote waker
    * either sees parked = 1 and unparks us, or pushed early enough for
    * has_work to see it (both sides use sequentially consistent order).
@@ -623,7 +618,7 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
      * of its own (the wait timed out; or a stop signal cut it short, as
      * epoll_wait fails with EINTR after SIGSTOP and SIGCONT; or an event
      * ended it before a stall). */
-    now = tick_floor(px__now_ns());
+    now = px__timer_tick_floor(px__now_ns());
     if (next <= now) n += reactor_look(rt);
   }
   return n + (int)advance_timers(rt, now);

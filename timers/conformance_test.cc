@@ -131,6 +131,10 @@ TEST(TimerConformance, DeadlineTickRoundsUp) {
   EXPECT_EQ(px__timer_tick(1000000), 1u);
   EXPECT_EQ(px__timer_tick(1000001), 2u);
   EXPECT_EQ(px__timer_tick(UINT64_MAX), UINT64_MAX / 1000000u + 1);
+  // "Now" rounds down: an instant is in the tick it has reached.
+  EXPECT_EQ(px__timer_tick_floor(999999), 0u);
+  EXPECT_EQ(px__timer_tick_floor(1000000), 1u);
+  EXPECT_EQ(px__timer_tick_floor(1999999), 1u);
 }
 
 class TimerTest : public ::testing::TestWithParam<const px__timer_ops *> {

@@ -42,7 +42,7 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
   /* The runtime's time decides (px__elapsed_for, services.h): never early,
    * even if a timer backend rounds or a spurious wake polls us, and never
    * before the I/O that came before the deadline was dispatched. */
-  if (e->node.tick <= px__elapsed_for(cx->runtime) / 1000000u) {
+  if (e->node.tick <= px__timer_tick_floor(px__elapsed_for(cx->runtime))) {
     /* Due already: completing costs budget, or a loop of past-due ticks
      * (PX_MISSED_BURST after a stall) would run on inside one poll. */
     if (!px__coop_proceed(cx)) return PX_PENDING;

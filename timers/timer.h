@@ -20,6 +20,9 @@
 extern "C" {
 #endif
 
+/* Nanoseconds per tick. */
+#define PX__TIMER_TICK_NS UINT64_C(1000000)
+
 /*
  * The tick a deadline (ns) falls due at: its millisecond, rounded up, so
  * a timer fires late but never early. Ticks count from the clock's zero,
@@ -27,7 +30,15 @@ extern "C" {
  * before it knows its runtime (px_timer_node.tick is the only copy).
  */
 static inline uint64_t px__timer_tick(uint64_t deadline_ns) {
-  return deadline_ns / 1000000u + (deadline_ns % 1000000u != 0);
+  return deadline_ns / PX__TIMER_TICK_NS +
+         (deadline_ns % PX__TIMER_TICK_NS != 0);
+}
+
+/* The tick an instant (ns) lies in, rounded down: "now" for a timer, and
+ * how far a runtime's time has reached; with deadlines rounded up, the
+ * pair never fires or completes anything early. */
+static inline uint64_t px__timer_tick_floor(uint64_t ns) {
+  return ns / PX__TIMER_TICK_NS;
 }
 
 /* Whether a timer instance holds the node: both backends keep at.link.next
