@@ -41,7 +41,8 @@
 #define PX__HEAP_ARITY 4
 /* Entries held inside the instance before the array moves to the heap. */
 #define PX__HEAP_INLINE 16
-/* The array never holds more entries than a 32-bit index counts. */
+/* A bound on the array (it held a 32-bit index once): far below where
+ * doubling or cap * sizeof(entry) could overflow. */
 #define PX__HEAP_MAX_ENTRIES (UINT32_MAX - 1u)
 
 /*
