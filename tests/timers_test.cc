@@ -367,6 +367,31 @@ TEST_F(TimersTest, IntervalSkipKeepsThePhaseAndDropsMissedTicks) {
 // Calling px_interval_tick again while a tick is pending abandons it and
 // releases its timer entry; dropping a pending tick does the same. The
 // fixture's allocator checks that nothing leaks, ASan that nothing dangles.
+// A pending sleep keeps the runtime that holds its node in its output slot
+// (pollux/time.h: an output is only valid once READY); every way to READY
+// releases the node first, so the output is 0 and the node is unlinked, and
+// a poll outside any runtime does so too (it used to leave the node with
+// the old runtime until the drop).
+TEST_F(TimersTest, PendingSleepKeepsItsRuntimeInTheOutputSlot) {
+  px_sleep s;
+  px_sleep_init(&s, px_secs(3600));
+  EXPECT_EQ(s.base.output.u64, 0u);
+  EXPECT_EQ(RunFn([&](px_context *cx) {
+              EXPECT_EQ(px_future_poll(&s.base, cx), PX_PENDING);
+              EXPECT_EQ(s.base.output.ptr, (void *)cx->runtime);
+              EXPECT_NE(s.entry.node.at.link.next, nullptr);  // armed
+              px_context outside{cx->waker, nullptr};
+              EXPECT_EQ(px_future_poll(&s.base, &outside), PX_READY);
+              EXPECT_EQ(s.base.error, PX_ENORUNTIME);
+              EXPECT_EQ(s.base.output.u64, 0u);
+              EXPECT_EQ(s.entry.node.at.link.next, nullptr);  // released
+              return PX_READY;
+            }),
+            0);
+  px_future_drop(&s.base);
+  EXPECT_EQ(s.base.output.u64, 0u);  // the drop leaves the output alone
+}
+
 TEST_F(TimersTest, AbandonedTicksReleaseTheirTimer) {
   px_interval iv;
   // A period no stall between two polls reaches (50 ms did, once, under

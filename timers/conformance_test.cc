@@ -109,16 +109,18 @@ TEST(TimerConformance, HeapMarkOverlaysTheLink) {
 }
 
 // Sleeps and interval ticks embed one px_timer_entry (the node with the
-// one waker and the deadline as its tick, and the runtime holding it):
-// bytes a sleeping task pays for, so a change shows up here before it shows
-// up in million_timers' peak RSS.
+// one waker and the deadline as its tick; the runtime holding it is in the
+// future's output slot while pending): bytes a sleeping task pays for, so a
+// change shows up here before it shows up in million_timers' peak RSS.
 TEST(TimerConformance, EntryLayout) {
   static_assert(offsetof(px_sleep, entry) == sizeof(px_future),
                 "a sleep is its future header and its entry, nothing else");
+  static_assert(sizeof(px_timer_entry) == sizeof(px_timer_node),
+                "an entry is its node");
   if (sizeof(void *) == 8) {
-    EXPECT_EQ(sizeof(px_timer_entry), 48u);
-    EXPECT_EQ(sizeof(px_sleep), 72u);
-    EXPECT_EQ(sizeof(px_interval), 96u);
+    EXPECT_EQ(sizeof(px_timer_entry), 40u);
+    EXPECT_EQ(sizeof(px_sleep), 64u);
+    EXPECT_EQ(sizeof(px_interval), 88u);
   }
 }
 

@@ -3,7 +3,8 @@
  * in. Sleeps and interval ticks share one px_timer_entry (pollux/time.h): it
  * registers its embedded node on the first poll that must wait (no
  * allocation), is re-armed in place, and leaves the timer when its future
- * completes or is dropped.
+ * completes or is dropped. The runtime that holds the node is kept in the
+ * owning future's output slot while it is pending (`owner` below).
  */
 #include <string.h>
 
@@ -15,20 +16,35 @@ px_instant px_now(void) { return px__now_ns(); }
 
 /* ---- the timer entry: what sleeps and interval ticks embed ------------- */
 
+/* The runtime whose timer holds the entry, or NULL: the owner's output
+ * slot until the owner is READY. Every READY path releases the entry
+ * first, and a finished owner's slot is its output (an interval tick's
+ * instant), never a runtime. */
+static px_runtime *entry_rt(const px_future *owner) {
+  if (owner->state & PX_FUTURE_DONE) return NULL;
+  return (px_runtime *)owner->output.ptr;
+}
+
+static void entry_set_rt(px_future *owner, px_runtime *rt) {
+  owner->output.u64 = 0;
+  owner->output.ptr = rt;
+}
+
 /* The entry keeps its deadline as the node's tick only (pollux/time.h):
- * rounded up to the millisecond, which is when it can fire anyway. */
+ * rounded up to the millisecond, which is when it can fire anyway. The
+ * owner was just initialised (px_future_init), so it names no runtime. */
 static void entry_init(px_timer_entry *e, px_instant deadline) {
-  e->rt = NULL;
   memset(&e->node, 0, sizeof e->node);
   e->node.tick = px__timer_tick(deadline);
 }
 
 /* Leaves the timer (if registered), which lets go of the waker; the entry
  * can be registered again afterwards. */
-static void entry_release(px_timer_entry *e) {
-  if (e->rt != NULL) {
-    px__runtime_timer_cancel(e->rt, &e->node);
-    e->rt = NULL;
+static void entry_release(px_future *owner, px_timer_entry *e) {
+  px_runtime *rt = entry_rt(owner);
+  if (rt != NULL) {
+    px__runtime_timer_cancel(rt, &e->node);
+    entry_set_rt(owner, NULL);
   }
 }
 
@@ -37,7 +53,8 @@ static void entry_release(px_timer_entry *e) {
  * (it has then left the timer), READY with *err < 0 when the timer cannot
  * take it, PENDING once it is armed to wake cx->waker.
  */
-static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
+static px_poll entry_poll(px_future *owner, px_timer_entry *e, px_context *cx,
+                          int *err) {
   *err = 0;
   /* The runtime's time decides (px__elapsed_for, services.h): never early,
    * even if a timer backend rounds or a spurious wake polls us, and never
@@ -46,7 +63,7 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
     /* Due already: completing costs budget, or a loop of past-due ticks
      * (PX_MISSED_BURST after a stall) would run on inside one poll. */
     if (!px__coop_proceed(cx)) return PX_PENDING;
-    entry_release(e);
+    entry_release(owner, e);
     return PX_READY;
   }
   /*
@@ -57,18 +74,19 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
    * re-arms the node, or forgets a fired one's waker, when the deadline
    * moves.
    */
-  if (e->rt == cx->runtime && px_waker_will_wake(&e->node.waker, cx->waker))
+  px_runtime *rt = entry_rt(owner);
+  if (rt == cx->runtime && px_waker_will_wake(&e->node.waker, cx->waker))
     return PX_PENDING;
   /* Polled from another runtime (a future handed over after a shutdown):
    * the old one must let go of the node before the new one takes it. */
-  if (e->rt != NULL && e->rt != cx->runtime) entry_release(e);
+  if (rt != NULL && rt != cx->runtime) entry_release(owner, e);
   int rc = px__runtime_timer_insert(cx->runtime, &e->node, cx->waker);
   if (rc < 0) {
-    entry_release(e);
+    entry_release(owner, e);
     *err = rc;
     return PX_READY;
   }
-  e->rt = cx->runtime;
+  entry_set_rt(owner, cx->runtime);
   return PX_PENDING;
 }
 
@@ -80,10 +98,12 @@ static px_poll entry_poll(px_timer_entry *e, px_context *cx, int *err) {
  * If the timer cannot take it, the task is woken, so that its next poll
  * tries again and reports the error.
  */
-static void entry_reset(px_timer_entry *e, px_instant deadline) {
+static void entry_reset(px_future *owner, px_timer_entry *e,
+                        px_instant deadline) {
   uint64_t tick = px__timer_tick(deadline);
-  if (e->rt != NULL)
-    px__runtime_timer_rearm(e->rt, &e->node, tick); /* under its lock */
+  px_runtime *rt = entry_rt(owner);
+  if (rt != NULL)
+    px__runtime_timer_rearm(rt, &e->node, tick); /* under its lock */
   else
     e->node.tick = tick; /* no timer holds the node: only we see it */
 }
@@ -93,17 +113,18 @@ static void entry_reset(px_timer_entry *e, px_instant deadline) {
 static px_poll sleep_poll(px_future *self, px_context *cx) {
   px_sleep *s = (px_sleep *)self;
   if (cx->runtime == NULL) {
+    entry_release(self, &s->entry); /* READY: the slot becomes the output */
     s->base.error = PX_ENORUNTIME;
     return PX_READY;
   }
   int err;
-  if (entry_poll(&s->entry, cx, &err) == PX_PENDING) return PX_PENDING;
+  if (entry_poll(self, &s->entry, cx, &err) == PX_PENDING) return PX_PENDING;
   s->base.error = err;
   return PX_READY;
 }
 
 static void sleep_drop(px_future *self) {
-  entry_release(&((px_sleep *)self)->entry);
+  entry_release(self, &((px_sleep *)self)->entry);
 }
 
 static const px_future_vtable sleep_vtable = {sizeof(px_sleep), "sleep",
@@ -133,7 +154,7 @@ int px_sleep_reset(px_sleep *s, px_instant new_deadline) {
     px_sleep_until_init(s, new_deadline);
     return 0;
   }
-  entry_reset(&s->entry, new_deadline);
+  entry_reset(&s->base, &s->entry, new_deadline);
   return 0;
 }
 
@@ -202,11 +223,12 @@ static px_poll tick_poll(px_future *self, px_context *cx) {
     return PX_READY;
   }
   if (cx->runtime == NULL) {
+    entry_release(self, &iv->entry); /* READY: the slot becomes the output */
     self->error = PX_ENORUNTIME;
     return PX_READY;
   }
   int err;
-  if (entry_poll(&iv->entry, cx, &err) == PX_PENDING) return PX_PENDING;
+  if (entry_poll(self, &iv->entry, cx, &err) == PX_PENDING) return PX_PENDING;
   if (err < 0) {
     self->error = err; /* the schedule stays: the next tick retries it */
     return PX_READY;
@@ -214,14 +236,14 @@ static px_poll tick_poll(px_future *self, px_context *cx) {
   /* Completed, so released: the next deadline needs no lock. */
   px_instant due = iv->next;
   iv->next = interval_next(iv, due, px__now_ns());
-  entry_reset(&iv->entry, iv->next);
+  entry_reset(self, &iv->entry, iv->next);
   self->output = px_u64(due);
   self->error = 0;
   return PX_READY;
 }
 
 static void tick_drop(px_future *self) {
-  entry_release(&((px_interval *)self)->entry);
+  entry_release(self, &((px_interval *)self)->entry);
 }
 
 static const px_future_vtable tick_vtable = {sizeof(px_interval),

@@ -75,13 +75,14 @@ typedef struct px_timer_node {
  * and is re-armed in place when the deadline moves or another task polls it;
  * completing or dropping its future releases it. No allocation: the node is
  * the timer's link, and it holds the deadline and the one waker (the owner
- * reads it to ask "armed for this task?"). All fields are private; on
- * 64-bit targets it is 48 bytes (timers/conformance_test.cc checks the
- * layout).
+ * reads it to ask "armed for this task?"). The runtime whose timer holds it
+ * is kept in the owning future's output slot while the future is pending:
+ * an output is only valid once READY, so until then the slot is free, and
+ * using it saves every sleep a word (tokio keeps the handle in the entry).
+ * All fields are private; on 64-bit targets it is 40 bytes
+ * (timers/conformance_test.cc checks the layout).
  */
 typedef struct px_timer_entry {
-  /** private: the runtime whose timer holds `node`; NULL when unregistered */
-  px_runtime *rt;
   px_timer_node node; /**< private: the link, the deadline and the waker */
 } px_timer_entry;
 
