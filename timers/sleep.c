@@ -18,16 +18,14 @@ px_instant px_now(void) { return px__now_ns(); }
 
 /* The runtime whose timer holds the entry, or NULL: the owner's output
  * slot until the owner is READY. Every READY path releases the entry
- * first, and a finished owner's slot is its output (an interval tick's
- * instant), never a runtime. */
+ * first, so a finished sleep's slot is 0; a finished interval tick's is
+ * its instant, never a runtime, which tick_drop checks for. */
 static px_runtime *entry_rt(const px_future *owner) {
-  if (owner->state & PX_FUTURE_DONE) return NULL;
-  return (px_runtime *)owner->output.ptr;
+  return (px_runtime *)(uintptr_t)owner->output.u64;
 }
 
 static void entry_set_rt(px_future *owner, px_runtime *rt) {
-  owner->output.u64 = 0;
-  owner->output.ptr = rt;
+  owner->output.u64 = (uint64_t)(uintptr_t)rt;
 }
 
 /* The entry keeps its deadline as the node's tick only (pollux/time.h):
@@ -243,7 +241,9 @@ static px_poll tick_poll(px_future *self, px_context *cx) {
 }
 
 static void tick_drop(px_future *self) {
-  entry_release(self, &((px_interval *)self)->entry);
+  /* A finished tick released its entry, and its slot is its instant. */
+  if (!(self->state & PX_FUTURE_DONE))
+    entry_release(self, &((px_interval *)self)->entry);
 }
 
 static const px_future_vtable tick_vtable = {sizeof(px_interval),
