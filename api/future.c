@@ -21,51 +21,93 @@ int px_future_poll(px_future *f, px_context *cx) {
 
 void px_future_drop(px_future *f) { px__future_drop(f); }
 
-/* One PX_DEFER registration; the frame keeps a list, newest first. */
+/* One PX_DEFER registration; the frame's record keeps a list, newest
+ * first. */
 struct px_defer {
   px_defer_fn fn;
   void *arg;
   px_defer *next;
 };
 
-void px_async_drop(px_future *self) {
-  px_async *a = (px_async *)self;
-  /* The awaited sub-future goes first: it may still use what the deferred
-   * cleanups release (a read pending on a stream the frame owns). */
-  px_future *sub = a->awaiting;
-  a->awaiting = NULL;
+/*
+ * Releases what a frame that did not finish through its output holds: the
+ * awaited sub-future first (it may still use what the cleanups release: a
+ * read pending on a stream the frame owns), then the cleanups, newest first,
+ * as Go runs defers and Rust drops locals. Each node is unlinked before its
+ * cleanup runs, and the record stays in the slot until the list is empty,
+ * so a cleanup that registers or takes back another sees a consistent list.
+ * Leaves the slot 0.
+ */
+static void async_release(px_async *a) {
+  px_future *sub = px__async_awaited(a);
+  px__async_await(a, NULL);
   px__future_drop(sub);
-  /* Newest first, as Go runs defers and Rust drops locals. Each node is
-   * unlinked before its cleanup runs, so a cleanup that registers or takes
-   * back another one sees a consistent list. */
-  px_defer *d;
-  while ((d = a->defers) != NULL) {
-    a->defers = d->next;
-    px_defer_fn fn = d->fn;
-    void *arg = d->arg;
-    px__free(d, sizeof *d);
-    fn(arg);
+  px__async_rec *rec = px__async_rec_of(a);
+  if (rec != NULL) {
+    px_defer *d;
+    while ((d = rec->defers) != NULL) {
+      rec->defers = d->next;
+      px_defer_fn fn = d->fn;
+      void *arg = d->arg;
+      px__free(d, sizeof *d);
+      fn(arg);
+    }
+    px__free(rec, sizeof *rec);
   }
+  a->base.output.u64 = 0;
+}
+
+void px_async_finish(px_async *frame) {
+  if (frame != NULL && !(frame->base.state & PX_FUTURE_DONE))
+    async_release(frame);
+}
+
+void px_async_drop(px_future *self) {
+  /* A finished frame released everything as it finished, and its slot is
+   * now its output, which a drop must leave alone. */
+  if (!(self->state & PX_FUTURE_DONE)) async_release((px_async *)self);
+}
+
+/* True when the frame's code can no longer run: its slot is an output, or
+ * nothing would ever run what is registered. */
+static int async_over(const px_async *frame) {
+  return (frame->base.state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)) != 0;
 }
 
 int px_async_defer(px_async *frame, px_defer_fn fn, void *arg) {
   if (frame == NULL || fn == NULL) return PX_EINVAL;
+  if (async_over(frame)) {
+    fn(arg); /* release now: no finish or drop is left to do it */
+    return PX_EDONE;
+  }
+  px__async_rec *rec = px__async_rec_of(frame);
+  if (rec == NULL) {
+    rec = px__alloc(sizeof *rec);
+    if (rec == NULL) {
+      fn(arg); /* release now rather than leak: the caller fails right after */
+      return PX_ENOMEM;
+    }
+    rec->awaiting = px__async_awaited(frame);
+    rec->defers = NULL;
+    frame->base.output.u64 = (uint64_t)(uintptr_t)rec | PX__ASYNC_REC;
+  }
   px_defer *d = px__alloc(sizeof *d);
   if (d == NULL) {
-    /* Release now rather than leak: the caller fails right after. */
     fn(arg);
     return PX_ENOMEM;
   }
   d->fn = fn;
   d->arg = arg;
-  d->next = frame->defers;
-  frame->defers = d;
+  d->next = rec->defers;
+  rec->defers = d;
   return 0;
 }
 
 /* Unlinks the newest registration of fn(arg); NULL when there is none. */
 static px_defer *defer_take(px_async *frame, px_defer_fn fn, void *arg) {
-  for (px_defer **p = &frame->defers; *p != NULL; p = &(*p)->next) {
+  px__async_rec *rec = async_over(frame) ? NULL : px__async_rec_of(frame);
+  if (rec == NULL) return NULL;
+  for (px_defer **p = &rec->defers; *p != NULL; p = &(*p)->next) {
     px_defer *d = *p;
     if (d->fn == fn && d->arg == arg) {
       *p = d->next;

@@ -200,13 +200,15 @@ static void task_complete(px_task *t, int err_override) {
   PX__COUNT(px__runtime_observe(t->runtime), completed, 1);
   PX__LOG(PX__LOG_DEBUG, "task %llu finished (error %d)",
           (unsigned long long)t->id, err_override < 0 ? err_override : f->error);
+  /* Dropping first releases timers, sockets and sub-futures before anyone
+   * can observe COMPLETE; the output slot survives the drop. An unfinished
+   * future's slot may still hold what it awaits (an async frame's, a
+   * sleep's runtime), so the override comes after the drop. */
+  px__future_drop(f);
   if (err_override < 0) {
     f->output.u64 = 0;
     f->error = err_override;
   }
-  /* Dropping first releases timers, sockets and sub-futures before anyone
-   * can observe COMPLETE; the output slot survives the drop. */
-  px__future_drop(f);
 
   uint64_t s = px__task_transition_to_complete(t);
   /* With JOIN_WAKER set when COMPLETE appeared, the join handle will not

@@ -18,7 +18,9 @@ px_poll px_async_bad_resume(px_future *self) {
           "body: a PX_AWAIT or PX_YIELD inside a switch of your own? "
           "(failing with PX_EMISUSE)",
           name, (unsigned)(self->state & PX_FUTURE_USER_MASK));
-  self->output.u64 = 0;
+  /* The frame finishes here: what it awaits and its cleanups go now, as
+   * on any other way out (pollux/async.h). */
+  px_async_finish((px_async *)self);
   self->error = PX_EMISUSE;
   return PX_READY;
 }

@@ -95,6 +95,18 @@ px_future *deferrer_new(deferrer *f, defer_counter *a, defer_counter *b,
   return PX_FUTURE(f);
 }
 
+PX_ASYNC_FN(defer_return) {
+  PX_BEGIN();
+  PX_DEFER(defer_count, self->a);
+  if (self->fail) PX_FAIL(PX_EIO);
+  PX_RETURN(px_i64(100 + atomic_load(&self->a->count)));
+  PX_END();
+}
+px_future *defer_return_new(defer_return *f, defer_counter *a, int fail) {
+  *f = PX_ASYNC_NEW(defer_return, .a = a, .fail = fail);
+  return PX_FUTURE(f);
+}
+
 /* ---- select_loop ------------------------------------------------------------ */
 
 PX_ASYNC_FN(select_loop) {

@@ -91,6 +91,16 @@ typedef struct {
 px_future *deferrer_new(deferrer *f, defer_counter *a, defer_counter *b,
                         px_duration delay);
 
+/* Registers a cleanup for `a`, then finishes (without awaiting anything)
+ * with a->count + 100, read in the return expression, or, with `fail`,
+ * fails with PX_EIO. Its cleanup must have run when it is READY. */
+typedef struct {
+  px_async px;
+  defer_counter *a;
+  int fail;
+} defer_return;
+px_future *defer_return_new(defer_return *f, defer_counter *a, int fail);
+
 /* ---- select2 in a loop ---------------------------------------------------- */
 
 /* n rounds of select2(recv rx1, recv rx2) over two channels that always have

@@ -110,6 +110,66 @@ TEST_F(Async, DeferRunsOnceWhenTheFunctionFinishes) {
   EXPECT_EQ(a.count.load() + b.count.load(), 2);
 }
 
+// The sub-future a frame awaits lives in the frame's output slot until the
+// frame finishes (pollux/async.h), in the cleanups' record once it has one:
+// px_async_awaiting names it while the frame is pending, the frame's drop
+// drops it (the sleep leaves the timer and lets go of its waker) and clears
+// the slot, and a finished frame's slot is its output.
+TEST_F(Async, AwaitedSubFutureLivesInTheOutputSlotUntilReady) {
+  static_assert(sizeof(px_async) == sizeof(px_future),
+                "an async header is the future header, nothing else");
+  counting_waker cw{};
+  px_waker w = counting_waker_make(&cw);
+  px_context cx{&w, rt};
+  defer_counter a{}, b{};
+  deferrer d;
+  px_future *f = deferrer_new(&d, &a, &b, px_secs(3600));
+  EXPECT_EQ(px_async_awaiting(&d.px), nullptr);  // not started
+  ASSERT_EQ(px_future_poll(f, &cx), PX_PENDING);
+  EXPECT_EQ(px_async_awaiting(&d.px), &d.nap.base);
+  EXPECT_EQ(cw.clones.load(), 2);  // ours and the timer's
+  px_future_drop(f);
+  EXPECT_EQ(px_async_awaiting(&d.px), nullptr);
+  EXPECT_NE(d.nap.base.state & PX_FUTURE_DROPPED, 0u);
+  EXPECT_EQ(cw.drops.load(), 1);  // the timer let go of its clone
+  EXPECT_EQ(a.count.load(), 1);
+  EXPECT_EQ(b.count.load(), 1);
+  px_waker_drop(&w);
+
+  deferrer done;  // finished: the slot is the output, nothing is awaited
+  ASSERT_EQ(px_runtime_block_on(rt, deferrer_new(&done, &a, &b, px_ms(1))), 0);
+  EXPECT_EQ(px_async_awaiting(&done.px), nullptr);
+  EXPECT_EQ(done.px.base.output.i64, 7);
+  EXPECT_EQ(px_async_awaiting(nullptr), nullptr);
+}
+
+// Cleanups run as the function finishes (Rust drops an async fn's locals at
+// its return, Go runs defers there), after the return value was computed:
+// the output is stored, READY returned, and the drop has nothing left to do.
+TEST_F(Async, DeferRunsWhenTheFunctionReturnsBeforeTheDrop) {
+  counting_waker cw{};
+  px_waker w = counting_waker_make(&cw);
+  px_context cx{&w, nullptr};
+  for (int fail = 0; fail <= 1; fail++) {
+    defer_counter a{};
+    defer_return f;
+    ASSERT_EQ(px_future_poll(defer_return_new(&f, &a, fail), &cx), PX_READY);
+    EXPECT_EQ(a.count.load(), 1);  // ran at the return, before any drop
+    EXPECT_EQ(f.px.base.error, fail ? PX_EIO : 0);
+    EXPECT_EQ(f.px.base.output.i64, fail ? 0 : 100);  // computed first
+    EXPECT_EQ(px_async_awaiting(&f.px), nullptr);
+    // Too late to register: the cleanup runs at once, nothing leaks.
+    defer_counter late{};
+    EXPECT_EQ(px_async_defer(&f.px, defer_count, &late), PX_EDONE);
+    EXPECT_EQ(late.count.load(), 1);
+    EXPECT_EQ(px_async_undefer(&f.px, defer_count, &a), PX_ENOENT);
+    px_future_drop(&f.px.base);
+    EXPECT_EQ(a.count.load(), 1);  // exactly once
+    EXPECT_EQ(f.px.base.output.i64, fail ? 0 : 100);  // the drop left it
+  }
+  px_waker_drop(&w);
+}
+
 TEST_F(Async, DeferRunsOnceWhenTheTaskIsCancelledMidway) {
   defer_counter a{}, b{};
   deferrer d;
@@ -187,7 +247,16 @@ TEST(Defer, OutOfMemoryRunsTheCleanupAtOnce) {
   g_alloc.fail_at = 1;
   EXPECT_EQ(px_async_defer(&frame, defer_count, &c), PX_ENOMEM);
   EXPECT_EQ(c.count.load(), 1);  // released, not leaked
-  EXPECT_EQ(frame.defers, nullptr);
+  EXPECT_EQ(frame.base.output.u64, 0u);  // no record was made
+  // The record came, the registration did not: the cleanup ran, and the
+  // drop frees the record.
+  g_alloc.fail_at = 2;
+  EXPECT_EQ(px_async_defer(&frame, defer_count, &c), PX_ENOMEM);
+  EXPECT_EQ(c.count.load(), 2);
+  px_async_drop(&frame.base);
+  EXPECT_EQ(c.count.load(), 2);
+  EXPECT_EQ(frame.base.output.u64, 0u);
+  EXPECT_EQ(g_alloc.live_blocks.load(), 0);
   g_alloc.fail_at = 0;
   counting_allocator_remove();
 }

@@ -41,26 +41,92 @@
 extern "C" {
 #endif
 
-/** One PX_DEFER registration (private: a node of px_async.defers). */
+/** One PX_DEFER registration (private: a node of a frame's cleanup list). */
 typedef struct px_defer px_defer;
 
 /**
- * The header of every async frame. The resume point lives in the low bits of
- * base.state; `awaiting` is the sub-future currently awaited, which the
- * frame's drop drops, so cancelling an async function cancels what it waits
- * on (a pending sleep leaves the timer, a pending read leaves the reactor).
- * `defers` lists the cleanups registered with PX_DEFER, which the drop runs
- * too (newest first).
+ * The header of every async frame: a future header and nothing else. The
+ * resume point lives in the low bits of base.state. While the frame runs,
+ * its output slot (an output is only valid once READY, so until then the
+ * slot is free) holds what the frame must remember besides its own fields:
+ * the sub-future it is awaiting, which the frame's drop drops, so cancelling
+ * an async function cancels what it waits on (a pending sleep leaves the
+ * timer, a pending read leaves the reactor); and, once PX_DEFER registered a
+ * cleanup, a record that holds both that sub-future and the cleanups. Every
+ * way out of the function (PX_RETURN, PX_FAIL, PX_TRY, PX_END) runs the
+ * cleanups and frees the record before it stores the output: a sleeping
+ * task's frame is two words smaller than with fields for the two.
  */
 typedef struct px_async {
-  px_future base; /**< the future header (must be first) */
-  px_future *awaiting; /**< the sub-future being awaited, or NULL */
-  px_defer *defers; /**< private: PX_DEFER's list, newest first */
+  px_future base; /**< the future header (must be first); see above */
 } px_async;
 
+/* private: the record a frame with cleanups keeps in its output slot,
+ * tagged with the low bit (api/future.c owns it; the macros below read and
+ * write `awaiting` through it). */
+typedef struct px__async_rec {
+  px_future *awaiting;
+  px_defer *defers; /* newest first */
+} px__async_rec;
+
+#define PX__ASYNC_REC 1u
+
+/* The record, or NULL when the frame has none. Only while it runs. */
+static inline px__async_rec *px__async_rec_of(const px_async *frame) {
+  uint64_t slot = frame->base.output.u64;
+  if (!(slot & PX__ASYNC_REC)) return NULL;
+  return (px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC);
+}
+
+/* The sub-future being awaited, or NULL. Only while the frame runs. */
+static inline px_future *px__async_awaited(const px_async *frame) {
+  px__async_rec *rec = px__async_rec_of(frame);
+  if (rec != NULL) return rec->awaiting;
+  return (px_future *)(uintptr_t)frame->base.output.u64;
+}
+
+/* PX_AWAIT's record of what it awaits (a function, so that `expr` must be
+ * a px_future *). */
+static inline void px__async_await(px_async *frame, px_future *f) {
+  px__async_rec *rec = px__async_rec_of(frame);
+  if (rec != NULL)
+    rec->awaiting = f;
+  else
+    frame->base.output.u64 = (uint64_t)(uintptr_t)f;
+}
+
 /**
- * The drop every async frame gets: drops the sub-future being awaited, then
- * runs the frame's deferred cleanups, newest first.
+ * The sub-future a frame is awaiting: NULL when it awaits nothing, once it
+ * finished or was dropped, and for NULL.
+ */
+static inline px_future *px_async_awaiting(const px_async *frame) {
+  if (frame == NULL ||
+      (frame->base.state & (PX_FUTURE_DONE | PX_FUTURE_DROPPED)))
+    return NULL;
+  return px__async_awaited(frame);
+}
+
+/**
+ * Runs a finishing frame's cleanups (newest first) and frees their record,
+ * leaving its output slot 0 for the output. What PX_RETURN, PX_FAIL and
+ * PX_END call when the frame has cleanups: not meant to be called directly,
+ * but public so that code built against the shared library links.
+ */
+void px_async_finish(px_async *frame);
+
+/* Every way out of an async function goes through here (the macros). */
+static inline void px__async_finish(px_async *frame) {
+  if (frame->base.output.u64 & PX__ASYNC_REC)
+    px_async_finish(frame);
+  else
+    frame->base.output.u64 = 0;
+}
+
+/**
+ * The drop every async frame gets: for a frame that has not finished, drops
+ * the sub-future being awaited, then runs the frame's deferred cleanups,
+ * newest first. A finished frame ran its cleanups as it finished, and its
+ * output slot is its output: the drop leaves it alone.
  */
 void px_async_drop(px_future *self);
 
@@ -68,18 +134,21 @@ void px_async_drop(px_future *self);
 typedef void (*px_defer_fn)(void *arg);
 
 /**
- * @brief Registers `fn(arg)` to run when the frame is dropped (Go's defer,
- * Rust's drop of an owned local).
+ * @brief Registers `fn(arg)` to run when the frame finishes or is cancelled
+ * (Go's defer, Rust's drop of an owned local).
  *
- * The frame is dropped when it finished and whoever awaited it let go of
- * it (PX_AWAIT, a task, block_on, a combinator), or when it is cancelled
- * at any await (an aborted task, the loser of a select, a timeout): either
- * way each registered cleanup runs exactly once, newest first, after the
- * sub-future being awaited was dropped. Registering costs one small
- * allocation.
+ * The cleanups run when the function returns (PX_RETURN, PX_FAIL, PX_TRY,
+ * PX_END: after the output value was computed, before it is stored), or,
+ * if it never does, when the frame is dropped at any await (an aborted
+ * task, the loser of a select, a timeout), after the sub-future being
+ * awaited was dropped: either way each registered cleanup runs exactly
+ * once, newest first. So, as in Rust and Go, an output must not point into
+ * what a cleanup releases. The first registration of a frame costs two
+ * small allocations, each later one costs one.
  *
- * @return 0; PX_EINVAL when frame or fn is NULL (nothing runs); PX_ENOMEM
- *         when no node could be allocated, in which case `fn(arg)` has
+ * @return 0; PX_EINVAL when frame or fn is NULL (nothing runs); PX_EDONE
+ *         when the frame already finished or was dropped, and PX_ENOMEM
+ *         when no memory was left: in these two cases `fn(arg)` has
  *         already run, so the resource is released rather than leaked.
  */
 int px_async_defer(px_async *frame, px_defer_fn fn, void *arg);
@@ -148,7 +217,7 @@ px_poll px_async_bad_resume(px_future *self);
 
 /** A new, not yet polled frame of `type`, with designated initialisers. */
 #define PX_ASYNC_NEW(type, ...)                                               \
-  ((type){.px = {PX_FUTURE_INIT(&type##_vtable), NULL, NULL}, __VA_ARGS__})
+  ((type){.px = {PX_FUTURE_INIT(&type##_vtable)}, __VA_ARGS__})
 
 /** The frame's future header, to hand to px_spawn / block_on / combinators. */
 #define PX_FUTURE(frame) (&(frame)->px.base)
@@ -173,13 +242,16 @@ px_poll px_async_bad_resume(px_future *self);
 /** Closes the body of an async function: the last statement of every PX_ASYNC_FN. */
 #define PX_END()                                                              \
   }                                                                           \
+  px__async_finish(&self->px);                                                \
   self->px.base.error = 0;                                                    \
   return PX_READY
 
 /** Finishes with an output value (a px_value: px_ptr, px_i64, px_u64). */
 #define PX_RETURN(value)                                                      \
   do {                                                                        \
-    self->px.base.output = (value);                                           \
+    px_value px__ret = (value); /* first: it may read what cleanups free */  \
+    px__async_finish(&self->px);                                              \
+    self->px.base.output = px__ret;                                           \
     self->px.base.error = 0;                                                  \
     return PX_READY;                                                          \
   } while (0)
@@ -187,8 +259,9 @@ px_poll px_async_bad_resume(px_future *self);
 /** Finishes with a negative PX_E* error code. */
 #define PX_FAIL(err)                                                          \
   do {                                                                        \
-    self->px.base.output.u64 = 0;                                             \
-    self->px.base.error = (int32_t)(err);                                     \
+    int32_t px__fail = (int32_t)(err);                                        \
+    px__async_finish(&self->px);                                              \
+    self->px.base.error = px__fail;                                           \
     return PX_READY;                                                          \
   } while (0)
 
@@ -207,17 +280,18 @@ px_poll px_async_bad_resume(px_future *self);
  */
 #define PX__AWAIT_STORE(expr, try_, store)                                    \
   do {                                                                        \
-    self->px.awaiting = (expr);                                               \
+    px__async_await(&self->px, (expr));                                       \
     PX__SET_RESUME(__LINE__);                                                 \
     PX__FALLTHROUGH;                                                          \
     case __LINE__: {                                                          \
-      int px__r = px__future_poll(self->px.awaiting, cx);                     \
+      px_future *px__f = px__async_awaited(&self->px);                        \
+      int px__r = px__future_poll(px__f, cx);                                 \
       if (px__r == PX_PENDING) return PX_PENDING;                             \
-      int px__err = px__r < 0 ? px__r : (int)self->px.awaiting->error;        \
-      px_value px__out = px__r < 0 ? px_u64(0) : self->px.awaiting->output;   \
+      int px__err = px__r < 0 ? px__r : (int)px__f->error;                    \
+      px_value px__out = px__r < 0 ? px_u64(0) : px__f->output;               \
       (void)px__out;                                                          \
-      px__future_drop(self->px.awaiting);                                     \
-      self->px.awaiting = NULL;                                               \
+      px__async_await(&self->px, NULL);                                       \
+      px__future_drop(px__f);                                                 \
       if (px__r < 0 || ((try_) && px__err < 0)) PX_FAIL(px__err);             \
       store;                                                                  \
     }                                                                         \
@@ -317,7 +391,7 @@ static inline void *px__as_ptr(px_value v) { return v.ptr; }
 #define PX_AWAIT_ERR(err, expr) PX__AWAIT_STORE(expr, 0, ((err) = px__err))
 
 /**
- * @brief Registers `fn(arg)` to run when this frame is dropped, finished or
+ * @brief Registers `fn(arg)` to run when this frame finishes or is
  * cancelled (px_async_defer); fails the function with PX_ENOMEM (after
  * running `fn(arg)`) when no memory is left. One line replaces a
  * hand-written drop function:
