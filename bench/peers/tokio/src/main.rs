@@ -165,12 +165,19 @@ async fn chained_spawn(rounds: usize) {
 }
 
 /// libuv's million_timers: n sleeps with distinct deadlines 1 us apart,
-/// starting 1 ms from now; each in its own task, as tokio code would.
+/// starting 1 ms from now; each in its own task, as tokio code would. The
+/// tasks share one latch for the run, as libuv's count their fires in a
+/// global and pollux's tasks count down a static latch: a leaked &'static
+/// (a `static` Notify needs tokio's parking_lot feature, which would change
+/// the peer's locks in every benchmark), so no task clones an Arc.
 async fn million_timers(n: usize) {
     let base = tokio::time::Instant::now() + Duration::from_millis(1);
-    let latch = Latch::new(n);
+    let latch: &'static Latch = Box::leak(Box::new(Latch {
+        remaining: AtomicUsize::new(n),
+        done: Notify::new(),
+    }));
     for i in 0..n {
-        let l = latch.clone();
+        let l = latch;
         let deadline = base + Duration::from_micros(i as u64);
         tokio::spawn(async move {
             tokio::time::sleep_until(deadline).await;
