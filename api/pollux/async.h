@@ -71,6 +71,12 @@ typedef struct px__async_rec {
 
 #define PX__ASYNC_REC 1u
 
+#if defined(__GNUC__) || defined(__clang__)
+#define PX__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define PX__UNLIKELY(x) (x)
+#endif
+
 /* The record, or NULL when the frame has none. Only while it runs. */
 static inline px__async_rec *px__async_rec_of(const px_async *frame) {
   uint64_t slot = frame->base.output.u64;
@@ -78,19 +84,21 @@ static inline px__async_rec *px__async_rec_of(const px_async *frame) {
   return (px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC);
 }
 
-/* The sub-future being awaited, or NULL. Only while the frame runs. */
+/* The sub-future being awaited, or NULL. Only while the frame runs. One
+ * test of the tag: a frame with cleanups is the rare one. */
 static inline px_future *px__async_awaited(const px_async *frame) {
-  px__async_rec *rec = px__async_rec_of(frame);
-  if (rec != NULL) return rec->awaiting;
-  return (px_future *)(uintptr_t)frame->base.output.u64;
+  uint64_t slot = frame->base.output.u64;
+  if (PX__UNLIKELY(slot & PX__ASYNC_REC))
+    return ((px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC))->awaiting;
+  return (px_future *)(uintptr_t)slot;
 }
 
 /* PX_AWAIT's record of what it awaits (a function, so that `expr` must be
  * a px_future *). */
 static inline void px__async_await(px_async *frame, px_future *f) {
-  px__async_rec *rec = px__async_rec_of(frame);
-  if (rec != NULL)
-    rec->awaiting = f;
+  uint64_t slot = frame->base.output.u64;
+  if (PX__UNLIKELY(slot & PX__ASYNC_REC))
+    ((px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC))->awaiting = f;
   else
     frame->base.output.u64 = (uint64_t)(uintptr_t)f;
 }
