@@ -141,6 +141,11 @@ TEST_F(Async, AwaitedSubFutureLivesInTheOutputSlotUntilReady) {
   EXPECT_EQ(px_async_awaiting(&done.px), nullptr);
   EXPECT_EQ(done.px.base.output.i64, 7);
   EXPECT_EQ(px_async_awaiting(nullptr), nullptr);
+  // px_async_finish (what the macros call) refuses NULL and leaves a
+  // finished frame's output alone.
+  px_async_finish(nullptr);
+  px_async_finish(&done.px);
+  EXPECT_EQ(done.px.base.output.i64, 7);
 }
 
 // Cleanups run as the function finishes (Rust drops an async fn's locals at

@@ -77,11 +77,15 @@ typedef struct px__async_rec {
 #define PX__UNLIKELY(x) (x)
 #endif
 
+/* The record a tagged slot points to (the caller tested the tag). */
+static inline px__async_rec *px__async_slot_rec(uint64_t slot) {
+  return (px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC);
+}
+
 /* The record, or NULL when the frame has none. Only while it runs. */
 static inline px__async_rec *px__async_rec_of(const px_async *frame) {
   uint64_t slot = frame->base.output.u64;
-  if (!(slot & PX__ASYNC_REC)) return NULL;
-  return (px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC);
+  return (slot & PX__ASYNC_REC) ? px__async_slot_rec(slot) : NULL;
 }
 
 /* The sub-future being awaited, or NULL. Only while the frame runs. One
@@ -89,7 +93,7 @@ static inline px__async_rec *px__async_rec_of(const px_async *frame) {
 static inline px_future *px__async_awaited(const px_async *frame) {
   uint64_t slot = frame->base.output.u64;
   if (PX__UNLIKELY(slot & PX__ASYNC_REC))
-    return ((px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC))->awaiting;
+    return px__async_slot_rec(slot)->awaiting;
   return (px_future *)(uintptr_t)slot;
 }
 
@@ -98,7 +102,7 @@ static inline px_future *px__async_awaited(const px_async *frame) {
 static inline void px__async_await(px_async *frame, px_future *f) {
   uint64_t slot = frame->base.output.u64;
   if (PX__UNLIKELY(slot & PX__ASYNC_REC))
-    ((px__async_rec *)(uintptr_t)(slot - PX__ASYNC_REC))->awaiting = f;
+    px__async_slot_rec(slot)->awaiting = f;
   else
     frame->base.output.u64 = (uint64_t)(uintptr_t)f;
 }
