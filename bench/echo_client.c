@@ -39,11 +39,15 @@ static int dial(long *failed) {
 }
 
 static void *client(void *arg) {
-  long *failed = arg;
+  load_conn *c = arg;
+  long *failed = &c->failed;
   int fd = dial(failed);
   char out[4096], in[4096];
   for (size_t i = 0; i < size; i++) out[i] = (char)('a' + i % 26);
   for (long r = 0; r < rounds && !*failed; r++) {
+    /* A round's time: from before the connect (-r) or the write to the
+     * last byte read. */
+    uint64_t t = load_round_start();
     if (fd < 0 && (fd = dial(failed)) < 0) break;
     out[0] = (char)r; /* so a stale echo cannot pass the check */
     if (write(fd, out, size) != (ssize_t)size) *failed = 1;
@@ -54,6 +58,7 @@ static void *client(void *arg) {
       else got += (size_t)n;
     }
     if (!*failed && memcmp(in, out, size) != 0) *failed = 1;
+    load_round_end(c, t);
     if (reconnect) {
       close(fd);
       fd = -1;
@@ -87,8 +92,9 @@ int main(int argc, char **argv) {
   load_result r = load_clients_run(conns, client);
   double ops = (double)conns * (double)rounds;
   printf("name=%s config=\"client\" ops=%.0f seconds=%.4f ops_per_s=%.0f "
-         "cpu_s=%.4f peak_rss_kb=%ld connections=%ld failed=%ld\n",
+         "cpu_s=%.4f peak_rss_kb=%ld connections=%ld p50_us=%.1f "
+         "p99_us=%.1f failed=%ld\n",
          reconnect ? "echo_connect" : "echo", ops, r.seconds, ops / r.seconds,
-         r.cpu_s, r.peak_rss_kb, conns, r.failed);
+         r.cpu_s, r.peak_rss_kb, conns, r.p50_us, r.p99_us, r.failed);
   return r.failed ? 1 : 0;
 }

@@ -97,9 +97,12 @@ out:
 }
 
 static void *client(void *arg) {
-  long *failed = arg;
-  for (long r = 0; r < rounds && *failed == 0; r++)
-    if (one_round() < 0) *failed = 1;
+  load_conn *c = arg;
+  for (long r = 0; r < rounds && c->failed == 0; r++) {
+    uint64_t t = load_round_start();
+    if (one_round() < 0) c->failed = 1;
+    load_round_end(c, t);
+  }
   return NULL;
 }
 
@@ -137,9 +140,9 @@ int main(int argc, char **argv) {
   double ops = (double)conns * (double)rounds;
   printf("name=tls_handshake config=\"client\" ops=%.0f seconds=%.4f "
          "ops_per_s=%.0f cpu_s=%.4f peak_rss_kb=%ld connections=%ld "
-         "tickets_per_op=%.2f failed=%ld\n",
+         "tickets_per_op=%.2f p50_us=%.1f p99_us=%.1f failed=%ld\n",
          ops, r.seconds, ops / r.seconds, r.cpu_s, r.peak_rss_kb, conns,
-         (double)atomic_load(&tickets) / ops, r.failed);
+         (double)atomic_load(&tickets) / ops, r.p50_us, r.p99_us, r.failed);
   SSL_CTX_free(ctx);
   return r.failed ? 1 : 0;
 }
