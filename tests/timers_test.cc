@@ -301,15 +301,19 @@ TEST_F(TimersTest, IntervalAtStartsWhereItIsTold) {
 struct Missed {
   px_instant t0 = 0, stall_end = 0, late_done = 0;
   std::vector<px_instant> ticks;
+  bool on_time = false; /* the first tick was taken on time */
 };
 
 Missed RunMissed(px_missed_tick policy) {
   // The scenario needs the first tick on time: taken more than the 5 ms
   // tolerance after t0 (a loaded machine, a sanitizer starting the
   // runtime's threads), it is itself a missed tick and the policy acts on
-  // it instead. Such a run proves nothing, so it is run again.
+  // it instead. Such a run proves nothing, so it is run again; when no
+  // attempt had its first tick on time (the matrix's thread-sanitizer
+  // runs, twice as many tests as CPUs, once saw 5 late in a row), the
+  // test is skipped rather than judged on a scenario that did not happen.
   Missed m;
-  for (int attempt = 0; attempt < 5; attempt++) {
+  for (int attempt = 0; attempt < 20; attempt++) {
     m = Missed();
     px_instant first_seen = 0;
     px_interval iv;
@@ -324,13 +328,15 @@ Missed RunMissed(px_missed_tick policy) {
       }
     });
     m.t0 = m.ticks.empty() ? 0 : m.ticks[0];
-    if (first_seen - m.t0 < px_ms(4)) break;
+    m.on_time = first_seen - m.t0 < px_ms(4);
+    if (m.on_time) break;
   }
   return m;
 }
 
 TEST_F(TimersTest, IntervalBurstCatchesUpEveryMissedTick) {
   Missed m = RunMissed(PX_MISSED_BURST);
+  if (!m.on_time) GTEST_SKIP() << "no run had its first tick on time";
   ASSERT_EQ(m.ticks.size(), 6u);
   // Every tick of the original schedule is delivered, none dropped.
   for (size_t k = 0; k < m.ticks.size(); k++)
@@ -341,6 +347,7 @@ TEST_F(TimersTest, IntervalBurstCatchesUpEveryMissedTick) {
 
 TEST_F(TimersTest, IntervalDelayRestartsTheScheduleFromTheLateTick) {
   Missed m = RunMissed(PX_MISSED_DELAY);
+  if (!m.on_time) GTEST_SKIP() << "no run had its first tick on time";
   ASSERT_EQ(m.ticks.size(), 6u);
   EXPECT_EQ(m.ticks[1], m.t0 + px_ms(10));  // the late tick itself
   // The next one is a full period after the late tick completed.
@@ -351,6 +358,7 @@ TEST_F(TimersTest, IntervalDelayRestartsTheScheduleFromTheLateTick) {
 
 TEST_F(TimersTest, IntervalSkipKeepsThePhaseAndDropsMissedTicks) {
   Missed m = RunMissed(PX_MISSED_SKIP);
+  if (!m.on_time) GTEST_SKIP() << "no run had its first tick on time";
   ASSERT_EQ(m.ticks.size(), 6u);
   EXPECT_EQ(m.ticks[1], m.t0 + px_ms(10));
   // The next tick is the first of the original schedule after the stall:
