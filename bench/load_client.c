@@ -6,17 +6,15 @@
 #include <sys/resource.h>
 #include <time.h>
 
-static double now(clockid_t c) {
+static uint64_t now_ns(clockid_t c) {
   struct timespec ts;
   clock_gettime(c, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-uint64_t load_round_start(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+static double now(clockid_t c) { return (double)now_ns(c) / 1e9; }
+
+uint64_t load_round_start(void) { return now_ns(CLOCK_MONOTONIC); }
 
 /* A value below 2^SUB is its own bucket; above, the bucket is the value's
  * power of two and the SUB bits that follow its top bit. */
@@ -71,21 +69,20 @@ load_result load_clients_run(long conns, void *(*connection)(void *)) {
         0)
       break;
   r.failed = conns - started; /* threads that could not start */
+  uint64_t total = 0;
   for (long i = 0; i < started; i++) {
     pthread_join(threads[i], NULL);
     r.failed += cs[i].failed != 0;
+    for (unsigned b = 0; b < LOAD_BUCKETS; b++) {
+      merged[b] += cs[i].rounds[b];
+      total += cs[i].rounds[b];
+    }
   }
   r.seconds = now(CLOCK_MONOTONIC) - t0;
   r.cpu_s = now(CLOCK_PROCESS_CPUTIME_ID) - c0;
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   r.peak_rss_kb = (long)ru.ru_maxrss;
-  uint64_t total = 0;
-  for (long i = 0; i < started; i++)
-    for (unsigned b = 0; b < LOAD_BUCKETS; b++) {
-      merged[b] += cs[i].rounds[b];
-      total += cs[i].rounds[b];
-    }
   if (total > 0) {
     r.p50_us = quantile_us(merged, total, 0.50);
     r.p99_us = quantile_us(merged, total, 0.99);
