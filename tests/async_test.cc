@@ -577,31 +577,50 @@ TEST_F(Async, ScopeReapsFinishedChildrenWithTheBudgetSpent) {
 
 // The case: a task awaiting ready sends in a loop for 300 ms must
 // not hold up a 1 ms interval for all of it.
-TEST_F(Async, ReadySendsInALoopDoNotStarveAnInterval) {
+struct StarveRun {
+  int64_t sent = 0, ticks = 0;
+  uint64_t worst_ns = 0;
+  // The ticker kept ticking while the sender ran (without a budget it
+  // ticks once before the sender's one endless poll and once after), and
+  // no tick waited anywhere near the 300 ms the sender ran: a budget of
+  // 128 sends is microseconds (milliseconds under valgrind).
+  bool ok() const { return ticks >= 5 && worst_ns < px_ms(100); }
+};
+
+static StarveRun RunSendsBesideATicker(px_runtime *rt) {
+  StarveRun r;
   px_mpsc_sender *tx;
   px_mpsc_receiver *rx;
-  ASSERT_EQ(px_mpsc_unbounded(&tx, &rx), 0);
+  EXPECT_EQ(px_mpsc_unbounded(&tx, &rx), 0);
   px__atomic(int) stop{0};
-  uint64_t worst_ns = 0;
   late_ticker lt;
-  late_ticker_new(&lt, &stop, &worst_ns);
+  late_ticker_new(&lt, &stop, &r.worst_ns);
   px_join_handle jt, js;
-  ASSERT_EQ(px_runtime_spawn(rt, &lt.px.base, &jt), 0);
+  EXPECT_EQ(px_runtime_spawn(rt, &lt.px.base, &jt), 0);
   busy_sender bs;
   busy_sender_new(&bs, tx, rx, 300, &stop);
-  ASSERT_EQ(px_runtime_spawn(rt, &bs.px.base, &js), 0);
-  ASSERT_EQ(px_runtime_block_on(rt, &js.base), 0);
-  ASSERT_EQ(px_runtime_block_on(rt, &jt.base), 0);
-  EXPECT_GT(js.base.output.i64, 0);
-  // The ticker kept ticking while the sender ran (without a budget it
-  // ticks once before the sender's one endless poll and once after)...
-  EXPECT_GE(jt.base.output.i64, 5);
-  // ...and no tick waited anywhere near the 300 ms the sender ran: a budget
-  // of 128 sends is microseconds (milliseconds under valgrind); the bound
-  // leaves room for a loaded machine and sanitizers.
-  EXPECT_LT(worst_ns, px_ms(100)) << worst_ns / 1000000 << " ms late";
+  EXPECT_EQ(px_runtime_spawn(rt, &bs.px.base, &js), 0);
+  EXPECT_EQ(px_runtime_block_on(rt, &js.base), 0);
+  EXPECT_EQ(px_runtime_block_on(rt, &jt.base), 0);
+  r.sent = js.base.output.i64;
+  r.ticks = jt.base.output.i64;
   px_mpsc_sender_drop(tx);
   px_mpsc_receiver_drop(rx);
+  return r;
+}
+
+TEST_F(Async, ReadySendsInALoopDoNotStarveAnInterval) {
+  // A runtime without a budget starves the ticker on every try; a loaded
+  // machine (valgrind beside other tests on a 2-CPU CI runner stalled one
+  // tick 126 ms) fails one try now and then, so up to 5 tries.
+  StarveRun r;
+  for (int i = 0; i < 5; i++) {
+    r = RunSendsBesideATicker(rt);
+    if (r.ok()) break;
+  }
+  EXPECT_GT(r.sent, 0);
+  EXPECT_GE(r.ticks, 5);
+  EXPECT_LT(r.worst_ns, px_ms(100)) << r.worst_ns / 1000000 << " ms late";
 }
 
 // An accept loop in the block_on future under a connect flood: the accepted
