@@ -18,6 +18,8 @@ static void block_init(px__counters *b, px__observe *obs, int worker,
   b->obs = obs;
   b->worker = worker;
   b->flags = shared ? PX__OBS_SHARED : 0;
+  /* No thread polls with a worker's block until one enters it. */
+  b->waiting = !shared;
 }
 
 /* Sets obs->flags and every block's copy (before any worker runs, or after
@@ -74,6 +76,32 @@ void px__observe_free(px__observe *obs) {
   px__free_aligned(obs, sizeof *obs, LINE);
 }
 
+/* A worker's block stops or starts polling: parks, and a thread entering
+ * or leaving the block. Only a watched block (the warning on) and never
+ * the outside one, which the watchdog does not look at. */
+static bool watched(const px__counters *b) {
+  return (b->flags & (PX__OBS_SLOW | PX__OBS_SHARED)) == PX__OBS_SLOW;
+}
+
+static void stop_polling(px__counters *b) {
+  __atomic_store_n(&b->waiting, 1, __ATOMIC_RELAXED);
+  /* A watchdog that fell asleep while this worker was busy (a second's
+   * sleep, as it was not waiting) can now sleep for good: wake it to see
+   * that. Unfenced: a missed wake costs only that second. */
+  if (__atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED))
+    px__watchdog_wake();
+}
+
+static void start_polling(px__counters *b) {
+  /* Either the watchdog, about to sleep for good, sees waiting = 0, or
+   * this load sees its announcement and wakes it: a store and a load in
+   * sequentially consistent order on both sides (watchdog.c, all_waiting),
+   * which a plain store could pass (a fence TSan does not model). */
+  __atomic_store_n(&b->waiting, 0, __ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&px__watchdog_asleep, __ATOMIC_SEQ_CST))
+    px__watchdog_wake();
+}
+
 void px__observe_worker_enter(px__observe *obs, int id) {
   px__counters *b = &obs->outside;
   if (id >= 0 && (uint32_t)id < obs->nworkers) {
@@ -87,6 +115,7 @@ void px__observe_worker_enter(px__observe *obs, int id) {
   px__obs_tls.obs = obs;
   px__obs_tls.block = b;
   if (!px__obs_shared(b)) b->busy_since = px__now_ns();
+  if (watched(b)) start_polling(b);
   px__observe_set_worker(id);
 }
 
@@ -94,6 +123,7 @@ void px__observe_worker_leave(void) {
   /* A worker's trace events go to the file before it stops being one, so
    * the ring is never written by two threads. */
   px__counters *b = px__obs_tls.block;
+  if (b != NULL && watched(b)) stop_polling(b);
   if (b != NULL && !px__obs_shared(b)) {
     if (b->busy_since != 0)
       px__obs_add(b, &b->busy_ns, px__now_ns() - b->busy_since);
@@ -120,6 +150,16 @@ void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
     if (reactor)
       px__trace_emit(b, PX__TRACE_REACTOR_WAIT, NULL, 0, start, end - start);
   }
+}
+
+void px__observe_wait_begin(px__observe *obs) {
+  px__counters *b = px__obs_block(obs);
+  if (watched(b)) stop_polling(b);
+}
+
+void px__observe_wait_end(px__observe *obs) {
+  px__counters *b = px__obs_block(obs);
+  if (watched(b)) start_polling(b);
 }
 
 void px__observe_reactor_wait(px__observe *obs, uint64_t start, int events,

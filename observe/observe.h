@@ -125,6 +125,10 @@ typedef struct px__counters {
   uint64_t slow_epoch, slow_since;
   /* The watchdog's own: the epoch at its last look, and since when. */
   uint64_t wd_epoch, wd_since;
+  /* Nonzero while the owner waits for work (parks): written by the owner
+   * around each park when the warning is on, read by the watchdog, which
+   * sleeps without a timeout while every watched worker waits. */
+  int waiting;
   /* Owner only: when the worker last stopped parking (busy time). */
   uint64_t busy_since;
   struct px__observe *obs;
@@ -210,6 +214,16 @@ void px__observe_worker_leave(void);
  */
 void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
                         bool reactor);
+
+/*
+ * The calling worker is about to wait for work (a park that can block),
+ * and has stopped waiting. They let the slow-poll watchdog sleep without a
+ * timeout while every watched worker waits: wait_end is the ordered half of
+ * that handshake (watchdog.c), paid per park, never per poll. Nothing for
+ * the outside block or without the warning.
+ */
+void px__observe_wait_begin(px__observe *obs);
+void px__observe_wait_end(px__observe *obs);
 
 /*
  * The runtime's park waited in the reactor from `start` (px__now_ns) until
@@ -317,6 +331,7 @@ void px__watchdog_unwatch(px__observe *obs);
  * poll for two looks. Written only as it falls asleep or wakes; every poll
  * of a watched runtime reads it. */
 extern int px__watchdog_asleep;
+extern uint64_t px__watchdog_looks; /* its looks so far (tests) */
 void px__watchdog_wake(void);
 
 /* Steps a worker's epoch (owner only: a plain increment, atomic for the

@@ -24,7 +24,13 @@
  * two looks in which no watched worker polled, the watchdog sleeps until a
  * poll wakes it (px__watchdog_asleep, one load per poll) or a second
  * passes. The poll path has no fence, so a poll that begins just as the
- * watchdog falls asleep may miss the wake; the second bounds that.
+ * watchdog falls asleep may miss the wake; the second bounds that. When
+ * every watched worker is parked (px__counters.waiting), it sleeps without
+ * that second: a worker stops waiting before it polls again, and that
+ * step, once per park, is ordered against the announcement of the sleep
+ * (px__observe_wait_end). An idle server then wakes nobody, as tokio's
+ * does; a runtime whose thread is away from it (between two block_on
+ * calls) still costs a look a second.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -36,6 +42,9 @@
 /* On a line of its own: every poll reads it, nothing writes it while the
  * watchdog works. */
 alignas(PX__CACHE_LINE) int px__watchdog_asleep;
+/* The looks so far (the thread's own, read by tests): what an idle runtime
+ * costs is how often this grows. */
+uint64_t px__watchdog_looks;
 
 /*
  * The thread runs while a watched runtime exists: the first watch starts
@@ -75,6 +84,9 @@ static uint64_t tick_ns(void) {
  * the time until a running poll, not yet marked, reaches its threshold. */
 static bool look(uint64_t *next) {
   uint64_t now = px__now_ns();
+  __atomic_store_n(&px__watchdog_looks,
+                   __atomic_load_n(&px__watchdog_looks, __ATOMIC_RELAXED) + 1,
+                   __ATOMIC_RELAXED);
   bool busy = false;
   for (px__observe *o = g_watched; o != NULL; o = o->wd_next) {
     for (uint32_t i = 0; i < o->nworkers; i++) {
@@ -101,6 +113,19 @@ static bool look(uint64_t *next) {
     }
   }
   return busy;
+}
+
+/* Whether every worker of every watched runtime waits (g_lock held, the
+ * sleep announced). Sequentially consistent loads after the announcement's
+ * sequentially consistent store: with the worker's own pair of such
+ * operations (start_polling in observe.c), either this sees its
+ * waiting = 0 or it sees px__watchdog_asleep and wakes the thread. */
+static bool all_waiting(void) {
+  for (px__observe *o = g_watched; o != NULL; o = o->wd_next)
+    for (uint32_t i = 0; i < o->nworkers; i++)
+      if (!__atomic_load_n(&o->workers[i].waiting, __ATOMIC_SEQ_CST))
+        return false;
+  return true;
 }
 
 /* Wakes the thread (its sleep in sleep_unlocked, or the next one). */
@@ -134,6 +159,7 @@ static void *watchdog_main(void *arg) {
     }
     uint64_t next = tick_ns();
     idle_looks = look(&next) ? 0 : idle_looks + 1;
+    bool for_good = false;
     if (idle_looks >= 2) {
       /* Announce the sleep, then look once more: a poll that began before
        * the announcement became visible is seen here (up to the race the
@@ -144,12 +170,13 @@ static void *watchdog_main(void *arg) {
         idle_looks = 0;
       } else {
         next = (uint64_t)SLEEP_MS * 1000000u;
+        for_good = all_waiting();
       }
     }
     /* Whole milliseconds, rounded up so as never to look early. */
     uint64_t ms = (next + 999999u) / 1000000u;
     if (ms > SLEEP_MS) ms = SLEEP_MS;
-    sleep_unlocked(ms < 1u ? 1u : (uint32_t)ms);
+    sleep_unlocked(for_good ? 0u : ms < 1u ? 1u : (uint32_t)ms);
     __atomic_store_n(&px__watchdog_asleep, 0, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&g_lock);

@@ -15,6 +15,10 @@ void obs_env_reset(void) { px__observe_env_reset(); }
 int obs_watchdog_asleep(void) {
   return __atomic_load_n(&px__watchdog_asleep, __ATOMIC_RELAXED);
 }
+
+uint64_t obs_watchdog_looks(void) {
+  return __atomic_load_n(&px__watchdog_looks, __ATOMIC_RELAXED);
+}
 int obs_run_idle(px_runtime *rt, int ms) {
   px_sleep s;
   return px_runtime_block_on(rt, px_sleep_init(&s, px_ms(ms)));

@@ -36,6 +36,8 @@ void obs_env_reset(void);
 /* Whether the slow-poll watchdog sleeps until a poll wakes it
  * (observe/watchdog.c). */
 int obs_watchdog_asleep(void);
+/* How many looks the watchdog has taken so far (all runtimes). */
+uint64_t obs_watchdog_looks(void);
 /* Blocks on a px_sleep of `ms` milliseconds: the runtime polls no task. */
 int obs_run_idle(px_runtime *rt, int ms);
 

@@ -3,12 +3,15 @@
 // and the slow-poll warning.
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <dirent.h>
 #include <sys/wait.h>
@@ -381,6 +384,9 @@ TEST(ObserveTest, SlowPollAfterAnIdleSpellStillWarns) {
   px_runtime *rt = NewRuntime(40);
   ASSERT_EQ(obs_run_yielders(rt, 2, 1), 0);
   ASSERT_EQ(obs_run_idle(rt, 300), 0);  // 60 looks' time at 5 ms
+  // The park's end woke it (the thread could poll next); two idle looks
+  // later it sleeps again.
+  for (int i = 0; i < 100 && !obs_watchdog_asleep(); i++) usleep(2000);
   EXPECT_EQ(obs_watchdog_asleep(), 1);
   testing::internal::CaptureStderr();
   ASSERT_EQ(obs_run_slow(rt, 120, 2), 0);
@@ -388,6 +394,43 @@ TEST(ObserveTest, SlowPollAfterAnIdleSpellStillWarns) {
   px_runtime_free(rt);
   EXPECT_EQ(CountOf(err, "slow poll"), 1) << err;
   EXPECT_EQ(CountOf(err, "slow_poll_ms = 40"), 1) << err;
+}
+
+// A runtime whose workers all wait for work lets the watchdog sleep
+// without a timeout: no look while they wait (the once-a-second look is
+// for a runtime whose thread is away from it, between block_on calls);
+// the park's end wakes the watchdog, so a slow poll after it is warned.
+// block_on waits for a value another thread sends, so that its park has
+// no timeout (a timer wheel may end a park early to cascade).
+TEST(ObserveTest, ParkedRuntimeLetsTheWatchdogSleepForGood) {
+  px_runtime *rt = NewRuntime(40);
+  ASSERT_EQ(obs_run_yielders(rt, 2, 1), 0);
+  px_oneshot_sender *tx;
+  px_oneshot_receiver *rx;
+  ASSERT_EQ(px_oneshot_new(&tx, &rx), 0);
+  std::atomic<uint64_t> at_start{0}, at_end{0};
+  std::thread sampler([&] {
+    // Once it fell asleep (two idle looks, 5 ms apart, after block_on
+    // parked); the window holds the 1 s look a bounded sleep would take.
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 1000 && !obs_watchdog_asleep(); i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    at_start = obs_watchdog_looks();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1300));
+    at_end = obs_watchdog_looks();
+    px_oneshot_send(tx, px_i64(1));
+    px_oneshot_sender_drop(tx);
+  });
+  px_oneshot_recv r;
+  ASSERT_EQ(px_runtime_block_on(rt, px_oneshot_recv_init(&r, rx)), 0);
+  sampler.join();
+  px_oneshot_receiver_drop(rx);
+  EXPECT_EQ(at_end.load(), at_start.load());
+  testing::internal::CaptureStderr();
+  ASSERT_EQ(obs_run_slow(rt, 120, 2), 0);
+  std::string err = testing::internal::GetCapturedStderr();
+  px_runtime_free(rt);
+  EXPECT_EQ(CountOf(err, "slow poll"), 1) << err;
 }
 
 // One watchdog serves every runtime, each at its own threshold: a short
