@@ -587,7 +587,7 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
   int timeout = has_work(arg) ? 0 : park_timeout_ms(rt, now);
   /* Idle time and the trace's reactor span cover the wait alone. */
   uint64_t wait_start = px__now_ns();
-  if (timeout != 0) px__observe_wait_begin(rt->head.observe);
+  if (timeout != 0) px__observe_parking(rt->head.observe);
   int n;
   if ((timeout < 0 || timeout > PX__TRIM_AFTER_MS) && px__alloc_holds()) {
     /* A thread that sleeps keeps no freed blocks (api/alloc.c), but only
@@ -607,7 +607,6 @@ int px__runtime_park(px_runtime *rt, bool (*has_work)(void *arg), void *arg) {
   } else {
     n = px__reactor_poll(rt->reactor, timeout);
   }
-  if (timeout != 0) px__observe_wait_end(rt->head.observe);
   px__observe_reactor_wait(rt->head.observe, wait_start, n, timeout != 0);
   if (n < 0) n = 0;
   atomic_store(&rt->parked, 0);

@@ -138,6 +138,10 @@ void px__observe_worker_leave(void) {
 void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
                         bool reactor) {
   px__counters *b = px__obs_block(obs);
+  /* Only after px__observe_parking: a park a notification cut short
+   * before it began (the work-stealing spin) never stopped polling. */
+  if (watched(b) && __atomic_load_n(&b->waiting, __ATOMIC_RELAXED))
+    start_polling(b);
   px__obs_add(b, &b->parks, 1);
   px__obs_add(b, &b->idle_ns, end - start);
   if (!px__obs_shared(b)) {
@@ -152,14 +156,9 @@ void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
   }
 }
 
-void px__observe_wait_begin(px__observe *obs) {
+void px__observe_parking(px__observe *obs) {
   px__counters *b = px__obs_block(obs);
   if (watched(b)) stop_polling(b);
-}
-
-void px__observe_wait_end(px__observe *obs) {
-  px__counters *b = px__obs_block(obs);
-  if (watched(b)) start_polling(b);
 }
 
 void px__observe_reactor_wait(px__observe *obs, uint64_t start, int events,

@@ -207,23 +207,21 @@ void px__observe_worker_enter(px__observe *obs, int id);
 void px__observe_worker_leave(void);
 
 /*
- * The calling worker parked from `start` to `end` (px__now_ns): counts a
- * park, idle time and the busy time since its last park, and records the
+ * The calling worker is about to park (a wait for work that can block),
+ * then parked from `start` to `end` (px__now_ns). px__observe_parked counts
+ * a park, idle time and the busy time since its last park, and records the
  * trace's park (and, for a wait in the reactor, a reactor_wait span). Busy
  * time is measured between parks so that no clock is read per task.
+ *
+ * The pair also marks the worker's block as waiting, which lets the
+ * slow-poll watchdog sleep without a timeout while every watched worker
+ * waits; px__observe_parked is the ordered half of that handshake
+ * (watchdog.c), paid per park, never per poll (nothing for the outside
+ * block or without the warning).
  */
+void px__observe_parking(px__observe *obs);
 void px__observe_parked(px__observe *obs, uint64_t start, uint64_t end,
                         bool reactor);
-
-/*
- * The calling worker is about to wait for work (a park that can block),
- * and has stopped waiting. They let the slow-poll watchdog sleep without a
- * timeout while every watched worker waits: wait_end is the ordered half of
- * that handshake (watchdog.c), paid per park, never per poll. Nothing for
- * the outside block or without the warning.
- */
-void px__observe_wait_begin(px__observe *obs);
-void px__observe_wait_end(px__observe *obs);
 
 /*
  * The runtime's park waited in the reactor from `start` (px__now_ns) until

@@ -28,7 +28,7 @@
  * every watched worker is parked (px__counters.waiting), it sleeps without
  * that second: a worker stops waiting before it polls again, and that
  * step, once per park, is ordered against the announcement of the sleep
- * (px__observe_wait_end). An idle server then wakes nobody, as tokio's
+ * (px__observe_parked). An idle server then wakes nobody, as tokio's
  * does; a runtime whose thread is away from it (between two block_on
  * calls) still costs a look a second.
  */

@@ -372,7 +372,7 @@ static void park_futex(worker *w) {
   /* Parks, idle and busy time (observe/); px__runtime_park counts the
    * driver's wait in the reactor the same way. */
   uint64_t idle_start = px__now_ns();
-  px__observe_wait_begin(obs_of(w->ex));
+  px__observe_parking(obs_of(w->ex));
   for (;;) {
     /* The kernel re-checks the word, so an unpark between the CAS and the
      * wait makes the wait return at once. */
@@ -390,7 +390,6 @@ static void park_futex(worker *w) {
     if (atomic_compare_exchange_strong(&w->park_state, &expected, PARK_EMPTY))
       break;
   }
-  px__observe_wait_end(obs_of(w->ex));
   px__observe_parked(obs_of(w->ex), idle_start, px__now_ns(), false);
 }
 
