@@ -326,6 +326,11 @@ static int wait_for_children(px__scope_set *set, px_context *cx) {
   return registered;
 }
 
+int px__scope_watch(px_scope *scope, px_context *cx) {
+  if (scope == NULL || scope->set == NULL || scope->closed) return 0;
+  return !wait_for_children(scope->set, cx);
+}
+
 /* The first unclaimed result's entry, now GONE (the caller releases it),
  * or NULL. */
 static entry *take_result(px__scope_set *set) {

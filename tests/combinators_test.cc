@@ -536,6 +536,70 @@ TEST_F(CombinatorsTest, ScopeDetachedChildrenAreAwaitedButNotReported) {
             0);
 }
 
+// px__scope_watch (px_serve's wait for a connection that ended): the
+// owner's waker is woken when a detached child finishes, which nothing else
+// would wake it for; a child that finished before the watch is answered
+// with "reap now" instead.
+TEST_F(CombinatorsTest, ScopeWatchWakesTheOwnerWhenADetachedChildFinishes) {
+  px__atomic(int) drops{0};
+  px_scope scope;
+  px_scope_join_next next;
+  px_sleep guard, pause;
+  int step = 0;
+  auto reap = [&](px_context *cx) {
+    px_scope_join_next_init(&next, &scope);
+    EXPECT_EQ(px_future_poll(&next.base, cx), PX_READY);
+    EXPECT_EQ(next.found, 0);  // detached: never reported
+  };
+  auto spawn = [&](px_duration delay) {
+    failer f;
+    failer_new(&f, delay, 0, 0, &drops);
+    EXPECT_EQ(px_scope_spawn_detached(&scope, PX_FUTURE(&f)), 0);
+  };
+  EXPECT_EQ(RunFn([&](px_context *cx) {
+              switch (step) {
+                case 0:
+                  px_scope_init(&scope);
+                  EXPECT_EQ(px__scope_watch(&scope, cx), 0);  // nothing spawned
+                  spawn(px_ms(5));
+                  reap(cx);  // its handle now wakes the scope
+                  EXPECT_EQ(px__scope_watch(&scope, cx), 0);
+                  // Only the child's end may wake us; the guard fails the
+                  // test rather than hang it.
+                  px_sleep_init(&guard, px_secs(10));
+                  EXPECT_EQ(px_future_poll(&guard.base, cx), PX_PENDING);
+                  step = 1;
+                  return PX_PENDING;
+                case 1:
+                  EXPECT_EQ(px_future_poll(&guard.base, cx), PX_PENDING);
+                  EXPECT_EQ(drops.load(), 1);
+                  EXPECT_EQ(px_scope_len(&scope), 1u);  // ended, not reaped
+                  reap(cx);
+                  EXPECT_EQ(px_scope_len(&scope), 0u);
+                  px_future_drop(&guard.base);
+                  // A child that finishes while nobody watches: the watch
+                  // that comes later says to reap.
+                  spawn(px_ms(1));
+                  reap(cx);
+                  px_sleep_init(&pause, px_ms(30));
+                  step = 2;
+                  [[fallthrough]];
+                case 2:
+                  if (px_future_poll(&pause.base, cx) == PX_PENDING)
+                    return PX_PENDING;
+                  EXPECT_EQ(drops.load(), 2);
+                  EXPECT_EQ(px__scope_watch(&scope, cx), 1);
+                  reap(cx);
+                  EXPECT_EQ(px_scope_len(&scope), 0u);
+                  px_scope_drop(&scope);
+                  EXPECT_EQ(px__scope_watch(&scope, cx), 0);  // dropped
+                  return PX_READY;
+              }
+              return PX_READY;
+            }),
+            0);
+}
+
 // A server's shape: 100,000 short children spawned into one scope, at most
 // 32 running at a time (a connection cap). The scope's memory stays bounded
 // by the children alive at once (each spawn reaps those that finished),

@@ -638,6 +638,32 @@ TEST_F(Serve, MemoryStaysFlatOverManyConnections) {
   EXPECT_EQ(rc_, 0);
 }
 
+// A connection ends inside its task's last poll, a moment before its task
+// can be reaped; on a multi-threaded executor the server can look in that
+// moment. It then waits for the scope to say the task completed, instead of
+// polling itself again and again until then (which spun the block_on thread
+// for as long as a preempted worker took). Its polls stay a few per
+// connection: the accept, and every few endings a reap and its follow-up.
+TEST_F(Serve, TheServerPollsAFewTimesPerConnection) {
+  Start(SERVE_ECHO, 0, px_secs(5));
+  px_metrics before, after;
+  ASSERT_EQ(px_runtime_metrics(rt_, &before), 0);
+  const int n = 300;
+  for (int i = 0; i < n; i++) {
+    int fd = Connect(port_);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(RoundTrip(fd, "x"), "x");
+    close(fd);
+  }
+  ASSERT_TRUE(WaitFor([&] { return stats_.live.load() == 0; }));
+  ASSERT_EQ(px_runtime_metrics(rt_, &after), 0);
+  uint64_t polls = after.block_on_polls - before.block_on_polls;
+  EXPECT_LE(polls, 3u * n) << polls << " polls of the server for " << n
+                           << " connections";
+  Stop();
+  EXPECT_EQ(rc_, 0);
+}
+
 // After a burst, with no new connection to reap them, the finished
 // connections' tasks are freed all the same (every few endings wake the
 // server to reap).
