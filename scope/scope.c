@@ -29,6 +29,7 @@
 #include "api/internal/list.h"
 #include "api/internal/px_internal.h"
 #include "pollux/scope.h"
+#include "scope/scope_internal.h"
 
 enum where { IDLE, NOTIFIED, POLLING, POLLING_NOTIFIED, READY, GONE };
 

@@ -27,6 +27,7 @@
 #include "api/internal/px_internal.h"
 #include "observe/observe.h"
 #include "pollux/serve.h"
+#include "scope/scope_internal.h"
 
 /* The pause after an accept error: from the first to the last, doubling. */
 #define PAUSE_FIRST px_ms(5)

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "scope/scope_internal.h"
 #include "tests/combinators_support.h"
 #include "tests/fn_future.h"
 #include "tests/support.h"

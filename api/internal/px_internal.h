@@ -247,19 +247,6 @@ static inline void px__spin_unlock(px__spinlock *l) {
 /* Monotonic nanoseconds (px_now without the public header's types). */
 uint64_t px__now_ns(void);
 
-/*
- * Scopes (scope/scope.c): registers cx's waker with `scope`, woken once
- * when any child finishes, detached ones included (a join waits for the
- * children whose results it takes, so nothing else would wake for a
- * detached child). Returns 0 when registered, or when nothing can finish
- * (no child ever spawned, or dropped); 1 when a child finished already and
- * the caller should reap now (px_scope_join_next) instead of waiting.
- * px_serve, whose connections are detached children, waits with it for a
- * connection that ended to become reapable.
- */
-struct px_scope;
-int px__scope_watch(struct px_scope *scope, px_context *cx);
-
 #ifdef __cplusplus
 }
 #endif
