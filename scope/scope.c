@@ -47,6 +47,11 @@ struct px__scope_set {
   px__spinlock lock;
   px__list idle, notified, ready;
   px_waker owner;   /* the join waiting for children; under the lock */
+  /* The owner is woken once this many children woke their entries since
+   * the notified list was last emptied (`woken`): 1 for a join, more for a
+   * watch (px__scope_watch). */
+  size_t owner_at;
+  size_t woken;
   size_t live;      /* entries not yet reaped (not READY, not GONE) */
   size_t joinable;  /* live entries that are not detached */
   size_t unclaimed; /* READY entries */
@@ -102,7 +107,7 @@ static void entry_wake_by_ref(void *data) {
   px__spin_lock(&set->lock);
   if (e->where == IDLE) {
     move_to(&set->notified, e, NOTIFIED);
-    owner = px_waker_take(&set->owner);
+    if (++set->woken >= set->owner_at) owner = px_waker_take(&set->owner);
   } else if (e->where == POLLING) {
     e->where = POLLING_NOTIFIED;
   }
@@ -147,6 +152,7 @@ static size_t reap(px_scope *s, px_runtime *rt, int consume) {
   for (;;) {
     px__spin_lock(&set->lock);
     entry *e = take_first(&set->notified, POLLING);
+    if (e == NULL) set->woken = 0; /* none of them waits to be reaped */
     px__spin_unlock(&set->lock);
     if (e == NULL) return consumed;
 
@@ -232,12 +238,15 @@ static int spawn(px_scope *scope, const px_future *future, int detached) {
   atomic_init(&e->refs, 1);
   atomic_fetch_add_explicit(&set->refs, 1, memory_order_relaxed);
   /* A new child starts notified: its handle has not registered a waker
-   * yet, so the next reap polls it (and it may well have finished). */
+   * yet, so the next reap polls it (and it may well have finished). A
+   * waiting join is woken to do so; a watch for several children is not:
+   * its owner reaps after spawning, before it waits (px__scope_watch). */
+  px_waker owner = PX_WAKER_EMPTY;
   px__spin_lock(&set->lock);
   move_to(&set->notified, e, NOTIFIED);
   set->live++;
   if (!detached) set->joinable++;
-  px_waker owner = px_waker_take(&set->owner);
+  if (set->owner_at <= 1) owner = px_waker_take(&set->owner);
   px__spin_unlock(&set->lock);
   px_waker_wake(&owner);
   return 0;
@@ -311,25 +320,31 @@ void px_scope_drop(px_scope *scope) {
   set_release(set);
 }
 
-/* Registers the owner's waker, unless a child was notified meanwhile (then
- * the caller reaps again instead of sleeping). Returns 1 when registered. */
-static int wait_for_children(px__scope_set *set, px_context *cx) {
+/* Registers the owner's waker, to be woken once `at` children woke their
+ * entries, unless that many did meanwhile (then the caller reaps instead of
+ * sleeping). Returns 1 when registered. A join (at 1) reaps again for any
+ * notified entry, also a child just spawned, which no wake has counted. */
+static int register_owner(px__scope_set *set, px_context *cx, size_t at) {
+  px_waker old = PX_WAKER_EMPTY;
   px__spin_lock(&set->lock);
-  int registered = px__list_empty(&set->notified);
-  if (registered && !px_waker_will_wake(&set->owner, cx->waker)) {
-    px_waker old = px_waker_take(&set->owner);
-    set->owner = px_waker_clone(cx->waker);
-    px__spin_unlock(&set->lock);
-    px_waker_drop(&old);
-    return 1;
+  int registered =
+      at == 1 ? px__list_empty(&set->notified) : set->woken < at;
+  if (registered) {
+    set->owner_at = at;
+    if (!px_waker_will_wake(&set->owner, cx->waker)) {
+      old = px_waker_take(&set->owner);
+      set->owner = px_waker_clone(cx->waker);
+    }
   }
   px__spin_unlock(&set->lock);
+  px_waker_drop(&old);
   return registered;
 }
 
-int px__scope_watch(px_scope *scope, px_context *cx) {
-  if (scope == NULL || scope->set == NULL || scope->closed) return 0;
-  return !wait_for_children(scope->set, cx);
+int px__scope_watch(px_scope *scope, px_context *cx, size_t finished) {
+  if (scope == NULL || scope->set == NULL || scope->closed || cx == NULL)
+    return 0;
+  return !register_owner(scope->set, cx, finished > 0 ? finished : 1);
 }
 
 /* The first unclaimed result's entry, now GONE (the caller releases it),
@@ -368,7 +383,7 @@ static px_poll scope_join_poll(px_future *self, px_context *cx) {
       size_t live = set->live;
       px__spin_unlock(&set->lock);
       if (live == 0) break;
-      if (wait_for_children(set, cx)) {
+      if (register_owner(set, cx, 1)) {
         px__coop_refund(); /* waiting, not progress */
         return PX_PENDING;
       }
@@ -428,7 +443,7 @@ static px_poll scope_join_next_poll(px_future *self, px_context *cx) {
       return PX_READY;
     }
     if (!more) return PX_READY;
-    if (wait_for_children(set, cx)) {
+    if (register_owner(set, cx, 1)) {
       px__coop_refund(); /* waiting, not progress */
       return PX_PENDING;
     }

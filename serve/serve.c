@@ -45,16 +45,12 @@ enum phase { START, ACCEPTING, DRAINING, DONE };
 struct px__serve_shared {
   atomic_size_t refs;    /* the server's, and one per live connection */
   px_semaphore *permits; /* the cap; NULL when there is none */
-  atomic_size_t ended;   /* connections that ended */
-  px__spinlock lock;     /* guards `server` */
-  px_waker server;       /* the accepting server, woken to reap */
 };
 
 static void shared_release(px__serve_shared *sh) {
   if (sh == NULL) return;
   if (atomic_fetch_sub_explicit(&sh->refs, 1, memory_order_acq_rel) != 1) return;
   if (sh->permits != NULL) px_semaphore_free(sh->permits);
-  px_waker_drop(&sh->server);
   px__free(sh, sizeof *sh);
 }
 
@@ -122,15 +118,6 @@ static void conn_end(px_future *self) {
   px_cancel_token_drop(t->stop);
   px__serve_shared *sh = t->shared;
   if (sh->permits != NULL) px_semaphore_release(sh->permits, 1);
-  /* A finished task stays in the server's scope until reaped, which the
-   * next spawn does; with no new connection coming, every REAP_EVERY
-   * endings wake the server to do it, so memory follows live connections. */
-  if ((atomic_fetch_add(&sh->ended, 1) + 1) % REAP_EVERY == 0) {
-    px__spin_lock(&sh->lock);
-    px_waker w = px_waker_take(&sh->server);
-    px__spin_unlock(&sh->lock);
-    px_waker_wake(&w);
-  }
   shared_release(sh);
 }
 
@@ -242,9 +229,6 @@ static int start(px_serve *s) {
   if (sh == NULL) return PX_ENOMEM;
   atomic_init(&sh->refs, 1);
   sh->permits = NULL;
-  atomic_init(&sh->ended, 0);
-  atomic_init(&sh->lock, 0);
-  sh->server = (px_waker)PX_WAKER_EMPTY;
   s->shared = sh;
   if (s->opts.max_connections > 0) {
     int rc = px_semaphore_new(&sh->permits, s->opts.max_connections);
@@ -299,31 +283,18 @@ static int with_deadlines(px_serve *s, px_stream **stream) {
 
 /* Frees the tasks of connections that ended (the scope keeps them until
  * reaped; a join_next reaps, and finds nothing: the children are
- * detached), and leaves the server's waker where connections ending can
- * wake it for the next time. */
+ * detached). A finished task stays in the scope until reaped, which the
+ * next spawn does; with no new connection coming, the scope wakes the
+ * server once REAP_EVERY connections' tasks completed, so memory follows
+ * the live connections. Counting completions rather than the connections'
+ * ends (which come inside a task's last poll, a moment before it completes)
+ * means a reap never finds a task that ended but cannot be freed yet, which
+ * on a multi-threaded executor it would have had to poll for. */
 static void reap(px_serve *s, px_context *cx) {
-  px__serve_shared *sh = s->shared;
-  px_waker old = PX_WAKER_EMPTY;
-  px__spin_lock(&sh->lock);
-  if (!px_waker_will_wake(&sh->server, cx->waker)) {
-    old = px_waker_take(&sh->server);
-    sh->server = px_waker_clone(cx->waker);
-  }
-  px__spin_unlock(&sh->lock);
-  px_waker_drop(&old);
   px_scope_join_next next;
   px__future_poll(px_scope_join_next_init(&next, &s->conns), cx);
   px__future_drop(&next.base);
-  /* A connection counts as ended inside its task's last poll, a moment
-   * before the task completes and can be reaped (on a multi-threaded
-   * executor that moment may be now): the scope wakes us when it does.
-   * Waking ourselves instead re-polled at once, over and over, for as long
-   * as the worker took to complete the task: the whole rest of its time
-   * slice when it was preempted there (a TLS server under work stealing
-   * spent 15% of its CPU so, about 80 us per connection). */
-  size_t ended = atomic_load(&sh->ended);
-  if (px_scope_len(&s->conns) + ended > s->spawned &&
-      px__scope_watch(&s->conns, cx) != 0)
+  if (px__scope_watch(&s->conns, cx, REAP_EVERY) != 0)
     px_waker_wake_by_ref(cx->waker);
 }
 
@@ -333,7 +304,6 @@ static void hand_over(px_serve *s, px_stream *stream) {
   int rc = with_deadlines(s, &c.stream);
   if (rc == 0) rc = s->opts.conn(&c);
   if (c.spawned) {
-    s->spawned++;
     s->have_permit = 0; /* the connection gives it back when it ends */
     return;
   }
@@ -434,12 +404,6 @@ static void serve_drop(px_future *self) {
   disarm(&s->signal.base);
   disarm(&s->drain.base);
   px_scope_drop(&s->conns);
-  if (s->shared != NULL) {
-    px__spin_lock(&s->shared->lock);
-    px_waker w = px_waker_take(&s->shared->server);
-    px__spin_unlock(&s->shared->lock);
-    px_waker_drop(&w);
-  }
   if (s->stop != NULL) {
     px_cancel_token_cancel(s->stop);
     px_cancel_token_drop(s->stop);
@@ -463,9 +427,11 @@ static px_poll serve_poll(px_future *self, px_context *cx) {
   }
   if (s->phase == ACCEPTING) {
     if (!shutdown_asked(s, cx)) {
-      reap(s, cx);
       int err = accept_loop(s, cx);
-      if (err == WAIT) return PX_PENDING;
+      if (err == WAIT) {
+        reap(s, cx); /* after the spawns: it counts them for the watch */
+        return PX_PENDING;
+      }
       s->err = err;
     }
     begin_drain(s);

@@ -537,11 +537,11 @@ TEST_F(CombinatorsTest, ScopeDetachedChildrenAreAwaitedButNotReported) {
             0);
 }
 
-// px__scope_watch (px_serve's wait for a connection that ended): the
-// owner's waker is woken when a detached child finishes, which nothing else
-// would wake it for; a child that finished before the watch is answered
-// with "reap now" instead.
-TEST_F(CombinatorsTest, ScopeWatchWakesTheOwnerWhenADetachedChildFinishes) {
+// px__scope_watch (px_serve's wait for connections that ended): the owner's
+// waker is woken once the given number of children finished, detached ones
+// included, which nothing else would wake it for; children that finished
+// before the watch are answered with "reap now" instead.
+TEST_F(CombinatorsTest, ScopeWatchWakesTheOwnerOnceEnoughChildrenFinish) {
   px__atomic(int) drops{0};
   px_scope scope;
   px_scope_join_next next;
@@ -561,25 +561,28 @@ TEST_F(CombinatorsTest, ScopeWatchWakesTheOwnerWhenADetachedChildFinishes) {
               switch (step) {
                 case 0:
                   px_scope_init(&scope);
-                  EXPECT_EQ(px__scope_watch(&scope, cx), 0);  // nothing spawned
+                  // Nothing spawned: nothing to watch.
+                  EXPECT_EQ(px__scope_watch(&scope, cx, 1), 0);
+                  EXPECT_EQ(px__scope_watch(NULL, cx, 1), 0);
                   spawn(px_ms(5));
-                  reap(cx);  // its handle now wakes the scope
-                  EXPECT_EQ(px__scope_watch(&scope, cx), 0);
-                  // Only the child's end may wake us; the guard fails the
-                  // test rather than hang it.
+                  spawn(px_ms(40));
+                  reap(cx);  // their handles now wake the scope
+                  EXPECT_EQ(px__scope_watch(&scope, cx, 2), 0);
+                  // Only the second child's end may wake us; the guard
+                  // fails the test rather than hang it.
                   px_sleep_init(&guard, px_secs(10));
                   EXPECT_EQ(px_future_poll(&guard.base, cx), PX_PENDING);
                   step = 1;
                   return PX_PENDING;
                 case 1:
                   EXPECT_EQ(px_future_poll(&guard.base, cx), PX_PENDING);
-                  EXPECT_EQ(drops.load(), 1);
-                  EXPECT_EQ(px_scope_len(&scope), 1u);  // ended, not reaped
+                  EXPECT_EQ(drops.load(), 2);  // not woken by the first
+                  EXPECT_EQ(px_scope_len(&scope), 2u);  // ended, not reaped
                   reap(cx);
                   EXPECT_EQ(px_scope_len(&scope), 0u);
                   px_future_drop(&guard.base);
-                  // A child that finishes while nobody watches: the watch
-                  // that comes later says to reap.
+                  // A child that finishes while nobody watches: a watch
+                  // for one, coming later, says to reap; one for two waits.
                   spawn(px_ms(1));
                   reap(cx);
                   px_sleep_init(&pause, px_ms(30));
@@ -588,12 +591,14 @@ TEST_F(CombinatorsTest, ScopeWatchWakesTheOwnerWhenADetachedChildFinishes) {
                 case 2:
                   if (px_future_poll(&pause.base, cx) == PX_PENDING)
                     return PX_PENDING;
-                  EXPECT_EQ(drops.load(), 2);
-                  EXPECT_EQ(px__scope_watch(&scope, cx), 1);
+                  EXPECT_EQ(drops.load(), 3);
+                  EXPECT_EQ(px__scope_watch(&scope, cx, 2), 0);
+                  EXPECT_EQ(px__scope_watch(&scope, cx, 1), 1);
+                  EXPECT_EQ(px__scope_watch(&scope, cx, 0), 1);  // 0 is 1
                   reap(cx);
                   EXPECT_EQ(px_scope_len(&scope), 0u);
                   px_scope_drop(&scope);
-                  EXPECT_EQ(px__scope_watch(&scope, cx), 0);  // dropped
+                  EXPECT_EQ(px__scope_watch(&scope, cx, 1), 0);  // dropped
                   return PX_READY;
               }
               return PX_READY;

@@ -639,11 +639,12 @@ TEST_F(Serve, MemoryStaysFlatOverManyConnections) {
 }
 
 // A connection ends inside its task's last poll, a moment before its task
-// can be reaped; on a multi-threaded executor the server can look in that
-// moment. It then waits for the scope to say the task completed, instead of
-// polling itself again and again until then (which spun the block_on thread
-// for as long as a preempted worker took). Its polls stay a few per
-// connection: the accept, and every few endings a reap and its follow-up.
+// can be reaped; on a multi-threaded executor the server could look in that
+// moment, and it once polled itself again and again until then (spinning
+// the block_on thread for as long as a preempted worker took). The scope
+// now wakes it once a few tasks completed, and spawning a connection into
+// its scope does not wake it either: its polls stay near one per
+// connection, the accept, plus a reap every few endings.
 TEST_F(Serve, TheServerPollsAFewTimesPerConnection) {
   Start(SERVE_ECHO, 0, px_secs(5));
   px_metrics before, after;
@@ -658,7 +659,7 @@ TEST_F(Serve, TheServerPollsAFewTimesPerConnection) {
   ASSERT_TRUE(WaitFor([&] { return stats_.live.load() == 0; }));
   ASSERT_EQ(px_runtime_metrics(rt_, &after), 0);
   uint64_t polls = after.block_on_polls - before.block_on_polls;
-  EXPECT_LE(polls, 3u * n) << polls << " polls of the server for " << n
+  EXPECT_LE(polls, 3u * n / 2) << polls << " polls of the server for " << n
                            << " connections";
   Stop();
   EXPECT_EQ(rc_, 0);
@@ -715,13 +716,17 @@ TEST_F(Serve, AFatalAcceptErrorEndsTheServerWithIt) {
 
 // The server as the block_on future under a connect flood: the accepted
 // connections run while connections still wait in the backlog (without the
-// cooperative budget: only after the whole backlog was accepted).
+// cooperative budget: only after the whole backlog was accepted). The flood
+// is several budgets long: under io_uring a connection's read completes at
+// its second poll, which waits behind the connections accepted meanwhile,
+// so its echo came after 3 or 4 budgets of accepts (384 or 513 of them);
+// a flood of exactly 3 budgets passed or failed on which.
 TEST_F(Serve, AConnectFloodDoesNotStarveAcceptedConnections) {
   serve_stats_init(&stats_, SERVE_ECHO);
   px_tcp_listener *l;
   ASSERT_EQ(px_tcp_bind("127.0.0.1", 0, &l), 0);
   port_ = px_tcp_listener_port(l);
-  const int n = 3 * PX__COOP_BUDGET;  // all in the backlog, each with a byte
+  const int n = 6 * PX__COOP_BUDGET;  // all in the backlog, each with a byte
   std::vector<int> clients;
   for (int i = 0; i < n; i++) {
     int fd = Connect(port_);

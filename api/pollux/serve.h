@@ -191,7 +191,6 @@ typedef struct px_serve {
   px_signal_recv signal;         /**< private: waits for opts.signals */
   px_scope_shutdown drain;       /**< private */
   px_duration backoff;           /**< private: the next pause */
-  uint64_t spawned;              /**< private: connections spawned */
   int phase;                     /**< private */
   int have_permit;               /**< private */
   int err;                       /**< private: the error to complete with */
