@@ -322,13 +322,12 @@ void px_scope_drop(px_scope *scope) {
 
 /* Registers the owner's waker, to be woken once `at` children woke their
  * entries, unless that many did meanwhile (then the caller reaps instead of
- * sleeping). Returns 1 when registered. A join (at 1) reaps again for any
- * notified entry, also a child just spawned, which no wake has counted. */
+ * sleeping). Returns 1 when registered. Every caller reaps just before, so
+ * what is notified now was put there by wakes, all counted in `woken`. */
 static int register_owner(px__scope_set *set, px_context *cx, size_t at) {
   px_waker old = PX_WAKER_EMPTY;
   px__spin_lock(&set->lock);
-  int registered =
-      at == 1 ? px__list_empty(&set->notified) : set->woken < at;
+  int registered = set->woken < at;
   if (registered) {
     set->owner_at = at;
     if (!px_waker_will_wake(&set->owner, cx->waker)) {
