@@ -14,6 +14,9 @@
  *   - px__send, px__sendto, px__write: writes that never raise SIGPIPE
  *     (MSG_NOSIGNAL; SO_NOSIGPIPE set at birth on macOS and the BSDs;
  *     elsewhere SIGPIPE blocked in the calling thread for the call);
+ *   - px__recv, px__read and the socket writes above: on Linux straight to
+ *     the kernel (PX_HAVE_RAW_SOCKET_IO), without glibc's cancellation
+ *     point around each call;
  *   - PX_HAVE_EVENTFD, PX_HAVE_SIGNALFD: Linux descriptors whose users
  *     (reactors/core.c, reactors/signal.c) fall back to a self-pipe;
  *   - PX__CLOCK_COARSE: a cheap clock of millisecond resolution;
@@ -53,6 +56,7 @@
 #define PX_HAVE_MSG_NOSIGNAL 1
 #define PX_HAVE_SIGTIMEDWAIT 1
 #define PX_HAVE_CONDATTR_SETCLOCK 1
+#define PX_HAVE_RAW_SOCKET_IO 1
 #elif defined(__FreeBSD__) && !PX_PORTABLE
 /* FreeBSD 10+ has the BSD-socket extensions Linux introduced. */
 #define PX_HAVE_PIPE2 1
@@ -93,6 +97,21 @@
 #endif
 #ifndef PX_HAVE_CONDATTR_SETCLOCK
 #define PX_HAVE_CONDATTR_SETCLOCK 0
+#endif
+
+/* Sanitizers learn of a transfer through their wrappers of the libc calls
+ * (ThreadSanitizer orders a send before the recv that sees its bytes; the
+ * address sanitizer checks the buffers), so a sanitized build keeps them. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PX__SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PX__SANITIZED 1
+#endif
+#endif
+#if !defined(PX_HAVE_RAW_SOCKET_IO) || defined(PX__SANITIZED)
+#undef PX_HAVE_RAW_SOCKET_IO
+#define PX_HAVE_RAW_SOCKET_IO 0
 #endif
 
 /* SO_NOSIGPIPE (macOS, the BSDs): a socket option that does what
@@ -180,7 +199,8 @@ int px__pipe(int fds[2], bool nonblock);
 
 /* ---- Writes that never raise SIGPIPE ---------------------------------- */
 
-/* send(2) on a socket; a closed peer is EPIPE, never a signal. */
+/* send(2) on a socket; a closed peer is EPIPE, never a signal, and a full
+ * buffer EAGAIN, never a wait (MSG_DONTWAIT, where the system has it). */
 ssize_t px__send(int fd, const void *buf, size_t len);
 
 /* sendto(2), the same way. */
@@ -190,6 +210,22 @@ ssize_t px__sendto(int fd, const void *buf, size_t len,
 /* write(2) on any descriptor (a pipe has no MSG_NOSIGNAL): SIGPIPE is
  * blocked in this thread for the call and one it raised is discarded. */
 ssize_t px__write(int fd, const void *buf, size_t len);
+
+/* ---- Reads ------------------------------------------------------------ */
+
+/*
+ * recv(2) with no flags, and read(2). Why not libc's: glibc makes every
+ * call that may block a cancellation point, and once a process has a
+ * second thread (pollux's slow-poll watchdog is one, even under the
+ * single-threaded executors) it wraps each such call in two atomic
+ * updates of the thread's cancellation state, about 65 instructions and 4
+ * locked instructions per HTTP request (recv and send; callgrind, bench
+ * http_min). pollux's descriptors never block, and no pollux thread is
+ * ever cancelled, so on Linux these, and the socket writes above, enter
+ * the kernel through syscall(2) as a single-threaded process's calls do.
+ */
+ssize_t px__recv(int fd, void *buf, size_t len);
+ssize_t px__read(int fd, void *buf, size_t len);
 
 /* ---- Mutexes ---------------------------------------------------------- */
 

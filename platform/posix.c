@@ -11,6 +11,10 @@
 
 #include "platform/platform.h"
 
+#if PX_HAVE_RAW_SOCKET_IO
+#include <sys/syscall.h>
+#endif
+
 /* ---- The futex fallback: a table of condition variables --------------- */
 
 #if !PX_HAVE_FUTEX
@@ -205,7 +209,22 @@ typedef struct write_args {
   int kind; /* 0 write, 1 send, 2 sendto */
 } write_args;
 
+/* A socket write never blocks, whatever the descriptor's mode (io_uring's
+ * sockets are blocking: its operations need no O_NONBLOCK). */
+#ifdef MSG_DONTWAIT
+#define SOCKET_DONTWAIT MSG_DONTWAIT
+#else
+#define SOCKET_DONTWAIT 0
+#endif
+
 static ssize_t do_write(const write_args *a, int flags) {
+  if (a->kind != 0) flags |= SOCKET_DONTWAIT;
+#if PX_HAVE_RAW_SOCKET_IO
+  /* send is sendto without an address, in the kernel as in glibc. */
+  if (a->kind == 0) return syscall(SYS_write, a->fd, a->buf, a->len);
+  return syscall(SYS_sendto, a->fd, a->buf, a->len, flags, a->to,
+                 a->kind == 2 ? a->tolen : 0);
+#else
   switch (a->kind) {
     case 1:
       return send(a->fd, a->buf, a->len, flags);
@@ -214,6 +233,7 @@ static ssize_t do_write(const write_args *a, int flags) {
     default:
       return write(a->fd, a->buf, a->len);
   }
+#endif
 }
 
 static ssize_t write_sigpipe_blocked(const write_args *a) {
@@ -256,6 +276,24 @@ ssize_t px__sendto(int fd, const void *buf, size_t len,
 ssize_t px__write(int fd, const void *buf, size_t len) {
   write_args a = {fd, buf, len, NULL, 0, 0};
   return write_sigpipe_blocked(&a);
+}
+
+/* ---- Reads ------------------------------------------------------------ */
+
+ssize_t px__recv(int fd, void *buf, size_t len) {
+#if PX_HAVE_RAW_SOCKET_IO
+  return syscall(SYS_recvfrom, fd, buf, len, 0, NULL, NULL);
+#else
+  return recv(fd, buf, len, 0);
+#endif
+}
+
+ssize_t px__read(int fd, void *buf, size_t len) {
+#if PX_HAVE_RAW_SOCKET_IO
+  return syscall(SYS_read, fd, buf, len);
+#else
+  return read(fd, buf, len);
+#endif
 }
 
 /* ---- Condition variables on the monotonic clock ------------------------ */

@@ -56,8 +56,9 @@ static int short_transfer(const px__fd_stream *s, const px__fd_op *op) {
 static int read_attempt(px_future *self) {
   px__fd_op *op = (px__fd_op *)self;
   px__fd_stream *s = stream_of_op(op, 0);
-  ssize_t n = (s->flags & PX__STREAM_SOCKET) ? recv(s->fd, op->buf, op->len, 0)
-                                             : read(s->fd, op->buf, op->len);
+  ssize_t n = (s->flags & PX__STREAM_SOCKET)
+                  ? px__recv(s->fd, op->buf, op->len)
+                  : px__read(s->fd, op->buf, op->len);
   if (n < 0) return px__fd_after_failure();
   op->n = (size_t)n; /* 0: the peer shut its side down */
   return short_transfer(s, op);

@@ -1,9 +1,10 @@
 /*
  * Syscall fault injection for tests/fault_test.cc. The test binary is linked
- * with -Wl,--wrap=recv,--wrap=send,--wrap=accept4,--wrap=accept, so every
- * call pollux
- * makes to those functions lands here first (accept: where the platform
- * layer has no accept4, as under --config=portable); we decide whether to pass it
+ * with -Wl,--wrap=px__recv,--wrap=px__send,--wrap=accept4,--wrap=accept, so
+ * every socket read and write pollux makes (through the platform layer,
+ * which on Linux enters the kernel without libc's recv and send) and every
+ * accept (accept: where the platform layer has no accept4, as under
+ * --config=portable) lands here first; we decide whether to pass it
  * to the real one (__real_*) or to fail it the way the kernel could:
  * EINTR, a short transfer, EMFILE, or another accept error (ENOBUFS...). The test's own client sockets use
  * read()/write(), which are not wrapped. px__reactor_poll is wrapped too
@@ -22,8 +23,8 @@
 
 fault_plan g_fault;
 
-ssize_t __real_recv(int fd, void *buf, size_t len, int flags);
-ssize_t __real_send(int fd, const void *buf, size_t len, int flags);
+ssize_t __real_px__recv(int fd, void *buf, size_t len);
+ssize_t __real_px__send(int fd, const void *buf, size_t len);
 int __real_accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags);
 int __real_accept(int fd, struct sockaddr *addr, socklen_t *alen);
 
@@ -65,15 +66,15 @@ static size_t shorten(int fd, size_t len) {
   return n;
 }
 
-ssize_t __wrap_recv(int fd, void *buf, size_t len, int flags) {
+ssize_t __wrap_px__recv(int fd, void *buf, size_t len) {
   atomic_fetch_add(&g_fault.recv_calls, 1);
   if (inject_eintr()) return -1;
-  return __real_recv(fd, buf, shorten(fd, len), flags);
+  return __real_px__recv(fd, buf, shorten(fd, len));
 }
 
-ssize_t __wrap_send(int fd, const void *buf, size_t len, int flags) {
+ssize_t __wrap_px__send(int fd, const void *buf, size_t len) {
   if (inject_eintr()) return -1;
-  return __real_send(fd, buf, shorten(fd, len), flags);
+  return __real_px__send(fd, buf, shorten(fd, len));
 }
 
 /* True when this accept is to fail with EMFILE (errno set). */

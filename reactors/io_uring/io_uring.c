@@ -76,6 +76,7 @@
 #include <unistd.h>
 
 #include "api/internal/px_internal.h"
+#include "platform/platform.h"
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 
@@ -546,8 +547,7 @@ static bool submit_later(px__reactor *r) {
 static int send_now(px__reactor *r, px__op *op) {
   ssize_t n;
   do {
-    n = send(op->fd, op->buf + op->off, op->len - op->off,
-             MSG_DONTWAIT | MSG_NOSIGNAL);
+    n = px__send(op->fd, op->buf + op->off, op->len - op->off);
   } while (n < 0 && errno == EINTR);
   if (n > 0) op->off += (size_t)n;
   if (op->off == op->len) return 1;
