@@ -418,6 +418,20 @@ static int add_arg(command *c, char *p, size_t n) {
 /* Reads the number on a line ending in \r\n at p. Returns the bytes used,
  * 0 if the line is incomplete, -1 if it is not a number (or overflows). */
 static long parse_line_number(const char *p, const char *end, long long *v) {
+  /* Every count and length of a well-formed command, in one pass: up to
+   * 18 digits (no overflow), the first not a 0 unless it is alone, then
+   * \r\n. Anything else (a sign, a split line, junk) takes the general
+   * path below, which says which. A third of the parsing's instructions
+   * per SET, GET or INCR (callgrind, redis-benchmark -P 1). */
+  const char *q = p;
+  unsigned long long u = 0;
+  while (q < end && q - p < 18 && (unsigned char)(*q - '0') < 10)
+    u = u * 10 + (unsigned)(*q++ - '0');
+  if (q > p && end - q >= 2 && q[0] == '\r' && q[1] == '\n' &&
+      (p[0] != '0' || q - p == 1)) {
+    *v = (long long)u;
+    return q + 2 - p;
+  }
   const char *cr = memchr(p, '\r', (size_t)(end - p));
   if (cr == NULL) return (end - p > 32) ? -1 : 0; /* Redis: too big count */
   if (cr + 1 >= end) return 0;

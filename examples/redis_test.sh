@@ -77,6 +77,14 @@ raw() {  # sends raw bytes on a fresh connection, prints the first reply line
 check "multibulk count overflow" "$(raw '*9999999999999999999\r\n')" "-ERR Protocol error: invalid multibulk length"
 check "bulk length \$-" "$(raw '*1\r\n$-\r\n')" "-ERR Protocol error: invalid bulk length"
 check "bulk length too big" "$(raw '*1\r\n$99999999999\r\n')" "-ERR Protocol error: invalid bulk length"
+check "bulk length 0-padded" "$(raw '*1\r\n$04\r\nPING\r\n')" "-ERR Protocol error: invalid bulk length"
+check "multibulk count of 18 digits" "$(raw '*100000000000000000\r\n')" "-ERR Protocol error: invalid multibulk length"
+# A length split across reads, and one whose \r\n is: both wait for the rest.
+exec 4<>"/dev/tcp/127.0.0.1/$port"
+printf '*1\r\n$' >&4; sleep 0.2; printf '4\r' >&4; sleep 0.2
+printf '\nPING\r\n' >&4
+read -r -t 5 reply <&4; exec 4>&-
+check "a length split across reads" "${reply%$'\r'}" "+PONG"
 cli SET big 9223372036854775807 >/dev/null
 check "INCR at INT64_MAX" "$(cli INCR big)" "ERR increment or decrement would overflow"
 cli SET sp " 5" >/dev/null
