@@ -410,13 +410,6 @@ static void fire_timer(px_timer_node *node, void *arg) {
   px__wake_batch_push(arg, node->waker);
 }
 
-/*
- * Fires the timers due at tick `now` (read by the caller: see fire_due), a
- * batch at a time: each batch is woken with the lock released, and the
- * next taken where the timer left off (timers/timer.h, advance's `max`).
- * So firing needs no memory however many timers are due, and no other
- * thread waits on the lock for a whole burst.
- */
 /* Moves the runtime's time to tick `now` (timer_lock held). Before the
  * wakes: a task they wake finds its deadline passed. A timer fires at
  * px__timer_tick of its deadline, so every deadline it fired is at or
@@ -429,6 +422,14 @@ static void note_elapsed(px_runtime *rt, uint64_t now) {
     atomic_store_explicit(&rt->head.elapsed_ns, seen, memory_order_release);
 }
 
+/*
+ * Fires the timers due at tick `now` (read by the caller: see
+ * px__runtime_turn), a batch at a time: each batch is woken with the lock
+ * released, and the next taken where the timer left off (timers/timer.h,
+ * advance's `max`).
+ * So firing needs no memory however many timers are due, and no other
+ * thread waits on the lock for a whole burst.
+ */
 static size_t advance_timers(px_runtime *rt, uint64_t now) {
   px__wake_batch b;
   px__wake_batch_init(&b);

@@ -222,8 +222,7 @@ static ssize_t do_write(const write_args *a, int flags) {
 #if PX_HAVE_RAW_SOCKET_IO
   /* send is sendto without an address, in the kernel as in glibc. */
   if (a->kind == 0) return syscall(SYS_write, a->fd, a->buf, a->len);
-  return syscall(SYS_sendto, a->fd, a->buf, a->len, flags, a->to,
-                 a->kind == 2 ? a->tolen : 0);
+  return syscall(SYS_sendto, a->fd, a->buf, a->len, flags, a->to, a->tolen);
 #else
   switch (a->kind) {
     case 1:
