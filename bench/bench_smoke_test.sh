@@ -5,11 +5,11 @@
 # benchmark binaries, each followed by its tiny count, then the HTTP floor
 # server, the echo client and an echo server (examples/echo) to aim it at,
 # then the TLS handshake client, examples/https and tests/tls_certs.sh,
-# then pollux's minimal servers (http_min, echo_min).
+# then pollux's minimal servers (http_min, echo_min), then syscall_cost.
 set -euo pipefail
 
 fail=0
-while [ $# -gt 8 ]; do
+while [ $# -gt 9 ]; do
   bin=$1 n=$2
   shift 2
   out=$("$bin" "$n" 2>&1) || { echo "FAIL $bin exited $?: $out"; fail=1; continue; }
@@ -23,7 +23,7 @@ done
 
 http=$1 client=$2 echo_server=$3
 tls_client=$4 https_server=$5 tls_certs=$6
-http_min=$7 echo_min=$8
+http_min=$7 echo_min=$8 syscall_cost=$9
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
@@ -81,4 +81,16 @@ trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$pki"' EXIT
 https_at() { exec "$https_server" "$1" "$pki/server.pem" "$pki/server.key" 127.0.0.1; }
 serve https_at
 check_client "$tls_client" 2 3
+
+# syscall_cost prints its cost per call and refuses a bad count.
+if grep -Eq '^syscall_ns=[0-9]+ calls=1000$' <<<"$("$syscall_cost" 1000)"; then
+  echo "ok   syscall_cost"
+else
+  echo "FAIL syscall_cost: bad line"
+  fail=1
+fi
+if "$syscall_cost" 0 2>/dev/null; then
+  echo "FAIL syscall_cost accepted 0 calls"
+  fail=1
+fi
 exit $fail
