@@ -2,9 +2,9 @@
  * syscall_cost: what one trip into the kernel and back costs on this
  * machine. tools/bench prints it beside the machine: a server's requests
  * each make about two system calls (a read and a write), and on a virtual
- * machine whose hypervisor takes part in every kernel entry a trip can
- * cost twenty times what it costs on bare metal, so that the calls alone,
- * the same for every runtime, are a good part of a request's CPU time.
+ * machine whose hypervisor takes part in every kernel entry a trip costs
+ * many times what it costs on bare metal, so that the calls alone, the
+ * same for every runtime, are a good part of a request's CPU time.
  *
  * The call is getppid through syscall(2): it does no work in the kernel
  * and nothing caches it. The best of five rounds, as the least disturbed.
