@@ -426,9 +426,8 @@ static void note_elapsed(px_runtime *rt, uint64_t now) {
  * Fires the timers due at tick `now` (read by the caller: see
  * px__runtime_turn), a batch at a time: each batch is woken with the lock
  * released, and the next taken where the timer left off (timers/timer.h,
- * advance's `max`).
- * So firing needs no memory however many timers are due, and no other
- * thread waits on the lock for a whole burst.
+ * advance's `max`). So firing needs no memory however many timers are
+ * due, and no other thread waits on the lock for a whole burst.
  */
 static size_t advance_timers(px_runtime *rt, uint64_t now) {
   px__wake_batch b;
