@@ -33,7 +33,7 @@ BACKENDS = {
         },
     },
     "reactor": {
-        "default": "epoll",
+        "default": "io_uring",
         "values": {
             "epoll": {},
             "select": {},

@@ -126,6 +126,10 @@ const char *px_build_info(void) {
   return info;
 }
 
+const char *px_runtime_reactor(const px_runtime *rt) {
+  return rt != NULL ? rt->reactor_ops->name : NULL;
+}
+
 /* ---- Creation and shutdown --------------------------------------------- */
 
 /* block_on's waker fired: interrupt the reactor wait of its thread. */
@@ -168,9 +172,10 @@ int px_runtime_new(px_runtime **out, const px_config *cfg) {
   }
   rt->timer_ops->init(rt->timer, start);
 
-  rt->reactor_ops = px__reactor_default;
-  rc = px__reactor_create(rt->reactor_ops, cfg, &rt->reactor);
+  rc = px__reactor_create(px__reactor_default, cfg, &rt->reactor);
   if (rc < 0) goto fail;
+  /* The default's fallback where the kernel refused the default. */
+  rt->reactor_ops = px__reactor_ops_of(rt->reactor);
 
   rt->exec_ops = px__executor_default;
   rt->head.align_tasks = rt->exec_ops->align_tasks;

@@ -114,6 +114,19 @@
 #define PX_HAVE_RAW_SOCKET_IO 0
 #endif
 
+/* PX__ON_VALGRIND: whether the program runs under valgrind, through
+ * valgrind's client request where its header is (a few instructions, no
+ * system call), else never. The io_uring reactor steps aside under it. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define PX__ON_VALGRIND (RUNNING_ON_VALGRIND != 0)
+#endif
+#endif
+#ifndef PX__ON_VALGRIND
+#define PX__ON_VALGRIND 0
+#endif
+
 /* SO_NOSIGPIPE (macOS, the BSDs): a socket option that does what
  * MSG_NOSIGNAL does per call. Linux has no such option, so a portable build
  * on Linux exercises the last resort, blocking SIGPIPE around the call. */

@@ -298,6 +298,63 @@ TEST_P(ReactorTest, DescribesItself) {
   EXPECT_EQ((ops_->features & PX__REACTOR_FD_LIMIT) != 0, ops_->max_fd > 0);
 }
 
+// ---- Fallback: a backend the kernel refuses hands over to the next -------
+
+// Backends whose create fails as a kernel without io_uring, or one that
+// forbids it, or a machine out of memory would make it fail.
+static int create_enosys(const px_config *, px__reactor **) {
+  return PX_ENOSYS;
+}
+static int create_eperm(const px_config *, px__reactor **) {
+  return PX_EPERM;
+}
+static int create_enomem(const px_config *, px__reactor **) {
+  return PX_ENOMEM;
+}
+
+TEST(ReactorFallbackTest, ARefusedBackendHandsOverToItsFallback) {
+  px__reactor_ops forbidden = {};
+  forbidden.name = "forbidden";
+  forbidden.create = create_eperm;
+  forbidden.fallback = &px__epoll_ops;
+  px__reactor_ops missing = {};
+  missing.name = "missing";
+  missing.create = create_enosys;
+  missing.fallback = &forbidden;  // a chain: missing, forbidden, epoll
+  px__reactor *r = nullptr;
+  ASSERT_EQ(px__reactor_create(&missing, nullptr, &r), 0);
+  ASSERT_NE(r, nullptr);
+  EXPECT_EQ(px__reactor_ops_of(r), &px__epoll_ops);
+  EXPECT_EQ(px__reactor_wakeup(r), 0);  // the fallback works
+  EXPECT_GE(px__reactor_poll(r, 0), 0);
+  px__reactor_destroy(r);
+}
+
+TEST(ReactorFallbackTest, OtherFailuresAndTheEndOfTheChainAreReported) {
+  // Out of memory is no refusal: the fallback would fail alike.
+  px__reactor_ops hungry = {};
+  hungry.name = "hungry";
+  hungry.create = create_enomem;
+  hungry.fallback = &px__epoll_ops;
+  px__reactor *r = reinterpret_cast<px__reactor *>(&hungry);  // not NULL
+  EXPECT_EQ(px__reactor_create(&hungry, nullptr, &r), PX_ENOMEM);
+  EXPECT_EQ(r, nullptr);
+  // Refused with nothing to fall back to: the refusal itself.
+  px__reactor_ops alone = {};
+  alone.name = "alone";
+  alone.create = create_enosys;
+  EXPECT_EQ(px__reactor_create(&alone, nullptr, &r), PX_ENOSYS);
+  EXPECT_EQ(r, nullptr);
+}
+
+TEST(ReactorFallbackTest, IoUringFallsBackToEpollAndNoOtherBackendFallsBack) {
+  EXPECT_EQ(px__io_uring_ops.fallback, &px__epoll_ops);
+  for (const px__reactor_ops *ops :
+       {&px__epoll_ops, &px__select_ops, &px__poll_ops, &px__libevent_ops,
+        &px__kqueue_ops})
+    EXPECT_EQ(ops->fallback, nullptr) << ops->name;
+}
+
 // The entry points check their arguments once, for every backend; the
 // backends' own functions are only ever called with valid ones.
 TEST_P(ReactorTest, EntryPointsRejectBadArguments) {

@@ -137,6 +137,12 @@ int px__reactor_create(const px__reactor_ops *ops, const px_config *cfg,
   if (ops == NULL) return PX_EINVAL;
   px__reactor *r = NULL;
   int err = ops->create(cfg, &r);
+  /* Only a refusal moves on: any other failure (no memory, bad limits)
+   * would fail the fallback alike and its error is the one to report. */
+  while ((err == PX_ENOSYS || err == PX_EPERM) && ops->fallback != NULL) {
+    ops = ops->fallback;
+    err = ops->create(cfg, &r);
+  }
   if (err < 0) return err;
   px__reactor_core *c = px__reactor_core_of(r);
   c->ops = ops;

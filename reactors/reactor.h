@@ -174,6 +174,14 @@ typedef struct px__reactor_ops {
    * which would then sleep through it.
    */
   int (*flush)(px__reactor *r);
+  /*
+   * Optional: the backend px__reactor_create tries next when create fails
+   * with PX_ENOSYS or PX_EPERM, the kernel lacking the interface or
+   * forbidding it (io_uring under a seccomp filter such as many container
+   * runtimes install, or with kernel.io_uring_disabled set): the build's
+   * default then still makes runtimes there, on the OS's other backend.
+   */
+  const struct px__reactor_ops *fallback;
 } px__reactor_ops;
 
 /* The backend chosen by --//reactors:reactor (defined by its *_default target). */
@@ -181,7 +189,9 @@ extern const px__reactor_ops *const px__reactor_default;
 
 /* ---- The reactor's entry points (reactors/core.c) --------------------- */
 
-/* Makes a reactor of backend `ops`. PX_EINVAL for NULL arguments. */
+/* Makes a reactor of backend `ops`, or of its fallback (and the
+ * fallback's) while the kernel refuses one; px__reactor_ops_of names the
+ * one made. PX_EINVAL for NULL arguments. */
 int px__reactor_create(const px__reactor_ops *ops, const px_config *cfg,
                        px__reactor **out);
 

@@ -174,7 +174,7 @@ TEST_P(DeadlineTest, WriteTimesOutWhenThePeerDoesNotRead) {
   // going out to a peer that does not read, so flush waits for them and
   // times out too. Elsewhere flush has nothing to wait on.
   bool behind = GetParam() != StreamKind::kPipe &&
-                built_with("reactor=io_uring");
+                runs_on(rt_, "io_uring");
   EXPECT_EQ(Run(px_stream_flush_init(&io, W())), behind ? PX_ETIMEDOUT : 0);
 }
 

@@ -183,7 +183,7 @@ void Fault::EchoSurvivesFaults() {
   EXPECT_EQ(g_fault.emfile_injected.load(), 1);
   // Over io_uring the kernel receives and sends itself: pollux makes no
   // recv or send call to interrupt or shorten (docs/BACKENDS.md).
-  if (!built_with("reactor=io_uring")) {
+  if (!runs_on(rt, "io_uring")) {
     EXPECT_GT(g_fault.eintr_injected.load(), 0);
     // Short transfers are injected on Unix sockets only (fault_wrap.c).
     if (!addr.path.empty()) {
@@ -205,7 +205,7 @@ TEST_F(Fault, EchoOverUnixSurvivesEintrShortIoAndEmfile) {
 // does). So a request-response exchange costs one recv per message; it cost
 // two before, the second saying EAGAIN.
 TEST_F(Fault, ATcpReadThatCameShortIsNotFollowedByAnEagainRead) {
-  if (built_with("reactor=io_uring")) {
+  if (runs_on(rt, "io_uring")) {
     px_tcp_listener_close(l);
     l = nullptr;
     GTEST_SKIP() << "io_uring receives in the kernel: pollux makes no recv";

@@ -273,6 +273,11 @@ bool built_with(const char *backend) {
   return strstr(px_build_info(), backend) != NULL;
 }
 
+bool runs_on(px_runtime *rt, const char *name) {
+  const char *r = px_runtime_reactor(rt);
+  return r != NULL && strcmp(r, name) == 0;
+}
+
 int unix_path_new(unix_path *p) {
   char dir[] = "/tmp/px-XXXXXX";
   if (mkdtemp(dir) == NULL) return -1;

@@ -44,6 +44,10 @@ void unix_path_free(unix_path *p);
 /* Whether px_build_info() names `backend` ("executor=work_stealing",
  * "reactor=io_uring"): for the few checks one kind of build cannot promise. */
 bool built_with(const char *backend);
+/* Whether `rt` runs on reactor `name` (px_runtime_reactor): what a check
+ * of one reactor's behaviour asks, since a runtime of the io_uring build
+ * runs on epoll where io_uring is refused or under valgrind. */
+bool runs_on(px_runtime *rt, const char *name);
 
 /* ---- An allocator that counts live bytes and can fail on demand -------- */
 typedef struct alloc_stats {

@@ -102,8 +102,19 @@ px_runtime *px_runtime_current(void);
  */
 int px_run(px_future *main);
 
-/** "executor=fifo reactor=epoll timer=wheel": the backends built in. */
+/**
+ * "executor=fifo reactor=io_uring timer=wheel": the backends built in. A
+ * runtime may run on its reactor's fallback instead: px_runtime_reactor.
+ */
 const char *px_build_info(void);
+
+/**
+ * The reactor `rt` runs on ("io_uring", "epoll", ...): the one built in,
+ * or its fallback where the kernel refused it when px_runtime_new ran
+ * (io_uring, the Linux default, falls back to epoll under a seccomp filter
+ * or kernel.io_uring_disabled). NULL for NULL.
+ */
+const char *px_runtime_reactor(const px_runtime *rt);
 
 /**
  * The allocator every pollux allocation goes through (tasks, registrations,

@@ -342,6 +342,12 @@ static int probe_multishot(px__reactor *r) {
 }
 
 static int ur_create(const px_config *cfg, px__reactor **out) {
+  /* valgrind (3.19) runs one thread at a time and lets the others go only
+   * around the calls it knows may block, which io_uring_enter is not: a
+   * thread waiting in it would stop every other (a remote spawn, the
+   * blocking pool), and the kernel's writes into the rings are beyond it.
+   * Step aside for the fallback, epoll, which valgrind runs. */
+  if (PX__ON_VALGRIND) return PX_ENOSYS;
   /* The SQ only carries registrations and removals, a few per wait, and a
    * small ring matters: without CAP_IPC_LOCK (in a user namespace, say)
    * Linux counts ring memory against RLIMIT_MEMLOCK, often 8 MiB, and frees
@@ -817,6 +823,8 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   return dispatched;
 }
 
+extern const px__reactor_ops px__epoll_ops;
+
 const px__reactor_ops px__io_uring_ops = {
     .name = "io_uring",
     .features = PX__REACTOR_EDGE | PX__REACTOR_O1 | PX__REACTOR_FD_TABLE |
@@ -832,4 +840,6 @@ const px__reactor_ops px__io_uring_ops = {
     .cancel = ur_cancel,
     .recycle = pool_recycle,
     .flush = ur_flush,
+    /* epoll is on every Linux kernel io_uring could be missing from. */
+    .fallback = &px__epoll_ops,
 };
