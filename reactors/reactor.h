@@ -178,7 +178,8 @@ typedef struct px__reactor_ops {
    * Optional: the backend px__reactor_create tries next when create fails
    * with PX_ENOSYS or PX_EPERM, the kernel lacking the interface or
    * forbidding it (io_uring under a seccomp filter such as many container
-   * runtimes install, or with kernel.io_uring_disabled set): the build's
+   * runtimes install, or with kernel.io_uring_disabled set; io_uring also
+   * refuses itself under valgrind, which cannot run it): the build's
    * default then still makes runtimes there, on the OS's other backend.
    */
   const struct px__reactor_ops *fallback;

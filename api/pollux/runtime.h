@@ -110,9 +110,10 @@ const char *px_build_info(void);
 
 /**
  * The reactor `rt` runs on ("io_uring", "epoll", ...): the one built in,
- * or its fallback where the kernel refused it when px_runtime_new ran
- * (io_uring, the Linux default, falls back to epoll under a seccomp filter
- * or kernel.io_uring_disabled). NULL for NULL.
+ * or its fallback where it could not run when px_runtime_new ran
+ * (io_uring, the Linux default, falls back to epoll under a seccomp filter,
+ * with kernel.io_uring_disabled, on kernels before 5.13, and under
+ * valgrind). NULL for NULL.
  */
 const char *px_runtime_reactor(const px_runtime *rt);
 
