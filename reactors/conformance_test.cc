@@ -617,6 +617,33 @@ TEST_P(ReactorTest, WakeupBeforePollMakesTheNextPollReturn) {
 // Every wake-up ends one wait, however many came before: epoll's eventfd
 // is edge-triggered and never read (each write must be an edge of its
 // own), the other backends drain theirs.
+TEST_P(ReactorTest, AWakeupEndsTheWaitOfEachNewPoller) {
+  // The poller changes thread (work stealing hands the wait from worker to
+  // worker): each one's wait must end at a wake-up. io_uring moves its
+  // wake-up's poll to each new poller; the replaced poll's completions
+  // must neither be taken for the new one's nor eat its wake-up.
+  for (int round = 0; round < 20; round++) {
+    std::atomic<int> rc{-12345};
+    std::thread poller([&] { rc.store(px__reactor_poll(reactor_, -1)); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(round % 2 ? 5 : 0));
+    ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+    auto start = Clock::now();
+    while (rc.load() == -12345 && ms_since(start) < 2000)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (rc.load() == -12345) {
+      // Not woken: end the wait anyway so the thread can be joined.
+      (void)px__reactor_wakeup(reactor_);
+      poller.join();
+      FAIL() << "round " << round << ": the wake-up did not end the wait";
+    }
+    poller.join();
+    EXPECT_GE(rc.load(), 0) << px_err_name(rc.load());
+    // And this thread's own wait, between two others'.
+    ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+    EXPECT_GE(px__reactor_poll(reactor_, 2000), 0);
+  }
+}
+
 TEST_P(ReactorTest, EachOfManyWakeupsInARowEndsAWait) {
   for (int i = 0; i < 20000; i++) {
     ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
@@ -1083,6 +1110,60 @@ TEST_P(CompletionTest, ReadAndWriteRoundTrip) {
   char got[8] = {0};
   EXPECT_EQ(recv(fds_[1], got, sizeof got, 0), 5);
   EXPECT_STREQ(got, "world");
+}
+
+TEST_P(CompletionTest, AReadOfAnotherThreadWhileThePollerWaits) {
+  // A worker that is not the poller starts a read while the poller waits
+  // in the kernel: the request is the poller's to submit (io_uring
+  // completes it as task work of the submitter), so the poller is woken
+  // for it, and the read completes.
+  std::atomic<bool> stop{false};
+  std::thread poller([&] {
+    while (!stop.load()) (void)px__reactor_poll(reactor_, -1);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // it waits
+  char buf[16];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  Send("hello");
+  auto start = Clock::now();
+  while (c_.wakes.load() == 0 && ms_since(start) < 2000)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  stop.store(true);
+  ASSERT_EQ(px__reactor_wakeup(reactor_), 0);
+  poller.join();
+  ASSERT_EQ(c_.wakes.load(), 1) << "the read never completed";
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_READY);
+  EXPECT_EQ(std::string(buf, n), "hello");
+}
+
+TEST_P(CompletionTest, AReadOfAnotherThreadWhileThePollerIsBusy) {
+  // The same while the poller runs tasks: the read goes in with the
+  // poller's next poll, and nothing is lost meanwhile.
+  std::atomic<int> phase{0};
+  std::thread poller([&] {
+    (void)px__reactor_poll(reactor_, 1);  // becomes the poller
+    phase.store(1);
+    while (phase.load() == 1)  // busy: no poll
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    auto start = Clock::now();
+    while (c_.wakes.load() == 0 && ms_since(start) < 2000)
+      (void)px__reactor_poll(reactor_, 20);
+  });
+  while (phase.load() == 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  char buf[16];
+  size_t n = 0;
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_PENDING);
+  Send("hello");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(c_.wakes.load(), 0);  // nobody polled: nothing reported yet
+  phase.store(2);
+  poller.join();
+  ASSERT_EQ(c_.wakes.load(), 1) << "the read never completed";
+  ASSERT_EQ(px__op_read(io_.get(), &cx_, buf, sizeof buf, &n), PX_READY);
+  EXPECT_EQ(std::string(buf, n), "hello");
 }
 
 TEST_P(CompletionTest, ADroppedReadLeavesItsBytesForTheNextRead) {

@@ -52,10 +52,13 @@
  * of queueing a timeout request, so waiting never touches the SQ.
  *
  * Threading: a mutex guards the SQ, the records and CQ processing. add,
- * modify and del submit under it from any thread, also while another thread
- * waits (the kernel allows concurrent io_uring_enter calls, and waiting does
- * not touch the SQ); the poller waits without it and handles CQEs under
- * it, so once del has returned no CQE of that registration is dispatched.
+ * modify and del queue requests under it from any thread, also while
+ * another thread waits (waiting does not touch the SQ); the poller, the
+ * thread whose poll last could block, submits them, waking from its wait
+ * for it, since a request's completions are task work of the thread that
+ * submitted it (hand_in says why that matters). The poller waits without
+ * the mutex and handles CQEs under it, so once del has returned no CQE of
+ * that registration is dispatched.
  * One thread polls at a time (the executor sees to it): another thread
  * taking CQEs could take the wake-up of one about to wait, which would
  * then sleep through it. A thread that only needs its requests submitted
@@ -96,8 +99,11 @@
  */
 #define COOP_FLAGS (IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG)
 
-/* user_data values that are not a registration's (generation 0). */
-#define TAG_WAKE 1u   /* the eventfd's poll */
+/* user_data values that are not a registration's (generation 0, so below
+ * 2^32). The eventfd's poll is TAG_WAKE in the low byte and a sequence
+ * number above it: the poll moves to each new poller (move_wake), and the
+ * CQEs of the one it replaced must not be taken for the current one's. */
+#define TAG_WAKE 1u   /* the eventfd's poll: wake_tag */
 #define TAG_CANCEL 2u /* an IORING_OP_ASYNC_CANCEL: its own CQE is ignored */
 /* Set in the user_data of a completion-style operation, whose other bits
  * are its px__op's address (user-space addresses stay below bit 47). A
@@ -172,6 +178,10 @@ struct px__reactor {
    * (a work-stealing worker that is not the driver). */
   pthread_t poller;
   bool has_poller;
+  /* The eventfd's poll (mu): its user_data, and the thread that submitted
+   * it, whose task work its completions are (see move_wake). */
+  uint64_t wake_tag;
+  pthread_t wake_owner;
   /* Sends of that thread waiting for its next poll (px__op.later), which
    * prepares each with everything written into it by then: one turn's
    * writes to a socket go out in one send. */
@@ -185,6 +195,8 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
 
 static int handle(px__reactor *r, struct io_uring_cqe *cqe);
 static int submit(px__reactor *r);
+static int hand_in(px__reactor *r);
+static unsigned flush_sq(px__reactor *r);
 static int ur_poll(px__reactor *r, int timeout_ms);
 static void queue_cancel(px__reactor *r, px__op *op);
 static void queue_later(px__reactor *r);
@@ -311,6 +323,28 @@ static int queue_poll(px__reactor *r, int fd, unsigned mask, uint64_t data) {
   return 0;
 }
 
+/*
+ * Submits what is queued, or leaves it to the poller. io_uring completes a
+ * request as task work of the thread that submitted it: while that thread
+ * sleeps elsewhere (a worker parked on its futex, block_on's thread) the
+ * kernel wakes it to post each CQE, and only then the poller, two threads
+ * woken per completion instead of one, for as long as a multishot receive
+ * lives. So a request of another thread is published to the SQ for the
+ * poller to submit with its next poll, which makes the completions its
+ * own; a poller waiting in the kernel is woken for it through the eventfd,
+ * whose poll is its own too (move_wake). Work stealing keeps one worker in
+ * the reactor for the same reason (executors/work_stealing, parker_park):
+ * bench http_min on 2 workers went from 0.77x tokio multi_thread to 1.01x.
+ * A thread that polls nothing may rely on the next poll: the kernel cannot
+ * report a completion to anyone before it anyway. mu held.
+ */
+static int hand_in(px__reactor *r) {
+  if (!r->has_poller || pthread_equal(r->poller, pthread_self()))
+    return submit(r);
+  (void)flush_sq(r);
+  return r->waiting > 0 ? px__wakeup_fd_signal(&r->core.wakeup_fd) : 0;
+}
+
 static int submit(px__reactor *r) {
   int n;
   do {
@@ -392,7 +426,9 @@ static int ur_create(const px_config *cfg, px__reactor **out) {
     ur_destroy(r);
     return PX_ENOSYS; /* see the file comment: Linux 5.11+ */
   }
-  err = queue_poll(r, r->core.wakeup_fd.rd, POLLIN, TAG_WAKE);
+  r->wake_tag = TAG_WAKE;
+  r->wake_owner = pthread_self();
+  err = queue_poll(r, r->core.wakeup_fd.rd, POLLIN, r->wake_tag);
   if (err == 0) err = submit(r);
   if (err == 0) err = probe_multishot(r);
   if (err < 0) {
@@ -425,7 +461,7 @@ static int start(px__reactor *r, px__io *io, unsigned interest, slot *s) {
   s->mask = poll_mask(interest);
   if (s->mask == 0) return 0;
   int err = queue_poll(r, io->fd, s->mask, data_of(io->fd, s->gen));
-  return err == 0 ? submit(r) : err;
+  return err == 0 ? hand_in(r) : err;
 }
 
 /* Queues the removal of the poll whose user_data is `target`. mu held. */
@@ -440,7 +476,7 @@ static void queue_remove(px__reactor *r, uint64_t target) {
 static void stop(px__reactor *r, slot *s, int fd) {
   if (s->mask == 0) return; /* nothing in flight */
   queue_remove(r, data_of(fd, s->gen));
-  (void)submit(r);
+  (void)hand_in(r);
 }
 
 /* add, modify and del run under the core's mutex, with io's slot. */
@@ -527,13 +563,12 @@ static int queue_op(px__reactor *r, px__op *op) {
 }
 
 /* Requests of the thread that polls go in with its next poll, which
- * submits a turn's worth in the same system call as its wait; requests
- * queued while a poller waits in the kernel, or by any other thread, go in
- * at once. mu held. */
+ * submits a turn's worth in the same system call as its wait; those of any
+ * other thread are the poller's to submit too (hand_in). mu held. */
 static bool submit_later(px__reactor *r);
 
 static int submit_if_waiting(px__reactor *r) {
-  return submit_later(r) ? 0 : submit(r);
+  return submit_later(r) ? 0 : hand_in(r);
 }
 
 /* Whether a request of this thread can wait for the next poll: see
@@ -562,7 +597,7 @@ static int send_now(px__reactor *r, px__op *op) {
     return 1;
   }
   int err = queue_op(r, op);
-  return err == 0 ? submit(r) : err;
+  return err == 0 ? hand_in(r) : err;
 }
 
 static int ur_submit(px__reactor *r, px__op *op) {
@@ -687,9 +722,16 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
     return 1;
   }
   if (data == TAG_CANCEL) return 0;
-  if (data == TAG_WAKE) {
+  if (data < (UINT64_C(1) << 32) && (data & 0xffu) == TAG_WAKE) {
+    if (data != r->wake_tag) {
+      /* A poll move_wake replaced: not drained here (the current one sees
+       * the same count, and draining for it could leave it nothing to
+       * report); one that slipped past its removal is removed again. */
+      if (more) queue_remove(r, data);
+      return 0;
+    }
     px__wakeup_fd_drain(&r->core.wakeup_fd);
-    if (!more) (void)queue_poll(r, r->core.wakeup_fd.rd, POLLIN, TAG_WAKE);
+    if (!more) (void)queue_poll(r, r->core.wakeup_fd.rd, POLLIN, data);
     return 0;
   }
   int fd = (int)(uint32_t)data;
@@ -758,10 +800,33 @@ static int ur_flush(px__reactor *r) {
   return err;
 }
 
+/*
+ * A new poller takes the eventfd's poll over: its completion is task work
+ * of the thread that submitted it (see hand_in), and a wake-up that must
+ * first wake another thread (block_on's, which made the ring, under work
+ * stealing: each unpark of the driver woke it too) costs a second switch.
+ * The old poll is removed and a new one, with the next tag, goes in with
+ * this poll's wait. mu held.
+ */
+static void move_wake(px__reactor *r) {
+  if (pthread_equal(r->wake_owner, pthread_self())) return;
+  queue_remove(r, r->wake_tag);
+  r->wake_tag = ((((r->wake_tag >> 8) + 1) & 0xffffffu) << 8) | TAG_WAKE;
+  (void)queue_poll(r, r->core.wakeup_fd.rd, POLLIN, r->wake_tag);
+  r->wake_owner = pthread_self();
+}
+
 static int ur_poll(px__reactor *r, int timeout_ms) {
   /* One system call per turn: what this turn's tasks queued is submitted
    * by the same io_uring_enter that waits for completions. */
   pthread_mutex_lock(&r->core.mu);
+  /* Only a poll that may block names the poller: a busy worker's look
+   * does not make that thread the one to submit for. */
+  if (timeout_ms != 0) {
+    move_wake(r);
+    r->poller = pthread_self();
+    r->has_poller = true;
+  }
   queue_later(r);
   unsigned to_submit = flush_sq(r);
   bool ready = io_uring_cq_ready(&r->ring) > 0;
@@ -771,12 +836,6 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
   bool run_work = !wait && !ready &&
                   (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN);
   if (wait) r->waiting++;
-  /* Only a poll that may block names the poller: a busy worker's look
-   * does not make that thread the one to submit for. */
-  if (timeout_ms != 0) {
-    r->poller = pthread_self();
-    r->has_poller = true;
-  }
   pthread_mutex_unlock(&r->core.mu);
 
   int rc = 0;
