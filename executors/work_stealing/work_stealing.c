@@ -33,9 +33,11 @@
  * The reactor and the timers have no thread of their own: a parking worker
  * that wins the driver try-lock waits in the reactor (px__runtime_park, with
  * the next timer deadline as timeout) instead of on its futex, and so turns
- * I/O events and expired timers into wakes. Every event_interval ticks a
- * busy worker that can take the lock polls the reactor without blocking, so
- * I/O and timers are served while every worker is busy.
+ * I/O events and expired timers into wakes. Worker 0 is preferred for that
+ * wait (parker_park says why); another takes it while worker 0 is stuck in
+ * a task. Every event_interval ticks a busy worker that can take the lock
+ * polls the reactor without blocking, so I/O and timers are served while
+ * every worker is busy.
  *
  * Workers start in create and stop in the first drain (px_runtime_free),
  * before the runtime cancels the remaining tasks.
@@ -58,6 +60,7 @@
 #define MAX_LIFO_POLLS 3      /* LIFO polls in a row before the queue's turn */
 #define GLOBAL_INTERVAL 61u   /* local polls between two looks at injection */
 #define PARK_SPINS 32         /* looks for a late notification before parking */
+#define OWNER_STUCK_MS 2      /* worker 0 in one task that long: others drive */
 
 /* A worker's parker: where it sleeps, so unpark knows how to wake it. */
 enum { PARK_EMPTY, PARK_FUTEX, PARK_DRIVER, PARK_NOTIFIED };
@@ -100,6 +103,8 @@ typedef struct worker {
   uint32_t until_maintenance; /* ticks left; a countdown, not tick % n,
                                  since a division by a variable is slow */
   uint32_t rand;
+  /* tick, published for the helpers' look at worker 0 (parker_park). */
+  _Atomic uint32_t progress;
   local_queue queue; /* stealable; starts a line of its own */
   /* Swapped by whoever unparks this worker. */
   alignas(PX__CACHE_PAIR) atomic_int park_state;
@@ -355,11 +360,28 @@ static void park_driver(worker *w) {
   atomic_store(&w->park_state, PARK_EMPTY);
 }
 
-static void park_futex(worker *w) {
+/* Whether worker 0 is still running the task it ran at tick `seen`. */
+static bool owner_stuck(px__executor *ex, uint32_t seen) {
+  worker *owner = &ex->workers[0];
+  return atomic_load(&owner->park_state) == PARK_EMPTY &&
+         atomic_load_explicit(&owner->progress, memory_order_relaxed) ==
+             seen &&
+         !atomic_load(&ex->shutdown);
+}
+
+/*
+ * Sleeps on the futex until unparked. `watch`: worker 0 is busy, so wake
+ * every OWNER_STUCK_MS to look whether it still runs the same task; if so,
+ * stop sleeping and return true, for the caller to wait in the reactor in
+ * its place (parker_park).
+ */
+static bool park_futex(worker *w, bool watch) {
   int expected = PARK_EMPTY;
+  uint32_t seen = atomic_load_explicit(&w->ex->workers[0].progress,
+                                       memory_order_relaxed);
   if (!atomic_compare_exchange_strong(&w->park_state, &expected, PARK_FUTEX)) {
     atomic_store(&w->park_state, PARK_EMPTY);
-    return;
+    return false;
   }
   /* A sleeping worker keeps no freed blocks (api/alloc.c; px__runtime_park
    * does the same for the driver), but hands them back only once it has
@@ -376,7 +398,27 @@ static void park_futex(worker *w) {
   for (;;) {
     /* The kernel re-checks the word, so an unpark between the CAS and the
      * wait makes the wait return at once. */
-    if (keep) {
+    if (watch) {
+      px__futex_wait_ms(&w->park_state, PARK_FUTEX, OWNER_STUCK_MS);
+      if (atomic_load(&w->park_state) == PARK_FUTEX) {
+        if (owner_stuck(w->ex, seen)) {
+          expected = PARK_FUTEX;
+          if (atomic_compare_exchange_strong(&w->park_state, &expected,
+                                             PARK_EMPTY)) {
+            px__observe_parked(obs_of(w->ex), idle_start, px__now_ns(),
+                               false);
+            return true;
+          }
+        } else {
+          seen = atomic_load_explicit(&w->ex->workers[0].progress,
+                                      memory_order_relaxed);
+          /* Worker 0 went on or parked: sleep without a watch once it is
+           * in the reactor, which it leaves only with work it may share. */
+          if (atomic_load(&w->ex->workers[0].park_state) != PARK_EMPTY)
+            watch = false;
+        }
+      }
+    } else if (keep) {
       px__futex_wait_ms(&w->park_state, PARK_FUTEX, PX__TRIM_AFTER_MS);
       if (atomic_load(&w->park_state) == PARK_FUTEX) {
         /* Slept that long: no longer a short park. */
@@ -391,6 +433,7 @@ static void park_futex(worker *w) {
       break;
   }
   px__observe_parked(obs_of(w->ex), idle_start, px__now_ns(), false);
+  return false;
 }
 
 static bool try_lock_driver(px__executor *ex) {
@@ -425,11 +468,40 @@ static void parker_park(worker *w) {
     }
     px__cpu_relax();
   }
-  if (try_lock_driver(w->ex)) {
+  /*
+   * Worker 0 is the one that should wait in the reactor. io_uring completes
+   * a request as task work of the thread that submitted it, and the thread
+   * that waits in the reactor submits the requests (reactors/io_uring,
+   * hand_in): with the wait passing from worker to worker, the other's
+   * requests woke it from its futex for each completion, and then the
+   * waiter (bench http_min, 2 workers: 0.77x tokio multi_thread). Any
+   * worker still takes the wait while worker 0 is busy, so that I/O and
+   * timers are served while it runs a long task; worker 0 wants it back
+   * when it parks, and gets it at the helper's next park.
+   */
+  px__executor *ex = w->ex;
+  worker *owner = &ex->workers[0];
+  if (w != owner) {
+    int os = atomic_load(&owner->park_state);
+    if (os == PARK_FUTEX) {
+      /* Worker 0 sleeps on its futex, having found the wait taken: wake it
+       * to take the wait (it finds itself still listed as parked, a
+       * spurious wake, and parks again, in the reactor). */
+      unpark(owner);
+      (void)park_futex(w, false);
+    } else if (park_futex(w, os == PARK_EMPTY) && try_lock_driver(ex)) {
+      /* Worker 0 is stuck in one task: serve I/O and timers meanwhile. */
+      park_driver(w);
+      unlock_driver(ex);
+    }
+  } else if (try_lock_driver(ex)) {
     park_driver(w);
-    unlock_driver(w->ex);
+    unlock_driver(ex);
   } else {
-    park_futex(w);
+    /* A helper waits in the reactor: wake it, so that it gives the wait
+     * back at its next park. */
+    px__runtime_unpark(ex->rt);
+    (void)park_futex(w, false);
   }
 }
 
@@ -701,6 +773,7 @@ static void *worker_main(void *arg) {
   px__observe_worker_enter(obs_of(ex), (int)w->index);
   while (!atomic_load(&ex->shutdown)) {
     w->tick++;
+    atomic_store_explicit(&w->progress, w->tick, memory_order_relaxed);
     if (--w->until_maintenance == 0) {
       w->until_maintenance = ex->event_interval;
       maintenance(w);

@@ -565,6 +565,21 @@ TEST_F(Ws, TimerFiresWhileEveryWorkerIsBusy) {
   EXPECT_EQ(stop.load(), 1);
 }
 
+TEST_F(Ws, TimersFireWhileWorkerZeroRunsALongTask) {
+  REQUIRE_WORKERS();
+  New(2);
+  // Worker 0 is the one that waits in the reactor; while it runs a task
+  // that never yields, the idle worker must take that wait over, or no
+  // timer fires (and no I/O is seen) until the task ends, 3 s later.
+  std::atomic<int> stop{0};
+  ws_worker0_stuck f;
+  ASSERT_EQ(px_runtime_block_on(rt_, ws_worker0_stuck_new(&f, 20, &stop)), 0);
+  int64_t took = f.px.base.output.i64;
+  ASSERT_GE(took, 0) << "no task ran on worker 0";
+  EXPECT_GE(took, 19);  // the second sleep's 20 ms at least
+  EXPECT_LT(took, 1000) << "the timers waited for worker 0's task";
+}
+
 TEST_F(Ws, TcpEchoAcrossWorkers) {
   New(3);
   ws_tcp_echo f;

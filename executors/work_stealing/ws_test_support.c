@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include "executors/task.h"
+#include "observe/observe.h"
+#include "platform/platform.h"
 
 size_t ws_task_future_offset(void) { return PX__TASK_FUTURE_OFFSET; }
 
@@ -205,6 +207,62 @@ px_future *ws_sleep_while_busy_new(ws_sleep_while_busy *f, int busy,
                                    uint64_t ms, atomic_int *stop) {
   if (busy > WS_MAX_SLEEPERS) busy = WS_MAX_SLEEPERS;
   *f = PX_ASYNC_NEW(ws_sleep_while_busy, .busy = busy, .ms = ms, .stop = stop);
+  return PX_FUTURE(f);
+}
+
+/* ---- worker0_stuck ---- */
+typedef struct {
+  px_async px;
+  ws_worker0_stuck *owner;
+} ws_spin0;
+PX_ASYNC_FN(ws_spin0) {
+  PX_BEGIN();
+  ws_worker0_stuck *o = self->owner;
+  int expected = 0;
+  if (px__observe_worker() == 0 &&
+      atomic_compare_exchange_strong(&o->claimed, &expected, 1)) {
+    uint64_t now = px__now_ns(), end = now + UINT64_C(3000000000);
+    atomic_store(&o->claimed_at, now);
+    while (!atomic_load(o->stop) && px__now_ns() < end) px__cpu_relax();
+  }
+  PX_END();
+}
+static void ws_worker0_stuck_drop(px_future *f) {
+  px_async_drop(f);
+  ws_worker0_stuck *s = (ws_worker0_stuck *)f;
+  for (int k = 0; k < 4; k++) px_future_drop(&s->joins[k].base);
+}
+PX_ASYNC_FN_WITH_DROP(ws_worker0_stuck, ws_worker0_stuck_drop) {
+  PX_BEGIN();
+  /* Each round's short sleep is the first timer that needs another driver
+   * once a task spins on worker 0. */
+  for (self->round = 0; self->round < 200 && !atomic_load(&self->claimed);
+       self->round++) {
+    for (self->i = 0; self->i < 4; self->i++) {
+      px_future_drop(&self->joins[self->i].base);
+      ws_spin0 t = PX_ASYNC_NEW(ws_spin0, .owner = self);
+      PX_TRY(px_spawn(PX_FUTURE(&t), &self->joins[self->i]));
+    }
+    PX_TRY_AWAIT(px_sleep_init(&self->sleep, px_ms(5)));
+  }
+  if (!atomic_load(&self->claimed)) PX_RETURN(px_i64(-1));
+  self->took = (px__now_ns() - atomic_load(&self->claimed_at)) / 1000000u;
+  /* And a timer armed while it spins. */
+  self->t0 = px__now_ns();
+  PX_TRY_AWAIT(px_sleep_init(&self->sleep, px_ms(self->ms)));
+  self->t0 = (px__now_ns() - self->t0) / 1000000u;
+  if (self->t0 > self->took) self->took = self->t0;
+  atomic_store(self->stop, 1);
+  for (self->i = 0; self->i < 4; self->i++)
+    PX_TRY_AWAIT(&self->joins[self->i].base);
+  PX_RETURN(px_i64((int64_t)self->took));
+  PX_END();
+}
+px_future *ws_worker0_stuck_new(ws_worker0_stuck *f, uint64_t ms,
+                                atomic_int *stop) {
+  *f = PX_ASYNC_NEW(ws_worker0_stuck, .ms = ms, .stop = stop);
+  atomic_init(&f->claimed, 0);
+  atomic_init(&f->claimed_at, 0);
   return PX_FUTURE(f);
 }
 

@@ -121,6 +121,24 @@ typedef struct {
 px_future *ws_sleep_while_busy_new(ws_sleep_while_busy *f, int busy,
                                    uint64_t ms, px__atomic(int) *stop);
 
+/* Holds worker 0 in one task that does not yield (it spins until *stop, at
+ * most 3 s): tasks are spawned until one lands on worker 0 (the worker that
+ * waits in the reactor when it can). Output: the longer of the time from
+ * that task's start to block_on's thread waking from a timer, and of a
+ * `ms` sleep begun then, in ms; -1 if no task reached worker 0. */
+typedef struct ws_worker0_stuck {
+  px_async px;
+  int round, i;
+  uint64_t ms, t0, took;
+  px__atomic(int) claimed;
+  px__atomic(uint64_t) claimed_at;
+  px__atomic(int) *stop;
+  px_join_handle joins[4];
+  px_sleep sleep;
+} ws_worker0_stuck;
+px_future *ws_worker0_stuck_new(ws_worker0_stuck *f, uint64_t ms,
+                                px__atomic(int) *stop);
+
 /* A TCP round trip on loopback: an acceptor task serving `clients` echo
  * connections, and `clients` client tasks that each send `len` bytes and
  * check the echo. Output: clients that got their bytes back intact. */
