@@ -324,19 +324,21 @@ static int queue_poll(px__reactor *r, int fd, unsigned mask, uint64_t data) {
 }
 
 /*
- * Submits what is queued, or leaves it to the poller. io_uring completes a
- * request as task work of the thread that submitted it: while that thread
- * sleeps elsewhere (a worker parked on its futex, block_on's thread) the
- * kernel wakes it to post each CQE, and only then the poller, two threads
- * woken per completion instead of one, for as long as a multishot receive
- * lives. So a request of another thread is published to the SQ for the
- * poller to submit with its next poll, which makes the completions its
- * own; a poller waiting in the kernel is woken for it through the eventfd,
- * whose poll is its own too (move_wake). Work stealing keeps one worker in
- * the reactor for the same reason (executors/work_stealing, parker_park):
- * bench http_min on 2 workers went from 0.77x tokio multi_thread to 1.01x.
- * A thread that polls nothing may rely on the next poll: the kernel cannot
- * report a completion to anyone before it anyway. mu held.
+ * Submits a long-lived request (a multishot poll, receive or accept), or
+ * leaves it to the poller. io_uring completes a request as task work of
+ * the thread that submitted it: while that thread sleeps elsewhere (a
+ * worker parked on its futex, block_on's thread) the kernel wakes it to
+ * post each CQE, and only then the poller, two threads woken per
+ * completion instead of one, for as long as the request lives. So another
+ * thread's is published to the SQ for the poller to submit with its next
+ * poll, which makes the completions its own; a poller waiting in the
+ * kernel is woken for it through the eventfd, whose poll is its own too
+ * (move_wake). Work stealing keeps one worker in the reactor for the same
+ * reason (executors/work_stealing, parker_park): bench http_min on 2
+ * workers went from 0.77x tokio multi_thread to about 1.05x. Such a
+ * request only reports: nothing is lost while it waits for the poll that
+ * would report it. One-shot requests (sends, removals, cancels) still go
+ * in at once, so that bytes and closes leave while nobody polls. mu held.
  */
 static int hand_in(px__reactor *r) {
   if (!r->has_poller || pthread_equal(r->poller, pthread_self()))
@@ -476,7 +478,7 @@ static void queue_remove(px__reactor *r, uint64_t target) {
 static void stop(px__reactor *r, slot *s, int fd) {
   if (s->mask == 0) return; /* nothing in flight */
   queue_remove(r, data_of(fd, s->gen));
-  (void)hand_in(r);
+  (void)submit(r);
 }
 
 /* add, modify and del run under the core's mutex, with io's slot. */
@@ -564,11 +566,12 @@ static int queue_op(px__reactor *r, px__op *op) {
 
 /* Requests of the thread that polls go in with its next poll, which
  * submits a turn's worth in the same system call as its wait; those of any
- * other thread are the poller's to submit too (hand_in). mu held. */
+ * other thread go in at once, but for the long-lived ones (hand_in). mu
+ * held. */
 static bool submit_later(px__reactor *r);
 
 static int submit_if_waiting(px__reactor *r) {
-  return submit_later(r) ? 0 : hand_in(r);
+  return submit_later(r) ? 0 : submit(r);
 }
 
 /* Whether a request of this thread can wait for the next poll: see
@@ -597,7 +600,7 @@ static int send_now(px__reactor *r, px__op *op) {
     return 1;
   }
   int err = queue_op(r, op);
-  return err == 0 ? hand_in(r) : err;
+  return err == 0 ? submit(r) : err;
 }
 
 static int ur_submit(px__reactor *r, px__op *op) {
@@ -608,7 +611,10 @@ static int ur_submit(px__reactor *r, px__op *op) {
     return 0;
   }
   int err = queue_op(r, op);
-  return err == 0 ? submit_if_waiting(r) : err;
+  if (err < 0 || submit_later(r)) return err;
+  /* A multishot request completes for as long as the connection lives:
+   * the poller's to submit (hand_in). */
+  return op->multishot ? hand_in(r) : submit(r);
 }
 
 /* Queues the sends that waited for this poll. mu held. */
