@@ -360,20 +360,28 @@ static void park_driver(worker *w) {
   atomic_store(&w->park_state, PARK_EMPTY);
 }
 
-/* Whether worker 0 is still running the task it ran at tick `seen`. */
-static bool owner_stuck(px__executor *ex, uint32_t seen) {
+/*
+ * Whether the reactor needs another driver than worker 0: worker 0 is
+ * still running the task it ran at tick `seen`, or sleeps on its futex
+ * (it found the driver taken, by a helper's maintenance say, and nobody
+ * may be in the reactor now). Sets *seen to worker 0's progress.
+ */
+static bool owner_away(px__executor *ex, uint32_t *seen) {
   worker *owner = &ex->workers[0];
-  return atomic_load(&owner->park_state) == PARK_EMPTY &&
-         atomic_load_explicit(&owner->progress, memory_order_relaxed) ==
-             seen &&
-         !atomic_load(&ex->shutdown);
+  int state = atomic_load(&owner->park_state);
+  uint32_t now =
+      atomic_load_explicit(&owner->progress, memory_order_relaxed);
+  bool away = state == PARK_FUTEX || (state == PARK_EMPTY && now == *seen);
+  *seen = now;
+  return away && !atomic_load(&ex->shutdown);
 }
 
 /*
- * Sleeps on the futex until unparked. `watch`: worker 0 is busy, so wake
- * every OWNER_STUCK_MS to look whether it still runs the same task; if so,
- * stop sleeping and return true, for the caller to wait in the reactor in
- * its place (parker_park).
+ * Sleeps on the futex until unparked. `watch`: worker 0 is not in the
+ * reactor, so wake every OWNER_STUCK_MS to look whether it still runs the
+ * same task or sleeps on its futex; if so, stop sleeping and return true,
+ * for the caller to wait in the reactor in its place (parker_park). The
+ * watch ends once worker 0 waits in the reactor.
  */
 static bool park_futex(worker *w, bool watch) {
   int expected = PARK_EMPTY;
@@ -401,7 +409,7 @@ static bool park_futex(worker *w, bool watch) {
     if (watch) {
       px__futex_wait_ms(&w->park_state, PARK_FUTEX, OWNER_STUCK_MS);
       if (atomic_load(&w->park_state) == PARK_FUTEX) {
-        if (owner_stuck(w->ex, seen)) {
+        if (owner_away(w->ex, &seen)) {
           expected = PARK_FUTEX;
           if (atomic_compare_exchange_strong(&w->park_state, &expected,
                                              PARK_EMPTY)) {
@@ -409,13 +417,11 @@ static bool park_futex(worker *w, bool watch) {
                                false);
             return true;
           }
-        } else {
-          seen = atomic_load_explicit(&w->ex->workers[0].progress,
-                                      memory_order_relaxed);
-          /* Worker 0 went on or parked: sleep without a watch once it is
-           * in the reactor, which it leaves only with work it may share. */
-          if (atomic_load(&w->ex->workers[0].park_state) != PARK_EMPTY)
-            watch = false;
+        } else if (atomic_load(&w->ex->workers[0].park_state) ==
+                   PARK_DRIVER) {
+          /* In the reactor: it leaves only with work it may share, and
+           * parks there again after it. */
+          watch = false;
         }
       }
     } else if (keep) {
@@ -489,8 +495,9 @@ static void parker_park(worker *w) {
        * spurious wake, and parks again, in the reactor). */
       unpark(owner);
       (void)park_futex(w, false);
-    } else if (park_futex(w, os == PARK_EMPTY) && try_lock_driver(ex)) {
-      /* Worker 0 is stuck in one task: serve I/O and timers meanwhile. */
+    } else if (park_futex(w, os != PARK_DRIVER) && try_lock_driver(ex)) {
+      /* Worker 0 is stuck in one task, or went to its futex meanwhile:
+       * serve I/O and timers in its place. */
       park_driver(w);
       unlock_driver(ex);
     }
