@@ -638,11 +638,15 @@ static bool transition_from_parked(worker *w) {
 
 /* ---- The worker loop -------------------------------------------------- */
 
-/* More than one task of ours is ready: worth waking a parked worker. */
-static bool should_notify_others(worker *w) {
+/* More than `enough` tasks of ours are ready (and we are not searching):
+ * worth waking a parked worker. */
+static bool has_more_than(worker *w, uint32_t enough) {
   if (w->searching) return false;
-  return (w->lifo != NULL ? 1u : 0u) + queue_len(&w->queue) > 1;
+  return (w->lifo != NULL ? 1u : 0u) + queue_len(&w->queue) > enough;
 }
+
+/* More than one task of ours is ready: worth waking a parked worker. */
+static bool should_notify_others(worker *w) { return has_more_than(w, 1); }
 
 /*
  * After a park: the wakes it brought (I/O, timers) are in our queue. Unlike
@@ -655,8 +659,7 @@ static bool should_notify_others(worker *w) {
  * one after the other.
  */
 static bool should_notify_after_park(worker *w) {
-  if (w->searching) return false;
-  return (w->lifo != NULL ? 1u : 0u) + queue_len(&w->queue) > 2;
+  return has_more_than(w, 2);
 }
 
 static void park(worker *w) {
