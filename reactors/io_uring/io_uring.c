@@ -186,6 +186,9 @@ struct px__reactor {
    * prepares each with everything written into it by then: one turn's
    * writes to a socket go out in one send. */
   px__list later;
+  /* ur_poll walks the CQ (mu held all along): the rest of a short send
+   * that a completion sends on keeps the mutex (send_now). */
+  bool dispatching;
   pool pool;
   bool accept_multishot; /* false once the kernel refused one (-EINVAL) */
 };
@@ -194,6 +197,7 @@ _Static_assert(offsetof(struct px__reactor, core) == 0,
                "px__reactor_new needs the core first");
 
 static int handle(px__reactor *r, struct io_uring_cqe *cqe);
+static int drain_cq(px__reactor *r);
 static int submit(px__reactor *r);
 static int hand_in(px__reactor *r);
 static unsigned flush_sq(px__reactor *r);
@@ -224,12 +228,7 @@ static void drain_ops(px__reactor *r) {
     struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10000000L};
     (void)io_uring_wait_cqe_timeout(&r->ring, &cqe, &ts);
     pthread_mutex_lock(&r->core.mu);
-    unsigned head, seen = 0;
-    io_uring_for_each_cqe(&r->ring, head, cqe) {
-      (void)handle(r, cqe);
-      seen++;
-    }
-    io_uring_cq_advance(&r->ring, seen);
+    (void)drain_cq(r);
     queue_later(r);
     if (io_uring_sq_ready(&r->ring) > 0) (void)submit(r);
   }
@@ -587,16 +586,34 @@ static bool submit_later(px__reactor *r) {
  * fast: a worker's write goes out before it returns, not when the driver
  * next looks at the ring); only what the socket does not take goes to the
  * ring. 1 when all went out or it failed (op->res), 0 when queued.
+ *
+ * The send runs without the mutex, which the caller holds (ur_submit): a
+ * send over loopback runs the receiver's half of TCP too, microseconds in
+ * which the poller waited for the mutex at its next turn (work stealing
+ * under strace: 1.9 to 2.5 futex calls per HTTP request, most of them on
+ * this mutex; 0.2 after). Nothing else touches op meanwhile: it is
+ * INFLIGHT but in no ring, a stream is written by one task at a time
+ * (stream.h), and its release waits for that task's futures. A write that
+ * came in all the same (len grew) goes out by the ring below. Not while
+ * ur_poll walks the CQ (the rest of a short send, px__op_complete): another
+ * poller could take the same CQEs in that gap.
  */
 static int send_now(px__reactor *r, px__op *op) {
+  const unsigned char *p = op->buf + op->off;
+  size_t len = op->len - op->off;
+  int fd = op->fd;
+  bool unlock = !r->dispatching;
+  if (unlock) pthread_mutex_unlock(&r->core.mu);
   ssize_t n;
   do {
-    n = px__send(op->fd, op->buf + op->off, op->len - op->off);
+    n = px__send(fd, p, len);
   } while (n < 0 && errno == EINTR);
+  int e = n < 0 ? errno : 0;
+  if (unlock) pthread_mutex_lock(&r->core.mu);
   if (n > 0) op->off += (size_t)n;
   if (op->off == op->len) return 1;
-  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-    op->res = px_err_from_errno(errno);
+  if (n < 0 && e != EAGAIN && e != EWOULDBLOCK) {
+    op->res = px_err_from_errno(e);
     return 1;
   }
   int err = queue_op(r, op);
@@ -767,6 +784,22 @@ static int handle(px__reactor *r, struct io_uring_cqe *cqe) {
   return dispatched;
 }
 
+/* Handles every CQE there is; returns how many dispatched a registration.
+ * mu held all along, which r->dispatching tells send_now. */
+static int drain_cq(px__reactor *r) {
+  struct io_uring_cqe *cqe;
+  unsigned head, seen = 0;
+  int dispatched = 0;
+  r->dispatching = true;
+  io_uring_for_each_cqe(&r->ring, head, cqe) {
+    dispatched += handle(r, cqe);
+    seen++;
+  }
+  io_uring_cq_advance(&r->ring, seen);
+  r->dispatching = false;
+  return dispatched;
+}
+
 /*
  * Publishes the queued SQEs to the kernel without entering it (liburing's
  * flush, which io_uring_submit does before its system call). mu held, so
@@ -866,16 +899,9 @@ static int ur_poll(px__reactor *r, int timeout_ms) {
                          wait ? sizeof(arg) : _NSIG / 8);
   }
 
-  int dispatched = 0;
   pthread_mutex_lock(&r->core.mu);
   if (wait) r->waiting--;
-  struct io_uring_cqe *cqe;
-  unsigned head, seen = 0;
-  io_uring_for_each_cqe(&r->ring, head, cqe) {
-    dispatched += handle(r, cqe);
-    seen++;
-  }
-  io_uring_cq_advance(&r->ring, seen);
+  int dispatched = drain_cq(r);
   /* Re-arms queued by handle() wait for the next turn's enter, which
    * comes soon: the tasks just woken queue their own requests too. A
    * blocking wait comes with them (see the top of ur_poll). */
