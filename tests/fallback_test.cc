@@ -9,6 +9,11 @@
 // never calls io_uring_setup, so the filter changes nothing there.
 
 #include <gtest/gtest.h>
+
+// Linux only: io_uring, its epoll fallback and seccomp are Linux's; on BSD
+// and macOS (kqueue) there is nothing to fall back from, and the headers
+// below do not exist.
+#ifdef __linux__
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
@@ -135,3 +140,6 @@ TEST(Fallback, AnUnfilteredRuntimeRunsOnTheReactorBuiltIn) {
 }
 
 }  // namespace
+#else
+TEST(Fallback, LinuxOnly) { GTEST_SKIP() << "io_uring's fallback is Linux's"; }
+#endif
