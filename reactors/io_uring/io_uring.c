@@ -595,8 +595,10 @@ static bool submit_later(px__reactor *r) {
  * INFLIGHT but in no ring, a stream is written by one task at a time
  * (stream.h), and its release waits for that task's futures. A write that
  * came in all the same (len grew) goes out by the ring below. Not while
- * ur_poll walks the CQ (the rest of a short send, px__op_complete): another
- * poller could take the same CQEs in that gap.
+ * ur_poll walks the CQ (the rest of a short send, px__op_complete): the
+ * walk holds the mutex from its first CQE to the advance, so that no CQE
+ * is seen twice (a look of another thread, ur_flush) and none refers to
+ * a registration changed under it.
  */
 static int send_now(px__reactor *r, px__op *op) {
   const unsigned char *p = op->buf + op->off;
