@@ -107,6 +107,11 @@ python3 - "$run" "$paired" <<'PY'
 import json, sys
 run = json.load(open(sys.argv[1]))
 run["run_order"] = ["pollux default", "tokio ct"]
+# io_uring's calls come in batches that vary with timing: a longer run can
+# make fewer than a shorter one, and their difference goes below zero.
+run["strace"]["pollux default"] = {"calls_per_req": -0.03,
+                                   "whole_run_calls_per_req": 0.18,
+                                   "top": "futex 0.00"}
 json.dump(run, open(sys.argv[2], "w"))
 PY
 python3 "$report" "$paired" --out "${paired%.json}.md" --targets "$2"
@@ -116,5 +121,9 @@ expect "| chained_spawn: fifo vs tokio current_thread | 2.95x paired (1.36-3.00;
 # Runs that cannot be paired keep the unpaired rule.
 expect "| mpsc_contended: fifo vs tokio current_thread | 2.10x (2.00-2.20; unpaired) | >= 1.50x | met |"
 expect "order: pollux default, tokio ct, then the rest"
+# A difference below zero says nothing: the whole run's figure (start-up
+# included, an upper bound) stands in for it, in the target and the table.
+expect "| syscalls per HTTP request: io_uring completion engine | 0.18 (whole run; the runs' difference: -0.03) | <= 0.5 | met |"
+expect "| pollux default | 0.180 (whole run; the runs' difference: -0.03) | 0.180 | futex 0.00 |"
 [ "$fail" = 0 ] && echo "report ok"
 exit "$fail"
