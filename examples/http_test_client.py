@@ -48,28 +48,47 @@ def trickle(port, chunks, gap):
     s.close()
     return got["r"][0], got["r"][1], sent
 
+def side_by_side(*checks):
+    """Runs each check (a function returning (cond, what)) on a thread of
+    its own, then prints them in order: each waits out a 1 s limit, and
+    side by side they wait for it once."""
+    results = [None] * len(checks)
+    def run(i, c):
+        try: results[i] = c()
+        except Exception as e: results[i] = (False, "%s: %r" % (c.__name__, e))
+    ts = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(checks)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    for cond, what in results: check(cond, what)
+
 def timeouts(port):
     """The server runs with -t 1: head and body limits of 1 s, idle 1 s."""
-    head = [b"GET / HTTP/1.1\r\nHost: x\r\n"] + [b"X-%d: y\r\n" % i for i in range(20)] + [b"\r\n"]
-    reply, end, sent = trickle(port, head, 0.25)
-    check(reply == b"" and end == "eof" and sent < len(head),
-          "slowloris (a header line every 0.25 s) is closed silently after %d of %d lines (%r, %s)"
-          % (sent, len(head), reply[:12], end))
-    body = [b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n"] + [b"z"] * 20
-    reply, end, sent = trickle(port, body, 0.25)
-    check(reply.startswith(b"HTTP/1.1 408") and end == "eof" and sent < len(body),
-          "a body sent a byte every 0.25 s gets 408 and is closed after %d of %d pieces (%r, %s)"
-          % (sent, len(body), reply[:12], end))
-    s = connect(port); s.sendall(REQ)
-    data, end = read_all(s)
-    check(data.count(HELLO) == 1 and end == "eof",
-          "a kept-alive connection idle after its answer is closed (%d answers, %s)" % (data.count(HELLO), end))
-    s = connect(port)
-    data, end = read_all(s)
-    check(data == b"" and end == "eof", "a connection that sends nothing is closed (%r, %s)" % (data, end))
-    # Timely pieces within the limits are served: the deadline is per phase.
-    reply, end, sent = trickle(port, [REQ, REQ, REQ], 0.5)
-    check(reply.count(HELLO) == 3, "requests 0.5 s apart on one connection are all answered (%d)" % reply.count(HELLO))
+    def slow_head():
+        head = [b"GET / HTTP/1.1\r\nHost: x\r\n"] + [b"X-%d: y\r\n" % i for i in range(20)] + [b"\r\n"]
+        reply, end, sent = trickle(port, head, 0.25)
+        return (reply == b"" and end == "eof" and sent < len(head),
+                "slowloris (a header line every 0.25 s) is closed silently after %d of %d lines (%r, %s)"
+                % (sent, len(head), reply[:12], end))
+    def slow_body():
+        body = [b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 20\r\n\r\n"] + [b"z"] * 20
+        reply, end, sent = trickle(port, body, 0.25)
+        return (reply.startswith(b"HTTP/1.1 408") and end == "eof" and sent < len(body),
+                "a body sent a byte every 0.25 s gets 408 and is closed after %d of %d pieces (%r, %s)"
+                % (sent, len(body), reply[:12], end))
+    def idle_after_answer():
+        s = connect(port); s.sendall(REQ)
+        data, end = read_all(s)
+        return (data.count(HELLO) == 1 and end == "eof",
+                "a kept-alive connection idle after its answer is closed (%d answers, %s)" % (data.count(HELLO), end))
+    def silent():
+        s = connect(port)
+        data, end = read_all(s)
+        return data == b"" and end == "eof", "a connection that sends nothing is closed (%r, %s)" % (data, end)
+    def timely():
+        # Timely pieces within the limits are served: the deadline is per phase.
+        reply, end, sent = trickle(port, [REQ, REQ, REQ], 0.5)
+        return reply.count(HELLO) == 3, "requests 0.5 s apart on one connection are all answered (%d)" % reply.count(HELLO)
+    side_by_side(slow_head, slow_body, idle_after_answer, silent, timely)
 
 def stalled_reader(port):
     """The server runs with -t 1 -c 1: a client that pipelines and never
