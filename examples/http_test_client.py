@@ -1,6 +1,7 @@
 # The HTTP example's test client (examples/http_test.sh): raw socket scenarios that
 # curl cannot play. Each prints "ok: ..." or "FAIL: ..." lines.
 import os, signal, socket, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
 
 REQ = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 OK = b"HTTP/1.1 200 OK"
@@ -52,14 +53,8 @@ def side_by_side(*checks):
     """Runs each check (a function returning (cond, what)) on a thread of
     its own, then prints them in order: each waits out a 1 s limit, and
     side by side they wait for it once."""
-    results = [None] * len(checks)
-    def run(i, c):
-        try: results[i] = c()
-        except Exception as e: results[i] = (False, "%s: %r" % (c.__name__, e))
-    ts = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(checks)]
-    for t in ts: t.start()
-    for t in ts: t.join()
-    for cond, what in results: check(cond, what)
+    with ThreadPoolExecutor(len(checks)) as pool:
+        for cond, what in pool.map(lambda c: c(), checks): check(cond, what)
 
 def timeouts(port):
     """The server runs with -t 1: head and body limits of 1 s, idle 1 s."""
