@@ -11,9 +11,11 @@
  * arrive after the future was dropped, stay in the op for the next read.
  * An accept's connection that completes after its future was dropped
  * waits in the op for the next accept, as do those a multishot accept
- * brings ahead of the accepts (queued in the op's buffer). A write copies the caller's bytes into the op and is done (write
- * behind, like a socket buffer): the next write, flush or shutdown waits
- * until they are out and reports a failure. When the registration goes
+ * brings ahead of the accepts (queued in the op's buffer). A write copies
+ * the caller's bytes into the op and is done (write behind, like a socket
+ * buffer): the next write, flush or shutdown waits until they are out and
+ * reports a failure. A buffer is the op's only while bytes wait in it
+ * (spare_take). When the registration goes
  * (close, or the runtime freed first) an op in flight is orphaned: a read
  * or an accept is cancelled, a write is let finish and closes the
  * descriptor after it, as close(2) lets the kernel's socket buffer drain;
@@ -36,8 +38,11 @@
 #include "reactors/core.h"
 #include "reactors/reactor.h"
 
-#define MIN_BUF 4096u
+#define MIN_BUF PX__OP_MIN_BUF
 #define MAX_BUF 65536u
+/* Spare write buffers a reactor keeps (256 KiB): enough for the sends of
+ * one turn of a busy server to reuse those of the last. */
+#define MAX_SPARE 64u
 
 static pthread_mutex_t *mu_of(px__op *op) {
   return &px__reactor_core_of(op->reactor)->mu;
@@ -106,6 +111,43 @@ static bool queue_accepted(px__op *op, int fd) {
   return true;
 }
 
+/*
+ * An op's buffer is the op's only while bytes are in it: a send's until
+ * they are out, a one-shot receive's until they were read. Then it goes
+ * back to the reactor's spares (or, beyond those or larger than MIN_BUF,
+ * to the allocator), and the next write or one-shot receive takes one. An
+ * idle connection then holds no buffer, whatever it did before (a
+ * receive falls back to one-shot ones while the pool is short), and a
+ * server's sends cycle through a few warm buffers instead of one per
+ * connection. Mutex held for both.
+ */
+static int spare_take(px__op *op) {
+  px__reactor_core *c = px__reactor_core_of(op->reactor);
+  if (op->cap == MIN_BUF && c->spare_bufs != NULL) {
+    op->buf = c->spare_bufs;
+    memcpy(&c->spare_bufs, op->buf, sizeof(void *));
+    c->nspare--;
+    return 0;
+  }
+  op->buf = px__alloc(op->cap);
+  return op->buf != NULL ? 0 : PX_ENOMEM;
+}
+
+static void spare_give(px__op *op) {
+  px__reactor_core *c = px__reactor_core_of(op->reactor);
+  if (op->buf == NULL) return;
+  if (op->cap == MIN_BUF && c->nspare < MAX_SPARE) {
+    memcpy(op->buf, &c->spare_bufs, sizeof(void *));
+    c->spare_bufs = op->buf;
+    c->nspare++;
+  } else {
+    px__free(op->buf, op->cap);
+  }
+  op->buf = NULL;
+  /* The next write sizes its buffer anew (px__op_get). */
+  op->cap = MIN_BUF;
+}
+
 /* Mutex held when it has chunks (every caller but a failed px__op_get). */
 static void op_free(px__op *op) {
   recycle_chunks(op);
@@ -115,9 +157,7 @@ static void op_free(px__op *op) {
 }
 
 int px__op_buffer(px__op *op) {
-  if (op->buf == NULL && op->cap > 0 && (op->buf = px__alloc(op->cap)) == NULL)
-    return PX_ENOMEM;
-  return 0;
+  return op->buf == NULL && op->cap > 0 ? spare_take(op) : 0;
 }
 
 px__op *px__op_get(px__io *io, int slot, px__op_kind kind, size_t want) {
@@ -129,8 +169,10 @@ px__op *px__op_get(px__io *io, int slot, px__op_kind kind, size_t want) {
     if (op == NULL) return NULL;
     /* A receive's buffer is made when a one-shot receive needs it
      * (px__op_buffer): one into the backend's pool needs none, and an idle
-     * connection then costs no buffer. */
-    if (cap > 0 && kind != PX__OP_RECV && (op->buf = px__alloc(cap)) == NULL) {
+     * connection then costs no buffer. A send's is taken by each write
+     * that finds none (spare_take). */
+    if (cap > 0 && kind != PX__OP_RECV && kind != PX__OP_SEND &&
+        (op->buf = px__alloc(cap)) == NULL) {
       px__free(op, sizeof(*op));
       return NULL;
     }
@@ -175,7 +217,10 @@ int px__op_submit(px__op *op) {
     /* A failure, or a send the backend finished at once (rc 1): either
      * way nothing is in flight. */
     op->state = PX__OP_IDLE;
-    if (rc > 0) op->off = op->len = 0;
+    if (rc > 0) {
+      op->off = op->len = 0;
+      if (op->kind == PX__OP_SEND) spare_give(op);
+    }
     return rc < 0 ? rc : 0;
   }
   px__list_insert_tail(px__reactor_inflight(op->reactor), &op->link);
@@ -224,6 +269,7 @@ void px__op_complete(px__reactor *r, px__op *op, int res) {
     /* Sent: only a failure is kept, for the next write to report. */
     if (res < 0) op->res = px_err_from_errno(-res);
     op->off = op->len = 0;
+    spare_give(op);
     if (op->shut_wr && res >= 0 && shutdown(op->fd, SHUT_WR) < 0)
       op->res = px_err_from_errno(errno);
     op->shut_wr = false;
@@ -316,13 +362,15 @@ void px__io_release_ops(px__reactor *r, px__io *io) {
 
 /* ---- The I/O layer's side -------------------------------------------- */
 
-/* Copies what op holds unread into buf. */
+/* Copies what op holds unread into buf. Once all is taken the buffer goes
+ * back (spare_give): nothing is in flight into it while bytes wait there,
+ * and a completed receive's op is idle. Mutex held. */
 static size_t take_bytes(px__op *op, void *buf, size_t len) {
   size_t avail = op->len - op->off;
   size_t n = avail < len ? avail : len;
-  if (n == 0) return 0; /* op->buf may not exist */
-  memcpy(buf, op->buf + op->off, n);
+  if (n > 0) memcpy(buf, op->buf + op->off, n); /* else op->buf may be NULL */
   op->off += n;
+  if (op->off >= op->len) spare_give(op);
   return n;
 }
 
@@ -416,6 +464,10 @@ static int write_step(px__op *op, step_args *a) {
    * is written meanwhile goes after len, and out with the next send. */
   size_t room = op->cap - op->len;
   if (room == 0) return PX_PENDING;
+  if (op->buf == NULL) {
+    int err = spare_take(op);
+    if (err < 0) return err;
+  }
   size_t k = a->len < room ? a->len : room;
   memcpy(op->buf + op->len, a->buf, k);
   op->len += k;

@@ -124,7 +124,17 @@ typedef struct px__reactor_core {
   /* Completion-style operations in flight (px__op.link), for destroy to
    * cancel and wait for. Guarded by mu. */
   px__list inflight;
+  /* Write-behind buffers of PX__OP_MIN_BUF bytes that no send holds now
+   * (completion.c: spare_take, spare_give), linked through their first
+   * bytes: a connection holds one only while its bytes go out. Guarded by
+   * mu; freed with the reactor. */
+  void *spare_bufs;
+  unsigned nspare;
 } px__reactor_core;
+
+/* The smallest buffer of a completion-style read or write, and the size of
+ * the spare write buffers above. */
+#define PX__OP_MIN_BUF 4096u
 
 /*
  * Allocates a zeroed reactor of `size` bytes (a struct px__reactor whose

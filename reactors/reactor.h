@@ -419,7 +419,8 @@ typedef struct px__op {
                       which writes append to while a send is in flight;
                       ACCEPT: bytes of buf holding queued descriptors */
   size_t cap;      /* bytes of buf (RECV: of the buffer to make, until a
-                      one-shot receive makes it: px__op_buffer) */
+                      one-shot receive makes it: px__op_buffer; SEND: of
+                      the one the next write takes, while bytes wait) */
   socklen_t addrlen; /* ACCEPT: the peer's address, the kernel writes;
                         CONNECT: the address connected to, it reads */
   struct sockaddr_storage addr;
