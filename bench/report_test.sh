@@ -135,5 +135,10 @@ expect "| ping_pong: fifo vs tokio current_thread | 1.65x paired (1.40-1.90; bou
 # included, an upper bound) stands in for it, in the target and the table.
 expect "| syscalls per HTTP request: io_uring completion engine | 0.18 (whole run; the runs' difference: -0.03) | <= 0.5 | met |"
 expect "| pollux default | 0.180 (whole run; the runs' difference: -0.03) | 0.180 | futex 0.00 |"
+# Memory per idle connection: the median of three runs, with its min-max
+# and that run's RSS; a contender that could not be measured says why.
+expect "## Memory per idle connection (http)"
+expect "| pollux default | 5000 | 10,240 (9,216-11,264) | 7,000 / 57,000 KiB |"
+expect "| libuv | - | failed: server did not start | |"
 [ "$fail" = 0 ] && echo "report ok"
 exit "$fail"
