@@ -143,9 +143,11 @@ static void spare_give(px__op *op) {
   } else {
     px__free(op->buf, op->cap);
   }
+  /* op->cap stays: px__op_get reads it without the mutex (its owner's
+   * thread, the only one that changes it, and only while the op is idle),
+   * so the next buffer is made that size, as large as the largest
+   * operation so far asked for. */
   op->buf = NULL;
-  /* The next write sizes its buffer anew (px__op_get). */
-  op->cap = MIN_BUF;
 }
 
 /* Mutex held when it has chunks (every caller but a failed px__op_get). */

@@ -407,6 +407,8 @@ typedef struct px__op {
                       completion says it ended. RECV: a receive into the
                       backend's pool, each arrival a chunk; ACCEPT: each
                       connection queued in buf (px__op_accepted) */
+  bool pool_dry;   /* RECV: its last receive found the backend's pool
+                      empty: the next one gets a buffer of its own */
   int res;         /* the completion's result, or a write's error */
   px_waker waker;  /* the future waiting for the completion */
   px__reactor *reactor;

@@ -119,11 +119,13 @@
  * one per read, and no buffer tied up by a connection that waits. A
  * buffer goes back to the ring once its bytes were read (pool_recycle).
  * A connection that does not read keeps receiving into the pool, up to
- * RECV_AHEAD buffers; when the pool runs dry all the same (many such
- * connections) the kernel ends the receives it cannot fill, and reads fall
- * back to one-shot receives into the op's own buffer until enough came
- * back (POOL_LOW). Without a pool (an older kernel) every read is a
- * one-shot receive.
+ * RECV_AHEAD buffers. While the pool is low (under POOL_LOW free: many
+ * such connections, or a burst of them all sending at once) each read asks
+ * for one receive that takes a buffer only when its bytes come, so that a
+ * connection waiting holds none; when the pool runs dry all the same the
+ * kernel ends the receives it cannot fill, and the next read of each is a
+ * one-shot receive into a buffer of the op's (px__op.pool_dry). Without a
+ * pool (an older kernel) every read is such a one-shot receive.
  */
 #define POOL_BUFS 256u       /* a power of two (the ring's size) */
 #define POOL_BUF_SIZE 4096u  /* per buffer: a request, a burst of them */
@@ -504,9 +506,17 @@ static int ur_del(px__reactor *r, px__io *io, void *s) {
 
 /* Queues op's request. mu held. */
 static int queue_op(px__reactor *r, px__op *op) {
+  /* RECV while the pool is low: one receive that takes a pool buffer only
+   * when bytes arrive, so that a connection waiting holds none (handled as
+   * a multishot receive that ends after one completion). */
+  bool from_pool_once = false;
   if (op->kind == PX__OP_RECV) {
-    op->multishot = r->pool.multishot && POOL_BUFS - r->pool.held >= POOL_LOW;
-    /* A one-shot receive goes into the op's own buffer, made now. */
+    bool low = POOL_BUFS - r->pool.held < POOL_LOW;
+    op->multishot = r->pool.multishot && (!low || !op->pool_dry);
+    from_pool_once = op->multishot && low;
+    /* After a receive found the pool empty, one into a buffer of the op,
+     * taken now: the bytes waiting get somewhere to go. */
+    if (!op->multishot || !low) op->pool_dry = false;
     int err = op->multishot ? 0 : px__op_buffer(op);
     if (err < 0) return err;
   }
@@ -514,7 +524,12 @@ static int queue_op(px__reactor *r, px__op *op) {
   if (sqe == NULL) return PX_EBUSY;
   switch (op->kind) {
     case PX__OP_RECV:
-      if (op->multishot) {
+      if (from_pool_once) {
+        io_uring_prep_recv(sqe, op->fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = POOL_GROUP;
+        sqe->ioprio |= IORING_RECVSEND_POLL_FIRST; /* as the one below */
+      } else if (op->multishot) {
         /* Into the pool, for as long as the connection lives. Not
          * POLL_FIRST: with it, Linux (6.18 here) never reported an end of
          * stream that came with the bytes (a Unix peer's shutdown before
@@ -702,7 +717,8 @@ static int received(px__reactor *r, px__op *op, struct io_uring_cqe *cqe) {
    * receives: one-shot from now on (queue_op asks the pool). */
   if (one_shot_from_now(r, op, cqe, &r->pool.multishot)) return 0;
   /* -ENOBUFS: the pool ran dry (PX__RECV_RESTART): the next read asks
-   * again, one-shot while the pool is low. */
+   * again, one-shot into the op's own buffer (queue_op). */
+  if (res == PX__RECV_RESTART && !more) op->pool_dry = true;
   stop_when_ahead(r, op, cqe, px__op_received(r, op, c, res, more),
                   RECV_AHEAD);
   return 1;
