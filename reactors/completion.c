@@ -121,15 +121,18 @@ static bool queue_accepted(px__op *op, int fd) {
  * server's sends cycle through a few warm buffers instead of one per
  * connection. Mutex held for both.
  */
+/* The spares are a stack linked through each buffer's first bytes. */
+static void *spare_pop(px__reactor_core *c) {
+  void *b = c->spare_bufs;
+  memcpy(&c->spare_bufs, b, sizeof(void *));
+  c->nspare--;
+  return b;
+}
+
 static int spare_take(px__op *op) {
   px__reactor_core *c = px__reactor_core_of(op->reactor);
-  if (op->cap == MIN_BUF && c->spare_bufs != NULL) {
-    op->buf = c->spare_bufs;
-    memcpy(&c->spare_bufs, op->buf, sizeof(void *));
-    c->nspare--;
-    return 0;
-  }
-  op->buf = px__alloc(op->cap);
+  op->buf = op->cap == MIN_BUF && c->spare_bufs != NULL ? spare_pop(c)
+                                                       : px__alloc(op->cap);
   return op->buf != NULL ? 0 : PX_ENOMEM;
 }
 
@@ -148,6 +151,17 @@ static void spare_give(px__op *op) {
    * so the next buffer is made that size, as large as the largest
    * operation so far asked for. */
   op->buf = NULL;
+}
+
+void px__op_spares_free(px__reactor *r) {
+  px__reactor_core *c = px__reactor_core_of(r);
+  while (c->spare_bufs != NULL) px__free(spare_pop(c), MIN_BUF);
+}
+
+/* A send's bytes are all out (or failed): the op is empty again. */
+static void send_done(px__op *op) {
+  op->off = op->len = 0;
+  spare_give(op);
 }
 
 /* Mutex held when it has chunks (every caller but a failed px__op_get). */
@@ -219,10 +233,7 @@ int px__op_submit(px__op *op) {
     /* A failure, or a send the backend finished at once (rc 1): either
      * way nothing is in flight. */
     op->state = PX__OP_IDLE;
-    if (rc > 0) {
-      op->off = op->len = 0;
-      if (op->kind == PX__OP_SEND) spare_give(op);
-    }
+    if (rc > 0) send_done(op);
     return rc < 0 ? rc : 0;
   }
   px__list_insert_tail(px__reactor_inflight(op->reactor), &op->link);
@@ -270,8 +281,7 @@ void px__op_complete(px__reactor *r, px__op *op, int res) {
   if (op->kind == PX__OP_SEND) {
     /* Sent: only a failure is kept, for the next write to report. */
     if (res < 0) op->res = px_err_from_errno(-res);
-    op->off = op->len = 0;
-    spare_give(op);
+    send_done(op);
     if (op->shut_wr && res >= 0 && shutdown(op->fd, SHUT_WR) < 0)
       op->res = px_err_from_errno(errno);
     op->shut_wr = false;

@@ -115,11 +115,7 @@ static void free_retired(px__reactor_core *c);
 void px__reactor_free(px__reactor *r, size_t size) {
   px__reactor_core *c = px__reactor_core_of(r);
   free_retired(c);
-  while (c->spare_bufs != NULL) {
-    void *b = c->spare_bufs;
-    memcpy(&c->spare_bufs, b, sizeof(void *));
-    px__free(b, PX__OP_MIN_BUF);
-  }
+  px__op_spares_free(r);
   px__fd_table_free(&c->table);
   px__wakeup_fd_close(&c->wakeup_fd);
   pthread_mutex_destroy(&c->mu);

@@ -124,16 +124,16 @@ typedef struct px__reactor_core {
   /* Completion-style operations in flight (px__op.link), for destroy to
    * cancel and wait for. Guarded by mu. */
   px__list inflight;
-  /* Write-behind buffers of PX__OP_MIN_BUF bytes that no send holds now
-   * (completion.c: spare_take, spare_give), linked through their first
-   * bytes: a connection holds one only while its bytes go out. Guarded by
-   * mu; freed with the reactor. */
+  /* Buffers of PX__OP_MIN_BUF bytes that no operation holds now: a send
+   * or a one-shot receive takes one while its bytes wait in it
+   * (completion.c, which alone knows their layout). Guarded by mu; freed
+   * with the reactor (px__op_spares_free). */
   void *spare_bufs;
   unsigned nspare;
 } px__reactor_core;
 
 /* The smallest buffer of a completion-style read or write, and the size of
- * the spare write buffers above. */
+ * the spare buffers above. */
 #define PX__OP_MIN_BUF 4096u
 
 /*
@@ -143,6 +143,9 @@ typedef struct px__reactor_core {
  * backend's create.
  */
 px__reactor *px__reactor_new(size_t size, px__wakeup_fd_kind kind, int *err);
+
+/* Frees the spare buffers (completion.c); px__reactor_free calls it. */
+void px__op_spares_free(px__reactor *r);
 
 /* Undoes px__reactor_new, after the backend has released its own parts;
  * frees the table and what is still retired. For a backend's destroy. */

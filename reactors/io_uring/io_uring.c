@@ -512,11 +512,11 @@ static int queue_op(px__reactor *r, px__op *op) {
   bool from_pool_once = false;
   if (op->kind == PX__OP_RECV) {
     bool low = POOL_BUFS - r->pool.held < POOL_LOW;
-    op->multishot = r->pool.multishot && (!low || !op->pool_dry);
-    from_pool_once = op->multishot && low;
     /* After a receive found the pool empty, one into a buffer of the op,
      * taken now: the bytes waiting get somewhere to go. */
-    if (!op->multishot || !low) op->pool_dry = false;
+    op->multishot = r->pool.multishot && !(low && op->pool_dry);
+    from_pool_once = op->multishot && low;
+    op->pool_dry = false; /* it decides this receive only */
     int err = op->multishot ? 0 : px__op_buffer(op);
     if (err < 0) return err;
   }
